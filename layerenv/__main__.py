@@ -1,0 +1,3 @@
+from layerenv.cli import main
+
+main()

@@ -1,0 +1,1 @@
+"""One module per ``layerenv`` command; each holds only parsing and rendering."""

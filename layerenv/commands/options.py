@@ -1,0 +1,44 @@
+"""Options shared by several commands, as decorators, and their mapping to settings keys."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import click
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def decision_options(function: F) -> F:
+    """``--variant``, ``--channel``, ``--torch`` and ``--strict``: what steers the choice."""
+    for option in reversed(
+        (
+            click.option("--variant", metavar="NAME", help="Use this variant (cu128, rocm6.4, cpu, ...)."),
+            click.option(
+                "--channel",
+                type=click.Choice(["stable", "nightly"]),
+                help="Release channel (default: stable).",
+            ),
+            click.option("--torch", "torch_pin", metavar="SPEC", help="Pin torch releases, e.g. '2.9.*'."),
+            click.option(
+                "--strict",
+                is_flag=True,
+                default=None,
+                help="Fail when no build serves every visible GPU.",
+            ),
+        )
+    ):
+        function = option(function)
+    return function
+
+
+def decision_flags(
+    variant: str | None, channel: str | None, torch_pin: str | None, strict: bool | None
+) -> dict[str, Any]:
+    return {
+        "torch.variant": variant,
+        "torch.channel": channel,
+        "torch.version": torch_pin,
+        "torch.strict": strict,
+    }

@@ -1,0 +1,172 @@
+"""Read the distributions of a site-packages directory from its ``*.dist-info`` folders.
+
+Pure functions over paths, standard library only: nothing here imports or asks the running
+interpreter (no ``importlib.metadata`` scan), so any venv can be read from any Python.
+"""
+
+from __future__ import annotations
+
+import configparser
+import csv
+import hashlib
+import io
+import os
+import re
+from dataclasses import dataclass
+from email.parser import HeaderParser
+from pathlib import Path
+
+from layerenv.errors import BadInput
+
+__all__ = [
+    "Distribution",
+    "canonical_name",
+    "is_family",
+    "pyvenv_cfg",
+    "read_distributions",
+    "record_paths",
+    "site_packages_of",
+    "top_level_of",
+]
+
+#: Exact names of the torch family; every ``nvidia-*``, ``cuda-*`` and ``pytorch-triton*`` dist too.
+FAMILY_NAMES = frozenset({"torch", "torchvision", "torchaudio", "triton"})
+_FAMILY_PREFIXES = ("nvidia-", "cuda-", "pytorch-triton")
+_NOT_MODULES = frozenset({"", ".", "..", "bin", "__pycache__"})
+
+
+@dataclass(frozen=True)
+class Distribution:
+    """One installed distribution, as its ``.dist-info`` folder describes it."""
+
+    name: str  # PEP 503 normalised
+    version: str  # the distribution version from METADATA (``2.11.0``, not ``2.11.0+cu130``)
+    dist_info: Path
+    metadata_text: str
+    top_level: tuple[str, ...]
+    console_scripts: tuple[tuple[str, str], ...]  # (script name, "module:attr")
+    record_sha256: str  # sha256 hex of the RECORD file bytes ("" without RECORD)
+    installer: str  # contents of INSTALLER ("" when absent)
+
+
+def canonical_name(name: str) -> str:
+    """PEP 503 normalised name: ``Torch_Audio`` -> ``torch-audio``."""
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def is_family(name: str) -> bool:
+    """Whether ``name`` belongs to the torch family, which always loads from the base."""
+    norm = canonical_name(name)
+    return norm in FAMILY_NAMES or norm.startswith(_FAMILY_PREFIXES)
+
+
+def pyvenv_cfg(venv: Path) -> dict[str, str]:
+    """The ``key = value`` pairs of ``venv/pyvenv.cfg`` (empty when the file is missing)."""
+    try:
+        text = (venv / "pyvenv.cfg").read_text(encoding="utf-8")
+    except OSError:
+        return {}
+    pairs = (line.partition("=") for line in text.splitlines() if "=" in line)
+    return {key.strip().lower(): value.strip() for key, _, value in pairs}
+
+
+def site_packages_of(venv: Path) -> Path:
+    """The purelib site-packages of ``venv``: ``Lib/site-packages`` on Windows, else
+    ``lib/<python|pypy>X.Y[t]/site-packages`` with X.Y from ``pyvenv.cfg``."""
+    if os.name == "nt":
+        return venv / "Lib" / "site-packages"
+    cfg = pyvenv_cfg(venv)
+    version = cfg.get("version_info") or cfg.get("version") or ""
+    impl = "pypy" if cfg.get("implementation", "").lower() == "pypy" else "python"
+    match = re.match(r"(\d+)\.(\d+)", version)
+    if match:
+        for suffix in ("", "t"):
+            candidate = venv / "lib" / f"{impl}{match[1]}.{match[2]}{suffix}" / "site-packages"
+            if candidate.is_dir():
+                return candidate
+    found = sorted(venv.glob("lib/py*/site-packages"))
+    if len(found) == 1:
+        return found[0]
+    raise BadInput(f"{venv}: cannot tell which site-packages is the venv's (found {len(found)})")
+
+
+def record_paths(record_text: str) -> list[str]:
+    """The paths listed in a RECORD file (relative to site-packages, ``/``-separated)."""
+    return [row[0].replace("\\", "/") for row in csv.reader(io.StringIO(record_text)) if row and row[0]]
+
+
+def top_level_of(path: str) -> str | None:
+    """The importable top-level name a RECORD path provides, if any.
+
+    ``torch/__init__.py`` -> ``torch``; ``six.py`` -> ``six``; ``_C.cpython-311-x86_64-linux-gnu.so``
+    -> ``_C``; dist-info, ``.data``, ``bin/``, ``../`` and ``torch.libs`` style folders give None.
+    """
+    parts = path.split("/")
+    first = parts[0]
+    if first in _NOT_MODULES or first.endswith((".dist-info", ".data", ".egg-info")):
+        return None
+    if len(parts) == 1:
+        if first.endswith(".py"):
+            first = first[: -len(".py")]
+        elif first.endswith((".so", ".pyd")):
+            first = first.split(".", 1)[0]
+        else:
+            return None
+    return first if first.isidentifier() else None
+
+
+def _console_scripts(dist_info: Path) -> tuple[tuple[str, str], ...]:
+    parser = configparser.ConfigParser(interpolation=None, delimiters=("=",))
+    parser.optionxform = str  # type: ignore[assignment,method-assign]
+    try:
+        parser.read_string((dist_info / "entry_points.txt").read_text(encoding="utf-8"))
+    except (OSError, configparser.Error):
+        return ()
+    if not parser.has_section("console_scripts"):
+        return ()
+    return tuple(sorted((k.strip(), v.strip()) for k, v in parser.items("console_scripts")))
+
+
+def _read_text(path: Path) -> str | None:
+    try:
+        return path.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return None
+
+
+def _read_one(dist_info: Path) -> Distribution | None:
+    metadata_text = _read_text(dist_info / "METADATA")
+    if metadata_text is None:
+        return None
+    headers = HeaderParser().parsestr(metadata_text)
+    stem = dist_info.name[: -len(".dist-info")]
+    dir_name, _, dir_version = stem.partition("-")
+    name = canonical_name(str(headers.get("Name") or dir_name))
+    version = str(headers.get("Version") or dir_version)
+    try:
+        record_bytes = (dist_info / "RECORD").read_bytes()
+    except OSError:
+        record_bytes = None
+    if record_bytes is not None:
+        paths = record_paths(record_bytes.decode("utf-8", errors="replace"))
+    else:
+        paths = [f"{line.strip()}/" for line in (_read_text(dist_info / "top_level.txt") or "").splitlines()]
+    top_level = sorted({top for top in map(top_level_of, paths) if top})
+    return Distribution(
+        name=name,
+        version=version,
+        dist_info=dist_info,
+        metadata_text=metadata_text,
+        top_level=tuple(top_level),
+        console_scripts=_console_scripts(dist_info),
+        record_sha256=hashlib.sha256(record_bytes).hexdigest() if record_bytes is not None else "",
+        installer=(_read_text(dist_info / "INSTALLER") or "").strip(),
+    )
+
+
+def read_distributions(site_packages: Path) -> list[Distribution]:
+    """Every ``*.dist-info`` with a METADATA file in ``site_packages``, sorted by name."""
+    if not site_packages.is_dir():
+        return []
+    found = (_read_one(path) for path in site_packages.glob("*.dist-info") if path.is_dir())
+    return sorted((dist for dist in found if dist is not None), key=lambda d: (d.name, d.version))

@@ -1,0 +1,69 @@
+"""Finding the Python a base is built for, and naming it (``cp311``, ``linux_x86_64``)."""
+
+from __future__ import annotations
+
+import sys
+import sysconfig
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from layerenv.errors import BadInput
+
+_IMPLEMENTATION_TAGS = {"cpython": "cp", "pypy": "pp", "graalpy": "gp"}
+
+
+@dataclass(frozen=True)
+class Interpreter:
+    executable: Path  # the system interpreter, never a virtualenv's
+    implementation: str  # "cpython"
+    version: tuple[int, int, int]
+    platform: str  # "linux_x86_64"
+
+    @property
+    def tag(self) -> str:
+        prefix = _IMPLEMENTATION_TAGS.get(self.implementation, self.implementation[:2])
+        return f"{prefix}{self.version[0]}{self.version[1]}"
+
+    @property
+    def minor(self) -> str:
+        return f"{self.version[0]}.{self.version[1]}"
+
+
+def _platform_tag(sysconfig_platform: str) -> str:
+    return sysconfig_platform.replace("-", "_").replace(".", "_")
+
+
+def current() -> Interpreter:
+    """The interpreter running layerenv, resolved to its system executable."""
+    base = getattr(sys, "_base_executable", None) or sys.executable
+    return Interpreter(
+        executable=Path(base),
+        implementation=sys.implementation.name,
+        version=(sys.version_info.major, sys.version_info.minor, sys.version_info.micro),
+        platform=_platform_tag(sysconfig.get_platform()),
+    )
+
+
+def find(spec: str, env: Mapping[str, str]) -> Interpreter:
+    """An interpreter by version spec (``3.12``) or path, through virtualenv's discovery."""
+    if not spec:
+        return current()
+    from virtualenv.discovery.builtin import get_interpreter
+
+    info = get_interpreter(spec, [], env=dict(env))
+    if info is None:
+        raise BadInput(f"no Python matching {spec!r} was found (give a version such as 3.12 or a path)")
+    executable = info.system_executable or info.executable
+    return Interpreter(
+        executable=Path(executable),
+        implementation=info.implementation.lower(),
+        version=(info.version_info.major, info.version_info.minor, info.version_info.micro),
+        platform=_platform_tag(info.sysconfig_platform),
+    )
+
+
+def venv_python(venv: Path) -> Path:
+    if (venv / "Scripts" / "python.exe").exists():
+        return venv / "Scripts" / "python.exe"
+    return venv / "bin" / "python"

@@ -1,0 +1,113 @@
+"""The manifest a base carries: what was detected, decided, installed and verified."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from layerenv.errors import OperationFailed
+
+SCHEMA = 1
+
+
+@dataclass(frozen=True)
+class PackageRecord:
+    name: str
+    version: str
+    record_sha256: str
+    installer: str
+
+    def to_json(self) -> dict[str, str]:
+        return {
+            "version": self.version,
+            "record_sha256": self.record_sha256,
+            "installer": self.installer,
+        }
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """Written last into a base (or beside an adopted one); its presence means "published"."""
+
+    base_id: str
+    path: str  # the virtualenv: the base dir itself, or the adopted environment
+    created: float
+    layerenv_version: str
+    python: dict[str, Any]
+    variant: str
+    channel: str
+    torch: str  # distribution version, as pins need it ("2.11.0")
+    torch_build: str  # torch.__version__ ("2.11.0+cu130")
+    requested: tuple[str, ...]
+    packages: dict[str, PackageRecord]
+    machine: dict[str, Any]
+    decision: dict[str, Any]
+    verification: dict[str, Any]
+    indexes: tuple[str, ...] = ()
+    timings: dict[str, float] = field(default_factory=dict)
+    adopted: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "schema": SCHEMA,
+            "base_id": self.base_id,
+            "path": self.path,
+            "created": self.created,
+            "layerenv_version": self.layerenv_version,
+            "python": self.python,
+            "variant": self.variant,
+            "channel": self.channel,
+            "torch": self.torch,
+            "torch_build": self.torch_build,
+            "requested": list(self.requested),
+            "packages": {name: record.to_json() for name, record in sorted(self.packages.items())},
+            "machine": self.machine,
+            "decision": self.decision,
+            "verification": self.verification,
+            "indexes": list(self.indexes),
+            "timings": self.timings,
+            "adopted": self.adopted,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Manifest:
+        return cls(
+            base_id=str(data["base_id"]),
+            path=str(data["path"]),
+            created=float(data["created"]),
+            layerenv_version=str(data["layerenv_version"]),
+            python=dict(data["python"]),
+            variant=str(data["variant"]),
+            channel=str(data.get("channel", "stable")),
+            torch=str(data["torch"]),
+            torch_build=str(data.get("torch_build", data["torch"])),
+            requested=tuple(data.get("requested", ())),
+            packages={
+                name: PackageRecord(name, str(entry["version"]), str(entry["record_sha256"]), str(entry["installer"]))
+                for name, entry in data["packages"].items()
+            },
+            machine=dict(data.get("machine", {})),
+            decision=dict(data.get("decision", {})),
+            verification=dict(data.get("verification", {})),
+            indexes=tuple(data.get("indexes", ())),
+            timings={key: float(value) for key, value in data.get("timings", {}).items()},
+            adopted=bool(data.get("adopted", False)),
+        )
+
+    @property
+    def venv(self) -> Path:
+        return Path(self.path)
+
+    @property
+    def torch_series(self) -> str:
+        return ".".join(self.torch.split("+")[0].split(".")[:2])
+
+
+def read_manifest(path: Path) -> Manifest:
+    """Load a manifest; a truncated or edited one is an ``OperationFailed`` naming the file."""
+    try:
+        return Manifest.from_json(json.loads(path.read_text(encoding="utf-8")))
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
+        raise OperationFailed(f"{path}: unreadable manifest ({error.__class__.__name__}: {error})") from None

@@ -1,0 +1,199 @@
+"""The ``LAYERENV_HOME`` layout: bases, the project registry, locks and logs.
+
+::
+
+    $LAYERENV_HOME/
+      bases/<base-id>/              a published base: a virtualenv with layerenv-manifest.json
+      bases/<base-id>/              or, for an adopted environment, only its manifest
+      staging/<key>.<pid>.<nonce>/  a base being built (removed by the next build if orphaned)
+      graveyard/                    replaced bases waiting to be deleted
+      registry/<hash>.json          one file per project venv: path and base id
+      locks/<key>.lock              one lock per base key, with <key>.owner.json naming the holder
+      logs/<base-id>-<time>.log     installer output of each build
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from layerenv.atomic import write_json
+from layerenv.errors import BadInput, OperationFailed
+
+MANIFEST_NAME = "layerenv-manifest.json"
+_SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,199}")
+
+
+def check_name(name: str, what: str) -> str:
+    """Refuse a name that could escape its directory or reach a shell: ``../``, ``/``, spaces."""
+    if not _SAFE_NAME.fullmatch(name) or ".." in name:
+        raise BadInput(f"{what} {name!r} is not allowed: use letters, digits, '.', '_', '+', '-'")
+    return name
+
+
+def default_home(env: Mapping[str, str]) -> Path:
+    from platformdirs import user_data_dir
+
+    return Path(user_data_dir("layerenv"))
+
+
+@dataclass(frozen=True)
+class Store:
+    home: Path
+
+    @classmethod
+    def open(cls, configured: str, env: Mapping[str, str]) -> Store:
+        home = Path(configured).expanduser() if configured else default_home(env)
+        if not home.is_absolute():
+            home = Path.cwd() / home
+        return cls(home)
+
+    @property
+    def bases(self) -> Path:
+        return self.home / "bases"
+
+    @property
+    def staging(self) -> Path:
+        return self.home / "staging"
+
+    @property
+    def graveyard(self) -> Path:
+        return self.home / "graveyard"
+
+    @property
+    def registry(self) -> Path:
+        return self.home / "registry"
+
+    @property
+    def locks(self) -> Path:
+        return self.home / "locks"
+
+    @property
+    def logs(self) -> Path:
+        return self.home / "logs"
+
+    def ensure_writable(self) -> None:
+        """Create the layout, or say in one line why the store cannot be written."""
+        try:
+            for directory in (self.bases, self.staging, self.graveyard, self.registry, self.locks, self.logs):
+                directory.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise BadInput(
+                f"LAYERENV_HOME={self.home} is not writable ({error.strerror}); "
+                "set LAYERENV_HOME to a directory you can write"
+            ) from None
+        if not os.access(self.bases, os.W_OK | os.X_OK):
+            raise BadInput(
+                f"LAYERENV_HOME={self.home} is not writable; set LAYERENV_HOME to a directory you can write"
+            )
+
+    def base_dir(self, base_id: str) -> Path:
+        return self.bases / check_name(base_id, "base id")
+
+    def manifest_paths(self) -> list[Path]:
+        if not self.bases.is_dir():
+            return []
+        return sorted(path / MANIFEST_NAME for path in self.bases.iterdir() if (path / MANIFEST_NAME).is_file())
+
+    def new_staging_dir(self, key: str) -> Path:
+        self.staging.mkdir(parents=True, exist_ok=True)
+        path = self.staging / f"{key}.{os.getpid()}.{os.urandom(4).hex()}"
+        return path
+
+    def orphaned_staging(self, key: str) -> list[Path]:
+        """Staging dirs for ``key``: call only while holding ``key``'s lock, so none is live."""
+        if not self.staging.is_dir():
+            return []
+        return [path for path in self.staging.iterdir() if path.name.startswith(f"{key}.")]
+
+    def graveyard_dir(self, name: str) -> Path:
+        return self.graveyard / f"{name}.{int(time.time())}.{os.urandom(4).hex()}"
+
+    def log_path(self, base_id: str) -> Path:
+        stamp = time.strftime("%Y%m%dT%H%M%S")
+        return self.logs / f"{base_id}-{stamp}-{os.getpid()}.log"
+
+    # Locks -------------------------------------------------------------------------------------
+
+    @contextmanager
+    def lock(self, key: str, *, purpose: str, on_wait: Any = None) -> Iterator[None]:
+        """Hold the lock for ``key``; while waiting, call ``on_wait(owner_text)`` once.
+
+        ``filelock`` uses ``flock`` on POSIX, which the kernel drops when the holder dies, so a
+        kill -9 never leaves a lock that blocks forever; the owner file is only for messages.
+        """
+        from filelock import FileLock, Timeout
+
+        self.locks.mkdir(parents=True, exist_ok=True)
+        path = self.locks / f"{check_name(key, 'lock name')}.lock"
+        owner_file = path.with_suffix(".owner.json")
+        lock = FileLock(str(path))
+        try:
+            lock.acquire(timeout=0)
+        except Timeout:
+            if on_wait is not None:
+                on_wait(describe_owner(owner_file))
+            lock.acquire()
+        try:
+            write_json(
+                owner_file,
+                {"pid": os.getpid(), "host": os.uname().nodename, "since": time.time(), "purpose": purpose},
+            )
+            yield
+        finally:
+            owner_file.unlink(missing_ok=True)
+            lock.release()
+
+    # Registry ----------------------------------------------------------------------------------
+
+    def registry_entry(self, project_venv: Path) -> Path:
+        digest = hashlib.sha256(os.fsencode(str(project_venv))).hexdigest()[:24]
+        return self.registry / f"{digest}.json"
+
+    def register(self, project_venv: Path, base_id: str, project_dir: Path) -> None:
+        write_json(
+            self.registry_entry(project_venv),
+            {"venv": str(project_venv), "project": str(project_dir), "base_id": base_id, "updated": time.time()},
+        )
+
+    def unregister(self, project_venv: Path) -> None:
+        self.registry_entry(project_venv).unlink(missing_ok=True)
+
+    def projects(self) -> list[dict[str, Any]]:
+        """Every registered project; unreadable entries are returned with ``"error"`` set."""
+        if not self.registry.is_dir():
+            return []
+        entries = []
+        for path in sorted(self.registry.glob("*.json")):
+            try:
+                entry = json.loads(path.read_text(encoding="utf-8"))
+                if not isinstance(entry, dict) or "venv" not in entry:
+                    raise ValueError("missing 'venv'")
+            except (OSError, ValueError) as error:
+                entries.append({"entry": str(path), "error": str(error)})
+                continue
+            entry["entry"] = str(path)
+            entries.append(entry)
+        return entries
+
+
+def describe_owner(owner_file: Path) -> str:
+    try:
+        owner = json.loads(owner_file.read_text(encoding="utf-8"))
+        since = time.strftime("%H:%M:%S", time.localtime(float(owner["since"])))
+        return f"pid {owner['pid']} on {owner['host']} since {since} ({owner['purpose']})"
+    except (OSError, ValueError, KeyError, TypeError):
+        return "another layerenv process"
+
+
+def ensure_operational(condition: bool, message: str) -> None:
+    if not condition:
+        raise OperationFailed(message)

@@ -1,0 +1,49 @@
+"""Index URLs: templating, redaction of credentials, and a cheap reachability probe."""
+
+from __future__ import annotations
+
+import urllib.error
+import urllib.parse
+import urllib.request
+from pathlib import Path
+
+from layerenv.errors import BadInput
+
+
+def redact(url: str) -> str:
+    """``https://user:token@host/x`` -> ``https://***@host/x``: never print or store secrets."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.username is None and parts.password is None:
+        return url
+    host = parts.hostname or ""
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    return urllib.parse.urlunsplit((parts.scheme, f"***@{host}", parts.path, parts.query, parts.fragment))
+
+
+def fill_template(template: str, variant: str, where: str) -> str:
+    if "{" in template.replace("{variant}", ""):
+        raise BadInput(f"{where}: index URL {redact(template)!r} may only contain the placeholder {{variant}}")
+    url = template.replace("{variant}", variant)
+    scheme = urllib.parse.urlsplit(url).scheme
+    if scheme not in ("http", "https", "file"):
+        raise BadInput(f"{where}: index URL {redact(url)!r} must start with https://, http:// or file://")
+    return url
+
+
+def unreachable_reason(url: str, timeout: float = 5.0) -> str | None:
+    """``None`` when the index answers (any HTTP status), else why not, in a few words."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme == "file":
+        path = Path(urllib.request.url2pathname(parts.path))
+        return None if path.is_dir() else f"{path} is not a directory"
+    request = urllib.request.Request(url, method="GET")  # noqa: S310 - scheme checked above
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310
+            response.read(1)
+    except urllib.error.HTTPError:
+        return None
+    except (urllib.error.URLError, OSError, ValueError) as error:
+        reason = getattr(error, "reason", error)
+        return str(reason)
+    return None

@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Set up a development environment (once) and run every check: ruff, mypy --strict, pytest.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+venv="${LAYERENV_DEV_VENV:-.venv-dev}"
+python="${PYTHON:-python3}"
+if [ ! -x "$venv/bin/python" ]; then
+  "$python" -m venv "$venv"
+fi
+"$venv/bin/python" -m pip install --quiet --disable-pip-version-check -e '.[test]'
+export PATH="$PWD/$venv/bin:$PATH"
+"$venv/bin/ruff" check layerenv tests benchmarks
+"$venv/bin/mypy" --strict layerenv
+"$venv/bin/python" -m pytest -q -p no:cacheprovider "$@"

@@ -1,0 +1,200 @@
+"""``layerenv base`` with real pip and uv against local indexes of fake torch wheels."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from tests.support.cli import layerenv_env, run_layerenv, tree_digest
+from tests.support.wheels import build_fake_torch
+from tests.support.index import add_to_index, file_url, write_simple_index
+
+pytestmark = pytest.mark.slow
+
+
+def base_python(home: Path, base_id: str) -> Path:
+    return home / "bases" / base_id / "bin" / "python"
+
+
+def torch_facts(python: Path) -> dict[str, object]:
+    out = subprocess.run(
+        [str(python), "-c", "import json, torch; print(json.dumps({'v': torch.__version__, "
+         "'cuda': torch.version.cuda, 'file': torch.__file__}))"],
+        capture_output=True, text=True, check=True,
+    )
+    return json.loads(out.stdout)
+
+
+@pytest.fixture
+def env_for(tmp_path: Path, installer_env: dict[str, str], variant_indexes):  # type: ignore[no-untyped-def]
+    def make(machine: str = "h100-580", **extra: str) -> dict[str, str]:
+        settings = {"LAYERENV_INDEX_URL": variant_indexes.url_template}
+        settings.update(extra)
+        return layerenv_env(tmp_path / "home", base_env=installer_env, machine=machine, extra=settings)
+
+    return make
+
+
+def test_build_then_reuse_with_pip(tmp_path: Path, env_for) -> None:  # type: ignore[no-untyped-def]
+    env = env_for(LAYERENV_VARIANT="cu128")
+    result = run_layerenv(["base", "--json"], env, tmp_path)
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert summary["base_id"] == "cp311-linux_x86_64-torch2.9.1-cu128"
+    assert summary["status"] == "built"
+    assert summary["packages"]["torch"] == "2.9.1+cu128"
+    assert summary["packages"]["torchvision"] == "0.24.1+cu128"
+    assert "torchaudio" not in summary["packages"]
+    home = tmp_path / "home"
+    facts = torch_facts(base_python(home, summary["base_id"]))
+    assert facts["v"] == "2.9.1+cu128" and facts["cuda"] == "12.8"
+    assert str(home / "bases" / summary["base_id"]) in str(facts["file"])
+    manifest = json.loads((home / "bases" / summary["base_id"] / "layerenv-manifest.json").read_text())
+    assert manifest["machine"]["gpus"][0]["name"] == "NVIDIA H100 80GB HBM3"
+    assert manifest["verification"]["arch_list"][:1] == ["sm_75"]
+    assert len(manifest["packages"]["torch"]["record_sha256"]) == 64
+    assert set(manifest["timings"]) >= {"venv", "resolve", "install", "verify", "total"}
+    assert not any((home / "staging").iterdir())
+
+    logs_before = sorted((home / "logs").iterdir())
+    started = time.monotonic()
+    again = run_layerenv(["base", "--json"], env, tmp_path)
+    elapsed = time.monotonic() - started
+    assert again.returncode == 0, again.stderr
+    assert json.loads(again.stdout)["status"] == "reused"
+    assert sorted((home / "logs").iterdir()) == logs_before, "reuse must not run an installer"
+    assert elapsed < 5
+
+
+def test_build_with_uv_over_http(tmp_path: Path, installer_env, served_indexes) -> None:  # type: ignore[no-untyped-def]
+    env = layerenv_env(tmp_path / "home", base_env=installer_env, machine="h100-580",
+                       extra={"LAYERENV_INDEX_URL": served_indexes.url_template, "LAYERENV_VARIANT": "cu130"})
+    result = run_layerenv(["base", "--installer", "uv", "--json"], env, tmp_path)
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert summary["base_id"] == "cp311-linux_x86_64-torch2.11.0-cu130"
+    assert summary["packages"]["torch"] == "2.11.0+cu130"
+    assert served_indexes.server.download_count("torch-2.11.0+cu130-py3-none-any.whl") == 1
+
+
+def test_concurrent_requests_build_once(tmp_path: Path, installer_env, served_indexes) -> None:  # type: ignore[no-untyped-def]
+    env = layerenv_env(tmp_path / "home", base_env=installer_env, machine="no-gpu",
+                       extra={"LAYERENV_INDEX_URL": served_indexes.url_template})
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(lambda _: run_layerenv(["base", "--json"], env, tmp_path), range(8)))
+    assert [r.returncode for r in results] == [0] * 8, [r.stderr for r in results if r.returncode]
+    statuses = sorted(json.loads(r.stdout)["status"] for r in results)
+    assert statuses == ["built"] + ["reused"] * 7
+    assert {json.loads(r.stdout)["base_id"] for r in results} == {"cp311-linux_x86_64-torch2.9.1-cpu"}
+    assert served_indexes.server.download_count("torch-2.9.1+cpu-py3-none-any.whl") == 1
+    assert any("waiting for the lock" in r.stderr for r in results)
+
+
+@pytest.mark.parametrize(
+    "fault", ["base:after-venv", "base:after-resolve", "base:after-install", "base:before-publish", "base:after-swap"]
+)
+def test_kill_9_during_rebuild_keeps_the_previous_base(tmp_path: Path, env_for, fault: str) -> None:  # type: ignore[no-untyped-def]
+    env = env_for(machine="no-gpu")
+    first = run_layerenv(["base", "--json"], env, tmp_path)
+    assert first.returncode == 0, first.stderr
+    base_id = json.loads(first.stdout)["base_id"]
+    python = base_python(tmp_path / "home", base_id)
+    killed = run_layerenv(["base", "--rebuild"], {**env, "LAYERENV_FAULTS_ENABLED": "1", "LAYERENV_FAULT": fault},
+                          tmp_path)
+    assert killed.returncode == -9
+    assert torch_facts(python)["v"] == "2.9.1+cpu", "the previous base must still work"
+    after = run_layerenv(["base", "--rebuild", "--json"], env, tmp_path)
+    assert after.returncode == 0, after.stderr
+    assert json.loads(after.stdout)["base_id"] == base_id
+    assert not any((tmp_path / "home" / "staging").iterdir())
+    assert not any((tmp_path / "home" / "graveyard").iterdir())
+    assert torch_facts(python)["v"] == "2.9.1+cpu"
+
+
+def test_kill_9_of_a_first_build_leaves_nothing_that_looks_published(tmp_path: Path, env_for) -> None:  # type: ignore[no-untyped-def]
+    env = env_for(machine="no-gpu")
+    killed = run_layerenv(["base"], {**env, "LAYERENV_FAULTS_ENABLED": "1", "LAYERENV_FAULT": "base:after-install"},
+                          tmp_path)
+    assert killed.returncode == -9
+    assert list((tmp_path / "home" / "bases").iterdir()) == []
+    status = run_layerenv(["base", "--json"], env, tmp_path)
+    assert status.returncode == 0 and json.loads(status.stdout)["status"] == "built", status.stderr
+
+
+def test_failed_verification_publishes_nothing(tmp_path: Path, installer_env, variant_indexes) -> None:  # type: ignore[no-untyped-def]
+    root = tmp_path / "index"
+    wheel = build_fake_torch(tmp_path / "wheels", "2.9.1+cu128", cuda="12.6")  # lies about its CUDA
+    add_to_index(root / "cu128", [wheel])
+    env = layerenv_env(tmp_path / "home", base_env=installer_env, machine="h100-580",
+                       extra={"LAYERENV_INDEX_URL": f"file://{root}/{{variant}}/simple", "LAYERENV_VARIANT": "cu128",
+                              })
+    result = run_layerenv(["base", "--json"], {**env, "LAYERENV_TORCH": "2.9.*"}, tmp_path)
+    assert result.returncode == 1
+    assert "failed verification" in result.stderr and "cu126" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert list((tmp_path / "home" / "bases").iterdir()) == []
+    assert not any((tmp_path / "home" / "staging").iterdir())
+
+
+def test_wrong_build_on_another_index_does_not_win(tmp_path: Path, installer_env, variant_indexes) -> None:  # type: ignore[no-untyped-def]
+    """A newer, unlabelled torch on an extra index must not replace the variant's build."""
+    evil = build_fake_torch(tmp_path / "w", "2.14.0", cuda="12.4")
+    extra = write_simple_index(tmp_path / "extra", [evil])
+    env = layerenv_env(tmp_path / "home", base_env=installer_env, machine="no-gpu",
+                       extra={"LAYERENV_INDEX_URL": variant_indexes.url_template,
+                              "LAYERENV_EXTRA_INDEX_URL": file_url(extra)})
+    result = run_layerenv(["base", "--json"], env, tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["packages"]["torch"] == "2.9.1+cpu"
+
+
+def test_bad_input_changes_nothing(tmp_path: Path, env_for) -> None:  # type: ignore[no-untyped-def]
+    home = tmp_path / "home"
+    cases = [
+        (["base", "--variant", "cu999"], {}, "is not known"),
+        (["base", "--python", "/nonexistent/python9"], {}, "no Python matching"),
+        (["base"], {"LAYERENV_INSTALLER": "conda"}, "LAYERENV_INSTALLER"),
+        (["base"], {"LAYERENV_INDEX_URL": "ftp://example/{variant}"}, "must start with"),
+        (["base", "--adopt", str(tmp_path)], {}, "no Python"),
+    ]
+    for args, extra, expected in cases:
+        result = run_layerenv(args, {**env_for(machine="no-gpu"), **extra}, tmp_path)
+        assert result.returncode == 2, (args, result.stderr)
+        assert expected in result.stderr and "Traceback" not in result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert tree_digest(home / "bases") == {}
+
+    readonly = tmp_path / "ro"
+    readonly.mkdir()
+    readonly.chmod(0o500)
+    try:
+        result = run_layerenv(["base"], {**env_for(machine="no-gpu"), "LAYERENV_HOME": str(readonly / "store")},
+                              tmp_path)
+        if os.geteuid() != 0:
+            assert result.returncode == 2 and "not writable" in result.stderr
+    finally:
+        readonly.chmod(0o700)
+
+
+def test_adopt_registers_without_touching(tmp_path: Path, env_for, variant_indexes, installer_env) -> None:  # type: ignore[no-untyped-def]
+    venv = tmp_path / "existing"
+    subprocess.run(["python3", "-m", "venv", str(venv)], check=True, env=installer_env)
+    subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "install", "-q", "--index-url",
+                    variant_indexes.url("cu130"), "torch==2.11.0+cu130"], check=True, env=installer_env)
+    before = tree_digest(venv)
+    env = env_for()
+    result = run_layerenv(["base", "--adopt", str(venv), "--json"], env, tmp_path)
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert summary["base_id"].endswith("-torch2.11.0-cu130-adopted")
+    assert summary["adopted"] is True and summary["path"] == str(venv.resolve())
+    assert tree_digest(venv) == before
+    reuse = run_layerenv(["base", "--json"], env, tmp_path)
+    assert reuse.returncode == 0, reuse.stderr
+    assert json.loads(reuse.stdout)["base_id"] == summary["base_id"], "an adopted base that fits is current"

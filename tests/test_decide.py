@@ -1,0 +1,179 @@
+"""The variant decision over a table of real-world machines, and its invariants (hypothesis)."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from layerenv.coverage import covering_arch, serves
+from layerenv.decide import Policy, choose, driver_supports
+from layerenv.errors import BadInput
+from layerenv.machine import ComputeCapability, Gpu, Machine
+from layerenv.matrix import load_matrix
+from layerenv.variant import Variant, parse_version_tuple
+
+MATRIX = load_matrix()
+
+
+def nvidia(driver: str, *capabilities: str, arch: str = "x86_64", system: str = "linux") -> Machine:
+    gpus = tuple(
+        Gpu("nvidia", index, f"GPU {capability}", ComputeCapability.parse(capability))
+        for index, capability in enumerate(capabilities)
+    )
+    return Machine(system, arch, "3.11.7", gpus, driver, MATRIX.newest_cuda_for_driver(driver))
+
+
+def amd(gfx: str) -> Machine:
+    return Machine("linux", "x86_64", "3.11.7", (Gpu("amd", 0, f"AMD {gfx}", gfx=gfx),))
+
+
+# machine, expected variant, expected newest torch series, GPUs left out
+SCENARIOS = {
+    "GTX 1080 + 580": (nvidia("580.159.04", "6.1"), "cu126", "2.14", 0),
+    "V100 + 535": (nvidia("535.247.01", "7.0"), "cu126", "2.14", 0),
+    "A100 + 470": (nvidia("470.256.02", "8.0"), "cu118", "2.7", 0),
+    "T4 + 580": (nvidia("580.95.05", "7.5"), "cu132", "2.15", 0),
+    "T4 + 550": (nvidia("550.163.01", "7.5"), "cu126", "2.14", 0),
+    "RTX 4090 + 580": (nvidia("580.95.05", "8.9"), "cu132", "2.15", 0),
+    "RTX 5070 Ti + 570": (nvidia("570.172.08", "12.0"), "cu128", "2.11", 0),
+    "RTX 5090 + 580": (nvidia("580.95.05", "12.0"), "cu132", "2.15", 0),
+    "H100 + 580": (nvidia("580.159.04", "9.0"), "cu132", "2.15", 0),
+    "B200 + 580": (nvidia("580.95.05", "10.0"), "cu132", "2.15", 0),
+    "B200 + 570": (nvidia("570.172.08", "10.0"), "cu128", "2.11", 0),
+    "GB10 (aarch64) + 580": (nvidia("580.95.05", "12.1", arch="aarch64"), "cu132", "2.15", 0),
+    "Orin (aarch64, 8.7)": (nvidia("540.4.0", "8.7", arch="aarch64"), "cpu", "2.15", 1),
+    "RTX 4090 + RTX 5090 + 580": (nvidia("580.95.05", "8.9", "12.0"), "cu132", "2.15", 0),
+    "RTX 4090 + RTX 5090 + 570": (nvidia("570.172.08", "8.9", "12.0"), "cu128", "2.11", 0),
+    "GTX 1080 + RTX 5090 + 580": (nvidia("580.95.05", "6.1", "12.0"), "cu132", "2.15", 1),
+    "RTX 5090 + 565 (too old for Blackwell)": (nvidia("565.57.01", "12.0"), "cpu", "2.15", 1),
+    "no GPU": (Machine("linux", "x86_64", "3.11.7"), "cpu", "2.15", 0),
+    "AMD gfx1100": (amd("gfx1100"), "rocm7.2", "2.15", 0),
+    "AMD gfx906": (amd("gfx906"), "rocm7.2", "2.15", 0),
+    "macOS arm64": (
+        Machine("darwin", "arm64", "3.12.1", (Gpu("apple", 0, "Apple silicon GPU (MPS)"),)),
+        "cpu", "2.15", 0,
+    ),
+}
+
+
+@pytest.mark.parametrize("name", list(SCENARIOS))
+def test_choose_scenarios(name: str) -> None:
+    machine, variant, series, left_out = SCENARIOS[name]
+    decision = choose(machine, Policy(), MATRIX)
+    assert (decision.variant.name, decision.torch_series[0], len(decision.unserved)) == (variant, series, left_out)
+    assert decision.conflict == bool(left_out)
+    assert decision.reasons, "a decision always carries its reasons"
+
+
+def test_h100_accepts_the_preinstalled_cu130_build() -> None:
+    machine = nvidia("580.159.04", "9.0")
+    decision = choose(machine, Policy(variant="cu130", torch_pin="2.11.*"), MATRIX)
+    assert decision.variant == Variant("cu130")
+    assert decision.torch_series == ("2.11",)
+    assert "sm_90" in decision.archs and not decision.unserved
+
+
+def test_gtx_1080_is_never_given_a_cuda_13_build() -> None:
+    decision = choose(nvidia("580.159.04", "6.1"), Policy(), MATRIX)
+    assert decision.variant.kind == "cuda" and decision.variant.sort_key < (13,)
+    cu130 = [c for c in decision.candidates if c.variant == "cu130" and c.series == "2.15"]
+    assert cu130 and cu130[0].kept and cu130[0].served == ()
+    assert decision.served and decision.served[0].index == 0
+
+
+def test_left_out_gpu_is_named_with_the_reason() -> None:
+    decision = choose(nvidia("580.95.05", "6.1", "12.0"), Policy(), MATRIX)
+    (item,) = decision.unserved
+    assert item.gpu.index == 0 and "sm_6x" in item.why
+    assert any("GPU 0" in warning and "left out" in warning for warning in decision.warnings)
+
+
+def test_orin_is_not_served_by_ampere_kernels() -> None:
+    assert covering_arch(["sm_80", "sm_86", "sm_90"], ComputeCapability(8, 7)) is None
+    assert covering_arch(["sm_87"], ComputeCapability(8, 7)) == "sm_87"
+    assert covering_arch(["sm_86"], ComputeCapability(8, 9)) == "sm_86"
+    assert covering_arch(["sm_120"], ComputeCapability(12, 1)) == "sm_120"
+    assert covering_arch(["sm_100"], ComputeCapability(10, 3)) == "sm_100"
+    assert covering_arch(["sm_60"], ComputeCapability(6, 1)) == "sm_60"
+    assert covering_arch(["sm_90a"], ComputeCapability(9, 0)) == "sm_90a"
+    assert covering_arch(["sm_90a"], ComputeCapability(10, 0)) is None
+    assert covering_arch(["sm_90", "compute_90"], ComputeCapability(12, 0)) == "compute_90"
+    assert covering_arch(["compute_120"], ComputeCapability(9, 0)) is None
+
+
+def test_pin_narrows_releases() -> None:
+    decision = choose(nvidia("580.159.04", "9.0"), Policy(torch_pin="2.9.*"), MATRIX)
+    assert decision.torch_series == ("2.9",) and decision.variant == Variant("cu130")
+    ranged = choose(nvidia("580.159.04", "9.0"), Policy(torch_pin=">=2.10,<2.13"), MATRIX)
+    assert ranged.torch_series[0] == "2.12" and ranged.variant == Variant("cu132")
+
+
+def test_forced_variant_wins_and_unknown_variant_is_bad_input() -> None:
+    decision = choose(nvidia("580.159.04", "9.0"), Policy(variant="cu126"), MATRIX)
+    assert decision.variant == Variant("cu126") and decision.torch_series[0] == "2.14"
+    with pytest.raises(BadInput, match="unknown variant 'cu999'.*allowed: cpu"):
+        choose(nvidia("580.159.04", "9.0"), Policy(variant="cu999"), MATRIX)
+    with pytest.raises(BadInput, match="matches no stable release"):
+        choose(nvidia("580.159.04", "9.0"), Policy(torch_pin="3.0.*"), MATRIX)
+    with pytest.raises(BadInput, match="not a version specifier"):
+        choose(nvidia("580.159.04", "9.0"), Policy(torch_pin="latest!"), MATRIX)
+
+
+def test_nightly_channel_uses_nightly_releases() -> None:
+    decision = choose(nvidia("580.159.04", "9.0"), Policy(channel="nightly"), MATRIX)
+    assert decision.channel == "nightly" and decision.torch_series == ("2.16",)
+
+
+def test_low_confidence_rows_are_used_only_by_name() -> None:
+    machine = nvidia("575.64.03", "9.0")
+    auto = choose(machine, Policy(torch_pin="2.13.*"), MATRIX)
+    assert auto.variant == Variant("cu126")
+    named = choose(machine, Policy(variant="cu129", torch_pin="2.13.*"), MATRIX)
+    assert named.variant == Variant("cu129")
+
+
+def test_candidates_explain_driver_drops() -> None:
+    decision = choose(nvidia("570.172.08", "12.0"), Policy(), MATRIX)
+    cu130 = [c for c in decision.candidates if c.variant == "cu130"]
+    assert cu130 and all(not c.kept and "580.65.06" in c.reason for c in cu130)
+
+
+capabilities = st.sampled_from(
+    ["3.7", "5.0", "5.2", "6.0", "6.1", "7.0", "7.2", "7.5", "8.0", "8.6", "8.7", "8.9", "9.0",
+     "10.0", "10.3", "11.0", "12.0", "12.1"]
+)
+drivers = st.sampled_from(
+    ["450.80.02", "470.256.02", "525.60.13", "535.247.01", "550.163.01", "565.57.01", "570.172.08",
+     "575.64.03", "580.65.06", "580.159.04", "590.44.01"]
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    driver=drivers,
+    caps=st.lists(capabilities, min_size=0, max_size=4),
+    arch=st.sampled_from(["x86_64", "aarch64"]),
+    pin=st.sampled_from([None, "2.7.*", "2.9.*", ">=2.10", "<2.9"]),
+)
+def test_choice_serves_what_it_claims(driver: str, caps: list[str], arch: str, pin: str | None) -> None:
+    machine = nvidia(driver, *caps, arch=arch)
+    try:
+        decision = choose(machine, Policy(torch_pin=pin), MATRIX)
+    except BadInput:
+        return  # a pin that leaves no build for this platform is reported, not guessed around
+    for gpu in decision.served:
+        assert serves(decision.archs, gpu), f"{decision.variant} claims {gpu.label}"
+    if decision.variant.kind == "cuda" and decision.served:
+        assert driver_supports(machine, decision.variant, MATRIX)
+    served = {gpu.index for gpu in decision.served}
+    assert served | {item.gpu.index for item in decision.unserved} == {gpu.index for gpu in machine.gpus}
+    for series in decision.torch_series:
+        release = MATRIX.release(series)
+        assert release is not None
+        build = next(b for b in release.builds if b.variant == decision.variant)
+        archs = build.archs_for(arch)
+        assert archs is not None
+        assert all(serves(archs, gpu) for gpu in decision.served)
+    newest = parse_version_tuple(decision.torch_series[0])
+    assert all(parse_version_tuple(s) <= newest for s in decision.torch_series)
