@@ -179,7 +179,7 @@ def _create_venv(path: Path, interpreter: Interpreter, seed_pip: bool) -> None:
 
     args = [str(path), "--python", str(interpreter.executable), "--no-vcs-ignore", "--no-periodic-update",
             "--quiet", "--prompt", "layerenv-base"]
-    args += ["--no-setuptools", "--no-wheel"] if seed_pip else ["--no-seed"]
+    args += ["--no-setuptools"] if seed_pip else ["--no-seed"]
     try:
         cli_run(args, setup_logging=False)
     except (OSError, RuntimeError) as error:

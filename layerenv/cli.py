@@ -43,10 +43,13 @@ def cli(ctx: click.Context, quiet: int, verbose: int) -> None:
 
 
 def _register() -> None:
-    from layerenv.commands import base, detect
+    from layerenv.commands import base, detect, project
 
     cli.add_command(detect.command)
     cli.add_command(base.command)
+    cli.add_command(project.command)
+    cli.add_command(project.run_command)
+    cli.add_command(project.shell_command)
 
 
 _register()

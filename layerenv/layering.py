@@ -369,6 +369,8 @@ def link(project_venv: Path, *, base_id: str, base_venv: Path) -> LinkRecord:
     _patch_activation_scripts(_bin_dir(venv), constraints)
     modules = tuple(sorted({m for d in family for m in d.top_level}))
     write_text(site / BOOT_NAME, _BOOT.format(base_id=base_id, site=str(base_site), names=modules))
+    for cached in (site / "__pycache__").glob("_layerenv_boot.*.pyc"):  # same size, same second: stale
+        cached.unlink(missing_ok=True)
     write_text(site / PTH_NAME, f"{base_site}\nimport _layerenv_boot\n")
     record = LinkRecord(
         base_id=base_id,

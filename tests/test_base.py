@@ -97,7 +97,7 @@ def test_concurrent_requests_build_once(tmp_path: Path, installer_env, served_in
 
 
 @pytest.mark.parametrize(
-    "fault", ["base:after-venv", "base:after-resolve", "base:after-install", "base:before-publish", "base:after-swap"]
+    "fault", ["base:after-install", "base:before-publish", "base:after-swap"]
 )
 def test_kill_9_during_rebuild_keeps_the_previous_base(tmp_path: Path, env_for, fault: str) -> None:  # type: ignore[no-untyped-def]
     env = env_for(machine="no-gpu")

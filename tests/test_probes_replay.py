@@ -314,6 +314,12 @@ def test_live_machine_prefers_nvml(monkeypatch: pytest.MonkeyPatch) -> None:
     assert asked == []  # NVML answered: no nvidia-smi
 
 
+def test_live_machine_nvml_without_cuda_version_asks_the_matrix(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(layerenv.probes, "read_nvml", lambda library: H100_NVML._replace(cuda_driver=None))
+    result = read_machine(env={}, which=lambda name: None, system="linux", arch="x86_64")
+    assert result.cuda_driver == "13.0"
+
+
 def test_live_machine_without_nvml_smi_or_driver_has_no_nvidia(monkeypatch: pytest.MonkeyPatch) -> None:
     if Path("/sys/module/nvidia/version").exists() or Path("/proc/driver/nvidia/version").exists():
         pytest.skip("this machine has an NVIDIA driver")

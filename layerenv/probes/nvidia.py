@@ -149,10 +149,11 @@ def read_nvidia(
 
     reading = nvml() if nvml is not None else None
     if reading is not None:
+        driver = driver or reading.driver_version
         return NvidiaReading(
             gpus=tuple(_gpu_from_nvml(device) for device in reading.devices),
-            driver_version=driver or reading.driver_version,
-            cuda_driver=reading.cuda_driver,
+            driver_version=driver,
+            cuda_driver=reading.cuda_driver or _cuda_for_driver(driver),
         )
 
     rows, smi_problem = _ask_smi(run, which)

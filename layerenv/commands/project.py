@@ -1,0 +1,113 @@
+"""``layerenv project``, ``layerenv run`` and ``layerenv shell``: the project side."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import click
+
+from layerenv.base import BaseRequest, SourceSettings, require_torch
+from layerenv.cli import report_errors
+from layerenv.commands.ui import Console
+from layerenv.config import load_settings
+from layerenv.errors import BadInput
+from layerenv.interpreters import find
+from layerenv.policy import detect
+from layerenv.project import ProjectRequest, check_project_dir, ensure_project, python_spec_for
+from layerenv.store import Store
+
+
+@click.command("project")
+@click.argument("path", type=click.Path(path_type=Path), default=".", required=False)
+@click.option("--python", "python_spec", metavar="SPEC", help="Interpreter (default: .python-version, then current).")
+@click.option("--installer", type=click.Choice(["pip", "uv"]), help="Installer for the project's dependencies.")
+@click.option("--extra", "extras", multiple=True, metavar="NAME", help="Optional-dependency group to install.")
+@click.option("--system-site-packages", is_flag=True, help="Let the venv see the interpreter's global packages.")
+@click.pass_context
+@report_errors
+def command(
+    ctx: click.Context,
+    path: Path,
+    python_spec: str | None,
+    installer: str | None,
+    extras: tuple[str, ...],
+    system_site_packages: bool,
+) -> None:
+    """Create PATH/.venv layered on this machine's torch base, with the project's dependencies."""
+    verbosity = ctx.find_root().obj["verbosity"] if ctx.find_root().obj else 0
+    console = Console(verbosity)
+    project_dir = check_project_dir(path)
+    settings = load_settings(project_dir=project_dir, flags={"base.installer": installer})
+    store = Store.open(settings.str("store.home"), os.environ)
+    store.ensure_writable()
+    detection = detect(settings)
+    spec = python_spec_for(project_dir, python_spec, os.environ) or settings.str("base.python")
+    base = BaseRequest(
+        interpreter=find(spec, os.environ),
+        detection=detection,
+        packages=require_torch(tuple(settings.list("base.packages"))),
+        installer=settings.str("base.installer"),
+        sources=SourceSettings(
+            index_template=settings.str("index.url"),
+            extra_index_urls=tuple(settings.list("index.extra_urls")),
+            find_links=tuple(settings.list("index.find_links")),
+        ),
+        pin=settings.str("torch.version") or None,
+        verbose=verbosity > 0,
+    )
+    request = ProjectRequest(
+        project_dir=project_dir,
+        base=base,
+        installer=settings.str("base.installer"),
+        extras=tuple(extras) or tuple(settings.list("project.extras")),
+        requirement_files=tuple(settings.list("project.requirements")),
+        extra_dependencies=tuple(settings.list("project.dependencies")),
+        system_site_packages=system_site_packages,
+    )
+    result = ensure_project(request, store, console)
+    state = "updated" if result.changed else "up to date"
+    click.echo(f"{result.venv}: {state}, on base {result.manifest.base_id} "
+               f"(torch {result.manifest.torch_build})")
+    click.echo(f"activate with: source {result.venv / 'bin' / 'activate'}")
+
+
+def find_project_venv(start: Path) -> Path:
+    for directory in (start, *start.parents):
+        candidate = directory / ".venv"
+        if (candidate / "layerenv.json").is_file():
+            return candidate
+    raise BadInput(f"no layerenv project venv at or above {start}; run `layerenv project` first")
+
+
+@click.command("run", context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
+@click.argument("argv", nargs=-1, type=click.UNPROCESSED, required=True)
+@report_errors
+def run_command(argv: tuple[str, ...]) -> None:
+    """Run a command inside the project's layered venv (like `uv run`)."""
+    from layerenv.layering import uv_environment
+
+    venv = find_project_venv(Path.cwd())
+    env = dict(os.environ)
+    env.update(uv_environment(venv, os.environ))
+    constraints = str(venv / "layerenv-constraints.txt")
+    env["PIP_CONSTRAINT"] = " ".join([constraints, *[c for c in env.get("PIP_CONSTRAINT", "").split() if c != constraints]])
+    env["PATH"] = os.pathsep.join([str(venv / "bin"), env.get("PATH", "")])
+    env.pop("PYTHONHOME", None)
+    try:
+        os.execvpe(argv[0], list(argv), env)  # noqa: S606 - argument list, no shell
+    except FileNotFoundError:
+        raise BadInput(f"command not found: {argv[0]}") from None
+
+
+@click.command("shell")
+@report_errors
+def shell_command() -> None:
+    """Print the line that activates the project's venv in this shell."""
+    venv = find_project_venv(Path.cwd())
+    shell = os.path.basename(os.environ.get("SHELL", "bash"))
+    script = {"fish": "activate.fish", "csh": "activate.csh", "tcsh": "activate.csh"}.get(shell, "activate")
+    click.echo(f"source {venv / 'bin' / script}")
+    if sys.stdout.isatty():
+        click.echo("# or: eval \"$(layerenv shell)\"", err=True)

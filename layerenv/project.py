@@ -1,0 +1,213 @@
+"""Project venvs layered on a base: choose the base, build beside, link, install, swap, register."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from layerenv.atomic import relocate_venv, remove_tree, swap_in, write_json
+from layerenv.base import BaseRequest, Reporter, ensure_base, find_current
+from layerenv.distinfo import canonical_name, is_family
+from layerenv.errors import BadInput, OperationFailed
+from layerenv.faults import checkpoint
+from layerenv.installers import Log
+from layerenv.interpreters import Interpreter, venv_python
+from layerenv.manifest import Manifest
+from layerenv.requirements import ProjectDependencies, read_dependencies
+from layerenv.store import Store
+
+VENV_NAME = ".venv"
+STATE_FILE = "layerenv-project.json"
+
+
+@dataclass(frozen=True)
+class ProjectRequest:
+    project_dir: Path
+    base: BaseRequest
+    installer: str
+    extras: tuple[str, ...]
+    requirement_files: tuple[str, ...]
+    extra_dependencies: tuple[str, ...]
+    system_site_packages: bool = False
+
+
+@dataclass(frozen=True)
+class ProjectResult:
+    venv: Path
+    manifest: Manifest
+    changed: bool
+    installed: tuple[str, ...]
+    base_built: bool
+
+
+def check_project_dir(path: Path) -> Path:
+    if not path.exists():
+        raise BadInput(f"project path {path} does not exist")
+    if not path.is_dir():
+        raise BadInput(f"project path {path} is not a directory")
+    return path.resolve()
+
+
+def python_spec_for(project_dir: Path, flag: str | None, env: Mapping[str, str]) -> str:
+    """``--python``, then ``.python-version``, then the configured/base default ("" = current)."""
+    if flag:
+        return flag
+    version_file = project_dir / ".python-version"
+    if version_file.is_file():
+        first = version_file.read_text(encoding="utf-8", errors="replace").strip().splitlines()
+        if first and first[0].strip():
+            return first[0].strip()
+    return env.get("LAYERENV_PYTHON", "")
+
+
+def _fingerprint(manifest: Manifest, deps: ProjectDependencies, request: ProjectRequest) -> str:
+    document = {
+        "base": manifest.base_id,
+        "base_created": manifest.created,
+        "requirements": list(deps.requirements),
+        "files": [[str(path), hashlib.sha256(path.read_bytes()).hexdigest()] for path in deps.files],
+        "installer": request.installer,
+        "system_site_packages": request.system_site_packages,
+    }
+    return hashlib.sha256(json.dumps(document, sort_keys=True).encode()).hexdigest()
+
+
+def _read_state(venv: Path) -> dict[str, object]:
+    try:
+        data = json.loads((venv / STATE_FILE).read_text(encoding="utf-8"))
+        return data if isinstance(data, dict) else {}
+    except (OSError, ValueError):
+        return {}
+
+
+def _recover(project_dir: Path) -> None:
+    """Undo what an interrupted run left: a missing ``.venv`` comes back; leftovers go."""
+    final = project_dir / VENV_NAME
+    old = sorted(project_dir.glob(f"{VENV_NAME}.layerenv-old-*"))
+    if not final.exists() and old:
+        os.rename(old[-1], final)
+        old = old[:-1]
+    for leftover in [*old, *project_dir.glob(f"{VENV_NAME}.layerenv-new-*")]:
+        remove_tree(leftover)
+
+
+def _create_venv(path: Path, python: Path, system_site_packages: bool) -> None:
+    from virtualenv import cli_run
+
+    args = [str(path), "--python", str(python), "--no-vcs-ignore", "--no-periodic-update", "--quiet",
+            "--no-setuptools", "--prompt", path.parent.name if path.parent.name else "project"]
+    if system_site_packages:
+        args.append("--system-site-packages")
+    try:
+        cli_run(args, setup_logging=False)
+    except (OSError, RuntimeError) as error:
+        raise OperationFailed(f"creating the virtualenv at {path} failed: {error}") from None
+
+
+def _guard_conflicts(deps: ProjectDependencies, manifest: Manifest) -> None:
+    """A requirement on the torch family that the base cannot satisfy fails before anything changes."""
+    from packaging.requirements import Requirement
+
+    for text, origin in deps.family_requirements:
+        requirement = Requirement(text)
+        installed = manifest.packages.get(canonical_name(requirement.name))
+        if installed is None:
+            continue
+        if requirement.specifier and not requirement.specifier.contains(installed.version, prereleases=True):
+            raise OperationFailed(
+                f"{origin}: {text} conflicts with the base: it has {requirement.name} {installed.version} "
+                f"({manifest.torch_build}, {manifest.variant}); relax the requirement or rebase"
+            )
+
+
+def _install(venv: Path, requirements: tuple[str, ...], installer: str, log: Log) -> None:
+    import subprocess
+
+    from layerenv.installers import find_uv
+    from layerenv.layering import uv_environment
+
+    if not requirements:
+        return
+    python = venv_python(venv)
+    if installer == "uv":
+        uv = find_uv()
+        if uv is None:
+            raise BadInput("installer 'uv' was asked for but uv is not installed (pip install uv)")
+        env = {**os.environ, **uv_environment(venv, os.environ)}
+        argv = [uv, "pip", "install", "--python", str(python), *requirements]
+    else:
+        env = dict(os.environ)
+        env.pop("PIP_CONSTRAINT", None)
+        argv = [str(python), "-m", "pip", "install", "--no-input", "--disable-pip-version-check", *requirements]
+    log.path and log.path.parent.mkdir(parents=True, exist_ok=True)
+    result = subprocess.run(argv, capture_output=True, text=True, env=env, check=False, errors="replace",
+                            stdin=subprocess.DEVNULL)
+    if log.path:
+        with log.path.open("a", encoding="utf-8") as handle:
+            handle.write("$ " + " ".join(argv) + "\n" + result.stdout + result.stderr)
+    if result.returncode != 0:
+        lines = [line for line in (result.stderr + result.stdout).splitlines() if line.strip()]
+        detail = next((line for line in lines if "conflict" in line.lower() or "error" in line.lower()),
+                      lines[-1] if lines else f"exit {result.returncode}")
+        raise OperationFailed(f"installing the project's dependencies failed: {detail.strip()} (log: {log.path})")
+
+
+def ensure_project(request: ProjectRequest, store: Store, reporter: Reporter) -> ProjectResult:
+    """Create or update ``PATH/.venv``; an existing one is replaced only once the new one is complete."""
+    from layerenv.layering import link
+
+    project_dir = request.project_dir
+    _recover(project_dir)
+    deps = read_dependencies(project_dir, request.requirement_files, request.extra_dependencies, request.extras)
+    manifest = find_current(store, request.base)
+    base_built = False
+    if manifest is None:
+        reporter.step("no base fits this project yet: building it first, as `layerenv base` would")
+        manifest = ensure_base(request.base, store, reporter).manifest
+        base_built = True
+    _guard_conflicts(deps, manifest)
+    final = project_dir / VENV_NAME
+    fingerprint = _fingerprint(manifest, deps, request)
+    if final.is_dir() and _read_state(final).get("fingerprint") == fingerprint:
+        store.register(final, manifest.base_id, project_dir)
+        return ProjectResult(final, manifest, changed=False, installed=(), base_built=base_built)
+    staging = project_dir / f"{VENV_NAME}.layerenv-new-{os.getpid()}-{os.urandom(3).hex()}"
+    log = Log(store.log_path(f"project-{project_dir.name or 'root'}"))
+    try:
+        reporter.step(f"creating {final} on base {manifest.base_id}")
+        _create_venv(staging, Path(manifest.python["executable"]), request.system_site_packages)
+        checkpoint("project:after-venv")
+        link(staging, base_id=manifest.base_id, base_venv=manifest.venv)
+        checkpoint("project:after-link")
+        if deps.requirements:
+            reporter.step(f"installing {len(deps.requirements)} requirement(s) with {request.installer}")
+        _install(staging, deps.requirements, request.installer, log)
+        checkpoint("project:after-install")
+        write_json(staging / STATE_FILE, {"fingerprint": fingerprint, "base_id": manifest.base_id,
+                                          "requirements": list(deps.requirements), "created": time.time()})
+        relocate_venv(staging, staging, final)
+        graveyard = project_dir / f"{VENV_NAME}.layerenv-old-{os.getpid()}-{os.urandom(3).hex()}"
+        checkpoint("project:before-swap")
+        swap_in(staging, final, graveyard)
+        checkpoint("project:after-swap")
+        link(final, base_id=manifest.base_id, base_venv=manifest.venv)
+        remove_tree(graveyard)
+    finally:
+        remove_tree(staging)
+    store.register(final, manifest.base_id, project_dir)
+    return ProjectResult(final, manifest, changed=True, installed=deps.requirements, base_built=base_built)
+
+
+def interpreter_matches(manifest: Manifest, interpreter: Interpreter) -> bool:
+    return manifest.python.get("tag") == interpreter.tag
+
+
+def family_names(requirements: tuple[str, ...]) -> list[str]:
+    from packaging.requirements import Requirement
+
+    return [Requirement(text).name for text in requirements if is_family(Requirement(text).name)]
