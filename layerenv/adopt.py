@@ -32,8 +32,7 @@ def _interpreter_of(report: TorchReport) -> Interpreter:
 
 def adopt(path: Path, detection: Detection, store: Store, reporter: Reporter) -> Manifest:
     """Verify the environment at ``path`` on this machine and publish a manifest for it."""
-    from layerenv.distinfo import read_distributions
-    from layerenv.distinfo import site_packages_of
+    from layerenv.distinfo import read_distributions, site_packages_of
 
     venv = path.expanduser().resolve()
     python = venv_python(venv)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import json
 import os
 import shutil
@@ -25,8 +23,8 @@ def write_text(path: Path, text: str, *, mode: int = 0o644) -> None:
             handle.write(text)
             handle.flush()
             os.fsync(handle.fileno())
-        os.chmod(temporary, mode)
-        os.replace(temporary, path)
+        Path(temporary).chmod(mode)
+        Path(temporary).replace(path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
@@ -39,6 +37,9 @@ def write_json(path: Path, document: Any) -> None:
 def _renameat2_exchange(first: Path, second: Path) -> bool:
     if not sys.platform.startswith("linux"):
         return False
+    import ctypes
+    import ctypes.util
+
     libc_name = ctypes.util.find_library("c")
     if libc_name is None:
         return False
@@ -63,14 +64,14 @@ def swap_in(new: Path, final: Path, graveyard: Path) -> None:
     which :func:`recover` puts back.
     """
     if not final.exists() and not final.is_symlink():
-        os.rename(new, final)
+        new.rename(final)
         return
     graveyard.parent.mkdir(parents=True, exist_ok=True)
     if _renameat2_exchange(new, final):
-        os.rename(new, graveyard)
+        new.rename(graveyard)
         return
-    os.rename(final, graveyard)
-    os.rename(new, final)
+    final.rename(graveyard)
+    new.rename(final)
 
 
 def recover(final: Path, graveyard_glob: list[Path]) -> Path | None:
@@ -78,7 +79,7 @@ def recover(final: Path, graveyard_glob: list[Path]) -> Path | None:
     if final.exists() or not graveyard_glob:
         return None
     newest = max(graveyard_glob, key=lambda path: path.stat().st_mtime)
-    os.rename(newest, final)
+    newest.rename(final)
     return newest
 
 
@@ -114,6 +115,6 @@ def relocate_venv(venv: Path, old_prefix: Path, new_prefix: Path) -> int:
             continue
         mode = entry.stat().st_mode
         entry.write_bytes(data.replace(old, new))
-        os.chmod(entry, mode)
+        Path(entry).chmod(mode)
         changed += 1
     return changed

@@ -10,8 +10,8 @@ from typing import Protocol
 
 from layerenv import __version__
 from layerenv.atomic import relocate_venv, remove_tree, swap_in, write_json
-from layerenv.faults import checkpoint
 from layerenv.errors import BadInput, OperationFailed
+from layerenv.faults import checkpoint
 from layerenv.installers import Installer, Log, Resolved, Sources, get_installer
 from layerenv.interpreters import Interpreter, venv_python
 from layerenv.manifest import Manifest, PackageRecord, read_manifest
@@ -19,7 +19,7 @@ from layerenv.matrix import load_matrix
 from layerenv.policy import Detection
 from layerenv.resolve import Acceptance, companion_specifier, newest_acceptable, series_specifier
 from layerenv.store import MANIFEST_NAME, Store
-from layerenv.torchcheck import inspect_torch, judge
+from layerenv.torchcheck import TorchReport, inspect_torch, judge
 from layerenv.urls import fill_template, redact, unreachable_reason
 from layerenv.variant import Variant, parse_version_tuple
 
@@ -71,7 +71,7 @@ def base_key(request: BaseRequest) -> str:
 
 def base_id(key: str, torch_version: str, variant: Variant) -> str:
     interpreter_platform, _, rest = key.partition(f"-{variant}")
-    return f"{interpreter_platform}-torch{torch_version.split('+')[0]}-{variant}{rest}"
+    return f"{interpreter_platform}-torch{torch_version.split('+', maxsplit=1)[0]}-{variant}{rest}"
 
 
 def published(store: Store) -> list[Manifest]:
@@ -156,17 +156,17 @@ def ensure_base(request: BaseRequest, store: Store, reporter: Reporter) -> BaseR
 def resolve_sources(request: BaseRequest, reporter: Reporter) -> Sources:
     decision = request.detection.decision
     template = request.sources.index_template or load_matrix().index_templates[decision.channel]
-    index_url = fill_template(template, decision.variant.name, "index.url")
-    problem = unreachable_reason(index_url)
+    index_url: str | None = fill_template(template, decision.variant.name, "index.url")
+    problem = unreachable_reason(index_url) if index_url else None
     if problem is not None:
         fallback = request.sources.find_links or request.sources.extra_index_urls or request.installer == "pip"
         if not fallback:
             raise OperationFailed(
-                f"the {decision.variant} index {redact(index_url)} is unreachable ({problem}); "
+                f"the {decision.variant} index {redact(index_url or '')} is unreachable ({problem}); "
                 "set LAYERENV_INDEX_URL to a mirror or LAYERENV_FIND_LINKS to a directory of wheels"
             )
         reporter.warn(
-            f"the {decision.variant} index {redact(index_url)} is unreachable ({problem}); "
+            f"the {decision.variant} index {redact(index_url or '')} is unreachable ({problem}); "
             "using find-links and the installer's own configuration, accepting only +"
             f"{decision.variant} builds"
         )
@@ -177,8 +177,16 @@ def resolve_sources(request: BaseRequest, reporter: Reporter) -> Sources:
 def _create_venv(path: Path, interpreter: Interpreter, seed_pip: bool) -> None:
     from virtualenv import cli_run
 
-    args = [str(path), "--python", str(interpreter.executable), "--no-vcs-ignore", "--no-periodic-update",
-            "--quiet", "--prompt", "layerenv-base"]
+    args = [
+        str(path),
+        "--python",
+        str(interpreter.executable),
+        "--no-vcs-ignore",
+        "--no-periodic-update",
+        "--quiet",
+        "--prompt",
+        "layerenv-base",
+    ]
     args += ["--no-setuptools"] if seed_pip else ["--no-seed"]
     try:
         cli_run(args, setup_logging=False)
@@ -196,8 +204,11 @@ class _Plan:
 def newest_known_series(request: BaseRequest) -> str:
     decision = request.detection.decision
     return max(
-        (r for r in load_matrix().releases if r.channel == decision.channel
-         and any(b.variant == decision.variant for b in r.builds)),
+        (
+            r
+            for r in load_matrix().releases
+            if r.channel == decision.channel and any(b.variant == decision.variant for b in r.builds)
+        ),
         key=lambda r: r.key,
     ).series
 
@@ -237,8 +248,7 @@ def _plan(
 
 
 def _package_records(venv: Path, installer: str) -> dict[str, PackageRecord]:
-    from layerenv.distinfo import read_distributions
-    from layerenv.distinfo import site_packages_of
+    from layerenv.distinfo import read_distributions, site_packages_of
 
     return {
         dist.name: PackageRecord(dist.name, dist.version, dist.record_sha256, dist.installer or installer)
@@ -291,14 +301,8 @@ def _build_once(request: BaseRequest, store: Store, key: str, reporter: Reporter
         checkpoint("base:after-install")
         reporter.step("verifying torch in the new base")
         mark = time.monotonic()
-        report = inspect_torch(python, run_kernel=True)
-        problems = judge(report, variant=decision.variant, version=plan.torch.version, gpus=decision.served)
+        report = _verify(python, request, plan, log, open_ended=open_ended)
         timings["verify"] = time.monotonic() - mark
-        series = ".".join(plan.torch.version.split(".")[:2])
-        if problems and open_ended and parse_version_tuple(series) > parse_version_tuple(decision.torch_series[0]):
-            raise _NewerReleaseRejected(f"torch {plan.torch.version} is newer than the table and {problems[0]}")
-        if problems:
-            raise OperationFailed(f"the new base failed verification: {'; '.join(problems)} (log: {log.path})")
         new_id = base_id(key, plan.torch.version, decision.variant)
         final = store.base_dir(new_id)
         timings["total"] = time.monotonic() - started
@@ -331,6 +335,19 @@ def _build_once(request: BaseRequest, store: Store, key: str, reporter: Reporter
         return BaseResult(manifest, reused=False, log=log.path)
     finally:
         remove_tree(staging)
+
+
+def _verify(python: Path, request: BaseRequest, plan: _Plan, log: Log, *, open_ended: bool) -> TorchReport:
+    """Check the new interpreter's torch; a too-new release that fails is retried within the table."""
+    decision = request.detection.decision
+    report = inspect_torch(python, run_kernel=True)
+    problems = judge(report, variant=decision.variant, version=plan.torch.version, gpus=decision.served)
+    series = ".".join(plan.torch.version.split(".")[:2])
+    if problems and open_ended and parse_version_tuple(series) > parse_version_tuple(decision.torch_series[0]):
+        raise _NewerReleaseRejected(f"torch {plan.torch.version} is newer than the table and {problems[0]}")
+    if problems:
+        raise OperationFailed(f"the new base failed verification: {'; '.join(problems)} (log: {log.path})")
+    return report
 
 
 def interpreter_facts(interpreter: Interpreter) -> dict[str, str]:

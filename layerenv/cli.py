@@ -1,7 +1,11 @@
-"""The ``layerenv`` command: parse, call one library function, render, map errors to exit codes."""
+"""The ``layerenv`` command: parse, call one library function, render, map errors to exit codes.
+
+Subcommands are imported only when invoked, so ``layerenv detect`` pays for nothing else.
+"""
 
 from __future__ import annotations
 
+import importlib
 import sys
 from collections.abc import Callable
 from functools import wraps
@@ -10,9 +14,19 @@ from typing import Any, TypeVar
 import click
 
 from layerenv import __version__
-from layerenv.errors import EXIT_BAD_INPUT, LayerenvError
+from layerenv.errors import LayerenvError
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+# command name -> (module, attribute, one-line help shown by `layerenv --help`)
+COMMANDS: dict[str, tuple[str, str, str]] = {
+    "detect": ("layerenv.commands.detect", "command", "Read the GPUs and driver, and choose the torch variant."),
+    "base": ("layerenv.commands.base", "command", "Build (or reuse, or adopt) this machine's torch base."),
+    "project": ("layerenv.commands.project", "command", "Create PATH/.venv layered on the base."),
+    "run": ("layerenv.commands.project", "run_command", "Run a command inside the project's layered venv."),
+    "shell": ("layerenv.commands.project", "shell_command", "Print the line that activates the project's venv."),
+    "status": ("layerenv.commands.status", "command", "Show bases (current or stale) and projects."),
+}
 
 
 def report_errors(function: F) -> F:
@@ -32,31 +46,36 @@ def report_errors(function: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class LazyGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        entry = COMMANDS.get(cmd_name)
+        if entry is None:
+            return None
+        module, attribute, _ = entry
+        command = getattr(importlib.import_module(module), attribute)
+        assert isinstance(command, click.Command)
+        return command
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        with formatter.section("Commands"):
+            formatter.write_dl([(name, COMMANDS[name][2]) for name in self.list_commands(ctx)])
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, "--version", prog_name="layerenv")
 @click.option("-q", "--quiet", count=True, help="Print less (repeat for errors only).")
-@click.option("-v", "--verbose", count=True, help="Print more detail.")
+@click.option("-v", "--verbose", count=True, help="Print more detail (installer output).")
 @click.pass_context
 def cli(ctx: click.Context, quiet: int, verbose: int) -> None:
     """Install the right PyTorch build once per machine, and layer every project on it."""
     ctx.obj = {"verbosity": verbose - quiet}
 
 
-def _register() -> None:
-    from layerenv.commands import base, detect, project
-
-    cli.add_command(detect.command)
-    cli.add_command(base.command)
-    cli.add_command(project.command)
-    cli.add_command(project.run_command)
-    cli.add_command(project.shell_command)
-
-
-_register()
-
-
 def main() -> None:
     cli(prog_name="layerenv")
 
 
-__all__ = ["EXIT_BAD_INPUT", "cli", "main", "report_errors"]
+__all__ = ["cli", "main", "report_errors"]

@@ -33,34 +33,80 @@ class SettingSpec:
 
 
 SETTINGS: tuple[SettingSpec, ...] = (
-    SettingSpec("torch.variant", "str", "auto", "LAYERENV_VARIANT",
-                "torch variant: 'auto' (detect) or a name such as cu128, cu130, rocm6.4, cpu"),
-    SettingSpec("torch.channel", "str", "stable", "LAYERENV_CHANNEL",
-                "release channel", ("stable", "nightly")),
-    SettingSpec("torch.version", "str", "", "LAYERENV_TORCH",
-                "torch version pin such as '2.9.*' or '>=2.8,<2.11' (empty: newest that fits)"),
-    SettingSpec("torch.strict", "bool", False, "LAYERENV_STRICT",
-                "fail instead of warning when no build serves every visible GPU"),
-    SettingSpec("base.packages", "list", ["torch", "torchvision", "torchaudio"], None,
-                "torch-family packages the base holds (torchaudio is skipped where no release matches)"),
-    SettingSpec("base.python", "str", "", "LAYERENV_PYTHON",
-                "interpreter for the base: a version ('3.12') or a path (empty: the running one)"),
-    SettingSpec("base.installer", "str", "pip", "LAYERENV_INSTALLER",
-                "installer that fills the base", ("pip", "uv")),
-    SettingSpec("index.url", "str", "", "LAYERENV_INDEX_URL",
-                "index URL template with {variant} (empty: the official PyTorch index)"),
-    SettingSpec("index.extra_urls", "list", [], "LAYERENV_EXTRA_INDEX_URL",
-                "extra indexes for torch's dependencies (never for the torch family)"),
-    SettingSpec("index.find_links", "list", [], "LAYERENV_FIND_LINKS",
-                "local directories or URLs of wheels, for mirrors and offline machines"),
-    SettingSpec("store.home", "str", "", "LAYERENV_HOME",
-                "where bases, the project registry, locks and logs live (empty: the user data dir)"),
-    SettingSpec("project.requirements", "list", [], None,
-                "requirements files to install in the project venv (empty: requirements*.txt)"),
-    SettingSpec("project.dependencies", "list", [], None,
-                "extra dependencies to install in the project venv"),
-    SettingSpec("project.extras", "list", [], None,
-                "optional-dependency groups of pyproject.toml to install"),
+    SettingSpec(
+        "torch.variant",
+        "str",
+        "auto",
+        "LAYERENV_VARIANT",
+        "torch variant: 'auto' (detect) or a name such as cu128, cu130, rocm6.4, cpu",
+    ),
+    SettingSpec("torch.channel", "str", "stable", "LAYERENV_CHANNEL", "release channel", ("stable", "nightly")),
+    SettingSpec(
+        "torch.version",
+        "str",
+        "",
+        "LAYERENV_TORCH",
+        "torch version pin such as '2.9.*' or '>=2.8,<2.11' (empty: newest that fits)",
+    ),
+    SettingSpec(
+        "torch.strict",
+        "bool",
+        False,
+        "LAYERENV_STRICT",
+        "fail instead of warning when no build serves every visible GPU",
+    ),
+    SettingSpec(
+        "base.packages",
+        "list",
+        ["torch", "torchvision", "torchaudio"],
+        None,
+        "torch-family packages the base holds (torchaudio is skipped where no release matches)",
+    ),
+    SettingSpec(
+        "base.python",
+        "str",
+        "",
+        "LAYERENV_PYTHON",
+        "interpreter for the base: a version ('3.12') or a path (empty: the running one)",
+    ),
+    SettingSpec("base.installer", "str", "pip", "LAYERENV_INSTALLER", "installer that fills the base", ("pip", "uv")),
+    SettingSpec(
+        "index.url",
+        "str",
+        "",
+        "LAYERENV_INDEX_URL",
+        "index URL template with {variant} (empty: the official PyTorch index)",
+    ),
+    SettingSpec(
+        "index.extra_urls",
+        "list",
+        [],
+        "LAYERENV_EXTRA_INDEX_URL",
+        "extra indexes for torch's dependencies (never for the torch family)",
+    ),
+    SettingSpec(
+        "index.find_links",
+        "list",
+        [],
+        "LAYERENV_FIND_LINKS",
+        "local directories or URLs of wheels, for mirrors and offline machines",
+    ),
+    SettingSpec(
+        "store.home",
+        "str",
+        "",
+        "LAYERENV_HOME",
+        "where bases, the project registry, locks and logs live (empty: the user data dir)",
+    ),
+    SettingSpec(
+        "project.requirements",
+        "list",
+        [],
+        None,
+        "requirements files to install in the project venv (empty: requirements*.txt)",
+    ),
+    SettingSpec("project.dependencies", "list", [], None, "extra dependencies to install in the project venv"),
+    SettingSpec("project.extras", "list", [], None, "optional-dependency groups of pyproject.toml to install"),
 )
 SPECS = {spec.key: spec for spec in SETTINGS}
 
@@ -76,15 +122,17 @@ class Settings:
     def get(self, key: str) -> Any:
         return self.values[key]
 
-    def str(self, key: str) -> str:
+    def text(self, key: str) -> str:
         value = self.values[key]
-        assert isinstance(value, str)
+        if not isinstance(value, str):
+            raise TypeError(f"setting {key} is not a string")
         return value
 
-    def list(self, key: str) -> list[str]:
+    def items(self, key: str) -> list[str]:
         value = self.values[key]
-        assert isinstance(value, list)
-        return value
+        if not isinstance(value, list):
+            raise TypeError(f"setting {key} is not a list")
+        return [str(item) for item in value]
 
     def flag(self, key: str) -> bool:
         return bool(self.values[key])
@@ -149,9 +197,10 @@ def read_toml(path: Path) -> dict[str, Any]:
     except OSError as error:
         raise ConfigError(f"{path}: cannot read ({error.strerror or error})") from None
     try:
-        return loads(text)
+        document: dict[str, Any] = loads(text)
     except TOMLDecodeError as error:
         raise ConfigError(f"{path}: not valid TOML ({error})") from None
+    return document
 
 
 def read_config_file(path: Path) -> dict[str, Any]:

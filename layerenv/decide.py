@@ -219,14 +219,10 @@ def _evaluate(
         if not ok and not forced:
             return dropped(driver_note)
         notes.append(driver_note if ok else f"{driver_note}: asked for anyway")
-    served = tuple(
-        gpu for gpu in gpus if serves(archs, gpu) and _blackwell_blocked(machine, gpu, matrix) is None
-    )
+    served = tuple(gpu for gpu in gpus if serves(archs, gpu) and _blackwell_blocked(machine, gpu, matrix) is None)
     if gpus:
         notes.append(f"serves {len(served)} of {len(gpus)} GPU(s)")
-        notes.extend(
-            f"{gpu.label} via {serves(archs, gpu)}" for gpu in served
-        )
+        notes.extend(f"{gpu.label} via {serves(archs, gpu)}" for gpu in served)
     if build.confidence != "high":
         notes.append(f"{build.confidence} confidence in the table")
     evaluated = _Evaluated(release, build, archs, served)
@@ -329,8 +325,7 @@ def choose(machine: Machine, policy: Policy, matrix: Matrix) -> Decision:
         (
             item
             for item in evaluated
-            if item.build.variant == best.build.variant
-            and served_ids <= {gpu.index for gpu in item.served}
+            if item.build.variant == best.build.variant and served_ids <= {gpu.index for gpu in item.served}
         ),
         key=lambda item: item.release.key,
         reverse=True,
@@ -374,9 +369,7 @@ def choose(machine: Machine, policy: Policy, matrix: Matrix) -> Decision:
         channel=policy.channel,
         torch=release.latest,
         torch_series=series,
-        torchvision_series=tuple(
-            r.torchvision_series for r in releases if r.series in series
-        ),
+        torchvision_series=tuple(r.torchvision_series for r in releases if r.series in series),
         torchaudio_series=tuple(r.series for r in releases if r.series in series and r.torchaudio),
         served=best.served,
         unserved=unserved,

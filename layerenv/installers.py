@@ -120,11 +120,22 @@ class PipInstaller:
             args += ["--find-links", link]
         return args
 
-    def _report(self, python: Path, args: Sequence[str], log: Log) -> tuple[subprocess.CompletedProcess[str], list[Resolved]]:
+    def _report(
+        self, python: Path, args: Sequence[str], log: Log
+    ) -> tuple[subprocess.CompletedProcess[str], list[Resolved]]:
         with tempfile.TemporaryDirectory(prefix="layerenv-pip-") as scratch:
             report = Path(scratch) / "report.json"
-            argv = [str(python), "-m", "pip", "install", "--no-input", "--disable-pip-version-check",
-                    "--report", str(report), *args]
+            argv = [
+                str(python),
+                "-m",
+                "pip",
+                "install",
+                "--no-input",
+                "--disable-pip-version-check",
+                "--report",
+                str(report),
+                *args,
+            ]
             result = _run(argv, log)
             resolved: list[Resolved] = []
             if result.returncode == 0 and report.is_file():
@@ -191,8 +202,19 @@ class UvInstaller:
         with tempfile.TemporaryDirectory(prefix="layerenv-uv-") as scratch:
             requirements = Path(scratch) / "requirements.in"
             requirements.write_text(requirement + "\n", encoding="utf-8")
-            argv = [self.uv, "pip", "compile", "--quiet", "--no-header", "--no-annotate", "--no-deps",
-                    "--python", str(python), *self._source_args(sources), str(requirements)]
+            argv = [
+                self.uv,
+                "pip",
+                "compile",
+                "--quiet",
+                "--no-header",
+                "--no-annotate",
+                "--no-deps",
+                "--python",
+                str(python),
+                *self._source_args(sources),
+                str(requirements),
+            ]
             result = _run(argv, log, env=_uv_env())
         if result.returncode != 0:
             return None
@@ -223,6 +245,8 @@ def get_installer(name: str) -> Installer:
     if name == "uv":
         uv = find_uv()
         if uv is None:
-            raise BadInput("installer 'uv' was asked for but uv is not installed (pip install uv, or use --installer pip)")
+            raise BadInput(
+                "installer 'uv' was asked for but uv is not installed (pip install uv, or use --installer pip)"
+            )
         return UvInstaller(uv)
     raise BadInput(f"installer {name!r} is not one of: {', '.join(INSTALLERS)}")

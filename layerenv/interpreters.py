@@ -59,7 +59,7 @@ def find(spec: str, env: Mapping[str, str]) -> Interpreter:
         executable=Path(executable),
         implementation=info.implementation.lower(),
         version=(info.version_info.major, info.version_info.minor, info.version_info.micro),
-        platform=_platform_tag(info.sysconfig_platform),
+        platform=_platform_tag(info.sysconfig_platform or f"{info.platform}-{info.machine}"),
     )
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import lru_cache
-from importlib import resources
+from pathlib import Path
 from typing import Any, Literal
 
 from layerenv.tomlcompat import loads
@@ -80,9 +80,7 @@ class Matrix:
     def newest_cuda_for_driver(self, driver_version: str) -> str | None:
         driver = parse_version_tuple(driver_version)
         supported = [
-            runtime.version
-            for runtime in self.cuda.values()
-            if parse_version_tuple(runtime.ships_with) <= driver
+            runtime.version for runtime in self.cuda.values() if parse_version_tuple(runtime.ships_with) <= driver
         ]
         return max(supported, key=parse_version_tuple, default=None)
 
@@ -134,7 +132,7 @@ def parse_matrix(data: dict[str, Any]) -> Matrix:
 @lru_cache(maxsize=1)
 def load_matrix() -> Matrix:
     """The table shipped with layerenv."""
-    text = resources.files("layerenv").joinpath("data/variants.toml").read_text(encoding="utf-8")
+    text = (Path(__file__).parent / "data" / "variants.toml").read_text(encoding="utf-8")
     return parse_matrix(loads(text))
 
 

@@ -14,12 +14,12 @@ from layerenv.matrix import Channel, load_matrix
 
 
 def policy_from_settings(settings: Settings) -> Policy:
-    variant = settings.str("torch.variant")
-    channel: Channel = "nightly" if settings.str("torch.channel") == "nightly" else "stable"
+    variant = settings.text("torch.variant")
+    channel: Channel = "nightly" if settings.text("torch.channel") == "nightly" else "stable"
     return Policy(
         variant=None if variant == "auto" else variant,
         channel=channel,
-        torch_pin=settings.str("torch.version") or None,
+        torch_pin=settings.text("torch.version") or None,
         strict=settings.flag("torch.strict"),
         sources={
             "variant": settings.sources["torch.variant"],

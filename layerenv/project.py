@@ -90,7 +90,7 @@ def _recover(project_dir: Path) -> None:
     final = project_dir / VENV_NAME
     old = sorted(project_dir.glob(f"{VENV_NAME}.layerenv-old-*"))
     if not final.exists() and old:
-        os.rename(old[-1], final)
+        old[-1].rename(final)
         old = old[:-1]
     for leftover in [*old, *project_dir.glob(f"{VENV_NAME}.layerenv-new-*")]:
         remove_tree(leftover)
@@ -99,8 +99,17 @@ def _recover(project_dir: Path) -> None:
 def _create_venv(path: Path, python: Path, system_site_packages: bool) -> None:
     from virtualenv import cli_run
 
-    args = [str(path), "--python", str(python), "--no-vcs-ignore", "--no-periodic-update", "--quiet",
-            "--no-setuptools", "--prompt", path.parent.name if path.parent.name else "project"]
+    args = [
+        str(path),
+        "--python",
+        str(python),
+        "--no-vcs-ignore",
+        "--no-periodic-update",
+        "--quiet",
+        "--no-setuptools",
+        "--prompt",
+        path.parent.name if path.parent.name else "project",
+    ]
     if system_site_packages:
         args.append("--system-site-packages")
     try:
@@ -144,16 +153,20 @@ def _install(venv: Path, requirements: tuple[str, ...], installer: str, log: Log
         env = dict(os.environ)
         env.pop("PIP_CONSTRAINT", None)
         argv = [str(python), "-m", "pip", "install", "--no-input", "--disable-pip-version-check", *requirements]
-    log.path and log.path.parent.mkdir(parents=True, exist_ok=True)
-    result = subprocess.run(argv, capture_output=True, text=True, env=env, check=False, errors="replace",
-                            stdin=subprocess.DEVNULL)
+    if log.path:
+        log.path.parent.mkdir(parents=True, exist_ok=True)
+    result = subprocess.run(
+        argv, capture_output=True, text=True, env=env, check=False, errors="replace", stdin=subprocess.DEVNULL
+    )
     if log.path:
         with log.path.open("a", encoding="utf-8") as handle:
             handle.write("$ " + " ".join(argv) + "\n" + result.stdout + result.stderr)
     if result.returncode != 0:
         lines = [line for line in (result.stderr + result.stdout).splitlines() if line.strip()]
-        detail = next((line for line in lines if "conflict" in line.lower() or "error" in line.lower()),
-                      lines[-1] if lines else f"exit {result.returncode}")
+        detail = next(
+            (line for line in lines if "conflict" in line.lower() or "error" in line.lower()),
+            lines[-1] if lines else f"exit {result.returncode}",
+        )
         raise OperationFailed(f"installing the project's dependencies failed: {detail.strip()} (log: {log.path})")
 
 
@@ -188,8 +201,15 @@ def ensure_project(request: ProjectRequest, store: Store, reporter: Reporter) ->
             reporter.step(f"installing {len(deps.requirements)} requirement(s) with {request.installer}")
         _install(staging, deps.requirements, request.installer, log)
         checkpoint("project:after-install")
-        write_json(staging / STATE_FILE, {"fingerprint": fingerprint, "base_id": manifest.base_id,
-                                          "requirements": list(deps.requirements), "created": time.time()})
+        write_json(
+            staging / STATE_FILE,
+            {
+                "fingerprint": fingerprint,
+                "base_id": manifest.base_id,
+                "requirements": list(deps.requirements),
+                "created": time.time(),
+            },
+        )
         relocate_venv(staging, staging, final)
         graveyard = project_dir / f"{VENV_NAME}.layerenv-old-{os.getpid()}-{os.urandom(3).hex()}"
         checkpoint("project:before-swap")

@@ -43,8 +43,10 @@ def _requirements_file(path: Path, project_dir: Path) -> list[tuple[str, str]]:
             continue
         origin = f"{path.relative_to(project_dir) if path.is_relative_to(project_dir) else path}:{number}"
         if line.startswith("-"):
-            raise BadInput(f"{origin}: pip options such as {line.split()[0]!r} are not supported here; "
-                           "list plain requirements (indexes belong in layerenv.toml [index])")
+            raise BadInput(
+                f"{origin}: pip options such as {line.split()[0]!r} are not supported here; "
+                "list plain requirements (indexes belong in layerenv.toml [index])"
+            )
         found.append((_parse(line, origin), origin))
     return found
 
@@ -68,8 +70,9 @@ def _pyproject(project_dir: Path, extras: tuple[str, ...]) -> list[tuple[str, st
         group = optional.get(extra) if isinstance(optional, dict) else None
         if not isinstance(group, list):
             known = ", ".join(sorted(optional)) if isinstance(optional, dict) and optional else "none"
-            raise BadInput(f"--extra {extra!r}: no such group in {path} [project.optional-dependencies] "
-                           f"(known: {known})")
+            raise BadInput(
+                f"--extra {extra!r}: no such group in {path} [project.optional-dependencies] (known: {known})"
+            )
         found += [(_parse(item, f"{path.name} [{extra}]"), f"{path.name} [{extra}]") for item in group]
     return found
 
@@ -82,8 +85,10 @@ def read_dependencies(
 ) -> ProjectDependencies:
     from packaging.requirements import Requirement
 
-    files = [project_dir / name for name in requirement_files] if requirement_files else sorted(
-        project_dir.glob("requirements*.txt")
+    files = (
+        [project_dir / name for name in requirement_files]
+        if requirement_files
+        else sorted(project_dir.glob("requirements*.txt"))
     )
     for path in files:
         if not path.is_file():
@@ -93,7 +98,8 @@ def read_dependencies(
         found += _requirements_file(path, project_dir)
     found += _pyproject(project_dir, extras)
     found += [(_parse(item, "layerenv.toml [project] dependencies"), "layerenv.toml") for item in extra_dependencies]
-    own, family = [], []
+    own: list[tuple[str, str]] = []
+    family: list[tuple[str, str]] = []
     for text, origin in found:
         (family if is_family(Requirement(text).name) else own).append((text, origin))
     return ProjectDependencies(

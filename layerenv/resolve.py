@@ -20,11 +20,7 @@ def series_specifier(series: tuple[str, ...], *, open_ended: bool, pin: str | No
     if not open_ended:
         clauses.append(f"<{high[0]}.{high[1] + 1}")
     present = set(keys)
-    clauses += [
-        f"!={low[0]}.{minor}.*"
-        for minor in range(low[1] + 1, high[1])
-        if (low[0], minor) not in present
-    ]
+    clauses += [f"!={low[0]}.{minor}.*" for minor in range(low[1] + 1, high[1]) if (low[0], minor) not in present]
     if pin:
         clauses.append(normalize_pin(pin))
     return ",".join(clauses)
@@ -49,8 +45,10 @@ class Acceptance:
         trusted = [self.index_url] if self.index_url else []
         if label is None and resolved.url and any(resolved.url.startswith(url) for url in trusted):
             return None
-        return (f"{resolved.name} {resolved.version} is not a {self.variant} build from the variant's index"
-                f" ({resolved.url or 'unknown source'})")
+        return (
+            f"{resolved.name} {resolved.version} is not a {self.variant} build from the variant's index"
+            f" ({resolved.url or 'unknown source'})"
+        )
 
 
 def newest_acceptable(

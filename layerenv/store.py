@@ -91,9 +91,7 @@ class Store:
                 "set LAYERENV_HOME to a directory you can write"
             ) from None
         if not os.access(self.bases, os.W_OK | os.X_OK):
-            raise BadInput(
-                f"LAYERENV_HOME={self.home} is not writable; set LAYERENV_HOME to a directory you can write"
-            )
+            raise BadInput(f"LAYERENV_HOME={self.home} is not writable; set LAYERENV_HOME to a directory you can write")
 
     def base_dir(self, base_id: str) -> Path:
         return self.bases / check_name(base_id, "base id")

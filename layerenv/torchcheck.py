@@ -83,8 +83,15 @@ def inspect_torch(python: Path, *, timeout: float = 300.0, run_kernel: bool = Tr
     """Run the probe in ``python`` (with a timeout: it touches the GPU)."""
     argv = [str(python), "-c", _PROBE] + (["--kernel"] if run_kernel else [])
     try:
-        result = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False,
-                                stdin=subprocess.DEVNULL, errors="replace")
+        result = subprocess.run(
+            argv,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+            stdin=subprocess.DEVNULL,
+            errors="replace",
+        )
     except subprocess.TimeoutExpired:
         raise OperationFailed(f"{python}: inspecting torch took longer than {timeout:.0f} s") from None
     except OSError as error:
@@ -112,14 +119,18 @@ def judge(
         if report.version.split("+")[0] != wanted:
             problems.append(f"torch.__version__ is {report.version}, expected {version}")
     if variant is not None and report.variant != variant:
-        problems.append(f"torch is a {report.variant} build (torch.version.cuda={report.data.get('cuda')!r}, "
-                        f"hip={report.data.get('hip')!r}), expected {variant}")
+        problems.append(
+            f"torch is a {report.variant} build (torch.version.cuda={report.data.get('cuda')!r}, "
+            f"hip={report.data.get('hip')!r}), expected {variant}"
+        )
     gpus = [gpu for gpu in gpus if gpu.vendor in ("nvidia", "amd")]
     if gpus and report.variant is not None and report.variant.kind != "cpu":
         archs = report.arch_list
         if not archs:
-            problems.append("torch.cuda.get_arch_list() is empty: torch cannot use the GPU "
-                            f"({report.data.get('cuda_error') or 'torch.cuda.is_available() is False'})")
+            problems.append(
+                "torch.cuda.get_arch_list() is empty: torch cannot use the GPU "
+                f"({report.data.get('cuda_error') or 'torch.cuda.is_available() is False'})"
+            )
         for gpu in gpus:
             if archs and serves(archs, gpu) is None:
                 problems.append(f"{gpu.label} has no kernels in torch's arch list ({' '.join(archs)})")

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import urllib.error
 import urllib.parse
-import urllib.request
 from pathlib import Path
 
 from layerenv.errors import BadInput
@@ -33,6 +31,9 @@ def fill_template(template: str, variant: str, where: str) -> str:
 
 def unreachable_reason(url: str, timeout: float = 5.0) -> str | None:
     """``None`` when the index answers (any HTTP status), else why not, in a few words."""
+    import urllib.error
+    import urllib.request
+
     parts = urllib.parse.urlsplit(url)
     if parts.scheme == "file":
         path = Path(urllib.request.url2pathname(parts.path))

@@ -15,8 +15,11 @@ from tests.support.pytest_fixtures import *  # noqa: F403
 def _guard_environment(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """No test sees the developer's layerenv settings or leaks changes to os.environ or the cwd."""
     for name in list(os.environ):
-        if name.startswith("LAYERENV_") or name in ("PYTORCH_FORCE_NIGHTLY", "PYTORCH_FORCE_STABLE",
-                                                    "CUDA_VISIBLE_DEVICES"):
+        if name.startswith("LAYERENV_") or name in (
+            "PYTORCH_FORCE_NIGHTLY",
+            "PYTORCH_FORCE_STABLE",
+            "CUDA_VISIBLE_DEVICES",
+        ):
             monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("LAYERENV_USER_CONFIG", "/nonexistent/layerenv-user.toml")
     before_env = dict(os.environ)

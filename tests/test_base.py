@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from tests.support.cli import layerenv_env, run_layerenv, tree_digest
-from tests.support.wheels import build_fake_torch
 from tests.support.index import add_to_index, file_url, write_simple_index
+from tests.support.wheels import build_fake_torch
 
 pytestmark = pytest.mark.slow
 
@@ -24,9 +24,15 @@ def base_python(home: Path, base_id: str) -> Path:
 
 def torch_facts(python: Path) -> dict[str, object]:
     out = subprocess.run(
-        [str(python), "-c", "import json, torch; print(json.dumps({'v': torch.__version__, "
-         "'cuda': torch.version.cuda, 'file': torch.__file__}))"],
-        capture_output=True, text=True, check=True,
+        [
+            str(python),
+            "-c",
+            "import json, torch; print(json.dumps({'v': torch.__version__, "
+            "'cuda': torch.version.cuda, 'file': torch.__file__}))",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
     )
     return json.loads(out.stdout)
 
@@ -73,8 +79,12 @@ def test_build_then_reuse_with_pip(tmp_path: Path, env_for) -> None:  # type: ig
 
 
 def test_build_with_uv_over_http(tmp_path: Path, installer_env, served_indexes) -> None:  # type: ignore[no-untyped-def]
-    env = layerenv_env(tmp_path / "home", base_env=installer_env, machine="h100-580",
-                       extra={"LAYERENV_INDEX_URL": served_indexes.url_template, "LAYERENV_VARIANT": "cu130"})
+    env = layerenv_env(
+        tmp_path / "home",
+        base_env=installer_env,
+        machine="h100-580",
+        extra={"LAYERENV_INDEX_URL": served_indexes.url_template, "LAYERENV_VARIANT": "cu130"},
+    )
     result = run_layerenv(["base", "--installer", "uv", "--json"], env, tmp_path)
     assert result.returncode == 0, result.stderr
     summary = json.loads(result.stdout)
@@ -84,8 +94,12 @@ def test_build_with_uv_over_http(tmp_path: Path, installer_env, served_indexes) 
 
 
 def test_concurrent_requests_build_once(tmp_path: Path, installer_env, served_indexes) -> None:  # type: ignore[no-untyped-def]
-    env = layerenv_env(tmp_path / "home", base_env=installer_env, machine="no-gpu",
-                       extra={"LAYERENV_INDEX_URL": served_indexes.url_template})
+    env = layerenv_env(
+        tmp_path / "home",
+        base_env=installer_env,
+        machine="no-gpu",
+        extra={"LAYERENV_INDEX_URL": served_indexes.url_template},
+    )
     with ThreadPoolExecutor(8) as pool:
         results = list(pool.map(lambda _: run_layerenv(["base", "--json"], env, tmp_path), range(8)))
     assert [r.returncode for r in results] == [0] * 8, [r.stderr for r in results if r.returncode]
@@ -96,17 +110,16 @@ def test_concurrent_requests_build_once(tmp_path: Path, installer_env, served_in
     assert any("waiting for the lock" in r.stderr for r in results)
 
 
-@pytest.mark.parametrize(
-    "fault", ["base:after-install", "base:before-publish", "base:after-swap"]
-)
+@pytest.mark.parametrize("fault", ["base:after-install", "base:before-publish", "base:after-swap"])
 def test_kill_9_during_rebuild_keeps_the_previous_base(tmp_path: Path, env_for, fault: str) -> None:  # type: ignore[no-untyped-def]
     env = env_for(machine="no-gpu")
     first = run_layerenv(["base", "--json"], env, tmp_path)
     assert first.returncode == 0, first.stderr
     base_id = json.loads(first.stdout)["base_id"]
     python = base_python(tmp_path / "home", base_id)
-    killed = run_layerenv(["base", "--rebuild"], {**env, "LAYERENV_FAULTS_ENABLED": "1", "LAYERENV_FAULT": fault},
-                          tmp_path)
+    killed = run_layerenv(
+        ["base", "--rebuild"], {**env, "LAYERENV_FAULTS_ENABLED": "1", "LAYERENV_FAULT": fault}, tmp_path
+    )
     assert killed.returncode == -9
     assert torch_facts(python)["v"] == "2.9.1+cpu", "the previous base must still work"
     after = run_layerenv(["base", "--rebuild", "--json"], env, tmp_path)
@@ -119,8 +132,9 @@ def test_kill_9_during_rebuild_keeps_the_previous_base(tmp_path: Path, env_for, 
 
 def test_kill_9_of_a_first_build_leaves_nothing_that_looks_published(tmp_path: Path, env_for) -> None:  # type: ignore[no-untyped-def]
     env = env_for(machine="no-gpu")
-    killed = run_layerenv(["base"], {**env, "LAYERENV_FAULTS_ENABLED": "1", "LAYERENV_FAULT": "base:after-install"},
-                          tmp_path)
+    killed = run_layerenv(
+        ["base"], {**env, "LAYERENV_FAULTS_ENABLED": "1", "LAYERENV_FAULT": "base:after-install"}, tmp_path
+    )
     assert killed.returncode == -9
     assert list((tmp_path / "home" / "bases").iterdir()) == []
     status = run_layerenv(["base", "--json"], env, tmp_path)
@@ -131,9 +145,15 @@ def test_failed_verification_publishes_nothing(tmp_path: Path, installer_env, va
     root = tmp_path / "index"
     wheel = build_fake_torch(tmp_path / "wheels", "2.9.1+cu128", cuda="12.6")  # lies about its CUDA
     add_to_index(root / "cu128", [wheel])
-    env = layerenv_env(tmp_path / "home", base_env=installer_env, machine="h100-580",
-                       extra={"LAYERENV_INDEX_URL": f"file://{root}/{{variant}}/simple", "LAYERENV_VARIANT": "cu128",
-                              })
+    env = layerenv_env(
+        tmp_path / "home",
+        base_env=installer_env,
+        machine="h100-580",
+        extra={
+            "LAYERENV_INDEX_URL": f"file://{root}/{{variant}}/simple",
+            "LAYERENV_VARIANT": "cu128",
+        },
+    )
     result = run_layerenv(["base", "--json"], {**env, "LAYERENV_TORCH": "2.9.*"}, tmp_path)
     assert result.returncode == 1
     assert "failed verification" in result.stderr and "cu126" in result.stderr
@@ -146,9 +166,12 @@ def test_wrong_build_on_another_index_does_not_win(tmp_path: Path, installer_env
     """A newer, unlabelled torch on an extra index must not replace the variant's build."""
     evil = build_fake_torch(tmp_path / "w", "2.14.0", cuda="12.4")
     extra = write_simple_index(tmp_path / "extra", [evil])
-    env = layerenv_env(tmp_path / "home", base_env=installer_env, machine="no-gpu",
-                       extra={"LAYERENV_INDEX_URL": variant_indexes.url_template,
-                              "LAYERENV_EXTRA_INDEX_URL": file_url(extra)})
+    env = layerenv_env(
+        tmp_path / "home",
+        base_env=installer_env,
+        machine="no-gpu",
+        extra={"LAYERENV_INDEX_URL": variant_indexes.url_template, "LAYERENV_EXTRA_INDEX_URL": file_url(extra)},
+    )
     result = run_layerenv(["base", "--json"], env, tmp_path)
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["packages"]["torch"] == "2.9.1+cpu"
@@ -174,8 +197,9 @@ def test_bad_input_changes_nothing(tmp_path: Path, env_for) -> None:  # type: ig
     readonly.mkdir()
     readonly.chmod(0o500)
     try:
-        result = run_layerenv(["base"], {**env_for(machine="no-gpu"), "LAYERENV_HOME": str(readonly / "store")},
-                              tmp_path)
+        result = run_layerenv(
+            ["base"], {**env_for(machine="no-gpu"), "LAYERENV_HOME": str(readonly / "store")}, tmp_path
+        )
         if os.geteuid() != 0:
             assert result.returncode == 2 and "not writable" in result.stderr
     finally:
@@ -185,8 +209,20 @@ def test_bad_input_changes_nothing(tmp_path: Path, env_for) -> None:  # type: ig
 def test_adopt_registers_without_touching(tmp_path: Path, env_for, variant_indexes, installer_env) -> None:  # type: ignore[no-untyped-def]
     venv = tmp_path / "existing"
     subprocess.run(["python3", "-m", "venv", str(venv)], check=True, env=installer_env)
-    subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "install", "-q", "--index-url",
-                    variant_indexes.url("cu130"), "torch==2.11.0+cu130"], check=True, env=installer_env)
+    subprocess.run(
+        [
+            str(venv / "bin" / "python"),
+            "-m",
+            "pip",
+            "install",
+            "-q",
+            "--index-url",
+            variant_indexes.url("cu130"),
+            "torch==2.11.0+cu130",
+        ],
+        check=True,
+        env=installer_env,
+    )
     before = tree_digest(venv)
     env = env_for()
     result = run_layerenv(["base", "--adopt", str(venv), "--json"], env, tmp_path)

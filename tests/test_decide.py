@@ -52,7 +52,9 @@ SCENARIOS = {
     "AMD gfx906": (amd("gfx906"), "rocm7.2", "2.15", 0),
     "macOS arm64": (
         Machine("darwin", "arm64", "3.12.1", (Gpu("apple", 0, "Apple silicon GPU (MPS)"),)),
-        "cpu", "2.15", 0,
+        "cpu",
+        "2.15",
+        0,
     ),
 }
 
@@ -112,7 +114,7 @@ def test_pin_narrows_releases() -> None:
 def test_forced_variant_wins_and_unknown_variant_is_bad_input() -> None:
     decision = choose(nvidia("580.159.04", "9.0"), Policy(variant="cu126"), MATRIX)
     assert decision.variant == Variant("cu126") and decision.torch_series[0] == "2.14"
-    with pytest.raises(BadInput, match="unknown variant 'cu999'.*allowed: cpu"):
+    with pytest.raises(BadInput, match=r"unknown variant 'cu999'.*allowed: cpu"):
         choose(nvidia("580.159.04", "9.0"), Policy(variant="cu999"), MATRIX)
     with pytest.raises(BadInput, match="matches no stable release"):
         choose(nvidia("580.159.04", "9.0"), Policy(torch_pin="3.0.*"), MATRIX)
@@ -140,12 +142,41 @@ def test_candidates_explain_driver_drops() -> None:
 
 
 capabilities = st.sampled_from(
-    ["3.7", "5.0", "5.2", "6.0", "6.1", "7.0", "7.2", "7.5", "8.0", "8.6", "8.7", "8.9", "9.0",
-     "10.0", "10.3", "11.0", "12.0", "12.1"]
+    [
+        "3.7",
+        "5.0",
+        "5.2",
+        "6.0",
+        "6.1",
+        "7.0",
+        "7.2",
+        "7.5",
+        "8.0",
+        "8.6",
+        "8.7",
+        "8.9",
+        "9.0",
+        "10.0",
+        "10.3",
+        "11.0",
+        "12.0",
+        "12.1",
+    ]
 )
 drivers = st.sampled_from(
-    ["450.80.02", "470.256.02", "525.60.13", "535.247.01", "550.163.01", "565.57.01", "570.172.08",
-     "575.64.03", "580.65.06", "580.159.04", "590.44.01"]
+    [
+        "450.80.02",
+        "470.256.02",
+        "525.60.13",
+        "535.247.01",
+        "550.163.01",
+        "565.57.01",
+        "570.172.08",
+        "575.64.03",
+        "580.65.06",
+        "580.159.04",
+        "590.44.01",
+    ]
 )
 
 

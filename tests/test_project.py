@@ -25,8 +25,9 @@ def project_env(tmp_path: Path, installer_env: dict[str, str], variant_indexes):
 
 
 def imports(venv: Path, code: str) -> str:
-    return subprocess.run([str(venv / "bin" / "python"), "-c", code], capture_output=True, text=True,
-                          check=True).stdout.strip()
+    return subprocess.run(
+        [str(venv / "bin" / "python"), "-c", code], capture_output=True, text=True, check=True
+    ).stdout.strip()
 
 
 def test_project_builds_base_then_layers_and_is_idempotent(tmp_path: Path, project_env) -> None:  # type: ignore[no-untyped-def]
@@ -41,8 +42,13 @@ def test_project_builds_base_then_layers_and_is_idempotent(tmp_path: Path, proje
     assert torch_file.startswith(str(tmp_path / "home" / "bases"))
     assert imports(venv, "import importlib.metadata as m; print(m.version('torch'))") == "2.9.1+cpu"
     assert imports(venv, "import plain_lib; print(plain_lib.__file__)").startswith(str(venv))
-    listed = subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "list", "--format=json"],
-                            capture_output=True, text=True, check=True, env=project_env).stdout
+    listed = subprocess.run(
+        [str(venv / "bin" / "python"), "-m", "pip", "list", "--format=json"],
+        capture_output=True,
+        text=True,
+        check=True,
+        env=project_env,
+    ).stdout
     assert {p["name"]: p["version"] for p in json.loads(listed)}["torch"] == "2.9.1+cpu"
     registry = list((tmp_path / "home" / "registry").glob("*.json"))
     assert len(registry) == 1 and json.loads(registry[0].read_text())["venv"] == str(venv)
@@ -52,8 +58,11 @@ def test_project_builds_base_then_layers_and_is_idempotent(tmp_path: Path, proje
     assert again.returncode == 0 and "up to date" in again.stdout
     assert tree_digest(venv) == before
 
-    ran = run_layerenv(["run", "python", "-c", "import torch, os; print(torch.__version__, os.environ['UV_CONSTRAINT'])"],
-                       project_env, project)
+    ran = run_layerenv(
+        ["run", "python", "-c", "import torch, os; print(torch.__version__, os.environ['UV_CONSTRAINT'])"],
+        project_env,
+        project,
+    )
     assert ran.returncode == 0, ran.stderr
     assert ran.stdout.startswith("2.9.1+cpu ") and "layerenv-constraints.txt" in ran.stdout
     shell = run_layerenv(["shell"], project_env, project)
@@ -82,12 +91,22 @@ def test_pip_in_the_project_refuses_another_torch(tmp_path: Path, project_env) -
     venv = project / ".venv"
     env = {k: v for k, v in project_env.items() if k != "PIP_CONFIG_FILE"}  # the venv's pip.conf must apply
     before = tree_digest(venv / "lib")
-    result = subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "install", "pins-old-torch"],
-                            capture_output=True, text=True, env=env)
+    result = subprocess.run(
+        [str(venv / "bin" / "python"), "-m", "pip", "install", "pins-old-torch"],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+    )
     assert result.returncode != 0 and "ResolutionImpossible" in result.stderr
     assert tree_digest(venv / "lib") == before
-    needs = subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "install", "needs-torch"],
-                           capture_output=True, text=True, env=env)
+    needs = subprocess.run(
+        [str(venv / "bin" / "python"), "-m", "pip", "install", "needs-torch"],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+    )
     assert needs.returncode == 0 and "Successfully installed needs-torch-1.0" in needs.stdout
     assert "Installing collected packages: needs-torch\n" in needs.stdout, needs.stdout
 
@@ -99,8 +118,9 @@ def test_kill_9_while_updating_keeps_a_working_venv(tmp_path: Path, project_env,
     (project / "requirements.txt").write_text("plain-lib\n")
     assert run_layerenv(["project", str(project)], project_env, tmp_path).returncode == 0
     (project / "requirements.txt").write_text("plain-lib\nneeds-torch\n")
-    killed = run_layerenv(["project", str(project)],
-                          {**project_env, "LAYERENV_FAULTS_ENABLED": "1", "LAYERENV_FAULT": fault}, tmp_path)
+    killed = run_layerenv(
+        ["project", str(project)], {**project_env, "LAYERENV_FAULTS_ENABLED": "1", "LAYERENV_FAULT": fault}, tmp_path
+    )
     assert killed.returncode == -9
     venv = project / ".venv"
     if venv.exists():

@@ -14,8 +14,11 @@ from layerenv.commands.options import decision_flags, decision_options
 from layerenv.commands.ui import Console
 from layerenv.config import load_settings
 from layerenv.interpreters import find
+from layerenv.manifest import Manifest
 from layerenv.policy import detect
 from layerenv.store import Store
+
+SUMMARY_KEYS = ("base_id", "path", "variant", "torch", "torch_build", "python", "created", "adopted", "timings")
 
 
 @click.command("base")
@@ -23,8 +26,13 @@ from layerenv.store import Store
 @click.option("--python", "python_spec", metavar="SPEC", help="Interpreter: a version (3.12) or a path.")
 @click.option("--installer", type=click.Choice(["pip", "uv"]), help="Installer to fill the base (default: pip).")
 @click.option("--rebuild", is_flag=True, help="Build again even if a fitting base exists.")
-@click.option("--adopt", "adopt_path", type=click.Path(path_type=Path), metavar="PATH",
-              help="Register an existing virtualenv holding a working torch as a base.")
+@click.option(
+    "--adopt",
+    "adopt_path",
+    type=click.Path(path_type=Path),
+    metavar="PATH",
+    help="Register an existing virtualenv holding a working torch as a base.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the base's manifest summary as JSON.")
 @click.pass_context
 @report_errors
@@ -46,7 +54,7 @@ def command(
     flags = decision_flags(variant, channel, torch_pin, strict)
     flags.update({"base.python": python_spec, "base.installer": installer})
     settings = load_settings(flags=flags)
-    store = Store.open(settings.str("store.home"), os.environ)
+    store = Store.open(settings.text("store.home"), os.environ)
     detection = detect(settings)
     for warning in detection.decision.warnings:
         console.warn(warning)
@@ -54,34 +62,33 @@ def command(
         from layerenv.adopt import adopt
 
         manifest = adopt(adopt_path, detection, store, console)
-        _print(manifest.to_json(), manifest.base_id, "adopted", as_json)
+        _print(manifest, "adopted", as_json)
         return
     request = BaseRequest(
-        interpreter=find(settings.str("base.python"), os.environ),
+        interpreter=find(settings.text("base.python"), os.environ),
         detection=detection,
-        packages=require_torch(tuple(settings.list("base.packages"))),
-        installer=settings.str("base.installer"),
+        packages=require_torch(tuple(settings.items("base.packages"))),
+        installer=settings.text("base.installer"),
         sources=SourceSettings(
-            index_template=settings.str("index.url"),
-            extra_index_urls=tuple(settings.list("index.extra_urls")),
-            find_links=tuple(settings.list("index.find_links")),
+            index_template=settings.text("index.url"),
+            extra_index_urls=tuple(settings.items("index.extra_urls")),
+            find_links=tuple(settings.items("index.find_links")),
         ),
-        pin=settings.str("torch.version") or None,
+        pin=settings.text("torch.version") or None,
         rebuild=rebuild,
         verbose=verbosity > 0,
     )
     result = ensure_base(request, store, console)
-    _print(result.manifest.to_json(), result.manifest.base_id, "reused" if result.reused else "built", as_json)
+    _print(result.manifest, "reused" if result.reused else "built", as_json)
 
 
-def _print(document: dict[str, object], base_id: str, what: str, as_json: bool) -> None:
+def _print(manifest: Manifest, what: str, as_json: bool) -> None:
     if as_json:
-        summary = {key: document[key] for key in ("base_id", "path", "variant", "torch", "torch_build",
-                                                   "python", "created", "adopted", "timings")}
-        summary["packages"] = {name: entry["version"]  # type: ignore[index]
-                               for name, entry in document["packages"].items()}  # type: ignore[attr-defined]
+        document = manifest.to_json()
+        summary = {key: document[key] for key in SUMMARY_KEYS}
+        summary["packages"] = {name: record.version for name, record in sorted(manifest.packages.items())}
         summary["status"] = what
         click.echo(json.dumps(summary, indent=2))
         return
-    click.echo(f"{what}: {base_id}")
-    click.echo(f"  torch {document['torch_build']} ({document['variant']}) at {document['path']}")
+    click.echo(f"{what}: {manifest.base_id}")
+    click.echo(f"  torch {manifest.torch_build} ({manifest.variant}) at {manifest.path}")

@@ -70,6 +70,4 @@ def render_candidates(decision: Decision) -> str:
     for candidate in decision.candidates:
         rows.append((candidate.series, candidate.variant, "kept" if candidate.kept else "dropped", candidate.reason))
     width = [max(len(row[i]) for row in rows) for i in range(3)]
-    return "\n".join(
-        f"{row[0]:<{width[0]}}  {row[1]:<{width[1]}}  {row[2]:<{width[2]}}  {row[3]}" for row in rows
-    )
+    return "\n".join(f"{row[0]:<{width[0]}}  {row[1]:<{width[1]}}  {row[2]:<{width[2]}}  {row[3]}" for row in rows)

@@ -40,36 +40,35 @@ def command(
     console = Console(verbosity)
     project_dir = check_project_dir(path)
     settings = load_settings(project_dir=project_dir, flags={"base.installer": installer})
-    store = Store.open(settings.str("store.home"), os.environ)
+    store = Store.open(settings.text("store.home"), os.environ)
     store.ensure_writable()
     detection = detect(settings)
-    spec = python_spec_for(project_dir, python_spec, os.environ) or settings.str("base.python")
+    spec = python_spec_for(project_dir, python_spec, os.environ) or settings.text("base.python")
     base = BaseRequest(
         interpreter=find(spec, os.environ),
         detection=detection,
-        packages=require_torch(tuple(settings.list("base.packages"))),
-        installer=settings.str("base.installer"),
+        packages=require_torch(tuple(settings.items("base.packages"))),
+        installer=settings.text("base.installer"),
         sources=SourceSettings(
-            index_template=settings.str("index.url"),
-            extra_index_urls=tuple(settings.list("index.extra_urls")),
-            find_links=tuple(settings.list("index.find_links")),
+            index_template=settings.text("index.url"),
+            extra_index_urls=tuple(settings.items("index.extra_urls")),
+            find_links=tuple(settings.items("index.find_links")),
         ),
-        pin=settings.str("torch.version") or None,
+        pin=settings.text("torch.version") or None,
         verbose=verbosity > 0,
     )
     request = ProjectRequest(
         project_dir=project_dir,
         base=base,
-        installer=settings.str("base.installer"),
-        extras=tuple(extras) or tuple(settings.list("project.extras")),
-        requirement_files=tuple(settings.list("project.requirements")),
-        extra_dependencies=tuple(settings.list("project.dependencies")),
+        installer=settings.text("base.installer"),
+        extras=tuple(extras) or tuple(settings.items("project.extras")),
+        requirement_files=tuple(settings.items("project.requirements")),
+        extra_dependencies=tuple(settings.items("project.dependencies")),
         system_site_packages=system_site_packages,
     )
     result = ensure_project(request, store, console)
     state = "updated" if result.changed else "up to date"
-    click.echo(f"{result.venv}: {state}, on base {result.manifest.base_id} "
-               f"(torch {result.manifest.torch_build})")
+    click.echo(f"{result.venv}: {state}, on base {result.manifest.base_id} (torch {result.manifest.torch_build})")
     click.echo(f"activate with: source {result.venv / 'bin' / 'activate'}")
 
 
@@ -92,7 +91,9 @@ def run_command(argv: tuple[str, ...]) -> None:
     env = dict(os.environ)
     env.update(uv_environment(venv, os.environ))
     constraints = str(venv / "layerenv-constraints.txt")
-    env["PIP_CONSTRAINT"] = " ".join([constraints, *[c for c in env.get("PIP_CONSTRAINT", "").split() if c != constraints]])
+    env["PIP_CONSTRAINT"] = " ".join(
+        [constraints, *[c for c in env.get("PIP_CONSTRAINT", "").split() if c != constraints]]
+    )
     env["PATH"] = os.pathsep.join([str(venv / "bin"), env.get("PATH", "")])
     env.pop("PYTHONHOME", None)
     try:
@@ -106,8 +107,8 @@ def run_command(argv: tuple[str, ...]) -> None:
 def shell_command() -> None:
     """Print the line that activates the project's venv in this shell."""
     venv = find_project_venv(Path.cwd())
-    shell = os.path.basename(os.environ.get("SHELL", "bash"))
+    shell = Path(os.environ.get("SHELL", "bash")).name
     script = {"fish": "activate.fish", "csh": "activate.csh", "tcsh": "activate.csh"}.get(shell, "activate")
     click.echo(f"source {venv / 'bin' / script}")
     if sys.stdout.isatty():
-        click.echo("# or: eval \"$(layerenv shell)\"", err=True)
+        click.echo('# or: eval "$(layerenv shell)"', err=True)

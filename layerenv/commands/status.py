@@ -1,0 +1,69 @@
+"""``layerenv status``: the machine, its bases and its projects."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+
+import click
+
+from layerenv.cli import report_errors
+from layerenv.config import load_settings
+from layerenv.store import Store
+
+
+def _size(value: object) -> str:
+    if not isinstance(value, int):
+        return "-"
+    for unit in ("B", "KB", "MB", "GB"):
+        if value < 1024 or unit == "GB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value //= 1024
+    return f"{value} TB"  # pragma: no cover
+
+
+@click.command("status")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for other tools.")
+@report_errors
+def command(as_json: bool) -> None:
+    """Show this machine's bases (current or stale) and registered projects (ok or broken)."""
+    from layerenv.base import BaseRequest, SourceSettings, find_current
+    from layerenv.interpreters import current
+    from layerenv.policy import detect
+    from layerenv.status import status_document
+
+    settings = load_settings()
+    store = Store.open(settings.text("store.home"), os.environ)
+    detection = detect(settings)
+    request = BaseRequest(
+        interpreter=current(),
+        detection=detection,
+        packages=tuple(settings.items("base.packages")),
+        installer=settings.text("base.installer"),
+        sources=SourceSettings(index_template=""),
+    )
+    fitting = find_current(store, request)
+    document = status_document(store, {fitting.base_id} if fitting else set())
+    document["machine"] = detection.decision.to_json(detection.machine)
+    if as_json:
+        click.echo(json.dumps(document, indent=2))
+        return
+    decision = detection.decision
+    gpus = ", ".join(f"{g.name} ({g.compute_capability or g.gfx})" for g in detection.machine.gpus) or "no GPU"
+    click.echo(f"machine  {gpus}; driver {detection.machine.driver_version or '-'}; wants {decision.variant}")
+    click.echo(f"store    {document['home']}")
+    click.echo("bases")
+    if not document["bases"]:
+        click.echo("  (none: run `layerenv base`)")
+    for base in document["bases"]:
+        state = "current" if base["current"] else "stale"
+        created = time.strftime("%Y-%m-%d %H:%M", time.localtime(base["created"]))
+        click.echo(f"  {base['id']:<48} {base['torch']:<16} {_size(base['size_bytes']):>9}  {created}  {state}"
+                   f"  {len(base['projects'])} project(s)")
+    click.echo("projects")
+    if not document["projects"]:
+        click.echo("  (none)")
+    for project in document["projects"]:
+        health = "ok" if project["ok"] else f"broken: {project['problem']}"
+        click.echo(f"  {project['path']:<48} {project['base']:<44} {health}")
