@@ -190,8 +190,7 @@ def render(report: dict[str, Any]) -> str:
             lines.append(f"{name:<40} FAILED: {data['error']}")
         else:
             lines.append(
-                f"{name:<40} {_format_ms(data['median_ms'])} {_format_ms(data['min_ms'])} "
-                f"{_format_ms(data['max_ms'])}"
+                f"{name:<40} {_format_ms(data['median_ms'])} {_format_ms(data['min_ms'])} {_format_ms(data['max_ms'])}"
             )
     for name, value in report["ratios"].items():
         lines.append(f"ratio {name:<34} {'-' if value is None else f'{value:.2f}x'}")

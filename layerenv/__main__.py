@@ -1,3 +1,3 @@
-from layerenv.cli import main
+from layerenv.entry import main
 
 main()

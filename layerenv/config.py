@@ -8,6 +8,7 @@ project's ``layerenv.toml``, the ``[tool.layerenv]`` table of its ``pyproject.to
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -152,6 +153,8 @@ def _check_value(spec: SettingSpec, value: Any, where: str) -> Any:
         raise ConfigError(f"{where}: {spec.key} = {value!r} is not one of: {', '.join(spec.choices)}")
     if spec.key == "torch.variant":
         _check_variant(value, where)
+    if spec.key.startswith("index."):
+        _check_urls(spec.key, value, where)
     if spec.key == "torch.version" and value:
         from layerenv.decide import normalize_pin
 
@@ -160,6 +163,20 @@ def _check_value(spec: SettingSpec, value: Any, where: str) -> Any:
         except BadInput as error:
             raise ConfigError(f"{where}: {spec.key}: {error.message}") from None
     return value
+
+
+def _check_urls(key: str, value: str | list[str], where: str) -> None:
+    from layerenv.urls import check_url, fill_template
+
+    try:
+        if isinstance(value, str):
+            if value:
+                fill_template(value, "cpu", where)
+        else:
+            for item in value:
+                check_url(item, where, allow_paths=key == "index.find_links")
+    except BadInput as error:
+        raise ConfigError(error.message) from None
 
 
 def _check_variant(value: str, where: str) -> None:
@@ -232,7 +249,7 @@ def _env_value(spec: SettingSpec, raw: str) -> Any:
             raise ConfigError(f"{where}={raw!r} must be one of: {', '.join(_TRUE + _FALSE[:-1])}")
         return lowered in _TRUE
     if spec.kind == "list":
-        return raw.split()
+        return _check_value(spec, raw.split(), where)
     return _check_value(spec, raw, where)
 
 
@@ -254,6 +271,9 @@ def user_config_path(env: Mapping[str, str]) -> Path:
     override = env.get("LAYERENV_USER_CONFIG")
     if override:
         return Path(override)
+    if sys.platform.startswith("linux"):  # platformdirs' answer, without importing it on the hot path
+        config_home = env.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+        return Path(config_home) / "layerenv" / "layerenv.toml"
     from platformdirs import user_config_dir
 
     return Path(user_config_dir("layerenv")) / "layerenv.toml"

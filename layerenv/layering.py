@@ -25,15 +25,14 @@ import py_compile
 import re
 import shutil
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from hashlib import sha256
 from pathlib import Path
 from typing import Literal
 
-from packaging.requirements import InvalidRequirement, Requirement
-
 from layerenv import __version__
+from layerenv.activation import patch_activation_scripts
 from layerenv.atomic import remove_tree, write_json, write_text
 from layerenv.distinfo import (
     Distribution,
@@ -49,7 +48,6 @@ from layerenv.errors import BadInput, OperationFailed
 __all__ = [
     "LinkRecord",
     "Shadow",
-    "explain_conflict",
     "find_shadows",
     "is_family",
     "link",
@@ -253,86 +251,6 @@ def _write_pip_conf(venv: Path, constraints: Path) -> None:
     write_text(path, text.getvalue())
 
 
-_BLOCK = re.compile(r"[ \t]*# >>> layerenv >>>\n.*?# <<< layerenv <<<\n", re.S)
-_V, _OLD, _ON = "UV_CONSTRAINT", "_LAYERENV_OLD_UV_CONSTRAINT", "_LAYERENV_UV_ACTIVE"
-# Per activation script: (where deactivate's body starts, code there restoring UV_CONSTRAINT,
-# code appended to export it); "{q}" is the constraints path quoted for that shell.
-_SHELLS: dict[str, tuple[str, str, str]] = {
-    "activate": (
-        r"^deactivate\s*\(\)\s*\{[^\n]*\n",
-        f'if [ -n "${{{_ON}:-}}" ] ; then\n    if [ -n "${{{_OLD}+x}}" ] ; then\n'
-        f'        {_V}="${_OLD}"\n        export {_V}\n        unset {_OLD}\n'
-        f"    else\n        unset {_V}\n    fi\n    unset {_ON}\nfi\n",
-        f'if [ -n "${{{_V}+x}}" ] ; then\n    {_OLD}="${_V}"\nfi\n{_ON}=1\n'
-        f'{_V}={{q}}"${{{_V}:+ ${_V}}}"\nexport {_V}\n',
-    ),
-    "activate.fish": (
-        r"^function deactivate\b[^\n]*\n",
-        f"if set -q {_ON}\n    if set -q {_OLD}\n        set -gx {_V} ${_OLD}\n        set -e {_OLD}\n"
-        f"    else\n        set -e {_V}\n    end\n    set -e {_ON}\nend\n",
-        f"if set -q {_V}\n    set -g {_OLD} ${_V}\n    set -gx {_V} (string join ' ' {{q}} ${_V})\n"
-        f"else\n    set -gx {_V} {{q}}\nend\nset -g {_ON} 1\n",
-    ),
-    "deactivate.csh": (
-        r"\A",
-        f'if ($?{_ON}) then\n    if ($?{_OLD}) then\n        setenv {_V} "${_OLD}:q"\n        unset {_OLD}\n'
-        f"    else\n        unsetenv {_V}\n    endif\n    unset {_ON}\nendif\n",
-        "",
-    ),
-    "activate.csh": (
-        "",
-        "",
-        f'if ($?{_V}) then\n    set {_OLD}="${_V}:q"\n    setenv {_V} {{q}}" ${_V}:q"\nelse\n'
-        f"    setenv {_V} {{q}}\nendif\nset {_ON}=1\n",
-    ),
-    "activate.ps1": (
-        r"^function global:deactivate\b[^\n]*\{[ \t]*\n",
-        f"if (Test-Path variable:{_ON}) {{\n    if (Test-Path variable:{_OLD}) {{\n"
-        f"        $env:{_V} = $global:{_OLD}\n        Remove-Variable -Name {_OLD} -Scope Global\n"
-        f"    }} else {{\n        Remove-Item env:{_V} -ErrorAction SilentlyContinue\n    }}\n"
-        f"    Remove-Variable -Name {_ON} -Scope Global\n}}\n",
-        f"if (Test-Path env:{_V}) {{\n    $global:{_OLD} = $env:{_V}\n"
-        f"    $env:{_V} = {{q}} + ' ' + $env:{_V}\n"
-        f"}} else {{\n    $env:{_V} = {{q}}\n}}\n$global:{_ON} = $true\n",
-    ),
-}
-_QUOTE: dict[str, Callable[[str], str]] = {
-    "activate": lambda s: "'" + s.replace("'", "'\\''") + "'",
-    "activate.fish": lambda s: "'" + s.replace("\\", "\\\\").replace("'", "\\'") + "'",
-    "activate.csh": lambda s: "'" + s.replace("'", "'\\''").replace("!", "\\!") + "'",
-    "activate.ps1": lambda s: "'" + s.replace("'", "''") + "'",
-}
-
-
-def _block(code: str, indent: str) -> str:
-    lines = ["# >>> layerenv >>>", *code.splitlines(), "# <<< layerenv <<<"]
-    return "".join(f"{indent}{line}\n" for line in lines)
-
-
-def _patch_activation_scripts(bin_dir: Path, constraints: Path) -> None:
-    """Export ``UV_CONSTRAINT`` (ours first) on activation, restore the previous value on deactivate.
-
-    A script whose deactivate cannot be found is left alone; so is csh without ``deactivate.csh``
-    (stdlib venv), whose deactivate is a one-line alias.
-    """
-    for name, (anchor, restore, export) in _SHELLS.items():
-        for path in {bin_dir / name, bin_dir / name.replace("activate.ps1", "Activate.ps1")}:
-            if not path.is_file() or (name == "activate.csh" and not (bin_dir / "deactivate.csh").is_file()):
-                continue
-            text = _BLOCK.sub("", path.read_text(encoding="utf-8"))
-            if anchor:
-                match = re.search(anchor, text, re.M)
-                if match is None:
-                    continue
-                cut = match.end()
-                text = text[:cut] + _block(restore, "    " if cut else "") + text[cut:]
-            if export:
-                code = _block(export.replace("{q}", _QUOTE[name](str(constraints))), "")
-                sig = text.find("# SIG # Begin signature block")
-                text = text + code if sig < 0 else text[:sig] + code + text[sig:]
-            write_text(path, text, mode=path.stat().st_mode & 0o777)
-
-
 def _compile_boot(venv: Path, boot: Path) -> None:
     """Drop cached bytecode of an older boot module (same size, same second would pass the mtime
     check) and, when this interpreter matches the venv's, write a source-hash-checked .pyc so that
@@ -386,7 +304,7 @@ def link(project_venv: Path, *, base_id: str, base_venv: Path) -> LinkRecord:
     pins = "".join(f"{d.name}=={d.version}\n" for d in family)
     write_text(constraints, f"# layerenv: the torch family of base {base_id}; installs must keep it.\n{pins}")
     _write_pip_conf(venv, constraints)
-    _patch_activation_scripts(_bin_dir(venv), constraints)
+    patch_activation_scripts(_bin_dir(venv), constraints)
     modules = tuple(sorted({m for d in family for m in d.top_level}))
     write_text(site / BOOT_NAME, _BOOT.format(base_id=base_id, site=str(base_site), names=modules))
     _compile_boot(venv, site / BOOT_NAME)
@@ -473,48 +391,3 @@ def _prune_empty(directory: Path, site: Path) -> None:
             return
         directory.rmdir()
         directory = directory.parent
-
-
-_SPEC = r"[<>=!~]{1,3}\s*[\w.*+!\-]+"
-_DEPENDS = re.compile(  # pip: "X 1.0 depends on torch==2.5.1"; uv: "X==1.0 depends on", "X depend on"
-    rf"(?P<pkg>[A-Za-z0-9][\w.\-]*)(?:==(?P<ver>[\w.+!\-]+)| (?P<ver2>\d[\w.+!\-]*))? depends? on "
-    rf"(?P<req>[A-Za-z0-9][\w.\-]*(?:\[[^\]]*\])?(?:\s*{_SPEC}(?:\s*,\s*{_SPEC})*)?)"
-)
-
-
-def _requirements(text: str) -> list[tuple[str, str | None, str]]:
-    """(package, version, requirement) found in installer output or in METADATA text."""
-    found = [(m["pkg"], m["ver"] or m["ver2"], m["req"]) for m in _DEPENDS.finditer(text)]
-    name = re.search(r"^Name:\s*(\S+)", text, re.M)
-    version = re.search(r"^Version:\s*(\S+)", text, re.M)
-    for req in re.findall(r"^Requires-Dist:\s*(.+)$", text, re.M):
-        found.append((name[1] if name else "the package", version[1] if version else None, req.strip()))
-    return found
-
-
-def explain_conflict(requirement_text: str, base: LinkRecord) -> str:
-    """One message naming the package, its torch-family requirement and the base's build.
-
-    ``requirement_text`` is a failed installer's output (pip's "X 1.0 depends on torch==2.5.1",
-    uv's "X==1.0 depends on torch==2.5.1") or a package's METADATA (``Requires-Dist`` lines).
-    """
-    clashes: list[str] = []
-    for package, version, text in _requirements(requirement_text):
-        try:
-            req = Requirement(text)
-        except InvalidRequirement:
-            continue
-        have = base.version_of(req.name)
-        if have is None or canonical_name(package) == canonical_name(req.name):
-            continue
-        if (req.marker is None or "extra" not in str(req.marker)) and not req.specifier.contains(have, True):
-            who = f"{package} {version}" if version else package
-            clashes.append(f"{who} requires {req.name}{req.specifier}, but base {base.base_id} provides "
-                           f"{canonical_name(req.name)} {have}")
-    if not clashes:
-        pins = ", ".join(f"{n} {v}" for n, v in base.family if n in ("torch", "torchvision", "torchaudio"))
-        return (f"the install needs a torch family other than base {base.base_id}'s ({pins or 'none'}); "
-                f"the project keeps the base's build ({base.constraints})")
-    return "; ".join(dict.fromkeys(clashes)) + (". The project keeps the base's torch family: relax the "
-                                                "requirement, or move the project to a base with a matching "
-                                                "torch (layerenv rebase).")

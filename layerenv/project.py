@@ -137,8 +137,9 @@ def _guard_conflicts(deps: ProjectDependencies, manifest: Manifest) -> None:
 def _install(venv: Path, requirements: tuple[str, ...], installer: str, log: Log) -> None:
     import subprocess
 
+    from layerenv.conflicts import explain_conflict
     from layerenv.installers import find_uv
-    from layerenv.layering import uv_environment
+    from layerenv.layering import read_link, uv_environment
 
     if not requirements:
         return
@@ -162,11 +163,12 @@ def _install(venv: Path, requirements: tuple[str, ...], installer: str, log: Log
         with log.path.open("a", encoding="utf-8") as handle:
             handle.write("$ " + " ".join(argv) + "\n" + result.stdout + result.stderr)
     if result.returncode != 0:
-        lines = [line for line in (result.stderr + result.stdout).splitlines() if line.strip()]
-        detail = next(
-            (line for line in lines if "conflict" in line.lower() or "error" in line.lower()),
-            lines[-1] if lines else f"exit {result.returncode}",
-        )
+        output = result.stdout + "\n" + result.stderr
+        record = read_link(venv)
+        if record is not None and ("conflict" in output.lower() or "cannot be used" in output):
+            raise OperationFailed(f"{explain_conflict(output, record)} (log: {log.path})")
+        lines = [line for line in output.splitlines() if line.strip()]
+        detail = next((line for line in lines if "error" in line.lower()), lines[-1] if lines else "no output")
         raise OperationFailed(f"installing the project's dependencies failed: {detail.strip()} (log: {log.path})")
 
 

@@ -19,14 +19,21 @@ def redact(url: str) -> str:
     return urllib.parse.urlunsplit((parts.scheme, f"***@{host}", parts.path, parts.query, parts.fragment))
 
 
+def check_url(url: str, where: str, *, allow_paths: bool = False) -> str:
+    """An index URL must be http(s) or file; find-links may also be a plain directory path."""
+    scheme = urllib.parse.urlsplit(url).scheme
+    if scheme in ("http", "https", "file") or (allow_paths and not scheme and url.strip()):
+        if any(character in url for character in "\n\r\0"):
+            raise BadInput(f"{where}: {redact(url)!r} contains a control character")
+        return url
+    allowed = "https://, http://, file:// or a directory" if allow_paths else "https://, http:// or file://"
+    raise BadInput(f"{where}: {redact(url)!r} must start with {allowed}")
+
+
 def fill_template(template: str, variant: str, where: str) -> str:
     if "{" in template.replace("{variant}", ""):
         raise BadInput(f"{where}: index URL {redact(template)!r} may only contain the placeholder {{variant}}")
-    url = template.replace("{variant}", variant)
-    scheme = urllib.parse.urlsplit(url).scheme
-    if scheme not in ("http", "https", "file"):
-        raise BadInput(f"{where}: index URL {redact(url)!r} must start with https://, http:// or file://")
-    return url
+    return check_url(template.replace("{variant}", variant), where)
 
 
 def unreachable_reason(url: str, timeout: float = 5.0) -> str | None:

@@ -15,11 +15,11 @@ from pathlib import Path
 import pytest
 import virtualenv
 
-from layerenv import layering
+from layerenv import activation, layering
+from layerenv.conflicts import explain_conflict
 from layerenv.distinfo import is_family, read_distributions, site_packages_of, top_level_of
 from layerenv.layering import (
     LinkRecord,
-    explain_conflict,
     find_shadows,
     link,
     read_link,
@@ -27,18 +27,10 @@ from layerenv.layering import (
     uv_environment,
 )
 from tests.support.index import isolated_installer_env, serve_index, write_simple_index
-from tests.support.pytest_fixtures import (
-    PYPI,
-    VariantIndexes,
-    fake_wheel_families,
-    fake_wheels,
-    variant_indexes,
-    wheel_path,
-)
+from tests.support.pytest_fixtures import PYPI, VariantIndexes, wheel_path
 from tests.support.wheels import build_fake_companion, build_fake_torch, build_plain_package, build_wheel
 
-__all__ = ["fake_wheel_families", "fake_wheels", "variant_indexes"]  # fixtures used here
-
+# fake_wheels and variant_indexes come from tests/support/pytest_fixtures.py through conftest.py.
 pytestmark = pytest.mark.slow
 UV = shutil.which("uv", path="/tmp/dev/bin") or shutil.which("uv") or "uv"
 POETRY = shutil.which("poetry", path="/tmp/dev/bin") or shutil.which("poetry") or "poetry"
@@ -496,6 +488,7 @@ def test_interrupted_relink_leaves_a_working_torch(project: Path, base_a: Path, 
         real_write(path, text, mode=mode)
 
     monkeypatch.setattr(layering, "write_text", failing)
+    monkeypatch.setattr(activation, "write_text", failing)
     interrupted = 0
     for budget in range(40):  # kill the relink before each of its file replacements in turn
         state.update(calls=0, budget=budget)
@@ -509,6 +502,7 @@ def test_interrupted_relink_leaves_a_working_torch(project: Path, base_a: Path, 
         assert probe(project, TORCH_PROBE)["version"] in (TORCH_A, "2.11.0+cu130")  # type: ignore[index]
     assert interrupted >= 8
     monkeypatch.setattr(layering, "write_text", real_write)
+    monkeypatch.setattr(activation, "write_text", real_write)
     assert link(project, base_id="cu130-b", base_venv=base_b).base_id == "cu130-b"
     assert probe(project, TORCH_PROBE)["version"] == "2.11.0+cu130"  # type: ignore[index]
     assert not [p for p in site_packages_of(project).iterdir() if p.name.startswith(".layerenv")]
