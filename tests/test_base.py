@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
+import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -111,7 +113,9 @@ def test_concurrent_requests_build_once(tmp_path: Path, installer_env, served_in
     assert any("waiting for the lock" in r.stderr for r in results)
 
 
-@pytest.mark.parametrize("fault", ["base:after-install", "base:before-publish", "base:after-swap"])
+@pytest.mark.parametrize(
+    "fault", ["base:after-venv", "base:after-resolve", "base:after-install", "base:before-publish", "base:after-swap"]
+)
 def test_kill_9_during_rebuild_keeps_the_previous_base(tmp_path: Path, env_for, fault: str) -> None:  # type: ignore[no-untyped-def]
     env = env_for(machine="no-gpu")
     first = run_layerenv(["base", "--json"], env, tmp_path)
@@ -129,6 +133,40 @@ def test_kill_9_during_rebuild_keeps_the_previous_base(tmp_path: Path, env_for, 
     assert not any((tmp_path / "home" / "staging").iterdir())
     assert not any((tmp_path / "home" / "graveyard").iterdir())
     assert torch_facts(python)["v"] == "2.9.1+cpu"
+
+
+def test_kill_9_mid_install_of_the_installer_and_layerenv(tmp_path: Path, installer_env, env_for) -> None:  # type: ignore[no-untyped-def]
+    """SIGKILL the whole process group while pip is unpacking a large torch into staging."""
+    root = tmp_path / "index"
+    wheel = build_fake_torch(tmp_path / "wheels", "2.9.1+cpu", cuda=None, payload_bytes=80 * 1024 * 1024)
+    add_to_index(root / "cpu", [wheel])
+    env = env_for(machine="no-gpu", LAYERENV_INDEX_URL=f"file://{root}/{{variant}}/simple", LAYERENV_INSTALLER="pip")
+    home = tmp_path / "home"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "layerenv", "base"],
+        env=env,
+        cwd=tmp_path,
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 120
+    try:
+        while time.monotonic() < deadline and process.poll() is None:
+            if list((home / "staging").glob("*/lib/python*/site-packages/torch")):
+                break
+            time.sleep(0.01)
+        assert process.poll() is None, "the build finished before it could be killed mid-install"
+        os.killpg(process.pid, signal.SIGKILL)
+    finally:
+        process.wait()
+    assert list((home / "staging").iterdir()), "the killed build left its staging dir behind"
+    assert list((home / "bases").iterdir()) == []
+    again = run_layerenv(["base", "--json"], env, tmp_path)
+    assert again.returncode == 0, again.stderr
+    assert "left by an interrupted build" in again.stderr
+    assert not any((home / "staging").iterdir())
+    assert torch_facts(base_python(home, json.loads(again.stdout)["base_id"]))["v"] == "2.9.1+cpu"
 
 
 def test_kill_9_of_a_first_build_leaves_nothing_that_looks_published(tmp_path: Path, env_for) -> None:  # type: ignore[no-untyped-def]
