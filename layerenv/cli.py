@@ -26,6 +26,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "run": ("layerenv.commands.project", "run_command", "Run a command inside the project's layered venv."),
     "shell": ("layerenv.commands.project", "shell_command", "Print the line that activates the project's venv."),
     "status": ("layerenv.commands.status", "command", "Show bases (current or stale) and projects."),
+    "rebase": ("layerenv.commands.rebase", "command", "Move every project onto the base that fits the machine now."),
 }
 
 

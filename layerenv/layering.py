@@ -62,6 +62,7 @@ BOOT_NAME = "_layerenv_boot.py"
 STUB_MARKER = "LAYERENV_STUB"
 STUB_INSTALLER = "layerenv"
 RECORD_FILE = "layerenv.json"
+STATE_FILE = "layerenv-project.json"  # what `layerenv project` installed, and onto which base
 CONSTRAINTS_FILE = "layerenv-constraints.txt"
 WRAPPER_MARK = "# layerenv-wrapper"
 _NOT_STUBBED = frozenset({"pip", "setuptools", "wheel", "distribute", "layerenv"})  # the project has its own

@@ -17,12 +17,13 @@ from layerenv.errors import BadInput, OperationFailed
 from layerenv.faults import checkpoint
 from layerenv.installers import Log
 from layerenv.interpreters import Interpreter, venv_python
+from layerenv.layering import STATE_FILE
 from layerenv.manifest import Manifest
+from layerenv.rebase import Move, move_project
 from layerenv.requirements import ProjectDependencies, read_dependencies
 from layerenv.store import Store
 
 VENV_NAME = ".venv"
-STATE_FILE = "layerenv-project.json"
 
 
 @dataclass(frozen=True)
@@ -67,8 +68,7 @@ def python_spec_for(project_dir: Path, flag: str | None, env: Mapping[str, str])
 
 def _fingerprint(manifest: Manifest, deps: ProjectDependencies, request: ProjectRequest) -> str:
     document = {
-        "base": manifest.base_id,
-        "base_created": manifest.created,
+        "python": manifest.python.get("tag"),
         "requirements": list(deps.requirements),
         "files": [[str(path), hashlib.sha256(path.read_bytes()).hexdigest()] for path in deps.files],
         "installer": request.installer,
@@ -188,9 +188,14 @@ def ensure_project(request: ProjectRequest, store: Store, reporter: Reporter) ->
     _guard_conflicts(deps, manifest)
     final = project_dir / VENV_NAME
     fingerprint = _fingerprint(manifest, deps, request)
-    if final.is_dir() and _read_state(final).get("fingerprint") == fingerprint:
-        store.register(final, manifest.base_id, project_dir)
-        return ProjectResult(final, manifest, changed=False, installed=(), base_built=base_built)
+    state = _read_state(final) if final.is_dir() else {}
+    if state.get("fingerprint") == fingerprint and (final / "layerenv.json").is_file():
+        if state.get("base_id") == manifest.base_id:
+            store.register(final, manifest.base_id, project_dir)
+            return ProjectResult(final, manifest, changed=False, installed=(), base_built=base_built)
+        reporter.step(f"moving {final} onto base {manifest.base_id}")
+        move_project(Move(final, project_dir, str(state.get("base_id")), manifest.base_id), manifest, store)
+        return ProjectResult(final, manifest, changed=True, installed=(), base_built=base_built)
     staging = project_dir / f"{VENV_NAME}.layerenv-new-{os.getpid()}-{os.urandom(3).hex()}"
     log = Log(store.log_path(f"project-{project_dir.name or 'root'}"))
     try:

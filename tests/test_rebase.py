@@ -1,0 +1,123 @@
+"""``layerenv rebase``: a driver upgrade moves every project onto the new base, crash-safely."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from layerenv.atomic import relocate_venv
+from layerenv.layering import link
+from layerenv.store import Store
+from tests.support.cli import layerenv_env, run_layerenv
+from tests.support.index import add_to_index
+from tests.support.wheels import build_fake_torch
+
+pytestmark = pytest.mark.slow
+
+
+def torch_version(venv: Path) -> str:
+    return subprocess.run(
+        [str(venv / "bin" / "python"), "-c", "import torch; print(torch.__version__)"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+
+
+@pytest.fixture
+def store_env(tmp_path: Path, installer_env: dict[str, str], served_indexes):  # type: ignore[no-untyped-def]
+    """A served index with cu128 (2.9.1) and, added here, cu132 (2.15.0) torch builds."""
+    cu132 = build_fake_torch(tmp_path / "wheels", "2.15.0+cu132", cuda="13.2")
+    add_to_index(served_indexes.root / "cu132", [cu132])
+
+    def make(machine: str) -> dict[str, str]:
+        return layerenv_env(
+            tmp_path / "home",
+            base_env={**installer_env, "PIP_INDEX_URL": served_indexes.pypi_url},
+            machine=machine,
+            extra={"LAYERENV_INDEX_URL": served_indexes.url_template, "LAYERENV_INSTALLER": "uv"},
+        )
+
+    return make
+
+
+def clone_project(source: Path, target: Path, base_id: str, base_venv: Path, store: Store) -> Path:
+    """A registered project venv made by copying one `layerenv project` made (rebase only relinks)."""
+    target.mkdir(parents=True)
+    shutil.copytree(source / ".venv", target / ".venv", symlinks=True)
+    relocate_venv(target / ".venv", source / ".venv", target / ".venv")
+    link(target / ".venv", base_id=base_id, base_venv=base_venv)
+    store.register(target / ".venv", base_id, target)
+    return target / ".venv"
+
+
+def test_driver_upgrade_moves_projects_to_a_new_cuda(tmp_path: Path, store_env) -> None:  # type: ignore[no-untyped-def]
+    old_env, new_env = store_env("rtx5090-570"), store_env("rtx5090-580")
+    projects = []
+    for name in ("alpha", "beta"):
+        project = tmp_path / name
+        project.mkdir()
+        result = run_layerenv(["project", str(project)], old_env, tmp_path)
+        assert result.returncode == 0, result.stderr
+        projects.append(project / ".venv")
+    assert [torch_version(venv) for venv in projects] == ["2.9.1+cu128"] * 2
+    old_id = "cp311-linux_x86_64-torch2.9.1-cu128"
+
+    nothing = run_layerenv(["rebase"], old_env, tmp_path)
+    assert nothing.returncode == 0 and nothing.stdout.startswith("nothing changed: 2 project(s)")
+
+    dry = run_layerenv(["rebase", "--dry-run", "--json"], new_env, tmp_path)
+    assert dry.returncode == 0, dry.stderr
+    plan = json.loads(dry.stdout)
+    assert plan["changed"] and plan["variant"] == "cu132"
+    assert sorted(move["project"] for move in plan["moves"]) == sorted(str(v.parent) for v in projects)
+    assert all(move["from"] == old_id for move in plan["moves"])
+    assert [torch_version(venv) for venv in projects] == ["2.9.1+cu128"] * 2, "--dry-run changed nothing"
+    assert not (tmp_path / "home" / "bases" / "cp311-linux_x86_64-torch2.15.0-cu132").exists()
+
+    done = run_layerenv(["rebase", "--json"], new_env, tmp_path)
+    assert done.returncode == 0, done.stderr
+    outcome = json.loads(done.stdout)
+    assert outcome["built"] == ["cp311-linux_x86_64-torch2.15.0-cu132"]
+    assert sorted(outcome["moved"]) == sorted(str(v.parent) for v in projects)
+    assert [torch_version(venv) for venv in projects] == ["2.15.0+cu132"] * 2
+    assert (tmp_path / "home" / "bases" / old_id).is_dir(), "the old base is kept until gc"
+    status = json.loads(run_layerenv(["status", "--json"], new_env, tmp_path).stdout)
+    assert {p["base"] for p in status["projects"]} == {"cp311-linux_x86_64-torch2.15.0-cu132"}
+    again = run_layerenv(["rebase"], new_env, tmp_path)
+    assert again.returncode == 0 and again.stdout.startswith("nothing changed")
+
+    back = run_layerenv(["rebase", "--project", str(projects[0].parent), "--base", old_id], new_env, tmp_path)
+    assert back.returncode == 0, back.stderr
+    assert [torch_version(venv) for venv in projects] == ["2.9.1+cu128", "2.15.0+cu132"]
+    bad = run_layerenv(["rebase", "--base", "no-such-base"], new_env, tmp_path)
+    assert bad.returncode == 2 and "no-such-base" in bad.stderr and len(bad.stderr.splitlines()) == 1
+
+
+def test_kill_9_at_any_point_leaves_every_project_working(tmp_path: Path, store_env) -> None:  # type: ignore[no-untyped-def]
+    old_env, new_env = store_env("rtx5090-570"), store_env("rtx5090-580")
+    first = tmp_path / "p00"
+    first.mkdir()
+    assert run_layerenv(["project", str(first)], old_env, tmp_path).returncode == 0
+    store = Store(tmp_path / "home")
+    old_id = "cp311-linux_x86_64-torch2.9.1-cu128"
+    base_venv = store.base_dir(old_id)
+    venvs = [first / ".venv"] + [
+        clone_project(first, tmp_path / f"p{i:02d}", old_id, base_venv, store) for i in range(1, 20)
+    ]
+    assert len(store.projects()) == 20
+    for fault in ("rebase:after-build", "rebase:project-5", "rebase:after-link", "rebase:project-17"):
+        killed = run_layerenv(
+            ["rebase"], {**new_env, "LAYERENV_FAULTS_ENABLED": "1", "LAYERENV_FAULT": fault}, tmp_path
+        )
+        assert killed.returncode == -9, (fault, killed.stderr)
+        versions = {torch_version(venv) for venv in venvs}
+        assert versions <= {"2.9.1+cu128", "2.15.0+cu132"}, (fault, versions)
+    final = run_layerenv(["rebase"], new_env, tmp_path)
+    assert final.returncode == 0, final.stderr
+    assert {torch_version(venv) for venv in venvs} == {"2.15.0+cu132"}
+    assert {entry["base_id"] for entry in store.projects()} == {"cp311-linux_x86_64-torch2.15.0-cu132"}
