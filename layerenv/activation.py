@@ -89,4 +89,4 @@ def patch_activation_scripts(bin_dir: Path, constraints: Path) -> None:
                 code = _block(export.replace("{q}", _QUOTE[name](str(constraints))), "")
                 sig = text.find("# SIG # Begin signature block")
                 text = text + code if sig < 0 else text[:sig] + code + text[sig:]
-            write_text(path, text, mode=path.stat().st_mode & 0o777)
+            write_text(path, text, mode=path.stat().st_mode & 0o777, durable=False)

@@ -14,15 +14,20 @@ _RENAME_EXCHANGE = 2
 _AT_FDCWD = -100
 
 
-def write_text(path: Path, text: str, *, mode: int = 0o644) -> None:
-    """Write ``text`` to ``path`` via a temporary file and ``os.replace``: readers see old or new."""
+def write_text(path: Path, text: str, *, mode: int = 0o644, durable: bool = True) -> None:
+    """Write ``text`` to ``path`` via a temporary file and ``os.replace``: readers see old or new.
+
+    ``durable`` also fsyncs the data before the rename, so a power cut cannot leave an empty file;
+    files that are only convenience (activation scripts, wrappers) skip it.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(text)
             handle.flush()
-            os.fsync(handle.fileno())
+            if durable:
+                os.fsync(handle.fileno())
         Path(temporary).chmod(mode)
         Path(temporary).replace(path)
     except BaseException:

@@ -14,6 +14,7 @@ import os
 import re
 from dataclasses import dataclass
 from email.parser import HeaderParser
+from functools import cached_property
 from pathlib import Path
 
 from layerenv.errors import BadInput
@@ -43,10 +44,19 @@ class Distribution:
     version: str  # the distribution version from METADATA (``2.11.0``, not ``2.11.0+cu130``)
     dist_info: Path
     metadata_text: str
-    top_level: tuple[str, ...]
     console_scripts: tuple[tuple[str, str], ...]  # (script name, "module:attr")
     record_sha256: str  # sha256 hex of the RECORD file bytes ("" without RECORD)
     installer: str  # contents of INSTALLER ("" when absent)
+
+    @cached_property
+    def top_level(self) -> tuple[str, ...]:
+        """Top-level modules and packages, from RECORD (else ``top_level.txt``); parsed on first use."""
+        record = _read_text(self.dist_info / "RECORD")
+        if record is not None:
+            paths = record_paths(record)
+        else:
+            paths = [f"{line.strip()}/" for line in (_read_text(self.dist_info / "top_level.txt") or "").splitlines()]
+        return tuple(sorted({top for top in map(top_level_of, paths) if top}))
 
 
 def canonical_name(name: str) -> str:
@@ -147,17 +157,11 @@ def _read_one(dist_info: Path) -> Distribution | None:
         record_bytes = (dist_info / "RECORD").read_bytes()
     except OSError:
         record_bytes = None
-    if record_bytes is not None:
-        paths = record_paths(record_bytes.decode("utf-8", errors="replace"))
-    else:
-        paths = [f"{line.strip()}/" for line in (_read_text(dist_info / "top_level.txt") or "").splitlines()]
-    top_level = sorted({top for top in map(top_level_of, paths) if top})
     return Distribution(
         name=name,
         version=version,
         dist_info=dist_info,
         metadata_text=metadata_text,
-        top_level=tuple(top_level),
         console_scripts=_console_scripts(dist_info),
         record_sha256=hashlib.sha256(record_bytes).hexdigest() if record_bytes is not None else "",
         installer=(_read_text(dist_info / "INSTALLER") or "").strip(),

@@ -196,7 +196,7 @@ def _write_wrappers(venv: Path, dist: Distribution) -> dict[str, bytes]:
             continue
         text = _WRAPPER.format(shebang=_shebang(venv / "bin" / "python"), mark=WRAPPER_MARK, dist=dist.name,
                                module=match[1], head=match[2].split(".")[0], attr=match[2])
-        write_text(target, text, mode=0o755)
+        write_text(target, text, mode=0o755, durable=False)
         written[name] = text.encode()
     return written
 
@@ -264,6 +264,27 @@ def _compile_boot(venv: Path, boot: Path) -> None:
         py_compile.compile(str(boot), doraise=False, invalidation_mode=py_compile.PycInvalidationMode.CHECKED_HASH)
 
 
+_BASE_CACHE: dict[tuple[Path, int], list[Distribution]] = {}
+
+
+def _base_distributions(base_site: Path) -> list[Distribution]:
+    """The base's distributions to stub, read once per process while the base is unchanged.
+
+    ``rebase`` links many projects to one base; parsing its RECORDs once is most of the saving.
+    """
+    key = (base_site, base_site.stat().st_mtime_ns)
+    cached = _BASE_CACHE.get(key)
+    if cached is None:
+        seeded = {p.name.removesuffix(".virtualenv") for p in base_site.glob("*.virtualenv")}
+        cached = [
+            d for d in read_distributions(base_site)
+            if d.name not in _NOT_STUBBED and d.installer != STUB_INSTALLER
+            and d.dist_info.name.removesuffix(".dist-info") not in seeded
+        ]
+        _BASE_CACHE[key] = cached
+    return cached
+
+
 def link(project_venv: Path, *, base_id: str, base_venv: Path) -> LinkRecord:
     """Layer ``project_venv`` on ``base_venv`` (again, or onto another base); returns the record.
 
@@ -279,12 +300,7 @@ def link(project_venv: Path, *, base_id: str, base_venv: Path) -> LinkRecord:
         raise BadInput(f"{venv} runs Python {ours} but base {base_id} has Python {theirs}; they must match")
     for leftover in site.glob(".layerenv-*"):  # staging of an interrupted link
         remove_tree(leftover)
-    seeded = {p.name.removesuffix(".virtualenv") for p in base_site.glob("*.virtualenv")}
-    base_dists = [
-        d for d in read_distributions(base_site)
-        if d.name not in _NOT_STUBBED and d.installer != STUB_INSTALLER
-        and d.dist_info.name.removesuffix(".dist-info") not in seeded
-    ]
+    base_dists = _base_distributions(base_site)
     family = [d for d in base_dists if is_family(d.name)]
     project = read_distributions(site)
     real = {d.name for d in project if not _is_stub(d)}

@@ -481,11 +481,11 @@ def test_interrupted_relink_leaves_a_working_torch(project: Path, base_a: Path, 
     real_write = layering.write_text
     state = {"calls": 0, "budget": 0}
 
-    def failing(path: Path, text: str, *, mode: int = 0o644) -> None:
+    def failing(path: Path, text: str, *, mode: int = 0o644, durable: bool = True) -> None:
         state["calls"] += 1
         if state["calls"] > state["budget"]:
             raise KeyboardInterrupt  # as if killed before this file was replaced
-        real_write(path, text, mode=mode)
+        real_write(path, text, mode=mode, durable=durable)
 
     monkeypatch.setattr(layering, "write_text", failing)
     monkeypatch.setattr(activation, "write_text", failing)
