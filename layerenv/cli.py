@@ -26,6 +26,9 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "run": ("layerenv.commands.project", "run_command", "Run a command inside the project's layered venv."),
     "shell": ("layerenv.commands.project", "shell_command", "Print the line that activates the project's venv."),
     "status": ("layerenv.commands.status", "command", "Show bases (current or stale) and projects."),
+    "doctor": ("layerenv.commands.lifecycle", "doctor_command", "Find problems, each with its fix; --fix repairs."),
+    "verify": ("layerenv.commands.lifecycle", "verify_command", "Check a base's files against its manifest."),
+    "gc": ("layerenv.commands.lifecycle", "gc_command", "Remove bases no project uses and that are not current."),
     "rebase": ("layerenv.commands.rebase", "command", "Move every project onto the base that fits the machine now."),
 }
 

@@ -357,7 +357,9 @@ def is_built():
 
 
 def _payload(seed: str, size: int) -> bytes:
-    return random.Random(seed).randbytes(size) if size > 0 else b""
+    generator = random.Random(seed)
+    chunk = 16 * 1024 * 1024  # randbytes() overflows past 256 MB in one call
+    return b"".join(generator.randbytes(min(chunk, size - start)) for start in range(0, size, chunk))
 
 
 def build_fake_torch(

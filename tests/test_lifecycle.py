@@ -1,0 +1,308 @@
+"""``layerenv doctor``, ``verify`` and ``gc`` on real stores built with uv from local indexes of fake wheels."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from layerenv.manifest import Manifest, PackageRecord, read_manifest
+from layerenv.verify import verify_base
+from tests.support.cli import layerenv_env, run_layerenv, tree_digest
+from tests.support.index import isolated_installer_env
+from tests.support.pytest_fixtures import VariantIndexes, wheel_path
+
+pytestmark = pytest.mark.slow
+UV = shutil.which("uv", path="/tmp/dev/bin") or shutil.which("uv") or "uv"
+CU130 = "cp311-linux_x86_64-torch2.11.0-cu130"
+
+
+@dataclass(frozen=True)
+class Store:
+    root: Path
+    home: Path
+    env: dict[str, str]  # h100-580, uv, variant cu130: the base CU130 is current
+    base_id: str
+    project: Path
+
+    @property
+    def site(self) -> Path:
+        return next((self.home / "bases" / self.base_id / "lib").glob("python*/site-packages"))
+
+    def with_(self, **extra: str) -> dict[str, str]:
+        return {**self.env, **extra}
+
+
+def layerenv(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    result = run_layerenv(args, env, cwd, timeout=120)
+    assert "Traceback" not in result.stderr, result.stderr
+    return result
+
+
+def as_json(args: list[str], env: dict[str, str], cwd: Path, code: int) -> Any:
+    result = layerenv([*args, "--json"], env, cwd)
+    assert result.returncode == code, (result.stdout, result.stderr)
+    return json.loads(result.stdout)
+
+
+def python_says(venv: Path, code: str) -> str:
+    return subprocess.run([str(venv / "bin" / "python"), "-c", code], capture_output=True, text=True,
+                          check=True).stdout.strip()
+
+
+def store_env(home: Path, root: Path, indexes: VariantIndexes, machine: str = "h100-580", **extra: str
+              ) -> dict[str, str]:
+    installers = isolated_installer_env(uv_cache_dir=root / "uv-cache")
+    installers.pop("CUDA_VISIBLE_DEVICES", None)
+    settings = {"LAYERENV_INDEX_URL": indexes.url_template, "LAYERENV_INSTALLER": "uv", **extra}
+    return layerenv_env(home, base_env={**installers, "PIP_INDEX_URL": indexes.pypi_url}, machine=machine,
+                        extra=settings)
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory: pytest.TempPathFactory, variant_indexes: VariantIndexes) -> Store:
+    """A cu130 base built on the H100 replay, and one project layered on it; tests put back what they change."""
+    root = tmp_path_factory.mktemp("lifecycle")
+    env = store_env(root / "home", root, variant_indexes, LAYERENV_VARIANT="cu130")
+    built = layerenv(["base"], env, root)
+    assert built.returncode == 0, built.stderr
+    project = root / "app"
+    project.mkdir()
+    layered = layerenv(["project", str(project)], env, root)
+    assert layered.returncode == 0, layered.stderr
+    return Store(root, root / "home", env, CU130, project)
+
+
+@contextmanager
+def restored(*paths: Path) -> Iterator[None]:
+    saved = {path: path.read_bytes() for path in paths}
+    try:
+        yield
+    finally:
+        for path, data in saved.items():
+            path.write_bytes(data)
+
+
+# --------------------------------------------------------------------------- verify
+
+
+def test_verify_clean_then_each_kind_of_tampering(store: Store) -> None:
+    clean = layerenv(["verify"], store.env, store.root)
+    assert clean.returncode == 0, clean.stdout + clean.stderr
+    assert clean.stdout.startswith(f"{CU130}: ok (3 distribution(s), ")
+    assert as_json(["verify", CU130], store.env, store.root, 0)["ok"] is True
+
+    version_py = store.site / "torch" / "version.py"
+    with restored(version_py):
+        data = version_py.read_bytes()
+        version_py.write_bytes(bytes([data[0] ^ 1]) + data[1:])  # one byte, same size
+        result = layerenv(["verify", CU130], store.env, store.root)
+        assert result.returncode == 1
+        assert f"modified             {version_py}  [torch]" in result.stdout
+        assert result.stdout.count("\n  ") == 1, result.stdout
+        doctor = as_json(["doctor"], store.env, store.root, 1)
+        assert [(f["kind"], f["subject"]) for f in doctor["findings"]] == [("base-modified", CU130)]
+        assert str(version_py) in doctor["findings"][0]["message"]
+
+    init = store.site / "torchvision" / "__init__.py"
+    with restored(init):
+        init.unlink()
+        problems = as_json(["verify"], store.env, store.root, 1)["bases"][0]["problems"]
+        assert problems == [{"kind": "missing", "distribution": "torchvision", "path": str(init)}]
+
+    record = next(store.site.glob("torch-*.dist-info")) / "RECORD"
+    with restored(record):
+        record.write_text(record.read_text().replace("torch/version.py,sha256=", "torch/version.py,sha256=AAAA"))
+        problems = as_json(["verify"], store.env, store.root, 1)["bases"][0]["problems"]
+        assert {(p["kind"], Path(p["path"]).name) for p in problems} == {("record-modified", "RECORD"),
+                                                                          ("modified", "version.py")}
+    assert layerenv(["verify"], store.env, store.root).returncode == 0
+
+
+def test_verify_unknown_base_is_bad_input(store: Store) -> None:
+    before = tree_digest(store.home)
+    for name in ("no-such-base", "../bases"):
+        result = layerenv(["verify", name], store.env, store.root)
+        assert result.returncode == 2
+        assert result.stderr.startswith("layerenv: error: base ") and f"published: {CU130}" in result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1 and not result.stdout
+    assert tree_digest(store.home) == before
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+
+
+def test_verify_puts_the_staging_path_back_into_relocated_scripts(tmp_path: Path) -> None:
+    """Console scripts got the staging path in their shebang and were rewritten when published."""
+    staging, final = tmp_path / "staging" / "key.1.abcd", tmp_path / "bases" / "demo"
+    site = final / "lib" / "python3.11" / "site-packages"
+    (site / "demo-1.0.dist-info").mkdir(parents=True)
+    (final / "bin").mkdir()
+    (final / "bin" / "python").touch()
+    (final / "pyvenv.cfg").write_text("version_info = 3.11.7\n")
+    (site / "demo-1.0.dist-info" / "METADATA").write_text("Name: demo\nVersion: 1.0\n")
+    script = "#!{}/bin/python\nfrom demo import main\nmain()\n"
+    (final / "bin" / "demo").write_text(script.format(final))
+    module = b"def main(): pass\n"
+    (site / "demo.py").write_bytes(module)
+    rows = [f"demo.py,sha256={_b64(module)},17",
+            f"../../../bin/demo,sha256={_b64(script.format(staging).encode())},99", "../../../../outside.txt,sha256=x,1"]
+    record = "\n".join(rows) + "\ndemo-1.0.dist-info/RECORD,,\n"
+    (site / "demo-1.0.dist-info" / "RECORD").write_text(record)
+    manifest = Manifest(
+        base_id="demo", path=str(final), created=0.0, layerenv_version="0", python={"tag": "cp311"}, variant="cpu",
+        channel="stable", torch="1.0", torch_build="1.0", requested=("demo",),
+        packages={"demo": PackageRecord("demo", "1.0", hashlib.sha256(record.encode()).hexdigest(), "uv")},
+        machine={}, decision={}, verification={"executable": str(staging / "bin" / "python")},
+    )
+    check = verify_base(manifest)
+    assert check.ok and check.files == 2, check.problems
+    (final / "bin" / "demo").write_text(script.format(final) + "evil()\n")
+    assert [(p.kind, p.path) for p in verify_base(manifest, workers=1).problems] == [
+        ("modified", str(final / "bin" / "demo"))]
+
+
+# --------------------------------------------------------------------------- doctor
+
+
+def test_doctor_healthy_then_removes_a_shadowing_torch(store: Store, fake_wheels: Path) -> None:
+    healthy = layerenv(["doctor"], store.env, store.root)
+    assert healthy.returncode == 0, healthy.stdout
+    assert healthy.stdout == "healthy: 1 project(s), 1 base(s), nothing to fix\n"
+    venv = store.project / ".venv"
+    # PIP_CONFIG_FILE=/dev/null skips the venv's pip.conf too, so its constraint no longer stops this.
+    cpu = wheel_path(fake_wheels, "torch", "2.9.1+cpu")
+    subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "install", "-q", "--no-index", "--no-deps", str(cpu)],
+                   env=isolated_installer_env(), check=True, capture_output=True)
+    found = layerenv(["doctor"], store.env, store.root)
+    assert found.returncode == 1
+    assert found.stdout.startswith(f"problem: {venv} has its own torch 2.9.1+cpu, shadowing base {CU130}")
+    assert " -> fix: remove it and restore the base's stubs (`layerenv doctor --fix`)" in found.stdout
+    assert as_json(["doctor"], store.env, store.root, 1) == {"healthy": False, "findings": [
+        {"kind": "shadow", "subject": str(store.project), "message": found.stdout.split(" -> ")[0][9:],
+         "fix": "remove it and restore the base's stubs (`layerenv doctor --fix`)", "fixed": False}]}
+
+    fixed = layerenv(["doctor", "--fix"], store.env, store.root)
+    assert fixed.returncode == 0, fixed.stdout
+    assert fixed.stdout.startswith("fixed: ") and f"-> removed torch 2.9.1+cpu from {venv}" in fixed.stdout
+    code = "import torch, importlib.metadata as m; print(torch.__version__, m.version('torch'), torch.__file__)"
+    version, metadata, where = python_says(venv, code).split()
+    assert (version, metadata) == ("2.11.0+cu130", "2.11.0+cu130") and where.startswith(str(store.site))
+    assert layerenv(["doctor"], store.env, store.root).returncode == 0
+
+
+def test_doctor_relinks_broken_link_files(store: Store) -> None:
+    pth = next((store.project / ".venv" / "lib").glob("python*/site-packages")) / "_layerenv.pth"
+    pth.unlink()
+    findings = as_json(["doctor"], store.env, store.root, 1)["findings"]
+    assert [(f["kind"], f["fixed"]) for f in findings] == [("link-broken", False)]
+    report = as_json(["doctor", "--fix"], store.env, store.root, 0)
+    assert report["healthy"] is True and [(f["kind"], f["fixed"]) for f in report["findings"]] == [
+        ("link-broken", True)]
+    assert pth.is_file() and python_says(store.project / ".venv", "import torch; print(torch.__version__)") == (
+        "2.11.0+cu130")
+
+
+def test_doctor_forgets_deleted_projects_and_unreadable_entries(store: Store) -> None:
+    gone = store.root / "gone"
+    gone.mkdir()
+    assert layerenv(["project", str(gone)], store.env, store.root).returncode == 0
+    shutil.rmtree(gone)
+    garbage = store.home / "registry" / "0123456789abcdef01234567.json"
+    garbage.write_text("{not json")
+    try:
+        found = layerenv(["doctor"], store.env, store.root)
+        assert found.returncode == 1
+        lines = found.stdout.splitlines()
+        assert len(lines) == 2 and all(line.startswith("problem: ") and " -> fix: " in line for line in lines)
+        assert f"registered project {gone} has no venv {gone / '.venv'} any more" in found.stdout
+        assert f"registry entry {garbage} is unreadable" in found.stdout
+        refused = layerenv(["gc"], store.env, store.root)  # an unreadable entry might name any base
+        assert refused.returncode == 1 and "run `layerenv doctor --fix` first" in refused.stderr
+        assert len(refused.stderr.splitlines()) == 1
+    finally:
+        fixed = layerenv(["doctor", "--fix"], store.env, store.root)
+    assert fixed.returncode == 0, fixed.stdout
+    assert f"forgot {gone}" in fixed.stdout and f"deleted the unreadable registry entry {garbage}" in fixed.stdout
+    assert not garbage.exists()
+    status = as_json(["status"], store.env, store.root, 0)
+    assert [project["path"] for project in status["projects"]] == [str(store.project)]
+
+
+def test_doctor_explains_a_machine_the_base_no_longer_fits(store: Store) -> None:
+    env = {k: v for k, v in store.env.items() if k != "LAYERENV_VARIANT"}  # the machine decides
+    for machine, driver in (("rtx5090-570", "570.153.02"), ("v100-535", "535.247.01")):
+        replay = layerenv_env(store.home, base_env=env, machine=machine)
+        report = as_json(["doctor"], replay, store.root, 1)
+        assert [(f["kind"], f["subject"]) for f in report["findings"]] == [("base-unfit", CU130)]
+        message = report["findings"][0]["message"]
+        assert f"CUDA 13.0 needs NVIDIA driver >= 580.65.06, this machine has {driver}" in message
+        assert report["findings"][0]["fix"].startswith(f"`layerenv project {store.project}` moves it to a base")
+
+
+def test_doctor_sees_cuda_visible_devices_hiding_every_gpu(store: Store) -> None:
+    result = layerenv(["doctor"], store.with_(CUDA_VISIBLE_DEVICES=""), store.root)
+    assert result.returncode == 1
+    assert result.stdout == ("problem: CUDA_VISIBLE_DEVICES='' hides all 1 GPU(s): torch will see none -> fix: unset "
+                             "CUDA_VISIBLE_DEVICES, or set it to the GPUs to use (e.g. CUDA_VISIBLE_DEVICES=0)\n")
+    assert layerenv(["doctor"], store.with_(CUDA_VISIBLE_DEVICES="0"), store.root).returncode == 0
+
+
+# --------------------------------------------------------------------------- gc
+
+
+def test_gc_removes_only_unused_bases_that_are_not_current(tmp_path: Path, variant_indexes: VariantIndexes) -> None:
+    from filelock import FileLock
+
+    from layerenv.gc import lock_key
+
+    home = tmp_path / "home"
+    env = store_env(home, tmp_path, variant_indexes)
+    for variant in ("cu128", "cu126", "cpu"):
+        assert layerenv(["base", "--variant", variant], env, tmp_path).returncode == 0
+    app = tmp_path / "app"
+    app.mkdir()
+    assert layerenv(["project", str(app)], {**env, "LAYERENV_VARIANT": "cpu"}, tmp_path).returncode == 0
+    existing = tmp_path / "existing"
+    subprocess.run([UV, "venv", "-q", "--python", sys.executable, str(existing)], env=env, check=True)
+    subprocess.run([UV, "pip", "install", "-q", "--python", str(existing / "bin" / "python"), "--index-url",
+                    variant_indexes.url("cu130"), "torch==2.11.0+cu130"], env=env, check=True)
+    adopted = as_json(["base", "--adopt", str(existing)], env, tmp_path, 0)["base_id"]
+    cu126, cu128, cpu = (f"cp311-linux_x86_64-torch2.9.1-{v}" for v in ("cu126", "cu128", "cpu"))
+    env["LAYERENV_VARIANT"] = "cu128"  # the current base
+
+    before = tree_digest(home / "bases"), tree_digest(home / "registry")
+    dry = layerenv(["gc", "--dry-run"], env, tmp_path)
+    assert dry.returncode == 0, dry.stderr
+    assert dry.stdout.splitlines()[:2] == [
+        f"would remove {adopted} (its manifest only; the adopted environment {existing} is left alone)",
+        f"would remove {cu126} ({dry.stdout.split(cu126 + ' (')[1].split(')')[0]})"]
+    assert f"kept {cu128}: current" in dry.stdout and f"kept {cpu}: used by 1 project(s): {app}" in dry.stdout
+    assert dry.stdout.splitlines()[-1].startswith("would free ")
+    assert (tree_digest(home / "bases"), tree_digest(home / "registry")) == before
+
+    with FileLock(str(home / "locks" / f"{lock_key(read_manifest(home / 'bases' / cu126 / 'layerenv-manifest.json'))}"
+                      ".lock")):
+        locked = as_json(["gc", "--dry-run"], env, tmp_path, 0)
+    assert {"id": cu126, "reason": "locked by another layerenv process"} in locked["kept"]
+    assert [r["id"] for r in locked["removed"]] == [adopted]
+
+    done = as_json(["gc"], env, tmp_path, 0)
+    assert done["dry_run"] is False and sorted(r["id"] for r in done["removed"]) == sorted([adopted, cu126])
+    assert done["freed_bytes"] > 100_000
+    assert sorted(path.name for path in (home / "bases").iterdir()) == [cpu, cu128]
+    assert (existing / "bin" / "python").exists() and not any((home / "graveyard").iterdir())
+    assert python_says(app / ".venv", "import torch; print(torch.__version__)") == "2.9.1+cpu"
+    again = as_json(["gc"], env, tmp_path, 0)
+    assert again["removed"] == [] and again["freed_bytes"] == 0
