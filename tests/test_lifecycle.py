@@ -24,7 +24,9 @@ from tests.support.pytest_fixtures import VariantIndexes, wheel_path
 
 pytestmark = pytest.mark.slow
 UV = shutil.which("uv", path="/tmp/dev/bin") or shutil.which("uv") or "uv"
-CU130 = "cp311-linux_x86_64-torch2.11.0-cu130"
+PY = f"{sys.version_info.major}.{sys.version_info.minor}"
+TAG = f"cp{sys.version_info.major}{sys.version_info.minor}"
+CU130 = f"{TAG}-linux_x86_64-torch2.11.0-cu130"
 
 
 @dataclass(frozen=True)
@@ -126,6 +128,14 @@ def test_verify_clean_then_each_kind_of_tampering(store: Store) -> None:
         problems = as_json(["verify"], store.env, store.root, 1)["bases"][0]["problems"]
         assert {(p["kind"], Path(p["path"]).name) for p in problems} == {("record-modified", "RECORD"),
                                                                           ("modified", "version.py")}
+
+    dist_info = next(store.site.glob("torchvision-*.dist-info"))
+    dist_info.rename(store.root / "dist-info-aside")
+    try:
+        problems = as_json(["verify"], store.env, store.root, 1)["bases"][0]["problems"]
+    finally:
+        (store.root / "dist-info-aside").rename(dist_info)
+    assert problems == [{"kind": "distribution-missing", "distribution": "torchvision", "path": "torchvision 0.26.0+cu130"}]
     assert layerenv(["verify"], store.env, store.root).returncode == 0
 
 
@@ -240,6 +250,21 @@ def test_doctor_forgets_deleted_projects_and_unreadable_entries(store: Store) ->
     assert [project["path"] for project in status["projects"]] == [str(store.project)]
 
 
+def test_doctor_reports_a_gone_base_and_fixes_nothing_then(store: Store) -> None:
+    base, aside = store.home / "bases" / CU130, store.root / "aside"
+    venv_before = tree_digest(store.project / ".venv")
+    base.rename(aside)
+    try:
+        report = as_json(["doctor", "--fix"], store.env, store.root, 1)
+    finally:
+        aside.rename(base)
+    assert [(f["kind"], f["subject"], f["fixed"]) for f in report["findings"]] == [
+        ("base-gone", str(store.project), False), ("python-no-base", f"Python {PY}", False)]
+    assert report["findings"][0]["fix"] == f"`layerenv project {store.project}` layers it on a base that fits (building one)"
+    assert report["findings"][1]["fix"] == f"`layerenv base --python {PY}`"
+    assert tree_digest(store.project / ".venv") == venv_before
+
+
 def test_doctor_explains_a_machine_the_base_no_longer_fits(store: Store) -> None:
     env = {k: v for k, v in store.env.items() if k != "LAYERENV_VARIANT"}  # the machine decides
     for machine, driver in (("rtx5090-570", "570.153.02"), ("v100-535", "535.247.01")):
@@ -279,7 +304,7 @@ def test_gc_removes_only_unused_bases_that_are_not_current(tmp_path: Path, varia
     subprocess.run([UV, "pip", "install", "-q", "--python", str(existing / "bin" / "python"), "--index-url",
                     variant_indexes.url("cu130"), "torch==2.11.0+cu130"], env=env, check=True)
     adopted = as_json(["base", "--adopt", str(existing)], env, tmp_path, 0)["base_id"]
-    cu126, cu128, cpu = (f"cp311-linux_x86_64-torch2.9.1-{v}" for v in ("cu126", "cu128", "cpu"))
+    cu126, cu128, cpu = (f"{TAG}-linux_x86_64-torch2.9.1-{v}" for v in ("cu126", "cu128", "cpu"))
     env["LAYERENV_VARIANT"] = "cu128"  # the current base
 
     before = tree_digest(home / "bases"), tree_digest(home / "registry")

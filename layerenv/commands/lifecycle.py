@@ -121,8 +121,9 @@ def verify_command(base: str | None, as_json: bool) -> None:
 def gc_command(dry_run: bool, as_json: bool) -> None:
     """Remove bases that no registered project uses and that are not current.
 
-    A base whose key's lock is held (a build in progress) is kept. For an adopted base only its
-    manifest in the store is removed, never the environment. Reports the space freed.
+    Current is the base `layerenv status` marks current (this interpreter, these settings). A base
+    whose key's lock is held (a build of that key in progress) is kept. For an adopted base only
+    its manifest in the store is removed, never the environment. Reports the space freed.
     """
     from layerenv.gc import collect
 
