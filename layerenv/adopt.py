@@ -6,6 +6,7 @@ The adopted environment is only read: its manifest lives in the store, never bes
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from layerenv import __version__
@@ -17,6 +18,7 @@ from layerenv.manifest import Manifest, PackageRecord
 from layerenv.policy import Detection
 from layerenv.store import MANIFEST_NAME, Store
 from layerenv.torchcheck import TorchReport, inspect_torch, judge
+from layerenv.verify import baseline_of, verify_base
 
 
 def _interpreter_of(report: TorchReport) -> Interpreter:
@@ -75,6 +77,14 @@ def adopt(path: Path, detection: Detection, store: Store, reporter: Reporter) ->
             verification=report.data,
             adopted=True,
         )
+        reporter.step(f"hashing the files of {venv} as they are now")
+        check = verify_base(manifest)
+        if not check.ok:
+            reporter.warn(
+                f"{len(check.problems)} file(s) of {venv} already differ from their RECORD "
+                f"(first: {check.problems[0].path}); recorded as they are, so later checks compare with now"
+            )
+            manifest = replace(manifest, baseline=baseline_of(check))
         write_json(store.base_dir(base_id) / MANIFEST_NAME, manifest.to_json())
     reporter.step(f"adopted {venv} as {base_id}")
     return manifest

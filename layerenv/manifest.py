@@ -48,6 +48,9 @@ class Manifest:
     indexes: tuple[str, ...] = ()
     timings: dict[str, float] = field(default_factory=dict)
     adopted: bool = False
+    # files of an adopted environment that already differed from their RECORD when it was adopted:
+    # path -> their sha256 then (RECORD style), so later checks compare against that state
+    baseline: dict[str, str] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -69,6 +72,7 @@ class Manifest:
             "indexes": list(self.indexes),
             "timings": self.timings,
             "adopted": self.adopted,
+            "baseline": self.baseline,
         }
 
     @classmethod
@@ -94,6 +98,7 @@ class Manifest:
             indexes=tuple(data.get("indexes", ())),
             timings={key: float(value) for key, value in data.get("timings", {}).items()},
             adopted=bool(data.get("adopted", False)),
+            baseline={str(path): str(digest) for path, digest in data.get("baseline", {}).items()},
         )
 
     @property

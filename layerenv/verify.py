@@ -103,7 +103,7 @@ def _record_rows(text: str, site: Path, venv: Path, distribution: str) -> list[_
         target = os.path.normpath(os.path.join(site_text, row[0].replace("\\", "/")))  # noqa: PTH118 - hot loop
         if target.startswith(inside):
             size = int(row[2]) if len(row) > 2 and row[2].isdigit() else 0
-            rows.append(_Expected(distribution, target, row[1][len("sha256="):], size))
+            rows.append(_Expected(distribution, target, row[1][len("sha256=") :], size))
     return rows
 
 
@@ -116,28 +116,56 @@ def _staging_prefix(manifest: Manifest) -> Path | None:
     return None if built_at == manifest.venv else built_at
 
 
-def _check_file(expected: _Expected, venv: Path, staging: Path | None, buffer: memoryview) -> ProblemKind | None:
+def _check_file(expected: _Expected, context: _Context, buffer: memoryview) -> ProblemKind | None:
     path = Path(expected.path)
     try:
-        if file_digest(expected.path, buffer) == expected.digest:
+        if context.since is not None:
+            status = path.stat()
+            if status.st_mtime <= context.since and (not expected.size or status.st_size == expected.size):
+                return None  # quick mode: unchanged since publishing by size and time; `verify` hashes all
+        digest = file_digest(expected.path, buffer)
+        if digest == expected.digest or context.baseline.get(expected.path) == digest:
             return None
+        staging = context.staging
         if staging is not None and path.stat().st_size <= _RELOCATED_MAX:
             data = path.read_bytes()
-            old, new = os.fsencode(str(staging)), os.fsencode(str(venv))
+            old, new = os.fsencode(str(staging)), os.fsencode(str(context.venv))
             if new in data and _b64(hashlib.sha256(data.replace(new, old)).digest()) == expected.digest:
                 return None
     except FileNotFoundError:
-        return "missing"
+        return None if context.baseline.get(expected.path) == ABSENT else "missing"
     except OSError:
         return "modified" if path.exists() else "missing"
     return "modified"
 
 
-def _check_files(batch: list[_Expected], venv: Path, staging: Path | None) -> list[FileProblem]:
+ABSENT = ""  # baseline value of a file RECORD lists but that was already gone when adopted
+
+
+def baseline_of(check: BaseCheck) -> dict[str, str]:
+    """What an adopted environment's differing files look like now, to compare later checks with."""
+    baseline: dict[str, str] = {}
+    for problem in check.problems:
+        if problem.kind == "modified":
+            baseline[problem.path] = file_digest(problem.path)
+        elif problem.kind == "missing":
+            baseline[problem.path] = ABSENT
+    return baseline
+
+
+@dataclass(frozen=True)
+class _Context:
+    venv: Path
+    staging: Path | None
+    baseline: dict[str, str]
+    since: float | None  # quick mode: files not touched after this time are taken as intact
+
+
+def _check_files(batch: list[_Expected], context: _Context) -> list[FileProblem]:
     buffer = memoryview(bytearray(CHUNK))
     problems = []
     for item in batch:
-        outcome = _check_file(item, venv, staging, buffer)
+        outcome = _check_file(item, context, buffer)
         if outcome is not None:
             problems.append(FileProblem(outcome, item.distribution, item.path))
     return problems
@@ -158,8 +186,12 @@ def _batches(expected: list[_Expected], most_bytes: int = 64 * CHUNK, most_files
     return [*batches, batch] if batch else batches
 
 
-def verify_base(manifest: Manifest, workers: int | None = None) -> BaseCheck:
-    """Check every distribution the manifest lists, and every hashed file of each."""
+def verify_base(manifest: Manifest, workers: int | None = None, *, quick: bool = False) -> BaseCheck:
+    """Check every distribution the manifest lists, and every hashed file of each.
+
+    ``quick`` (what ``doctor`` uses) hashes only files whose size differs from RECORD or whose mtime is
+    newer than the manifest: a stat per file instead of reading gigabytes. ``layerenv verify`` hashes all.
+    """
     venv = Path(os.path.normpath(manifest.venv))
 
     def result(problems: list[FileProblem], files: int = 0) -> BaseCheck:
@@ -196,10 +228,10 @@ def verify_base(manifest: Manifest, workers: int | None = None) -> BaseCheck:
             problems.append(FileProblem("unreadable", name, str(record_file)))
             continue
         expected.extend(_record_rows(text, site, venv, name))
-    staging = _staging_prefix(manifest)
+    context = _Context(venv, _staging_prefix(manifest), manifest.baseline, manifest.created if quick else None)
     count = max(1, workers or min(8, os.cpu_count() or 1))
     with ThreadPoolExecutor(max_workers=count) as pool:
-        for batch_problems in pool.map(lambda batch: _check_files(batch, venv, staging), _batches(expected)):
+        for batch_problems in pool.map(lambda batch: _check_files(batch, context), _batches(expected)):
             problems.extend(batch_problems)
     return result(problems, len(expected))
 

@@ -262,10 +262,14 @@ def test_adopt_registers_without_touching(tmp_path: Path, env_for, variant_index
         check=True,
         env=installer_env,
     )
+    site = next((venv / "lib").glob("python*/site-packages"))
+    with (site / "torch" / "version.py").open("a") as handle:
+        handle.write("# edited by the machine image before layerenv saw it\n")
     before = tree_digest(venv)
     env = env_for()
     result = run_layerenv(["base", "--adopt", str(venv), "--json"], env, tmp_path)
     assert result.returncode == 0, result.stderr
+    assert "already differ from their RECORD" in result.stderr
     summary = json.loads(result.stdout)
     assert summary["base_id"].endswith("-torch2.11.0-cu130-adopted")
     assert summary["adopted"] is True and summary["path"] == str(venv.resolve())
@@ -273,3 +277,8 @@ def test_adopt_registers_without_touching(tmp_path: Path, env_for, variant_index
     reuse = run_layerenv(["base", "--json"], env, tmp_path)
     assert reuse.returncode == 0, reuse.stderr
     assert json.loads(reuse.stdout)["base_id"] == summary["base_id"], "an adopted base that fits is current"
+    assert run_layerenv(["verify"], env, tmp_path).returncode == 0, "the state at adoption is the baseline"
+    assert run_layerenv(["doctor"], env, tmp_path).returncode == 0
+    (site / "torch" / "__init__.py").write_text((site / "torch" / "__init__.py").read_text() + "# tampered\n")
+    tampered = run_layerenv(["verify"], env, tmp_path)
+    assert tampered.returncode == 1 and str(site / "torch" / "__init__.py") in tampered.stdout
