@@ -1,15 +1,17 @@
 """The console-script entry point.
 
-``layerenv detect`` and ``layerenv detect --json`` are what scripts and other tools call most, so those
-two exact forms are answered without importing click (about half of the process's start-up);
-everything else, including every other flag of detect, goes through the click CLI.
+``layerenv detect [--json]`` and ``layerenv base [--json]`` on a machine whose base exists are what
+scripts, containers and shells call most, so those exact forms are answered without importing click
+(about half of the process's start-up); everything else, and a ``base`` that has to build, goes through
+the click CLI.
 """
 
 from __future__ import annotations
 
 import sys
 
-_FAST = (["detect"], ["detect", "--json"])
+_FAST_DETECT = (["detect"], ["detect", "--json"])
+_FAST_BASE = (["base"], ["base", "--json"])
 
 
 def _detect(as_json: bool) -> int:
@@ -32,10 +34,50 @@ def _detect(as_json: bool) -> int:
     return 0
 
 
+def _reuse_base(as_json: bool) -> int | None:
+    """Answer ``layerenv base`` when a fitting base exists; ``None`` sends the call to the full CLI."""
+    import os
+
+    from layerenv.base import BaseRequest, SourceSettings, find_current
+    from layerenv.config import load_settings
+    from layerenv.errors import LayerenvError
+    from layerenv.interpreters import current
+    from layerenv.policy import detect
+    from layerenv.render import base_summary
+    from layerenv.store import Store
+
+    try:
+        settings = load_settings()
+        if settings.text("base.python"):
+            return None  # interpreter discovery and everything else: the full CLI
+        detection = detect(settings)
+        request = BaseRequest(
+            interpreter=current(),
+            detection=detection,
+            packages=tuple(settings.items("base.packages")),
+            installer=settings.text("base.installer"),
+            sources=SourceSettings(index_template=settings.text("index.url")),
+            pin=settings.text("torch.version") or None,
+        )
+        manifest = find_current(Store.open(settings.text("store.home"), os.environ), request)
+    except LayerenvError:
+        return None  # the full CLI reports it, with the same words
+    if manifest is None or "torch" not in request.packages:
+        return None
+    for warning in detection.decision.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    print(base_summary(manifest, "reused", as_json=as_json))
+    return 0
+
+
 def main() -> None:
     arguments = sys.argv[1:]
-    if arguments in _FAST:
+    if arguments in _FAST_DETECT:
         sys.exit(_detect(as_json=len(arguments) == 2))
+    if arguments in _FAST_BASE:
+        answered = _reuse_base(as_json=len(arguments) == 2)
+        if answered is not None:
+            sys.exit(answered)
     from layerenv.cli import main as click_main
 
     click_main()

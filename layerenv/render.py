@@ -7,6 +7,7 @@ from typing import Any
 
 from layerenv.decide import Decision
 from layerenv.machine import Machine
+from layerenv.manifest import Manifest
 from layerenv.policy import Detection
 
 
@@ -44,3 +45,17 @@ def render_candidates(decision: Decision) -> str:
         rows.append((candidate.series, candidate.variant, "kept" if candidate.kept else "dropped", candidate.reason))
     width = [max(len(row[i]) for row in rows) for i in range(3)]
     return "\n".join(f"{row[0]:<{width[0]}}  {row[1]:<{width[1]}}  {row[2]:<{width[2]}}  {row[3]}" for row in rows)
+
+
+SUMMARY_KEYS = ("base_id", "path", "variant", "torch", "torch_build", "python", "created", "adopted", "timings")
+
+
+def base_summary(manifest: Manifest, what: str, *, as_json: bool) -> str:
+    """What ``layerenv base`` prints: ``built``/``reused``/``adopted`` and where the base is."""
+    if as_json:
+        document = manifest.to_json()
+        summary = {key: document[key] for key in SUMMARY_KEYS}
+        summary["packages"] = {name: record.version for name, record in sorted(manifest.packages.items())}
+        summary["status"] = what
+        return json.dumps(summary, indent=2)
+    return f"{what}: {manifest.base_id}\n  torch {manifest.torch_build} ({manifest.variant}) at {manifest.path}"

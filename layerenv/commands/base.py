@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
@@ -16,9 +15,8 @@ from layerenv.config import load_settings
 from layerenv.interpreters import find
 from layerenv.manifest import Manifest
 from layerenv.policy import detect
+from layerenv.render import base_summary
 from layerenv.store import Store
-
-SUMMARY_KEYS = ("base_id", "path", "variant", "torch", "torch_build", "python", "created", "adopted", "timings")
 
 
 @click.command("base")
@@ -83,12 +81,4 @@ def command(
 
 
 def _print(manifest: Manifest, what: str, as_json: bool) -> None:
-    if as_json:
-        document = manifest.to_json()
-        summary = {key: document[key] for key in SUMMARY_KEYS}
-        summary["packages"] = {name: record.version for name, record in sorted(manifest.packages.items())}
-        summary["status"] = what
-        click.echo(json.dumps(summary, indent=2))
-        return
-    click.echo(f"{what}: {manifest.base_id}")
-    click.echo(f"  torch {manifest.torch_build} ({manifest.variant}) at {manifest.path}")
+    click.echo(base_summary(manifest, what, as_json=as_json))
