@@ -9,7 +9,8 @@ import click
 
 from layerenv.base import BaseRequest, SourceSettings, ensure_base, require_torch
 from layerenv.cli import report_errors
-from layerenv.commands.options import decision_flags, decision_options
+from layerenv.commands.options import decision_flags, decision_options, verbosity_options
+from layerenv.commands.options import verbosity as verbosity_of
 from layerenv.commands.ui import Console
 from layerenv.config import load_settings
 from layerenv.interpreters import find
@@ -32,10 +33,13 @@ from layerenv.store import Store
     help="Register an existing virtualenv holding a working torch as a base.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the base's manifest summary as JSON.")
+@verbosity_options
 @click.pass_context
 @report_errors
 def command(
     ctx: click.Context,
+    local_verbose: int,
+    local_quiet: int,
     variant: str | None,
     channel: str | None,
     torch_pin: str | None,
@@ -47,7 +51,7 @@ def command(
     as_json: bool,
 ) -> None:
     """Build (or reuse) this machine's shared torch base virtualenv."""
-    verbosity = ctx.find_root().obj["verbosity"] if ctx.find_root().obj else 0
+    verbosity = verbosity_of(ctx, local_verbose, local_quiet)
     console = Console(verbosity)
     flags = decision_flags(variant, channel, torch_pin, strict)
     flags.update({"base.python": python_spec, "base.installer": installer})

@@ -136,8 +136,10 @@ def gc_command(dry_run: bool, as_json: bool) -> None:
     verb = "would remove" if dry_run else "removed"
     for removal in result.removed:
         if removal.adopted:
-            click.echo(f"{verb} {removal.base_id} (its manifest only; the adopted environment {removal.environment} "
-                       "is left alone)")
+            click.echo(
+                f"{verb} {removal.base_id} (its manifest only; the adopted environment {removal.environment} "
+                "is left alone)"
+            )
         else:
             click.echo(f"{verb} {removal.base_id} ({format_size(removal.size_bytes)})")
     for kept in result.kept:

@@ -42,3 +42,14 @@ def decision_flags(
         "torch.version": torch_pin,
         "torch.strict": strict,
     }
+
+
+def verbosity_options(function: F) -> F:
+    """``-v``/``-q`` after the command too (``layerenv base -v``), added to the group's own."""
+    function = click.option("-q", "--quiet", "local_quiet", count=True, help="Print less.")(function)
+    return click.option("-v", "--verbose", "local_verbose", count=True, help="Print installer output.")(function)
+
+
+def verbosity(ctx: click.Context, local_verbose: int, local_quiet: int) -> int:
+    root = ctx.find_root().obj or {}
+    return int(root.get("verbosity", 0)) + local_verbose - local_quiet

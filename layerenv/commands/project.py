@@ -10,6 +10,8 @@ import click
 
 from layerenv.base import BaseRequest, SourceSettings, require_torch
 from layerenv.cli import report_errors
+from layerenv.commands.options import verbosity as verbosity_of
+from layerenv.commands.options import verbosity_options
 from layerenv.commands.ui import Console
 from layerenv.config import load_settings
 from layerenv.errors import BadInput
@@ -25,10 +27,13 @@ from layerenv.store import Store
 @click.option("--installer", type=click.Choice(["pip", "uv"]), help="Installer for the project's dependencies.")
 @click.option("--extra", "extras", multiple=True, metavar="NAME", help="Optional-dependency group to install.")
 @click.option("--system-site-packages", is_flag=True, help="Let the venv see the interpreter's global packages.")
+@verbosity_options
 @click.pass_context
 @report_errors
 def command(
     ctx: click.Context,
+    local_verbose: int,
+    local_quiet: int,
     path: Path,
     python_spec: str | None,
     installer: str | None,
@@ -36,7 +41,7 @@ def command(
     system_site_packages: bool,
 ) -> None:
     """Create PATH/.venv layered on this machine's torch base, with the project's dependencies."""
-    verbosity = ctx.find_root().obj["verbosity"] if ctx.find_root().obj else 0
+    verbosity = verbosity_of(ctx, local_verbose, local_quiet)
     console = Console(verbosity)
     project_dir = check_project_dir(path)
     settings = load_settings(project_dir=project_dir, flags={"base.installer": installer})

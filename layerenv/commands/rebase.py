@@ -9,6 +9,8 @@ from pathlib import Path
 import click
 
 from layerenv.cli import report_errors
+from layerenv.commands.options import verbosity as verbosity_of
+from layerenv.commands.options import verbosity_options
 from layerenv.commands.ui import Console
 from layerenv.config import load_settings
 from layerenv.errors import EXIT_FAILURE
@@ -22,16 +24,25 @@ from layerenv.store import Store
 )
 @click.option("--base", "base_id", metavar="ID", help="Move onto this existing base (with --project: that one only).")
 @click.option("--json", "as_json", is_flag=True, help="Print the plan or the outcome as JSON.")
+@verbosity_options
 @click.pass_context
 @report_errors
-def command(ctx: click.Context, dry_run: bool, project_path: Path | None, base_id: str | None, as_json: bool) -> None:
+def command(
+    ctx: click.Context,
+    local_verbose: int,
+    local_quiet: int,
+    dry_run: bool,
+    project_path: Path | None,
+    base_id: str | None,
+    as_json: bool,
+) -> None:
     """Re-detect; build the base that fits now if it changed; move registered projects onto it."""
     from layerenv.base import BaseRequest, SourceSettings
     from layerenv.interpreters import Interpreter
     from layerenv.policy import detect
     from layerenv.rebase import execute, plan_rebase
 
-    verbosity = ctx.find_root().obj["verbosity"] if ctx.find_root().obj else 0
+    verbosity = verbosity_of(ctx, local_verbose, local_quiet)
     console = Console(verbosity)
     settings = load_settings()
     store = Store.open(settings.text("store.home"), os.environ)

@@ -59,8 +59,10 @@ def command(as_json: bool) -> None:
     for base in document["bases"]:
         state = "current" if base["current"] else "stale"
         created = time.strftime("%Y-%m-%d %H:%M", time.localtime(base["created"]))
-        click.echo(f"  {base['id']:<48} {base['torch']:<16} {_size(base['size_bytes']):>9}  {created}  {state}"
-                   f"  {len(base['projects'])} project(s)")
+        click.echo(
+            f"  {base['id']:<48} {base['torch']:<16} {_size(base['size_bytes']):>9}  {created}  {state}"
+            f"  {len(base['projects'])} project(s)"
+        )
     click.echo("projects")
     if not document["projects"]:
         click.echo("  (none)")
