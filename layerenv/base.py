@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Protocol
 
 from layerenv.atomic import remove_tree
+from layerenv.config import Settings
 from layerenv.errors import BadInput, OperationFailed
 from layerenv.interpreters import Interpreter, venv_python
 from layerenv.manifest import Manifest, read_manifest
@@ -49,6 +50,31 @@ class BaseResult:
     manifest: Manifest
     reused: bool
     log: Path | None = None
+
+
+def request_from_settings(
+    settings: Settings,
+    detection: Detection,
+    interpreter: Interpreter,
+    *,
+    rebuild: bool = False,
+    verbose: bool = False,
+) -> BaseRequest:
+    """The base a command asks for, from the effective settings; ``base.packages`` must name torch."""
+    return BaseRequest(
+        interpreter=interpreter,
+        detection=detection,
+        packages=require_torch(tuple(settings.items("base.packages"))),
+        installer=settings.text("base.installer"),
+        sources=SourceSettings(
+            index_template=settings.text("index.url"),
+            extra_index_urls=tuple(settings.items("index.extra_urls")),
+            find_links=tuple(settings.items("index.find_links")),
+        ),
+        pin=settings.text("torch.version") or None,
+        rebuild=rebuild,
+        verbose=verbose,
+    )
 
 
 def base_key(request: BaseRequest) -> str:

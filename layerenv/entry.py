@@ -38,7 +38,7 @@ def _reuse_base(as_json: bool) -> int | None:
     """Answer ``layerenv base`` when a fitting base exists; ``None`` sends the call to the full CLI."""
     import os
 
-    from layerenv.base import BaseRequest, SourceSettings, find_current
+    from layerenv.base import find_current, request_from_settings
     from layerenv.config import load_settings
     from layerenv.errors import LayerenvError
     from layerenv.interpreters import current
@@ -51,18 +51,11 @@ def _reuse_base(as_json: bool) -> int | None:
         if settings.text("base.python"):
             return None  # interpreter discovery and everything else: the full CLI
         detection = detect(settings)
-        request = BaseRequest(
-            interpreter=current(),
-            detection=detection,
-            packages=tuple(settings.items("base.packages")),
-            installer=settings.text("base.installer"),
-            sources=SourceSettings(index_template=settings.text("index.url")),
-            pin=settings.text("torch.version") or None,
-        )
+        request = request_from_settings(settings, detection, current())
         manifest = find_current(Store.open(settings.text("store.home"), os.environ), request)
     except LayerenvError:
         return None  # the full CLI reports it, with the same words
-    if manifest is None or "torch" not in request.packages:
+    if manifest is None:
         return None
     for warning in detection.decision.warnings:
         print(f"warning: {warning}", file=sys.stderr)

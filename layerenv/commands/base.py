@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from layerenv.base import BaseRequest, SourceSettings, ensure_base, require_torch
+from layerenv.base import ensure_base, request_from_settings
 from layerenv.cli import report_errors
 from layerenv.commands.options import decision_flags, decision_options, verbosity_options
 from layerenv.commands.options import verbosity as verbosity_of
@@ -66,19 +66,8 @@ def command(
         manifest = adopt(adopt_path, detection, store, console)
         _print(manifest, "adopted", as_json)
         return
-    request = BaseRequest(
-        interpreter=find(settings.text("base.python"), os.environ),
-        detection=detection,
-        packages=require_torch(tuple(settings.items("base.packages"))),
-        installer=settings.text("base.installer"),
-        sources=SourceSettings(
-            index_template=settings.text("index.url"),
-            extra_index_urls=tuple(settings.items("index.extra_urls")),
-            find_links=tuple(settings.items("index.find_links")),
-        ),
-        pin=settings.text("torch.version") or None,
-        rebuild=rebuild,
-        verbose=verbosity > 0,
+    request = request_from_settings(
+        settings, detection, find(settings.text("base.python"), os.environ), rebuild=rebuild, verbose=verbosity > 0
     )
     result = ensure_base(request, store, console)
     _print(result.manifest, "reused" if result.reused else "built", as_json)

@@ -27,18 +27,12 @@ def _open() -> tuple[Settings, Store]:
 
 def _machine(settings: Settings, store: Store) -> tuple[Detection, Manifest | None]:
     """The machine as detected now, and the base current for the running interpreter (as status says)."""
-    from layerenv.base import BaseRequest, SourceSettings, find_current
+    from layerenv.base import find_current, request_from_settings
     from layerenv.interpreters import current
     from layerenv.policy import detect
 
     detection = detect(settings)
-    request = BaseRequest(
-        interpreter=current(),
-        detection=detection,
-        packages=tuple(settings.items("base.packages")),
-        installer=settings.text("base.installer"),
-        sources=SourceSettings(index_template=""),
-    )
+    request = request_from_settings(settings, detection, current())
     return detection, find_current(store, request)
 
 

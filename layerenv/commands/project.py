@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from layerenv.base import BaseRequest, SourceSettings, require_torch
+from layerenv.base import request_from_settings
 from layerenv.cli import report_errors
 from layerenv.commands.options import verbosity as verbosity_of
 from layerenv.commands.options import verbosity_options
@@ -49,19 +49,7 @@ def command(
     store.ensure_writable()
     detection = detect(settings)
     spec = python_spec_for(project_dir, python_spec, os.environ) or settings.text("base.python")
-    base = BaseRequest(
-        interpreter=find(spec, os.environ),
-        detection=detection,
-        packages=require_torch(tuple(settings.items("base.packages"))),
-        installer=settings.text("base.installer"),
-        sources=SourceSettings(
-            index_template=settings.text("index.url"),
-            extra_index_urls=tuple(settings.items("index.extra_urls")),
-            find_links=tuple(settings.items("index.find_links")),
-        ),
-        pin=settings.text("torch.version") or None,
-        verbose=verbosity > 0,
-    )
+    base = request_from_settings(settings, detection, find(spec, os.environ), verbose=verbosity > 0)
     request = ProjectRequest(
         project_dir=project_dir,
         base=base,

@@ -37,7 +37,7 @@ def command(
     as_json: bool,
 ) -> None:
     """Re-detect; build the base that fits now if it changed; move registered projects onto it."""
-    from layerenv.base import BaseRequest, SourceSettings
+    from layerenv.base import BaseRequest, request_from_settings
     from layerenv.interpreters import Interpreter
     from layerenv.policy import detect
     from layerenv.rebase import execute, plan_rebase
@@ -49,19 +49,7 @@ def command(
     detection = detect(settings)
 
     def request_for(interpreter: Interpreter) -> BaseRequest:
-        return BaseRequest(
-            interpreter=interpreter,
-            detection=detection,
-            packages=tuple(settings.items("base.packages")),
-            installer=settings.text("base.installer"),
-            sources=SourceSettings(
-                index_template=settings.text("index.url"),
-                extra_index_urls=tuple(settings.items("index.extra_urls")),
-                find_links=tuple(settings.items("index.find_links")),
-            ),
-            pin=settings.text("torch.version") or None,
-            verbose=verbosity > 0,
-        )
+        return request_from_settings(settings, detection, interpreter, verbose=verbosity > 0)
 
     only = project_path.resolve() if project_path is not None else None
     plan = plan_rebase(store, request_for, only=only, onto=base_id)

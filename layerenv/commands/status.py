@@ -28,7 +28,7 @@ def _size(value: object) -> str:
 @report_errors
 def command(as_json: bool) -> None:
     """Show this machine's bases (current or stale) and registered projects (ok or broken)."""
-    from layerenv.base import BaseRequest, SourceSettings, find_current
+    from layerenv.base import find_current, request_from_settings
     from layerenv.interpreters import current
     from layerenv.policy import detect
     from layerenv.status import status_document
@@ -36,13 +36,7 @@ def command(as_json: bool) -> None:
     settings = load_settings()
     store = Store.open(settings.text("store.home"), os.environ)
     detection = detect(settings)
-    request = BaseRequest(
-        interpreter=current(),
-        detection=detection,
-        packages=tuple(settings.items("base.packages")),
-        installer=settings.text("base.installer"),
-        sources=SourceSettings(index_template=""),
-    )
+    request = request_from_settings(settings, detection, current())
     fitting = find_current(store, request)
     document = status_document(store, {fitting.base_id} if fitting else set())
     document["machine"] = detection.decision.to_json(detection.machine)
