@@ -205,14 +205,19 @@ def _flatten(table: Mapping[str, Any], where: str) -> dict[str, Any]:
     return flat
 
 
-def read_toml(path: Path) -> dict[str, Any]:
-    """Parse a TOML file, turning every failure into a one-line ``ConfigError`` naming it."""
+def read_user_text(path: Path) -> str:
+    """A file the user wrote (config, requirements), or a one-line ``ConfigError`` naming it."""
     try:
-        text = path.read_text(encoding="utf-8")
+        return path.read_text(encoding="utf-8")
     except UnicodeDecodeError:
         raise ConfigError(f"{path}: not UTF-8 text") from None
     except OSError as error:
         raise ConfigError(f"{path}: cannot read ({error.strerror or error})") from None
+
+
+def read_toml(path: Path) -> dict[str, Any]:
+    """Parse a TOML file, turning every failure into a one-line ``ConfigError`` naming it."""
+    text = read_user_text(path)
     try:
         document: dict[str, Any] = loads(text)
     except TOMLDecodeError as error:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from layerenv.config import read_toml
+from layerenv.config import read_toml, read_user_text
 from layerenv.distinfo import is_family
 from layerenv.errors import BadInput
 
@@ -30,12 +30,7 @@ def _parse(text: str, origin: str) -> str:
 
 
 def _requirements_file(path: Path, project_dir: Path) -> list[tuple[str, str]]:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError:
-        raise BadInput(f"{path}: not UTF-8 text") from None
-    except OSError as error:
-        raise BadInput(f"{path}: cannot read ({error.strerror})") from None
+    text = read_user_text(path)
     found: list[tuple[str, str]] = []
     for number, raw in enumerate(text.splitlines(), start=1):
         line = raw.split(" #", 1)[0].strip()
