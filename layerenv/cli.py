@@ -30,6 +30,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "verify": ("layerenv.commands.lifecycle", "verify_command", "Check a base's files against its manifest."),
     "gc": ("layerenv.commands.lifecycle", "gc_command", "Remove bases no project uses and that are not current."),
     "rebase": ("layerenv.commands.rebase", "command", "Move every project onto the base that fits the machine now."),
+    "config": ("layerenv.commands.config", "command", "Show every effective setting and where it came from."),
 }
 
 

@@ -178,6 +178,11 @@ def ensure_project(request: ProjectRequest, store: Store, reporter: Reporter) ->
 
     project_dir = request.project_dir
     _recover(project_dir)
+    existing = project_dir / VENV_NAME
+    if (existing.exists() or existing.is_symlink()) and not (existing / "layerenv.json").is_file():
+        raise BadInput(
+            f"{existing} exists and was not made by layerenv; move it away (or delete it) and run again"
+        )
     deps = read_dependencies(project_dir, request.requirement_files, request.extra_dependencies, request.extras)
     manifest = find_current(store, request.base)
     base_built = False

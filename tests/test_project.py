@@ -151,4 +151,11 @@ def test_bad_project_input(tmp_path: Path, project_env) -> None:  # type: ignore
         assert result.returncode == 2, (args, result.stderr)
         assert expected in result.stderr and len(result.stderr.strip().splitlines()) == 1, result.stderr
     assert not (project / ".venv").exists() and not (broken / ".venv").exists()
+
+    foreign = tmp_path / "foreign"
+    (foreign / ".venv").mkdir(parents=True)
+    (foreign / ".venv" / "keep.txt").write_text("the user's own venv")
+    result = run_layerenv(["project", str(foreign)], project_env, tmp_path)
+    assert result.returncode == 2 and "was not made by layerenv" in result.stderr
+    assert (foreign / ".venv" / "keep.txt").read_text() == "the user's own venv"
     assert not (tmp_path / "home" / "bases").exists() or not any((tmp_path / "home" / "bases").iterdir())
