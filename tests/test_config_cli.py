@@ -141,3 +141,17 @@ def test_version_and_help_name_every_command(tmp_path: Path) -> None:
     assert code == 0
     for name in ("detect", "base", "project", "run", "shell", "status"):
         assert f"  {name} " in out
+
+
+@pytest.mark.parametrize(("env", "coloured"), [({}, True), ({"NO_COLOR": "1"}, False)])
+def test_no_color_turns_off_colour_on_a_terminal(env: dict[str, str], coloured: bool) -> None:
+    from layerenv.commands.ui import Console
+
+    console = Console(tty=True, env=env)
+    runner = CliRunner()
+    with runner.isolation(color=True) as (_, err, _unused):
+        console.warn("careful")
+        console.step("working")
+    text = err.getvalue().decode()
+    assert ("\x1b[" in text) is coloured
+    assert "careful" in text and "] working" in text

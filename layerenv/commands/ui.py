@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import sys
 import time
+from collections.abc import Mapping
 
 import click
 
@@ -16,11 +17,11 @@ class Console:
     ``NO_COLOR`` turns off colour.
     """
 
-    def __init__(self, verbosity: int = 0) -> None:
+    def __init__(self, verbosity: int = 0, *, tty: bool | None = None, env: Mapping[str, str] | None = None) -> None:
         self.verbosity = verbosity
         self.started = time.monotonic()
-        self.tty = sys.stderr.isatty()
-        self.color = self.tty and "NO_COLOR" not in os.environ
+        self.tty = sys.stderr.isatty() if tty is None else tty
+        self.color = self.tty and "NO_COLOR" not in (os.environ if env is None else env)
 
     def step(self, text: str) -> None:
         if self.verbosity < 0:
