@@ -66,7 +66,7 @@ def swap_in(new: Path, final: Path, graveyard: Path) -> None:
 
     On Linux the two directories are exchanged in one ``renameat2`` call. Elsewhere two renames
     are used; a crash between them leaves ``final`` missing and the old one in ``graveyard``,
-    which :func:`recover` puts back.
+    which the next run puts back (see ``layerenv.project``).
     """
     if not final.exists() and not final.is_symlink():
         new.rename(final)
@@ -77,15 +77,6 @@ def swap_in(new: Path, final: Path, graveyard: Path) -> None:
         return
     final.rename(graveyard)
     new.rename(final)
-
-
-def recover(final: Path, graveyard_glob: list[Path]) -> Path | None:
-    """After a crash between the two renames of :func:`swap_in`, put the old directory back."""
-    if final.exists() or not graveyard_glob:
-        return None
-    newest = max(graveyard_glob, key=lambda path: path.stat().st_mtime)
-    newest.rename(final)
-    return newest
 
 
 def remove_tree(path: Path) -> None:

@@ -108,7 +108,7 @@ def _plan(
     for name in request.packages:
         if name == "torch":
             continue
-        companion = companion_specifier(name, torch.version)
+        companion = companion_specifier(name, torch.version, load_matrix())
         if companion is None:
             notes.append(f"{name}: no release pairs with torch {torch.version}; left out")
             continue

@@ -64,8 +64,6 @@ class Decision:
     channel: Channel
     torch: str  # newest release the table knows in range, e.g. "2.15.0"
     torch_series: tuple[str, ...]  # every release series in range, newest first
-    torchvision_series: tuple[str, ...]
-    torchaudio_series: tuple[str, ...]
     served: tuple[Gpu, ...]
     unserved: tuple[Unserved, ...]
     reasons: tuple[str, ...]
@@ -369,8 +367,6 @@ def choose(machine: Machine, policy: Policy, matrix: Matrix) -> Decision:
         channel=policy.channel,
         torch=release.latest,
         torch_series=series,
-        torchvision_series=tuple(r.torchvision_series for r in releases if r.series in series),
-        torchaudio_series=tuple(r.series for r in releases if r.series in series and r.torchaudio),
         served=best.served,
         unserved=unserved,
         reasons=tuple(reasons),

@@ -12,11 +12,11 @@ from pathlib import Path
 
 from layerenv.atomic import relocate_venv, remove_tree, swap_in, write_json
 from layerenv.base import BaseRequest, Reporter, ensure_base, find_current
-from layerenv.distinfo import canonical_name, is_family
+from layerenv.distinfo import canonical_name
 from layerenv.errors import BadInput, OperationFailed
 from layerenv.faults import checkpoint
 from layerenv.installers import Log
-from layerenv.interpreters import Interpreter, venv_python
+from layerenv.interpreters import venv_python
 from layerenv.layering import STATE_FILE
 from layerenv.manifest import Manifest
 from layerenv.rebase import Move, move_project
@@ -233,13 +233,3 @@ def ensure_project(request: ProjectRequest, store: Store, reporter: Reporter) ->
         remove_tree(staging)
     store.register(final, manifest.base_id, project_dir)
     return ProjectResult(final, manifest, changed=True, installed=deps.requirements, base_built=base_built)
-
-
-def interpreter_matches(manifest: Manifest, interpreter: Interpreter) -> bool:
-    return manifest.python.get("tag") == interpreter.tag
-
-
-def family_names(requirements: tuple[str, ...]) -> list[str]:
-    from packaging.requirements import Requirement
-
-    return [Requirement(text).name for text in requirements if is_family(Requirement(text).name)]

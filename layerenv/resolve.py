@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from layerenv.decide import normalize_pin
 from layerenv.installers import Resolved
+from layerenv.matrix import Matrix
 from layerenv.variant import parse_version_tuple
 
 MAX_REJECTIONS = 6
@@ -73,15 +74,16 @@ def newest_acceptable(
     return None, rejected
 
 
-def companion_specifier(name: str, torch_version: str) -> str | None:
+def companion_specifier(name: str, torch_version: str, matrix: Matrix) -> str | None:
     """The release series of a companion that pairs with ``torch_version``; ``None`` if none exists.
 
-    torchvision 0.(minor+15) pairs with torch 2.minor; torchaudio's last release is 2.11.
+    The table says which torchvision pairs with each torch release (0.(minor+15)) and which releases
+    have a torchaudio; a torch newer than the table gets the torchvision rule and no torchaudio.
     """
     key = parse_version_tuple(torch_version)
-    major, minor = key[0], key[1]
+    release = matrix.release(f"{key[0]}.{key[1]}")
     if name == "torchvision":
-        return f"==0.{minor + 15}.*"
+        return f"=={release.torchvision_series}.*" if release else f"==0.{key[1] + 15}.*"
     if name == "torchaudio":
-        return f"=={major}.{minor}.*" if (major, minor) <= (2, 11) else None
+        return f"=={release.series}.*" if release and release.torchaudio else None
     return ""

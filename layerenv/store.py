@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from layerenv.atomic import write_json
-from layerenv.errors import BadInput, OperationFailed
+from layerenv.errors import BadInput
 
 MANIFEST_NAME = "layerenv-manifest.json"
 _SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,199}")
@@ -190,8 +190,3 @@ def describe_owner(owner_file: Path) -> str:
         return f"pid {owner['pid']} on {owner['host']} since {since} ({owner['purpose']})"
     except (OSError, ValueError, KeyError, TypeError):
         return "another layerenv process"
-
-
-def ensure_operational(condition: bool, message: str) -> None:
-    if not condition:
-        raise OperationFailed(message)

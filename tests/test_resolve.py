@@ -1,0 +1,48 @@
+"""Pinning rules of a base build: the release range as a specifier, companions, accepted builds."""
+
+from __future__ import annotations
+
+from layerenv.installers import Resolved
+from layerenv.matrix import load_matrix
+from layerenv.resolve import Acceptance, companion_specifier, newest_acceptable, series_specifier
+
+
+def test_series_specifier_covers_the_range_and_skips_gaps() -> None:
+    assert series_specifier(("2.11", "2.10", "2.9"), open_ended=False, pin=None) == ">=2.9,<2.12"
+    assert series_specifier(("2.11", "2.9"), open_ended=False, pin=None) == ">=2.9,<2.12,!=2.10.*"
+    assert series_specifier(("2.15", "2.14"), open_ended=True, pin="2.14.*") == ">=2.14,==2.14.*"
+
+
+def test_companions_follow_the_table() -> None:
+    matrix = load_matrix()
+    assert companion_specifier("torchvision", "2.9.1+cu128", matrix) == "==0.24.*"
+    assert companion_specifier("torchaudio", "2.11.0+cu130", matrix) == "==2.11.*"
+    assert companion_specifier("torchaudio", "2.13.0+cpu", matrix) is None, "torchaudio ends at 2.11"
+    assert companion_specifier("torchvision", "2.17.0+cu132", matrix) == "==0.32.*", "newer than the table"
+    assert companion_specifier("triton", "2.9.1", matrix) == ""
+
+
+def test_only_the_variants_builds_are_accepted() -> None:
+    acceptance = Acceptance("cu128", "https://download.pytorch.org/whl/cu128", ())
+    assert acceptance.why_not(Resolved("torch", "2.9.1+cu128", "https://elsewhere/torch.whl")) is None
+    unlabelled_here = Resolved("torch", "2.9.1", "https://download.pytorch.org/whl/cu128/torch-2.9.1.whl")
+    assert acceptance.why_not(unlabelled_here) is None
+    reason = acceptance.why_not(Resolved("torch", "2.10.0", "https://pypi.example/torch-2.10.0.whl"))
+    assert reason is not None and "not a cu128 build" in reason
+    assert acceptance.why_not(Resolved("torch", "2.9.1+cu126", None)) is not None
+
+
+def test_newest_acceptable_skips_wrong_builds_until_one_fits() -> None:
+    offered = ["2.14.1", "2.13.0+cpu", "2.9.1+cpu"]
+    asked: list[str] = []
+
+    def newest(requirement: str) -> Resolved | None:
+        asked.append(requirement)
+        excluded = {clause[2:] for clause in requirement.split(",") if clause.startswith("!=")}
+        version = next((v for v in offered if v not in excluded), None)
+        return Resolved("torch", version, f"file:///wheels/torch-{version}.whl") if version else None
+
+    found, rejected = newest_acceptable("torch", ">=2.5", newest, Acceptance("cpu", None, ()))
+    assert found is not None and found.version == "2.13.0+cpu"
+    assert len(rejected) == 1 and "2.14.1" in rejected[0]
+    assert asked == ["torch>=2.5", "torch>=2.5,!=2.14.1"]
