@@ -147,11 +147,65 @@ def find_current(store: Store, request: BaseRequest) -> Manifest | None:
     return max(built or adopted, key=lambda m: (parse_version_tuple(m.torch), m.created), default=None)
 
 
+def usable_current(store: Store, request: BaseRequest) -> Manifest | None:
+    """:func:`find_current`, refusing a base that other users could modify (for commands that use it)."""
+    chosen = find_current(store, request)
+    if chosen is not None:
+        refuse_writable_by_others(chosen)
+    return chosen
+
+
+def refuse_writable_by_others(manifest: Manifest) -> None:
+    """Refuse a base that another user could change, and so run code in every project on it.
+
+    Cheap by design (a few hundred ``lstat`` calls, not the 15k files of a real torch): the venv,
+    its ``bin`` and ``site-packages`` directories, the ``.pth`` files in ``site-packages``, and for
+    each torch-family package its directory, its direct subdirectories and its top-level ``.py``
+    files. Deeper files are left to ``layerenv verify``, which hashes every file.
+    """
+    import os
+    import stat
+
+    from layerenv.distinfo import site_packages_of
+
+    venv = manifest.venv
+    site_path = site_packages_of(venv)
+    site = str(site_path)
+    names = {name.replace("-", "_") for name in (*manifest.requested, *manifest.packages)}
+    packages = sorted(str(site_path / name) for name in names)
+    for path in (str(venv), str(venv / "bin"), site, *packages):
+        try:
+            mode = os.lstat(path).st_mode
+        except OSError:
+            continue
+        if mode & stat.S_IWOTH and not stat.S_ISLNK(mode):
+            _refuse(manifest, path)
+    for directory in (site, *packages):
+        try:
+            with os.scandir(directory) as entries:
+                for entry in entries:
+                    if directory == site:
+                        wanted = entry.name.endswith(".pth")
+                    else:
+                        wanted = entry.name.endswith(".py") or entry.is_dir(follow_symlinks=False)
+                    if wanted and entry.stat(follow_symlinks=False).st_mode & stat.S_IWOTH and not entry.is_symlink():
+                        _refuse(manifest, entry.path)
+        except OSError:
+            continue
+
+
+def _refuse(manifest: Manifest, path: str) -> None:
+    raise OperationFailed(
+        f"base {manifest.base_id}: {path} is writable by other users, so they could change the torch every "
+        f"project loads; fix: chmod -R o-w {manifest.venv} (or rebuild it: layerenv base --rebuild)"
+    )
+
+
 def ensure_base(request: BaseRequest, store: Store, reporter: Reporter) -> BaseResult:
     """Reuse the fitting base or build one, under the key's lock; publish atomically."""
     store.ensure_writable()
     if not request.rebuild:
-        current = find_current(store, request)
+        current = usable_current(store, request)
         if current is not None:
             return BaseResult(current, reused=True)
     key = base_key(request)
@@ -161,7 +215,7 @@ def ensure_base(request: BaseRequest, store: Store, reporter: Reporter) -> BaseR
 
     with store.lock(key, purpose=f"building base {key}", on_wait=waiting):
         if not request.rebuild:
-            current = find_current(store, request)
+            current = usable_current(store, request)
             if current is not None:
                 return BaseResult(current, reused=True)
         for orphan in store.orphaned_staging(key):

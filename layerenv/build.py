@@ -16,7 +16,7 @@ from layerenv.base import BaseRequest, BaseResult, Reporter, base_id, interprete
 from layerenv.errors import OperationFailed
 from layerenv.faults import checkpoint
 from layerenv.installers import Installer, Log, Resolved, Sources, get_installer
-from layerenv.interpreters import Interpreter, venv_python
+from layerenv.interpreters import venv_python
 from layerenv.manifest import Manifest, PackageRecord
 from layerenv.matrix import load_matrix
 from layerenv.resolve import Acceptance, companion_specifier, newest_acceptable, series_specifier
@@ -24,6 +24,7 @@ from layerenv.store import MANIFEST_NAME, Store
 from layerenv.torchcheck import TorchReport, inspect_torch, judge
 from layerenv.urls import fill_template, redact, unreachable_reason
 from layerenv.variant import parse_version_tuple
+from layerenv.venvs import create_virtualenv
 
 
 def resolve_sources(request: BaseRequest, reporter: Reporter) -> Sources:
@@ -45,26 +46,6 @@ def resolve_sources(request: BaseRequest, reporter: Reporter) -> Sources:
         )
         index_url = None
     return Sources(index_url, request.sources.extra_index_urls, request.sources.find_links)
-
-
-def _create_venv(path: Path, interpreter: Interpreter, seed_pip: bool) -> None:
-    from virtualenv import cli_run
-
-    args = [
-        str(path),
-        "--python",
-        str(interpreter.executable),
-        "--no-vcs-ignore",
-        "--no-periodic-update",
-        "--quiet",
-        "--prompt",
-        "layerenv-base",
-    ]
-    args += ["--no-setuptools"] if seed_pip else ["--no-seed"]
-    try:
-        cli_run(args, setup_logging=False)
-    except (OSError, RuntimeError) as error:
-        raise OperationFailed(f"creating the virtualenv at {path} failed: {error}") from None
 
 
 @dataclass(frozen=True)
@@ -154,7 +135,7 @@ def _build_once(request: BaseRequest, store: Store, key: str, reporter: Reporter
     log = Log(store.log_path(key), verbose=request.verbose)
     try:
         reporter.step(f"creating a {request.interpreter.tag} virtualenv")
-        _create_venv(staging, request.interpreter, installer.seeds_pip)
+        create_virtualenv(staging, request.interpreter.executable, prompt="layerenv-base", seed_pip=installer.seeds_pip)
         python = venv_python(staging)
         checkpoint("base:after-venv")
         timings["venv"] = time.monotonic() - started
@@ -175,6 +156,7 @@ def _build_once(request: BaseRequest, store: Store, key: str, reporter: Reporter
         reporter.step("verifying torch in the new base")
         mark = time.monotonic()
         report = _verify(python, request, plan, log, open_ended=open_ended)
+        checkpoint("base:after-verify")
         timings["verify"] = time.monotonic() - mark
         new_id = base_id(key, plan.torch.version, decision.variant)
         final = store.base_dir(new_id)
@@ -198,12 +180,14 @@ def _build_once(request: BaseRequest, store: Store, key: str, reporter: Reporter
             timings={name: round(value, 3) for name, value in timings.items()},
         )
         relocate_venv(staging, staging, final)
+        checkpoint("base:after-relocate")
         write_json(staging / MANIFEST_NAME, manifest.to_json())
         checkpoint("base:before-publish")
         graveyard = store.graveyard_dir(new_id)
         swap_in(staging, final, graveyard)
         checkpoint("base:after-swap")
         remove_tree(graveyard)
+        checkpoint("base:after-cleanup")
         reporter.step(f"published {new_id}")
         return BaseResult(manifest, reused=False, log=log.path)
     finally:

@@ -229,6 +229,9 @@ class UvInstaller:
         result = _run(argv, log, env=_uv_env())
         if result.returncode != 0:
             raise OperationFailed(f"uv failed: {_failure_summary(result)} (log: {log.path})")
+        lock = python.parent.parent / ".lock"  # uv leaves its lock world-writable whatever the umask
+        if lock.is_file():
+            lock.chmod(0o644)
         return []
 
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from layerenv.atomic import relocate_venv, remove_tree, swap_in, write_json
-from layerenv.base import BaseRequest, Reporter, ensure_base, find_current
+from layerenv.base import BaseRequest, Reporter, ensure_base, usable_current
 from layerenv.distinfo import canonical_name
 from layerenv.errors import BadInput, OperationFailed
 from layerenv.faults import checkpoint
@@ -22,6 +22,7 @@ from layerenv.manifest import Manifest
 from layerenv.rebase import Move, move_project
 from layerenv.requirements import ProjectDependencies, read_dependencies
 from layerenv.store import Store
+from layerenv.venvs import create_virtualenv
 
 VENV_NAME = ".venv"
 
@@ -47,11 +48,16 @@ class ProjectResult:
 
 
 def check_project_dir(path: Path) -> Path:
+    if any(character in str(path) for character in "\n\r\0"):
+        raise BadInput(f"project path {str(path)!r} contains a newline; a .pth line cannot hold it: rename it")
     if not path.exists():
         raise BadInput(f"project path {path} does not exist")
     if not path.is_dir():
         raise BadInput(f"project path {path} is not a directory")
-    return path.resolve()
+    resolved = path.resolve()
+    if any(character in str(resolved) for character in "\n\r\0"):
+        raise BadInput(f"project path {str(resolved)!r} contains a newline; a .pth line cannot hold it: rename it")
+    return resolved
 
 
 def python_spec_for(project_dir: Path, flag: str | None, env: Mapping[str, str]) -> str:
@@ -94,28 +100,6 @@ def _recover(project_dir: Path) -> None:
         old = old[:-1]
     for leftover in [*old, *project_dir.glob(f"{VENV_NAME}.layerenv-new-*")]:
         remove_tree(leftover)
-
-
-def _create_venv(path: Path, python: Path, system_site_packages: bool) -> None:
-    from virtualenv import cli_run
-
-    args = [
-        str(path),
-        "--python",
-        str(python),
-        "--no-vcs-ignore",
-        "--no-periodic-update",
-        "--quiet",
-        "--no-setuptools",
-        "--prompt",
-        path.parent.name if path.parent.name else "project",
-    ]
-    if system_site_packages:
-        args.append("--system-site-packages")
-    try:
-        cli_run(args, setup_logging=False)
-    except (OSError, RuntimeError) as error:
-        raise OperationFailed(f"creating the virtualenv at {path} failed: {error}") from None
 
 
 def _guard_conflicts(deps: ProjectDependencies, manifest: Manifest) -> None:
@@ -184,7 +168,7 @@ def ensure_project(request: ProjectRequest, store: Store, reporter: Reporter) ->
             f"{existing} exists and was not made by layerenv; move it away (or delete it) and run again"
         )
     deps = read_dependencies(project_dir, request.requirement_files, request.extra_dependencies, request.extras)
-    manifest = find_current(store, request.base)
+    manifest = usable_current(store, request.base)
     base_built = False
     if manifest is None:
         reporter.step("no base fits this project yet: building it first, as `layerenv base` would")
@@ -205,7 +189,12 @@ def ensure_project(request: ProjectRequest, store: Store, reporter: Reporter) ->
     log = Log(store.log_path(f"project-{project_dir.name or 'root'}"))
     try:
         reporter.step(f"creating {final} on base {manifest.base_id}")
-        _create_venv(staging, Path(manifest.python["executable"]), request.system_site_packages)
+        create_virtualenv(
+            staging,
+            Path(manifest.python["executable"]),
+            prompt=project_dir.name or "project",
+            system_site_packages=request.system_site_packages,
+        )
         checkpoint("project:after-venv")
         link(staging, base_id=manifest.base_id, base_venv=manifest.venv)
         checkpoint("project:after-link")
@@ -223,13 +212,16 @@ def ensure_project(request: ProjectRequest, store: Store, reporter: Reporter) ->
             },
         )
         relocate_venv(staging, staging, final)
+        checkpoint("project:after-relocate")
         graveyard = project_dir / f"{VENV_NAME}.layerenv-old-{os.getpid()}-{os.urandom(3).hex()}"
         checkpoint("project:before-swap")
         swap_in(staging, final, graveyard)
         checkpoint("project:after-swap")
         link(final, base_id=manifest.base_id, base_venv=manifest.venv)
+        checkpoint("project:after-relink")
         remove_tree(graveyard)
     finally:
         remove_tree(staging)
     store.register(final, manifest.base_id, project_dir)
+    checkpoint("project:after-register")
     return ProjectResult(final, manifest, changed=True, installed=deps.requirements, base_built=base_built)

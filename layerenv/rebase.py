@@ -15,7 +15,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from layerenv.atomic import write_json
-from layerenv.base import BaseRequest, Reporter, ensure_base, find_current, published
+from layerenv.base import BaseRequest, Reporter, ensure_base, published, usable_current
 from layerenv.distinfo import canonical_name, is_family, read_distributions, site_packages_of
 from layerenv.errors import BadInput, OperationFailed
 from layerenv.faults import checkpoint
@@ -110,7 +110,7 @@ def plan_rebase(
         if key not in targets:
             interpreter = interpreter_of(old)
             request = request_for(interpreter)
-            targets[key] = Target(interpreter, find_current(store, request), request)
+            targets[key] = Target(interpreter, usable_current(store, request), request)
         target = targets[key]
         new = target.manifest.base_id if target.manifest else None
         moves.append(Move(venv, Path(str(entry.get("project", venv.parent))), old.base_id, new))
@@ -177,7 +177,9 @@ def move_project(move: Move, manifest: Manifest, store: Store) -> list[str]:
                 f"reinstalled ({tail}); it still runs on {manifest.base_id}"
             )
     _record_base(move.venv, manifest.base_id)
+    checkpoint("rebase:after-record")
     store.register(move.venv, manifest.base_id, move.project)
+    checkpoint("rebase:after-register")
     return needing
 
 

@@ -51,9 +51,16 @@ class Store:
 
     @classmethod
     def open(cls, configured: str, env: Mapping[str, str]) -> Store:
+        if any(character in configured for character in "\n\r\0"):
+            raise BadInput(
+                f"LAYERENV_HOME={configured!r} contains a newline or NUL; a .pth line cannot hold it: "
+                "choose a directory without one"
+            )
         home = Path(configured).expanduser() if configured else default_home(env)
         if not home.is_absolute():
             home = Path.cwd() / home
+        if any(character in str(home) for character in "\n\r\0"):
+            raise BadInput(f"store directory {str(home)!r} contains a newline; choose a directory without one")
         return cls(home)
 
     @property
@@ -81,10 +88,19 @@ class Store:
         return self.home / "logs"
 
     def ensure_writable(self) -> None:
-        """Create the layout, or say in one line why the store cannot be written."""
+        """Create the layout, or say in one line why the store cannot be written.
+
+        Directories layerenv creates get mode 0o755 whatever the umask, and the umask of this
+        process (and so of the installers it runs) loses its group/other write bits: a store built
+        by root is never writable by other users.
+        """
+        os.umask(os.umask(0o022) | 0o022)
         try:
-            for directory in (self.bases, self.staging, self.graveyard, self.registry, self.locks, self.logs):
-                directory.mkdir(parents=True, exist_ok=True)
+            layout = (self.home, self.bases, self.staging, self.graveyard, self.registry, self.locks, self.logs)
+            for directory in layout:
+                if not directory.is_dir():
+                    directory.mkdir(parents=True, exist_ok=True)
+                    directory.chmod(0o755)
         except OSError as error:
             raise BadInput(
                 f"LAYERENV_HOME={self.home} is not writable ({error.strerror}); "

@@ -45,7 +45,16 @@ def unreachable_reason(url: str, timeout: float = 5.0) -> str | None:
     if parts.scheme == "file":
         path = Path(urllib.request.url2pathname(parts.path))
         return None if path.is_dir() else f"{path} is not a directory"
-    request = urllib.request.Request(url, method="GET")  # noqa: S310 - scheme checked above
+    headers = {}
+    if parts.username is not None:  # urllib does not take credentials from the URL: send them as Basic auth
+        import base64
+
+        pair = f"{urllib.parse.unquote(parts.username)}:{urllib.parse.unquote(parts.password or '')}"
+        headers["Authorization"] = "Basic " + base64.b64encode(pair.encode()).decode("ascii")
+        host = parts.hostname or ""
+        netloc = f"{host}:{parts.port}" if parts.port else host
+        url = urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+    request = urllib.request.Request(url, method="GET", headers=headers)  # noqa: S310 - scheme checked above
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310
             response.read(1)

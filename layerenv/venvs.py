@@ -1,0 +1,25 @@
+"""Creating a virtualenv through virtualenv's Python API, with a one-line error when it fails."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from layerenv.errors import OperationFailed
+
+
+def create_virtualenv(
+    path: Path, python: Path, *, prompt: str, seed_pip: bool = True, system_site_packages: bool = False
+) -> None:
+    """A venv at ``path`` for ``python``: pip seeded (no setuptools) or nothing seeded."""
+    from virtualenv import cli_run
+
+    args = [str(path), "--python", str(python), "--no-vcs-ignore", "--no-periodic-update", "--quiet"]
+    args += ["--prompt", prompt, *(["--no-setuptools"] if seed_pip else ["--no-seed"])]
+    if system_site_packages:
+        args.append("--system-site-packages")
+    try:
+        cli_run(args, setup_logging=False)
+    except (OSError, RuntimeError) as error:
+        # virtualenv's message can carry a whole traceback (a full disk while seeding pip): keep its last line
+        lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+        raise OperationFailed(f"creating the virtualenv at {path} failed: {lines[-1] if lines else error}") from None

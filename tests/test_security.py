@@ -1,0 +1,286 @@
+"""Security properties: names cannot escape the store, files run at interpreter start hold only
+escaped fixed paths, a store built by root is not writable by others (whatever the umask), a base
+others can write is refused, and index credentials never reach a log, a manifest or the terminal.
+
+``verify`` catching a modified base file is covered by tests/test_lifecycle.py.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import os
+import stat
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from layerenv.cli import cli
+from layerenv.errors import BadInput
+from layerenv.store import Store, check_name
+from tests.support.cli import FIXTURE_MACHINES, REPO, layerenv_env, run_layerenv
+
+WEIRD = "we'ird $(dir) ;x `id` \"q\""
+WRITE_BITS = stat.S_IWGRP | stat.S_IWOTH
+
+
+def everything(root: Path) -> set[str]:
+    return {str(path) for path in root.rglob("*")}
+
+
+def one_error_line(stderr: str) -> str:
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("layerenv: error: "), stderr
+    assert "Traceback" not in stderr
+    return lines[0]
+
+
+@pytest.fixture
+def env_in(installer_env: dict[str, str], variant_indexes):  # type: ignore[no-untyped-def]
+    def make(home: Path, **extra: str) -> dict[str, str]:
+        settings = {"LAYERENV_INDEX_URL": variant_indexes.url_template, "LAYERENV_INSTALLER": "uv"}
+        settings.update(extra)
+        base_env = {**installer_env, "PIP_INDEX_URL": variant_indexes.pypi_url}
+        return layerenv_env(home, base_env=base_env, machine="no-gpu", extra=settings)
+
+    return make
+
+
+# Names that reach the filesystem ----------------------------------------------------------------
+
+
+@settings(max_examples=200, derandomize=True, database=None, deadline=None)
+@given(name=st.text(max_size=30))
+def test_accepted_names_stay_inside_their_directory(name: str) -> None:
+    store = Store(Path("/store"))
+    try:
+        accepted = check_name(name, "base id")
+    except BadInput as error:
+        assert "\n" not in error.message
+        return
+    assert "/" not in accepted and ".." not in accepted and accepted not in (".", "")
+    assert os.path.normpath(store.base_dir(accepted)).startswith("/store/bases/")
+    assert Path(os.path.normpath(store.base_dir(accepted))).parent == store.bases
+
+
+@pytest.mark.parametrize("name", ["../x", "../../etc", "/etc", "a/b", "..", ".", "", "x\n", "a b", "-rf", "~root"])
+def test_traversal_names_are_refused(tmp_path: Path, name: str) -> None:
+    store = Store(tmp_path / "home")
+    with pytest.raises(BadInput):
+        store.base_dir(name)
+    with pytest.raises(BadInput), store.lock(name, purpose="test"):
+        pass
+    assert not any(path.name.endswith(".lock") for path in tmp_path.rglob("*") if path.parent != store.locks)
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["verify", "../x"],
+        ["verify", "../../etc"],
+        ["rebase", "--base", "../../etc"],
+        ["rebase", "--dry-run", "--base", "../x"],
+        ["detect", "--variant", "../cu128"],
+        ["base", "--variant", "../cu128"],
+        ["project", "PROJ", "--variant", "../cu128"],
+        ["gc", "--dry-run"],
+    ],
+)
+def test_cli_names_never_escape(tmp_path: Path, args: list[str]) -> None:
+    home = tmp_path / "inner" / "home"
+    project = tmp_path / "inner" / "proj"
+    project.mkdir(parents=True)
+    (tmp_path / "inner" / "x").mkdir()
+    Store(home).ensure_writable()
+    before = everything(tmp_path)
+    env = {
+        "LAYERENV_HOME": str(home),
+        "LAYERENV_USER_CONFIG": str(tmp_path / "none.toml"),
+        "LAYERENV_SYSROOT": str(FIXTURE_MACHINES / "no-gpu"),
+    }
+    if args[0] == "project" and "--variant" in args:
+        args = ["project", str(project)]
+        env["LAYERENV_VARIANT"] = "../cu128"
+    result = CliRunner().invoke(cli, args, env=env)
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
+    if args != ["gc", "--dry-run"]:
+        assert result.exit_code == 2, result.output
+        one_error_line(result.stderr)
+    assert everything(tmp_path) == before
+
+
+def test_project_path_with_dotdot_is_resolved(tmp_path: Path) -> None:
+    from layerenv.project import check_project_dir
+
+    (tmp_path / "a" / "b").mkdir(parents=True)
+    assert check_project_dir(tmp_path / "a" / "b" / ".." / "b" / "..") == (tmp_path / "a").resolve()
+
+
+# Newlines cannot reach a .pth line -------------------------------------------------------------
+
+
+def test_newline_in_home_or_project_is_refused(tmp_path: Path) -> None:
+    odd = tmp_path / "new\nline"
+    odd.mkdir()
+    link = tmp_path / "plain-link"
+    link.symlink_to(odd)
+    before = everything(tmp_path)
+    env = {"LAYERENV_USER_CONFIG": str(tmp_path / "none.toml"), "LAYERENV_SYSROOT": str(FIXTURE_MACHINES / "no-gpu")}
+    for args, extra in (
+        (["base"], {"LAYERENV_HOME": str(odd / "home")}),
+        (["status"], {"LAYERENV_HOME": str(odd / "home")}),
+        (["project", str(odd)], {"LAYERENV_HOME": str(tmp_path / "home")}),
+        (["project", str(link)], {"LAYERENV_HOME": str(tmp_path / "home")}),
+    ):
+        result = CliRunner().invoke(cli, args, env={**env, **extra})
+        assert result.exit_code == 2, (args, result.output)
+        assert "newline" in one_error_line(result.stderr)
+    assert everything(tmp_path) == before
+
+
+# Builds: weird paths, umask, world-writable bases, credentials --------------------------------
+
+
+def test_weird_paths_and_permissive_umask(tmp_path: Path, env_in) -> None:  # type: ignore[no-untyped-def]
+    """A base and a project under a path full of shell metacharacters, built with umask 000."""
+    root = tmp_path / WEIRD
+    home, project = root / "home", root / f"pro ject {WEIRD}"
+    project.mkdir(parents=True)
+    env = env_in(home)
+    command = [sys.executable, "-m", "layerenv", "project", str(project)]
+    result = subprocess.run(
+        ["sh", "-c", 'umask 000; exec "$@"', "sh", *command],
+        env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300, check=False,
+    )
+    assert result.returncode == 0, result.stderr
+
+    venv = project / ".venv"
+    site = next((venv / "lib").glob("python*/site-packages"))
+    pth = (site / "_layerenv.pth").read_text(encoding="utf-8")
+    lines = pth.splitlines()
+    base_id = json.loads((venv / "layerenv.json").read_text())["base_id"]
+    base_site = next((home / "bases" / base_id / "lib").glob("python*/site-packages"))
+    assert lines == [str(base_site), "import _layerenv_boot"], pth
+    assert pth.endswith("\n") and pth.count("\n") == 2
+    boot_text = (site / "_layerenv_boot.py").read_text(encoding="utf-8")
+    compile(boot_text, "_layerenv_boot.py", "exec")
+    literals = {
+        node.targets[0].id: node.value
+        for node in ast.parse(boot_text).body
+        if isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Name)
+    }
+    assert isinstance(literals["_SITE"], ast.Constant) and literals["_SITE"].value == str(base_site)
+    assert repr(str(base_site)) in boot_text
+    torch_file = subprocess.run(
+        [str(venv / "bin" / "python"), "-c", "import torch; print(torch.__file__)"],
+        capture_output=True, text=True, check=True, cwd=tmp_path,
+    ).stdout.strip()
+    assert torch_file.startswith(str(base_site))
+
+    # umask 000 at build time, and still nothing in the store is writable by group or others
+    writable = [
+        str(path)
+        for path in [home, *home.rglob("*")]
+        if not path.is_symlink() and path.lstat().st_mode & WRITE_BITS
+    ]
+    assert not writable, writable[:10]
+    for directory in (home / "bases", home / "locks", home / "logs", home / "registry"):
+        assert stat.S_IMODE(directory.stat().st_mode) == 0o755
+
+
+def test_a_base_others_can_write_is_refused(tmp_path: Path, env_in) -> None:  # type: ignore[no-untyped-def]
+    home = tmp_path / "home"
+    env = env_in(home)
+    built = run_layerenv(["base", "--json"], env, tmp_path)
+    assert built.returncode == 0, built.stderr
+    base_id = json.loads(built.stdout)["base_id"]
+    base = home / "bases" / base_id
+    site = next((base / "lib").glob("python*/site-packages"))
+    target = site / "torch" / "__init__.py"
+
+    from layerenv.base import refuse_writable_by_others
+    from layerenv.manifest import read_manifest
+
+    manifest = read_manifest(base / "layerenv-manifest.json")
+    started = time.perf_counter()
+    for _ in range(20):
+        refuse_writable_by_others(manifest)
+    assert (time.perf_counter() - started) / 20 < 0.005
+
+    target.chmod(target.stat().st_mode | stat.S_IWOTH)
+    try:
+        project = tmp_path / "proj"
+        project.mkdir()
+        for args in (["base"], ["project", str(project)]):
+            result = run_layerenv(args, env, tmp_path)
+            assert result.returncode == 1, (args, result.stdout, result.stderr)
+            line = one_error_line(result.stderr)
+            assert str(target) in line and "chmod" in line and "o-w" in line
+        assert not (project / ".venv").exists()
+    finally:
+        target.chmod(target.stat().st_mode & ~stat.S_IWOTH)
+    (site / "torch").chmod(0o777)
+    try:
+        result = run_layerenv(["base"], env, tmp_path)
+        assert result.returncode == 1 and str(site / "torch") in result.stderr
+    finally:
+        (site / "torch").chmod(0o755)
+    again = run_layerenv(["base", "--json"], env, tmp_path)
+    assert again.returncode == 0 and json.loads(again.stdout)["status"] == "reused", again.stderr
+
+
+def _no_secret_anywhere(home: Path, outputs: list[str]) -> None:
+    for text in outputs:
+        assert "s3cret" not in text, text
+    leaks = [str(path) for path in home.rglob("*") if path.is_file() and b"s3cret" in path.read_bytes()]
+    assert not leaks, leaks
+
+
+@pytest.mark.parametrize("installer", ["uv", "pip"])
+def test_index_credentials_never_leak(tmp_path: Path, env_in, served_indexes, installer: str) -> None:  # type: ignore[no-untyped-def]
+    """Credentials in the extra index (handed to the installer, written to logs via redact) and in
+    the variant index: never on the terminal, in a log, a manifest or any other store file."""
+    home = tmp_path / "home"
+    secret = served_indexes.url_template.replace("http://", "http://user:s3cret@")
+    env = env_in(
+        home,
+        LAYERENV_INDEX_URL=served_indexes.url_template,
+        LAYERENV_EXTRA_INDEX_URL=secret.format(variant="pypi"),
+        LAYERENV_INSTALLER=installer,
+    )
+    built = run_layerenv(["-v", "base", "--json"], env, tmp_path)
+    assert built.returncode == 0, built.stderr
+    outputs = [built.stdout + built.stderr]
+    for args in (["base"], ["status", "--json"], ["config"], ["doctor"], ["verify"]):
+        result = run_layerenv(args, env, tmp_path)
+        assert result.returncode in (0, 1), (args, result.stderr)
+        outputs.append(result.stdout + result.stderr)
+    assert "***@127.0.0.1" in next(home.glob("bases/*/layerenv-manifest.json")).read_text()
+    assert any("***@127.0.0.1" in path.read_text() for path in home.glob("logs/*.log"))
+    _no_secret_anywhere(home, outputs)
+
+    # the variant index itself with credentials (a rebuild; whether it succeeds or is reported
+    # unreachable, the secret stays out of every output and file)
+    env["LAYERENV_INDEX_URL"] = secret
+    outputs = []
+    for args in (["-v", "base", "--rebuild", "--json"], ["config"], ["status"]):
+        result = run_layerenv(args, env, tmp_path)
+        assert result.returncode in (0, 1), (args, result.stderr)
+        outputs.append(result.stdout + result.stderr)
+    _no_secret_anywhere(home, outputs)
+
+
+def test_repository_has_no_world_writable_defaults() -> None:
+    """atomic.write_text's default mode is 0o644: no file layerenv writes is group/other writable."""
+    import inspect
+
+    from layerenv.atomic import write_text
+
+    assert inspect.signature(write_text).parameters["mode"].default == 0o644
+    assert (REPO / "layerenv" / "store.py").is_file()
