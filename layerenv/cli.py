@@ -52,6 +52,31 @@ def report_errors(function: F) -> F:
 
 
 class LazyGroup(click.Group):
+    def main(  # type: ignore[override]
+        self,
+        args: list[str] | None = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        **extra: Any,
+    ) -> Any:
+        """click's standalone mode, except that a usage error is one ``layerenv: error:`` line (exit 2)."""
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, False, **extra)
+        try:
+            result = super().main(args, prog_name, complete_var, False, **extra)
+        except click.UsageError as error:
+            command = error.ctx.command_path if error.ctx is not None else "layerenv"
+            click.echo(f"layerenv: error: {error.format_message()} (see `{command} --help`)", err=True)
+            sys.exit(error.exit_code)
+        except click.exceptions.Abort:
+            click.echo("layerenv: interrupted", err=True)
+            sys.exit(130)
+        except click.ClickException as error:
+            click.echo(f"layerenv: error: {error.format_message()}", err=True)
+            sys.exit(error.exit_code)
+        sys.exit(result if isinstance(result, int) else 0)
+
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted(COMMANDS)
 
