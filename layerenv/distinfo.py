@@ -13,7 +13,6 @@ import io
 import os
 import re
 from dataclasses import dataclass
-from email.parser import HeaderParser
 from functools import cached_property
 from pathlib import Path
 
@@ -148,6 +147,8 @@ def _read_one(dist_info: Path) -> Distribution | None:
     metadata_text = _read_text(dist_info / "METADATA")
     if metadata_text is None:
         return None
+    from email.parser import HeaderParser  # ~20 ms to import: only when a METADATA is read
+
     headers = HeaderParser().parsestr(metadata_text)
     stem = dist_info.name[: -len(".dist-info")]
     dir_name, _, dir_version = stem.partition("-")
