@@ -12,6 +12,7 @@ import click
 from layerenv.cli import report_errors
 from layerenv.config import load_settings
 from layerenv.errors import EXIT_FAILURE
+from layerenv.render import format_size
 from layerenv.store import Store
 
 if TYPE_CHECKING:
@@ -34,15 +35,6 @@ def _machine(settings: Settings, store: Store) -> tuple[Detection, Manifest | No
     detection = detect(settings)
     request = request_from_settings(settings, detection, current())
     return detection, find_current(store, request)
-
-
-def format_size(value: int) -> str:
-    size = float(value)
-    for unit in ("B", "KB", "MB", "GB"):
-        if size < 1024 or unit == "GB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    return f"{size:.1f} TB"  # pragma: no cover
 
 
 @click.command("doctor")

@@ -10,17 +10,8 @@ import click
 
 from layerenv.cli import report_errors
 from layerenv.config import load_settings
+from layerenv.render import format_size
 from layerenv.store import Store
-
-
-def _size(value: object) -> str:
-    if not isinstance(value, int):
-        return "-"
-    for unit in ("B", "KB", "MB", "GB"):
-        if value < 1024 or unit == "GB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value //= 1024
-    return f"{value} TB"  # pragma: no cover
 
 
 @click.command("status")
@@ -53,8 +44,9 @@ def command(as_json: bool) -> None:
     for base in document["bases"]:
         state = "current" if base["current"] else "stale"
         created = time.strftime("%Y-%m-%d %H:%M", time.localtime(base["created"]))
+        size = format_size(base["size_bytes"]) if base["size_bytes"] is not None else "-"  # adopted: not ours
         click.echo(
-            f"  {base['id']:<48} {base['torch']:<16} {_size(base['size_bytes']):>9}  {created}  {state}"
+            f"  {base['id']:<48} {base['torch']:<16} {size:>9}  {created}  {state}"
             f"  {len(base['projects'])} project(s)"
         )
     click.echo("projects")
