@@ -12,9 +12,7 @@ import pytest
 from layerenv.atomic import relocate_venv
 from layerenv.layering import link
 from layerenv.store import Store
-from tests.support.cli import layerenv_env, run_layerenv
-from tests.support.index import add_to_index
-from tests.support.wheels import build_fake_torch
+from tests.support.cli import run_layerenv
 
 pytestmark = pytest.mark.slow
 
@@ -28,21 +26,6 @@ def torch_version(venv: Path) -> str:
     ).stdout.strip()
 
 
-@pytest.fixture
-def store_env(tmp_path: Path, installer_env: dict[str, str], served_indexes):  # type: ignore[no-untyped-def]
-    """A served index with cu128 (2.9.1) and, added here, cu132 (2.15.0) torch builds."""
-    cu132 = build_fake_torch(tmp_path / "wheels", "2.15.0+cu132", cuda="13.2")
-    add_to_index(served_indexes.root / "cu132", [cu132])
-
-    def make(machine: str) -> dict[str, str]:
-        return layerenv_env(
-            tmp_path / "home",
-            base_env={**installer_env, "PIP_INDEX_URL": served_indexes.pypi_url},
-            machine=machine,
-            extra={"LAYERENV_INDEX_URL": served_indexes.url_template, "LAYERENV_INSTALLER": "uv"},
-        )
-
-    return make
 
 
 def clone_project(source: Path, target: Path, base_id: str, base_venv: Path, store: Store) -> Path:
@@ -55,8 +38,8 @@ def clone_project(source: Path, target: Path, base_id: str, base_venv: Path, sto
     return target / ".venv"
 
 
-def test_driver_upgrade_moves_projects_to_a_new_cuda(tmp_path: Path, store_env) -> None:  # type: ignore[no-untyped-def]
-    old_env, new_env = store_env("rtx5090-570"), store_env("rtx5090-580")
+def test_driver_upgrade_moves_projects_to_a_new_cuda(tmp_path: Path, driver_upgrade_env) -> None:  # type: ignore[no-untyped-def]
+    old_env, new_env = driver_upgrade_env("rtx5090-570"), driver_upgrade_env("rtx5090-580")
     projects = []
     for name in ("alpha", "beta"):
         project = tmp_path / name
@@ -98,8 +81,8 @@ def test_driver_upgrade_moves_projects_to_a_new_cuda(tmp_path: Path, store_env) 
     assert bad.returncode == 2 and "no-such-base" in bad.stderr and len(bad.stderr.splitlines()) == 1
 
 
-def test_kill_9_at_any_point_leaves_every_project_working(tmp_path: Path, store_env) -> None:  # type: ignore[no-untyped-def]
-    old_env, new_env = store_env("rtx5090-570"), store_env("rtx5090-580")
+def test_kill_9_at_any_point_leaves_every_project_working(tmp_path: Path, driver_upgrade_env) -> None:  # type: ignore[no-untyped-def]
+    old_env, new_env = driver_upgrade_env("rtx5090-570"), driver_upgrade_env("rtx5090-580")
     first = tmp_path / "p00"
     first.mkdir()
     assert run_layerenv(["project", str(first)], old_env, tmp_path).returncode == 0

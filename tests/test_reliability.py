@@ -77,25 +77,6 @@ def faulty(env: dict[str, str], fault: str) -> dict[str, str]:
     return {**env, "LAYERENV_FAULTS_ENABLED": "1", "LAYERENV_FAULT": fault}
 
 
-@pytest.fixture
-def store_env(tmp_path: Path, installer_env: dict[str, str], served_indexes):  # type: ignore[no-untyped-def]
-    """A served index with cu128 (2.9.1) and, added here, cu132 (2.15.0) torch builds."""
-    cu132 = build_fake_torch(tmp_path / "wheels", "2.15.0+cu132", cuda="13.2")
-    add_to_index(served_indexes.root / "cu132", [cu132])
-
-    def make(machine: str) -> dict[str, str]:
-        return layerenv_env(
-            tmp_path / "home",
-            base_env={
-                **installer_env,
-                "PIP_INDEX_URL": served_indexes.pypi_url,
-                "UV_INDEX_URL": served_indexes.pypi_url,
-            },
-            machine=machine,
-            extra={"LAYERENV_INDEX_URL": served_indexes.url_template, "LAYERENV_INSTALLER": "uv"},
-        )
-
-    return make
 
 
 # --------------------------------------------------------------------------- load
@@ -162,10 +143,10 @@ def _assert_clean(home: Path, projects: list[Path], base_id: str) -> None:
 
 
 @pytest.mark.parametrize("area", ["base", "project", "rebase"])
-def test_kill_9_at_each_point_keeps_everything_working(tmp_path: Path, store_env, area: str) -> None:  # type: ignore[no-untyped-def]
+def test_kill_9_at_each_point_keeps_everything_working(tmp_path: Path, driver_upgrade_env, area: str) -> None:  # type: ignore[no-untyped-def]
     """Every injection point of one command in turn, on one store: after each kill -9 every environment
     that worked still imports torch, and the same command without the fault then completes."""
-    envs = {"old": store_env("rtx5090-570"), "new": store_env("rtx5090-580")}
+    envs = {"old": driver_upgrade_env("rtx5090-570"), "new": driver_upgrade_env("rtx5090-580")}
     projects = _two_projects(tmp_path, envs["old"])
     home = tmp_path / "home"
     venvs = [home / "bases" / OLD_ID] + [project / ".venv" for project in projects]

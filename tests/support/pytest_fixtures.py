@@ -39,8 +39,10 @@ from pathlib import Path
 
 import pytest
 
+from .cli import layerenv_env
 from .index import (
     IndexServer,
+    add_to_index,
     file_url,
     isolated_installer_env,
     serve_index,
@@ -62,6 +64,7 @@ __all__ = [
     "ServedIndexes",
     "VariantIndexes",
     "build_catalogue",
+    "driver_upgrade_env",
     "fake_wheel_families",
     "fake_wheels",
     "installer_env",
@@ -123,9 +126,7 @@ TORCH_BUILDS: dict[str, FakeTorchBuild] = {
             "0.24.1+cu128",
             ("nvidia-cuda-runtime-cu12", "12.8.90"),
         ),
-        FakeTorchBuild(
-            "cu130", "2.11.0+cu130", "13.0", _NEW_ARCHS, "0.26.0+cu130", ("nvidia-cuda-runtime", "13.0.96")
-        ),
+        FakeTorchBuild("cu130", "2.11.0+cu130", "13.0", _NEW_ARCHS, "0.26.0+cu130", ("nvidia-cuda-runtime", "13.0.96")),
         FakeTorchBuild("cpu", "2.9.1+cpu", None, (), "0.24.1+cpu", None),
     )
 }
@@ -297,3 +298,26 @@ def installer_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     env = isolated_installer_env(uv_cache_dir=caches / "uv")
     env["PIP_CACHE_DIR"] = str(caches / "pip")
     return env
+
+
+@pytest.fixture
+def driver_upgrade_env(tmp_path: Path, installer_env: dict[str, str], served_indexes: ServedIndexes):  # type: ignore[no-untyped-def]
+    """``make(machine)``: an environment for one store, served cu128 (2.9.1) and cu132 (2.15.0) torch
+    builds, project packages from the PyPI-like index (pip and uv), uv as installer; replay e.g.
+    ``rtx5090-570`` then ``rtx5090-580`` for a driver upgrade."""
+    cu132 = build_fake_torch(tmp_path / "wheels", "2.15.0+cu132", cuda="13.2")
+    add_to_index(served_indexes.root / "cu132", [cu132])
+
+    def make(machine: str) -> dict[str, str]:
+        return layerenv_env(
+            tmp_path / "home",
+            base_env={
+                **installer_env,
+                "PIP_INDEX_URL": served_indexes.pypi_url,
+                "UV_INDEX_URL": served_indexes.pypi_url,
+            },
+            machine=machine,
+            extra={"LAYERENV_INDEX_URL": served_indexes.url_template, "LAYERENV_INSTALLER": "uv"},
+        )
+
+    return make
