@@ -242,3 +242,24 @@ def require_torch(packages: tuple[str, ...]) -> tuple[str, ...]:
     if "torch" not in packages:
         raise BadInput(f"base.packages = {list(packages)!r} must include 'torch'")
     return packages
+
+
+def machine_line(detection: Detection) -> str:
+    """One line naming the machine's GPUs and driver, for node records."""
+    machine = detection.machine
+    gpus = ", ".join(gpu.label for gpu in machine.gpus) or "no GPU"
+    driver = f", driver {machine.driver_version}" if machine.driver_version else ""
+    return f"{gpus}{driver}"
+
+
+def remember_node(store: Store, manifest: Manifest, detection: Detection) -> bool:
+    """Record that this node uses ``manifest``'s base (what per-node projects load here)."""
+    from layerenv.distinfo import site_packages_of
+    from layerenv.nodes import record
+
+    try:
+        site = site_packages_of(manifest.venv)
+    except (OSError, OperationFailed):
+        return False
+    return record(store.home, store.node, python=manifest.python, base_id=manifest.base_id, site=site,
+                  variant=manifest.variant, machine=machine_line(detection))

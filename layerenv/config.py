@@ -100,6 +100,14 @@ SETTINGS: tuple[SettingSpec, ...] = (
         "where bases, the project registry, locks and logs live (empty: the user data dir)",
     ),
     SettingSpec(
+        "store.lock",
+        "str",
+        "auto",
+        "LAYERENV_LOCK",
+        "lock kind: 'flock', 'lease' (a heartbeat file, for stores shared over NFS) or 'auto'",
+        ("auto", "flock", "lease"),
+    ),
+    SettingSpec(
         "project.requirements",
         "list",
         [],
@@ -108,6 +116,13 @@ SETTINGS: tuple[SettingSpec, ...] = (
     ),
     SettingSpec("project.dependencies", "list", [], None, "extra dependencies to install in the project venv"),
     SettingSpec("project.extras", "list", [], None, "optional-dependency groups of pyproject.toml to install"),
+    SettingSpec(
+        "project.per_node",
+        "bool",
+        False,
+        "LAYERENV_PER_NODE",
+        "each node loads its own base at interpreter start (one project on shared storage, many GPU types)",
+    ),
 )
 SPECS = {spec.key: spec for spec in SETTINGS}
 

@@ -14,7 +14,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from layerenv.base import fits_machine
 from layerenv.errors import LayerenvError
@@ -22,6 +22,9 @@ from layerenv.interpreters import venv_python
 from layerenv.manifest import Manifest
 from layerenv.policy import Detection
 from layerenv.store import Store
+
+if TYPE_CHECKING:
+    from layerenv.layering import PerNode
 from layerenv.verify import BaseCheck, read_bases, verify_base
 
 VISIBILITY_VARIABLES = ("CUDA_VISIBLE_DEVICES", "ROCR_VISIBLE_DEVICES", "HIP_VISIBLE_DEVICES")
@@ -159,6 +162,13 @@ def _check_project(venv: Path, project: str, base_id: str, bases: dict[str, Mani
     except LayerenvError as error:
         record, problem = None, error.message
     base_id = record.base_id if record is not None else base_id
+    if record is not None and record.per_node is not None:
+        answer, node = _node_answer(record.per_node)
+        if answer is None:
+            return [Finding("node-unresolved", project, f"per-node project {project} has no base recorded for node "
+                            f"{node} ({record.per_node.python_key}) in {record.per_node.store}",
+                            "run `layerenv base` on this node (its first Python start also does)")]
+        base_id = answer  # the primary base may not fit this node; the node's own answer must
     used.setdefault(base_id, []).append(project)
     base = bases.get(base_id)
     if base is None or not _usable(base):
@@ -181,6 +191,17 @@ def _check_project(venv: Path, project: str, base_id: str, bases: dict[str, Mani
     return [Finding("shadow", project, f"{venv} has its own {what}, shadowing base {base_id}'s torch "
                     f"{base.torch_build}", "remove it and restore the base's stubs (`layerenv doctor --fix`)",
                     replace(relink, action="unshadow"))]
+
+
+def _node_answer(per_node: PerNode) -> tuple[str | None, str]:
+    """The base this node's record names for a per-node project, and the node's name."""
+    import os
+
+    from layerenv.nodes import lookup, node_name
+
+    node = node_name(os.environ)
+    answer = lookup(per_node.store, node, per_node.python_key)
+    return (answer.base_id if answer else None), node
 
 
 def _base_findings(bases: dict[str, Manifest], unreadable: list[Path], used: dict[str, list[str]],

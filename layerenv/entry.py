@@ -38,7 +38,7 @@ def _reuse_base(as_json: bool) -> int | None:
     """Answer ``layerenv base`` when a fitting base exists; ``None`` sends the call to the full CLI."""
     import os
 
-    from layerenv.base import request_from_settings, usable_current
+    from layerenv.base import remember_node, request_from_settings, usable_current
     from layerenv.config import load_settings
     from layerenv.errors import LayerenvError
     from layerenv.interpreters import current
@@ -52,11 +52,13 @@ def _reuse_base(as_json: bool) -> int | None:
             return None  # interpreter discovery and everything else: the full CLI
         detection = detect(settings)
         request = request_from_settings(settings, detection, current())
-        manifest = usable_current(Store.open(settings.text("store.home"), os.environ), request)
+        store = Store.from_settings(settings, os.environ)
+        manifest = usable_current(store, request)
     except LayerenvError:
         return None  # the full CLI reports it, with the same words
     if manifest is None:
         return None
+    remember_node(store, manifest, detection)
     for warning in detection.decision.warnings:
         print(f"warning: {warning}", file=sys.stderr)
     print(base_summary(manifest, "reused", as_json=as_json))

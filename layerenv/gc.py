@@ -17,20 +17,18 @@ Not covered: a ``layerenv project`` run by another process with other settings (
 
 from __future__ import annotations
 
-import os
 import re
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from layerenv.atomic import remove_tree, write_json
+from layerenv.atomic import remove_tree
 from layerenv.errors import BadInput, OperationFailed
 from layerenv.manifest import Manifest
 from layerenv.status import disk_usage
-from layerenv.store import MANIFEST_NAME, Store, describe_owner
+from layerenv.store import MANIFEST_NAME, Store
 
 
 @dataclass(frozen=True)
@@ -78,8 +76,11 @@ def lock_key(manifest: Manifest) -> str:
     return re.sub(r"-torch[^-]+-", "-", manifest.base_id, count=1)
 
 
+NODE_PREFIX = "\0node:"  # marks a node among the users of a base (a path never holds NUL)
+
+
 def bases_in_use(store: Store) -> dict[str, list[str]]:
-    """Base id -> the registered projects using it; an unreadable entry stops gc (it might use any)."""
+    """Base id -> the registered projects and the nodes using it; an unreadable entry stops gc."""
     from layerenv.layering import read_link
 
     used: dict[str, list[str]] = {}
@@ -99,35 +100,26 @@ def bases_in_use(store: Store) -> dict[str, list[str]]:
             names.add(record.base_id)
         for name in names - {""}:
             used.setdefault(name, []).append(str(entry.get("project", venv.parent)))
+    from layerenv.nodes import bases_used_by_nodes
+
+    for name, nodes in bases_used_by_nodes(store.home, besides=store.node).items():
+        used.setdefault(name, []).extend(NODE_PREFIX + node for node in nodes)
     return used
 
 
 @contextmanager
 def try_lock(store: Store, key: str, *, hold: bool) -> Iterator[str | None]:
     """Yield None with ``key``'s lock held (or free, when only probing), else who holds it."""
-    from filelock import FileLock, Timeout
+    from layerenv.locking import Busy
 
-    path = store.locks / f"{key}.lock"
-    if not hold and not path.exists():
+    if not hold and not store.lock_exists(key):
         yield None
         return
-    store.locks.mkdir(parents=True, exist_ok=True)
-    lock = FileLock(str(path))
     try:
-        lock.acquire(timeout=0)
-    except Timeout:
-        yield describe_owner(path.with_suffix(".owner.json"))
-        return
-    owner = path.with_suffix(".owner.json")
-    try:
-        if hold:
-            write_json(owner, {"pid": os.getpid(), "host": os.uname().nodename, "since": time.time(),
-                               "purpose": "layerenv gc"})
-        yield None
-    finally:
-        if hold:
-            owner.unlink(missing_ok=True)
-        lock.release()
+        with store.lock(key, purpose="layerenv gc", blocking=False):
+            yield None
+    except Busy as busy:
+        yield busy.owner
 
 
 def collect(store: Store, current_ids: set[str], *, dry_run: bool) -> GcResult:
@@ -140,9 +132,11 @@ def collect(store: Store, current_ids: set[str], *, dry_run: bool) -> GcResult:
     kept: list[Kept] = []
     for manifest in sorted(manifests, key=lambda m: m.base_id):
         reasons = ["current"] if manifest.base_id in current_ids else []
-        if manifest.base_id in used:
-            projects = sorted(used[manifest.base_id])
+        users = used.get(manifest.base_id, [])
+        if projects := sorted(user for user in users if not user.startswith(NODE_PREFIX)):
             reasons.append(f"used by {len(projects)} project(s): {', '.join(projects)}")
+        if nodes := sorted(user.removeprefix(NODE_PREFIX) for user in users if user.startswith(NODE_PREFIX)):
+            reasons.append(f"recorded by node(s) {', '.join(nodes)} (forget one: rm -r {store.home}/nodes/NODE)")
         if reasons:
             kept.append(Kept(manifest.base_id, "; ".join(reasons)))
             continue

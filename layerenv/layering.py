@@ -26,7 +26,7 @@ import re
 import shutil
 import sys
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from hashlib import sha256
 from pathlib import Path
 from typing import Literal
@@ -89,6 +89,74 @@ if LayerenvFamilyFinder.__qualname__ not in {{getattr(f, "__qualname__", "") for
     sys.meta_path.insert(0, LayerenvFamilyFinder)
 '''
 
+_BOOT_PER_NODE = '''"""Written by layerenv (per-node project, primary base {base_id}): the torch family loads from the
+base that `layerenv base` recorded for this node in {store}/nodes. Do not edit."""
+import os
+import sys
+
+_STORE = {store!r}
+_PYTHON_KEY = {python_key!r}
+_BASE_PYTHON = {base_python!r}
+_LAYERENV = {layerenv!r}
+_NAMES = frozenset({names!r})
+
+
+def _read(path):
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return handle.read()
+    except (OSError, UnicodeDecodeError):
+        return ""
+
+
+def _node():
+    name = os.environ.get("LAYERENV_NODE")
+    if name:
+        return name
+    host = os.uname().nodename.split(".")[0] or "localhost"
+    safe = host[0].isalnum() and all(c.isalnum() or c in "._+-" for c in host) and ".." not in host
+    return host if safe and len(host) < 200 else "host-" + host.encode().hex()[:32]
+
+
+def _site():
+    text = _read(_STORE + "/nodes/" + _node() + "/" + _PYTHON_KEY + ".txt")
+    fields = dict(line.split("=", 1) for line in text.splitlines() if "=" in line)
+    boot = _read("/proc/sys/kernel/random/boot_id").strip()
+    site = fields.get("site", "")
+    return site if site and fields.get("boot", "") == boot and os.path.isdir(site) else None
+
+
+_SITE = _site()
+if _SITE is None and not os.environ.get("LAYERENV_RESOLVING"):
+    import subprocess
+
+    sys.stderr.write("layerenv: no base recorded for node " + _node() + " in this boot; asking `layerenv base`\\n")
+    _ENV = dict(os.environ, LAYERENV_HOME=_STORE, LAYERENV_RESOLVING="1", LAYERENV_NODE=_node())
+    try:
+        subprocess.run([*_LAYERENV, "base", "--python", _BASE_PYTHON, "--quiet"], env=_ENV,
+                       stdin=subprocess.DEVNULL, stdout=2, check=False)
+    except OSError as error:
+        sys.stderr.write("layerenv: could not run layerenv (" + str(error) + ")\\n")
+    _SITE = _site()
+if _SITE is None:
+    sys.stderr.write("layerenv: node " + _node() + " has no base for " + _PYTHON_KEY + " in " + _STORE
+                     + "; run `layerenv base` on it (torch will not import until then)\\n")
+else:
+    if _SITE not in sys.path:
+        sys.path.append(_SITE)
+    _FINDER = next((f for f in sys.meta_path if getattr(f, "__name__", "") == "PathFinder"), None)
+    if _FINDER is None:
+        from importlib.machinery import PathFinder as _FINDER
+
+    class LayerenvFamilyFinder:
+        @staticmethod
+        def find_spec(name, path=None, target=None):
+            return _FINDER.find_spec(name, [_SITE]) if name in _NAMES else None
+
+    if LayerenvFamilyFinder.__qualname__ not in {{getattr(f, "__qualname__", "") for f in sys.meta_path}}:
+        sys.meta_path.insert(0, LayerenvFamilyFinder)
+'''
+
 _WRAPPER = """{shebang}
 {mark}: {dist} console script of the base, run by this venv's python
 import sys
@@ -109,6 +177,34 @@ def _strings(value: object) -> tuple[str, ...]:
     return tuple(str(item) for item in _list(value))
 
 
+def layerenv_command() -> tuple[str, ...]:
+    """How a project's boot module runs this layerenv: this interpreter, this copy of the package."""
+    parent = str(Path(__file__).resolve().parent.parent)
+    code = f"import sys; sys.path.insert(0, {parent!r}); from layerenv.entry import main; main()"
+    return (sys.executable, "-c", code)
+
+
+@dataclass(frozen=True)
+class PerNode:
+    """Link per node: the base comes from ``store``'s record for the node the interpreter starts on."""
+
+    store: Path
+    python_key: str  # "cp311-linux_x86_64", as recorded by layerenv.nodes
+    base_python: str  # the interpreter `layerenv base --python` is given on a node with no answer yet
+    layerenv: tuple[str, ...] = field(default_factory=layerenv_command)
+
+    def to_json(self) -> dict[str, object]:
+        return {"store": str(self.store), "python_key": self.python_key, "base_python": self.base_python,
+                "layerenv": list(self.layerenv)}
+
+    @classmethod
+    def from_json(cls, data: object) -> PerNode:
+        if not isinstance(data, dict):
+            raise TypeError(f"per_node: expected a table, got {data!r}")
+        return cls(Path(str(data["store"])), str(data["python_key"]), str(data["base_python"]),
+                   _strings(data["layerenv"]))
+
+
 @dataclass(frozen=True)
 class LinkRecord:
     """What :func:`link` did to a project venv; stored as ``<venv>/layerenv.json``."""
@@ -122,12 +218,19 @@ class LinkRecord:
     scripts: tuple[str, ...]  # wrapper script names in the project's bin/
     constraints: Path
     layerenv_version: str = __version__
+    per_node: PerNode | None = None  # set: the base is chosen per node at start-up
 
     def version_of(self, name: str) -> str | None:
         return dict(self.family).get(canonical_name(name))
 
     def to_json(self) -> dict[str, object]:
-        return {k: str(v) if isinstance(v, Path) else v for k, v in asdict(self).items()}
+        document = {k: str(v) if isinstance(v, Path) else v for k, v in asdict(self).items()}
+        document["per_node"] = self.per_node.to_json() if self.per_node else None
+        return document
+
+    @property
+    def boot_kind(self) -> str:
+        return "per-node" if self.per_node else "fixed"
 
     @classmethod
     def from_json(cls, data: Mapping[str, object]) -> LinkRecord:
@@ -142,6 +245,7 @@ class LinkRecord:
             scripts=_strings(data["scripts"]),
             constraints=Path(str(data["constraints"])),
             layerenv_version=str(data.get("layerenv_version", "")),
+            per_node=PerNode.from_json(data["per_node"]) if data.get("per_node") else None,
         )
 
 
@@ -285,8 +389,12 @@ def _base_distributions(base_site: Path) -> list[Distribution]:
     return cached
 
 
-def link(project_venv: Path, *, base_id: str, base_venv: Path) -> LinkRecord:
+def link(project_venv: Path, *, base_id: str, base_venv: Path, per_node: PerNode | bool | None = True) -> LinkRecord:
     """Layer ``project_venv`` on ``base_venv`` (again, or onto another base); returns the record.
+
+    ``per_node``: a :class:`PerNode` makes the venv choose its base per node at start-up (the base
+    given here is the primary one: its distributions are the stubs and the constraints); None makes
+    it fixed on this base; True (the default) keeps what the venv's last link chose.
 
     The project's own installs are left alone. Files are replaced atomically, the boot module and
     then the ``.pth`` last, so an interrupted link leaves ``import torch`` working with the old or
@@ -298,6 +406,11 @@ def link(project_venv: Path, *, base_id: str, base_venv: Path) -> LinkRecord:
         raise BadInput(f"cannot layer {venv} on {base}: not two venvs with site-packages")
     if None not in (ours := _python_series(venv), theirs := _python_series(base)) and ours != theirs:
         raise BadInput(f"{venv} runs Python {ours} but base {base_id} has Python {theirs}; they must match")
+    if per_node is True:
+        previous = read_link(venv)
+        per_node = previous.per_node if previous else None
+    elif per_node is False:
+        per_node = None
     for leftover in site.glob(".layerenv-*"):  # staging of an interrupted link
         remove_tree(leftover)
     base_dists = _base_distributions(base_site)
@@ -323,11 +436,20 @@ def link(project_venv: Path, *, base_id: str, base_venv: Path) -> LinkRecord:
     _write_pip_conf(venv, constraints)
     patch_activation_scripts(_bin_dir(venv), constraints)
     modules = tuple(sorted({m for d in family for m in d.top_level}))
-    write_text(site / BOOT_NAME, _BOOT.format(base_id=base_id, site=str(base_site), names=modules))
+    if per_node is None:
+        boot = _BOOT.format(base_id=base_id, site=str(base_site), names=modules)
+        pth = f"{base_site}\nimport _layerenv_boot\n"
+    else:
+        boot = _BOOT_PER_NODE.format(base_id=base_id, store=str(per_node.store), python_key=per_node.python_key,
+                                     base_python=per_node.base_python, layerenv=list(per_node.layerenv),
+                                     names=modules)
+        pth = "import _layerenv_boot\n"
+    write_text(site / BOOT_NAME, boot)
     _compile_boot(venv, site / BOOT_NAME)
-    write_text(site / PTH_NAME, f"{base_site}\nimport _layerenv_boot\n")
+    write_text(site / PTH_NAME, pth)
     record = LinkRecord(base_id, base, base_site, tuple((d.name, d.version) for d in family), modules,
-                        tuple(stubs), tuple(sorted(scripts)), constraints)
+                        tuple(stubs), tuple(sorted(scripts)), constraints,
+                        per_node=per_node)
     write_json(venv / RECORD_FILE, record.to_json())
     return record
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -111,8 +111,16 @@ class Manifest:
 
 
 def read_manifest(path: Path) -> Manifest:
-    """Load a manifest; a truncated or edited one is an ``OperationFailed`` naming the file."""
+    """Load a manifest; a truncated or edited one is an ``OperationFailed`` naming the file.
+
+    A base built by layerenv is the directory holding its manifest, wherever this machine sees the
+    store (nodes may mount a shared store at different paths); an adopted one stays where it was.
+    """
     try:
-        return Manifest.from_json(json.loads(path.read_text(encoding="utf-8")))
+        manifest = Manifest.from_json(json.loads(path.read_text(encoding="utf-8")))
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
         raise OperationFailed(f"{path}: unreadable manifest ({error.__class__.__name__}: {error})") from None
+    here = str(path.parent.absolute())
+    if not manifest.adopted and manifest.path != here and path.name == "layerenv-manifest.json":
+        return replace(manifest, path=here)
+    return manifest

@@ -11,13 +11,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from layerenv.atomic import relocate_venv, remove_tree, swap_in, write_json
-from layerenv.base import BaseRequest, Reporter, ensure_base, usable_current
+from layerenv.base import BaseRequest, Reporter, ensure_base, remember_node, usable_current
 from layerenv.distinfo import canonical_name
 from layerenv.errors import BadInput, OperationFailed
 from layerenv.faults import checkpoint
 from layerenv.installers import Log
 from layerenv.interpreters import venv_python
-from layerenv.layering import STATE_FILE
+from layerenv.layering import STATE_FILE, PerNode
 from layerenv.manifest import Manifest
 from layerenv.rebase import Move, move_project
 from layerenv.requirements import ProjectDependencies, read_dependencies
@@ -36,6 +36,7 @@ class ProjectRequest:
     requirement_files: tuple[str, ...]
     extra_dependencies: tuple[str, ...]
     system_site_packages: bool = False
+    per_node: bool = False
 
 
 @dataclass(frozen=True)
@@ -156,6 +157,32 @@ def _install(venv: Path, requirements: tuple[str, ...], installer: str, log: Log
         raise OperationFailed(f"installing the project's dependencies failed: {detail.strip()} (log: {log.path})")
 
 
+def boot_mode(request: ProjectRequest, store: Store, manifest: Manifest) -> PerNode | None:
+    """How the project's venv finds its base: per node from the store's node records, or fixed."""
+    if not request.per_node:
+        return None
+    from layerenv.nodes import python_key
+
+    return PerNode(store.home, python_key(manifest.python), str(manifest.python["executable"]))
+
+
+def _bring_up_to_date(final: Path, project_dir: Path, manifest: Manifest, linked_base: str,
+                      mode: PerNode | None, store: Store, reporter: Reporter) -> bool:
+    """A venv whose dependencies are current: relink it if its base or boot mode changed."""
+    from layerenv.layering import link, read_link
+
+    changed = linked_base != manifest.base_id
+    if changed:
+        reporter.step(f"moving {final} onto base {manifest.base_id}")
+        move_project(Move(final, project_dir, linked_base, manifest.base_id), manifest, store)
+    if (linked := read_link(final)) is not None and linked.per_node != mode:
+        reporter.step(f"linking {final} {'per node' if mode else 'to one base'}")
+        link(final, base_id=manifest.base_id, base_venv=manifest.venv, per_node=mode)
+        changed = True
+    store.register(final, manifest.base_id, project_dir)
+    return changed
+
+
 def ensure_project(request: ProjectRequest, store: Store, reporter: Reporter) -> ProjectResult:
     """Create or update ``PATH/.venv``; an existing one is replaced only once the new one is complete."""
     from layerenv.layering import link
@@ -175,16 +202,14 @@ def ensure_project(request: ProjectRequest, store: Store, reporter: Reporter) ->
         manifest = ensure_base(request.base, store, reporter).manifest
         base_built = True
     _guard_conflicts(deps, manifest)
+    remember_node(store, manifest, request.base.detection)
     final = project_dir / VENV_NAME
     fingerprint = _fingerprint(manifest, deps, request)
     state = _read_state(final) if final.is_dir() else {}
+    mode = boot_mode(request, store, manifest)
     if state.get("fingerprint") == fingerprint and (final / "layerenv.json").is_file():
-        if state.get("base_id") == manifest.base_id:
-            store.register(final, manifest.base_id, project_dir)
-            return ProjectResult(final, manifest, changed=False, installed=(), base_built=base_built)
-        reporter.step(f"moving {final} onto base {manifest.base_id}")
-        move_project(Move(final, project_dir, str(state.get("base_id")), manifest.base_id), manifest, store)
-        return ProjectResult(final, manifest, changed=True, installed=(), base_built=base_built)
+        changed = _bring_up_to_date(final, project_dir, manifest, str(state.get("base_id")), mode, store, reporter)
+        return ProjectResult(final, manifest, changed=changed, installed=(), base_built=base_built)
     staging = project_dir / f"{VENV_NAME}.layerenv-new-{os.getpid()}-{os.urandom(3).hex()}"
     log = Log(store.log_path(f"project-{project_dir.name or 'root'}"))
     try:
@@ -196,7 +221,7 @@ def ensure_project(request: ProjectRequest, store: Store, reporter: Reporter) ->
             system_site_packages=request.system_site_packages,
         )
         checkpoint("project:after-venv")
-        link(staging, base_id=manifest.base_id, base_venv=manifest.venv)
+        link(staging, base_id=manifest.base_id, base_venv=manifest.venv, per_node=mode)
         checkpoint("project:after-link")
         if deps.requirements:
             reporter.step(f"installing {len(deps.requirements)} requirement(s) with {request.installer}")
@@ -217,7 +242,7 @@ def ensure_project(request: ProjectRequest, store: Store, reporter: Reporter) ->
         checkpoint("project:before-swap")
         swap_in(staging, final, graveyard)
         checkpoint("project:after-swap")
-        link(final, base_id=manifest.base_id, base_venv=manifest.venv)
+        link(final, base_id=manifest.base_id, base_venv=manifest.venv, per_node=mode)
         checkpoint("project:after-relink")
         remove_tree(graveyard)
     finally:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from layerenv.atomic import write_json
-from layerenv.base import BaseRequest, Reporter, ensure_base, published, usable_current
+from layerenv.base import BaseRequest, Reporter, ensure_base, published, remember_node, usable_current
 from layerenv.distinfo import canonical_name, is_family, read_distributions, site_packages_of
 from layerenv.errors import BadInput, OperationFailed
 from layerenv.faults import checkpoint
@@ -176,14 +176,14 @@ def move_project(move: Move, manifest: Manifest, store: Store) -> list[str]:
                 f"{move.venv}: {', '.join(needing)} need another torch and could not be "
                 f"reinstalled ({tail}); it still runs on {manifest.base_id}"
             )
-    _record_base(move.venv, manifest.base_id)
+    record_base(move.venv, manifest.base_id)
     checkpoint("rebase:after-record")
     store.register(move.venv, manifest.base_id, move.project)
     checkpoint("rebase:after-register")
     return needing
 
 
-def _record_base(venv: Path, base_id: str) -> None:
+def record_base(venv: Path, base_id: str) -> None:
     state_path = venv / STATE_FILE
     try:
         state = json.loads(state_path.read_text(encoding="utf-8"))
@@ -212,6 +212,9 @@ def execute(plan: Plan, store: Store, reporter: Reporter) -> Outcome:
         bases[manifest.base_id] = manifest
         built.append(manifest.base_id)
         resolved[(target.interpreter.tag, target.interpreter.platform)] = manifest.base_id
+    for target in plan.targets:
+        chosen = target.manifest or bases[resolved[(target.interpreter.tag, target.interpreter.platform)]]
+        remember_node(store, chosen, target.request.detection)
     checkpoint("rebase:after-build")
     moved: list[Move] = []
     reinstalled: dict[str, list[str]] = {}

@@ -10,6 +10,7 @@ from typing import Any
 from layerenv.base import published
 from layerenv.interpreters import venv_python
 from layerenv.manifest import Manifest
+from layerenv.nodes import NodeRecord, bases_used_by_nodes, list_nodes
 from layerenv.store import Store
 
 
@@ -19,10 +20,22 @@ class ProjectState:
     project: str
     base_id: str
     problem: str | None
+    per_node: bool = False
 
     def to_json(self) -> dict[str, Any]:
         return {"path": self.project, "venv": self.venv, "base": self.base_id, "ok": self.problem is None,
-                "problem": self.problem}
+                "problem": self.problem, "per_node": self.per_node}
+
+
+def _per_node(venv: Path) -> bool:
+    from layerenv.errors import OperationFailed
+    from layerenv.layering import read_link
+
+    try:
+        record = read_link(venv)
+    except OperationFailed:
+        return False
+    return record is not None and record.per_node is not None
 
 
 def disk_usage(path: Path) -> int:
@@ -57,13 +70,15 @@ def project_states(store: Store, bases: dict[str, Manifest]) -> list[ProjectStat
             problem = "the project venv has no python"
         elif base_id not in bases:
             problem = f"its base {base_id} is gone"
-        states.append(ProjectState(str(venv), str(entry.get("project", venv.parent)), base_id, problem))
+        per_node = problem is None and _per_node(venv)
+        states.append(ProjectState(str(venv), str(entry.get("project", venv.parent)), base_id, problem, per_node))
     return states
 
 
 def status_document(store: Store, current_ids: set[str], with_sizes: bool = True) -> dict[str, Any]:
     bases = {manifest.base_id: manifest for manifest in published(store)}
     projects = project_states(store, bases)
+    by_node = bases_used_by_nodes(store.home)
     document_bases = []
     for base_id, manifest in sorted(bases.items()):
         document_bases.append(
@@ -79,10 +94,22 @@ def status_document(store: Store, current_ids: set[str], with_sizes: bool = True
                 "current": base_id in current_ids,
                 "size_bytes": disk_usage(manifest.venv) if with_sizes and not manifest.adopted else None,
                 "projects": [state.project for state in projects if state.base_id == base_id],
+                "nodes": sorted(by_node.get(base_id, [])),
             }
         )
     return {
         "home": str(store.home),
+        "node": store.node,
         "bases": document_bases,
         "projects": [state.to_json() for state in projects],
+        "nodes": [node_json(node, bases) for node in list_nodes(store.home)],
     }
+
+
+def node_json(node: NodeRecord, bases: dict[str, Manifest]) -> dict[str, Any]:
+    """A node of the store and the base it uses per Python (``present``: the base is still there)."""
+    document = node.to_json()
+    document["bases"] = {
+        key: {**entry, "present": entry["base_id"] in bases} for key, entry in sorted(node.bases.items())
+    }
+    return document

@@ -8,7 +8,9 @@
       staging/<key>.<pid>.<nonce>/  a base being built (removed by the next build if orphaned)
       graveyard/                    replaced bases waiting to be deleted
       registry/<hash>.json          one file per project venv: path and base id
-      locks/<key>.lock              one lock per base key, with <key>.owner.json naming the holder
+      locks/<key>.lock              one lock per base key, with <key>.owner.json naming the holder,
+      locks/<key>.lease             or, on a store shared between nodes, a lease file (layerenv.locking)
+      nodes/<node>/                 per node: which base each Python uses there (layerenv.nodes)
       logs/<base-id>-<time>.log     installer output of each build
 """
 
@@ -23,10 +25,13 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from layerenv.atomic import write_json
 from layerenv.errors import BadInput
+
+if TYPE_CHECKING:
+    from layerenv.config import Settings
 
 MANIFEST_NAME = "layerenv-manifest.json"
 _SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,199}")
@@ -48,9 +53,12 @@ def default_home(env: Mapping[str, str]) -> Path:
 @dataclass(frozen=True)
 class Store:
     home: Path
+    lock_mode: str = "auto"  # see layerenv.locking
+    stale_after: float = 60.0
+    node: str = ""  # this node's name (LAYERENV_NODE or the host name), for lock holders and node records
 
     @classmethod
-    def open(cls, configured: str, env: Mapping[str, str]) -> Store:
+    def open(cls, configured: str, env: Mapping[str, str], *, lock_mode: str = "auto") -> Store:
         if any(character in configured for character in "\n\r\0"):
             raise BadInput(
                 f"LAYERENV_HOME={configured!r} contains a newline or NUL; a .pth line cannot hold it: "
@@ -61,7 +69,14 @@ class Store:
             home = Path.cwd() / home
         if any(character in str(home) for character in "\n\r\0"):
             raise BadInput(f"store directory {str(home)!r} contains a newline; choose a directory without one")
-        return cls(home)
+        from layerenv.locking import stale_after_from
+        from layerenv.nodes import node_name
+
+        return cls(home, lock_mode=lock_mode, stale_after=stale_after_from(env), node=node_name(env))
+
+    @classmethod
+    def from_settings(cls, settings: Settings, env: Mapping[str, str]) -> Store:
+        return cls.open(settings.text("store.home"), env, lock_mode=settings.text("store.lock"))
 
     @property
     def bases(self) -> Path:
@@ -138,33 +153,20 @@ class Store:
     # Locks -------------------------------------------------------------------------------------
 
     @contextmanager
-    def lock(self, key: str, *, purpose: str, on_wait: Any = None) -> Iterator[None]:
+    def lock(self, key: str, *, purpose: str, on_wait: Any = None, blocking: bool = True) -> Iterator[None]:
         """Hold the lock for ``key``; while waiting, call ``on_wait(owner_text)`` once.
 
-        ``filelock`` uses ``flock`` on POSIX, which the kernel drops when the holder dies, so a
-        kill -9 never leaves a lock that blocks forever; the owner file is only for messages.
+        :mod:`layerenv.locking` picks ``flock`` or, for a store shared between nodes, a lease file.
+        Not ``blocking``: raise :class:`layerenv.locking.Busy` when someone else holds it.
         """
-        from filelock import FileLock, Timeout
+        from layerenv.locking import store_lock
 
-        self.locks.mkdir(parents=True, exist_ok=True)
-        path = self.locks / f"{check_name(key, 'lock name')}.lock"
-        owner_file = path.with_suffix(".owner.json")
-        lock = FileLock(str(path))
-        try:
-            lock.acquire(timeout=0)
-        except Timeout:
-            if on_wait is not None:
-                on_wait(describe_owner(owner_file))
-            lock.acquire()
-        try:
-            write_json(
-                owner_file,
-                {"pid": os.getpid(), "host": os.uname().nodename, "since": time.time(), "purpose": purpose},
-            )
+        with store_lock(self.locks, check_name(key, "lock name"), mode=self.lock_mode, purpose=purpose,
+                        node=self.node, stale_after=self.stale_after, blocking=blocking, on_wait=on_wait):
             yield
-        finally:
-            owner_file.unlink(missing_ok=True)
-            lock.release()
+
+    def lock_exists(self, key: str) -> bool:
+        return any((self.locks / f"{key}{suffix}").exists() for suffix in (".lock", ".lease"))
 
     # Registry ----------------------------------------------------------------------------------
 
@@ -199,10 +201,3 @@ class Store:
         return entries
 
 
-def describe_owner(owner_file: Path) -> str:
-    try:
-        owner = json.loads(owner_file.read_text(encoding="utf-8"))
-        since = time.strftime("%H:%M:%S", time.localtime(float(owner["since"])))
-        return f"pid {owner['pid']} on {owner['host']} since {since} ({owner['purpose']})"
-    except (OSError, ValueError, KeyError, TypeError):
-        return "another layerenv process"

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from layerenv.base import ensure_base, request_from_settings
+from layerenv.base import ensure_base, remember_node, request_from_settings
 from layerenv.cli import report_errors
 from layerenv.commands.options import decision_flags, decision_options, verbosity_options
 from layerenv.commands.options import verbosity as verbosity_of
@@ -56,7 +56,7 @@ def command(
     flags = decision_flags(variant, channel, torch_pin, strict)
     flags.update({"base.python": python_spec, "base.installer": installer})
     settings = load_settings(flags=flags)
-    store = Store.open(settings.text("store.home"), os.environ)
+    store = Store.from_settings(settings, os.environ)
     detection = detect(settings)
     for warning in detection.decision.warnings:
         console.warn(warning)
@@ -64,12 +64,14 @@ def command(
         from layerenv.adopt import adopt
 
         manifest = adopt(adopt_path, detection, store, console)
+        remember_node(store, manifest, detection)
         _print(manifest, "adopted", as_json)
         return
     request = request_from_settings(
         settings, detection, find(settings.text("base.python"), os.environ), rebuild=rebuild, verbose=verbosity > 0
     )
     result = ensure_base(request, store, console)
+    remember_node(store, result.manifest, detection)
     _print(result.manifest, "reused" if result.reused else "built", as_json)
 
 

@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 
 def _open() -> tuple[Settings, Store]:
     settings = load_settings()
-    return settings, Store.open(settings.text("store.home"), os.environ)
+    return settings, Store.from_settings(settings, os.environ)
 
 
 def _machine(settings: Settings, store: Store) -> tuple[Detection, Manifest | None]:

@@ -27,6 +27,12 @@ from layerenv.store import Store
 @click.option("--installer", type=click.Choice(["pip", "uv"]), help="Installer for the project's dependencies.")
 @click.option("--extra", "extras", multiple=True, metavar="NAME", help="Optional-dependency group to install.")
 @click.option("--system-site-packages", is_flag=True, help="Let the venv see the interpreter's global packages.")
+@click.option(
+    "--per-node/--one-base",
+    "per_node",
+    default=None,
+    help="Choose the base per node at interpreter start (a project on storage shared by different GPUs).",
+)
 @verbosity_options
 @click.pass_context
 @report_errors
@@ -39,13 +45,14 @@ def command(
     installer: str | None,
     extras: tuple[str, ...],
     system_site_packages: bool,
+    per_node: bool | None,
 ) -> None:
     """Create PATH/.venv layered on this machine's torch base, with the project's dependencies."""
     verbosity = verbosity_of(ctx, local_verbose, local_quiet)
     console = Console(verbosity)
     project_dir = check_project_dir(path)
-    settings = load_settings(project_dir=project_dir, flags={"base.installer": installer})
-    store = Store.open(settings.text("store.home"), os.environ)
+    settings = load_settings(project_dir=project_dir, flags={"base.installer": installer, "project.per_node": per_node})
+    store = Store.from_settings(settings, os.environ)
     store.ensure_writable()
     detection = detect(settings)
     spec = python_spec_for(project_dir, python_spec, os.environ) or settings.text("base.python")
@@ -58,10 +65,14 @@ def command(
         requirement_files=tuple(settings.items("project.requirements")),
         extra_dependencies=tuple(settings.items("project.dependencies")),
         system_site_packages=system_site_packages,
+        per_node=settings.flag("project.per_node"),
     )
     result = ensure_project(request, store, console)
     state = "updated" if result.changed else "up to date"
-    click.echo(f"{result.venv}: {state}, on base {result.manifest.base_id} (torch {result.manifest.torch_build})")
+    on = f"base {result.manifest.base_id} (torch {result.manifest.torch_build})"
+    if request.per_node:
+        on = f"this node's base {result.manifest.base_id}; each node loads its own (per node)"
+    click.echo(f"{result.venv}: {state}, on {on}")
     click.echo(f"activate with: source {result.venv / 'bin' / 'activate'}")
 
 

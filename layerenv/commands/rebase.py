@@ -45,7 +45,7 @@ def command(
     verbosity = verbosity_of(ctx, local_verbose, local_quiet)
     console = Console(verbosity)
     settings = load_settings()
-    store = Store.open(settings.text("store.home"), os.environ)
+    store = Store.from_settings(settings, os.environ)
     detection = detect(settings)
 
     def request_for(interpreter: Interpreter) -> BaseRequest:
@@ -60,6 +60,12 @@ def command(
         for m in plan.moves
         if m.changes
     ]
+    if plan.nothing_to_do and not dry_run:
+        from layerenv.base import remember_node
+
+        for target in plan.targets:
+            if target.manifest is not None:
+                remember_node(store, target.manifest, detection)
     if dry_run or plan.nothing_to_do:
         document = {
             "changed": not plan.nothing_to_do,

@@ -25,7 +25,7 @@ def command(as_json: bool) -> None:
     from layerenv.status import status_document
 
     settings = load_settings()
-    store = Store.open(settings.text("store.home"), os.environ)
+    store = Store.from_settings(settings, os.environ)
     detection = detect(settings)
     request = request_from_settings(settings, detection, current())
     fitting = find_current(store, request)
@@ -54,4 +54,12 @@ def command(as_json: bool) -> None:
         click.echo("  (none)")
     for project in document["projects"]:
         health = "ok" if project["ok"] else f"broken: {project['problem']}"
-        click.echo(f"  {project['path']:<48} {project['base']:<44} {health}")
+        per_node = " (per node)" if project.get("per_node") else ""
+        click.echo(f"  {project['path']:<48} {project['base']:<44} {health}{per_node}")
+    if document["nodes"]:
+        click.echo("nodes")
+    for node in document["nodes"]:
+        here = "  (this node)" if node["node"] == document["node"] else ""
+        for key, entry in node["bases"].items():
+            missing = "" if entry["present"] else "  (base gone: run `layerenv base` there)"
+            click.echo(f"  {node['node']:<20} {key:<22} {entry['base_id']:<44} {node['machine']}{here}{missing}")
