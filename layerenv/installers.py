@@ -236,9 +236,12 @@ class UvInstaller:
 
 
 def _uv_env() -> dict[str, str]:
+    """The environment of a base build's uv: indexes from the user's uv variables would be searched
+    before the variant's (uv ranks ``UV_INDEX``/``UV_EXTRA_INDEX_URL`` above ``--default-index``),
+    so they are dropped; layerenv's ``index.extra_urls`` is the way to add indexes to a build."""
     env = dict(os.environ)
-    env.pop("VIRTUAL_ENV", None)
-    env.pop("UV_CONSTRAINT", None)
+    for name in ("VIRTUAL_ENV", "UV_CONSTRAINT", "UV_INDEX", "UV_EXTRA_INDEX_URL"):
+        env.pop(name, None)
     return env
 
 
