@@ -31,6 +31,7 @@ class Move:
     project: Path
     old_base: str
     new_base: str | None  # None: the target base is still to be built
+    per_node: bool = False  # moved by this node's record alone: its venv is not relinked
 
     @property
     def changes(self) -> bool:
@@ -59,6 +60,21 @@ class Plan:
     @property
     def nothing_to_do(self) -> bool:
         return not self.builds and not any(move.changes for move in self.moves)
+
+
+def _node_answer(store: Store, venv: Path) -> str | None:
+    """For a per-node project: the base this node's record names ("" when none yet); else None."""
+    from layerenv.layering import read_link
+    from layerenv.nodes import lookup
+
+    try:
+        record = read_link(venv) if venv.is_dir() else None
+    except OperationFailed:
+        return None
+    if record is None or record.per_node is None:
+        return None
+    answer = lookup(record.per_node.store, store.node, record.per_node.python_key)
+    return answer.base_id if answer else record.base_id
 
 
 def interpreter_of(manifest: Manifest) -> Interpreter:
@@ -92,7 +108,8 @@ def plan_rebase(
         venv = Path(str(entry["venv"]))
         if only is not None and only not in (venv.parent, venv):
             continue
-        old = bases.get(str(entry.get("base_id")))
+        per_node = _node_answer(store, venv)
+        old = bases.get(per_node or str(entry.get("base_id")))
         if not venv_python(venv).exists():
             skipped.append(f"{venv}: the project venv is gone (layerenv doctor --fix prunes it)")
             continue
@@ -113,7 +130,7 @@ def plan_rebase(
             targets[key] = Target(interpreter, usable_current(store, request), request)
         target = targets[key]
         new = target.manifest.base_id if target.manifest else None
-        moves.append(Move(venv, Path(str(entry.get("project", venv.parent))), old.base_id, new))
+        moves.append(Move(venv, Path(str(entry.get("project", venv.parent))), old.base_id, new, bool(per_node)))
     if only is not None and not moves:
         raise BadInput(f"--project {only} is not a registered project (run `layerenv project {only}` first)")
     return Plan(tuple(targets.values()), tuple(moves), tuple(skipped))
@@ -227,6 +244,10 @@ def execute(plan: Plan, store: Store, reporter: Reporter) -> Outcome:
         if new_id == move.old_base:
             continue
         checkpoint(f"rebase:project-{index}")
+        if move.per_node:  # this node's record, written above, moves it here; other nodes keep theirs
+            moved.append(replace(move, new_base=new_id))
+            reporter.step(f"moved {move.project} onto {new_id} on node {store.node} (per node)")
+            continue
         try:
             needing = move_project(move, bases[new_id], store)
         except (OperationFailed, BadInput) as error:

@@ -367,3 +367,63 @@ def test_gc_keeps_the_bases_other_nodes_recorded(cluster: Cluster) -> None:
     assert f"(forget one: rm -r {cluster.mounts[0]}/nodes/NODE)" in kept[base_id("cu126")]
     assert "recorded by node(s) ws-5090, ws-5090-b (" in kept[base_id("cu128")]  # (and the per-node project)
     assert kept[base_id("cpu")].startswith("current; recorded by node(s) cpu-2 (")
+
+
+# --------------------------------------------------------------------------- crashes on a shared store
+
+
+def test_a_node_killed_mid_build_holding_the_lease_does_not_block_the_next(
+        tmp_path: Path, variant_indexes: VariantIndexes) -> None:
+    cluster = Cluster(tmp_path, (tmp_path / "store", tmp_path / "store"), variant_indexes, {})
+    first = cluster.env("node-1", "v100-535", LAYERENV_LOCK="lease", LAYERENV_FAULTS_ENABLED="1",
+                        LAYERENV_FAULT="base:after-install")
+    killed = run_layerenv(["base"], first, tmp_path, timeout=300)
+    assert killed.returncode == -9
+    lease_file = tmp_path / "store" / "locks" / f"{KEY}-cu126.lease"
+    assert json.loads(lease_file.read_text())["node"] == "node-1"  # left behind, as a crash leaves it
+
+    started = time.monotonic()
+    second = run_layerenv(["base", "--json"], cluster.env("node-2", "v100-535", LAYERENV_LOCK="lease"), tmp_path,
+                          timeout=300)
+    assert second.returncode == 0, second.stderr
+    assert json.loads(second.stdout)["status"] == "built"
+    assert time.monotonic() - started < 60  # the dead pid on this host is proof: no 60 s heartbeat wait
+    assert not lease_file.exists() and not list((tmp_path / "store" / "staging").iterdir())
+
+
+def test_a_lease_left_by_a_vanished_node_is_taken_over_after_stale_after(
+        tmp_path: Path, variant_indexes: VariantIndexes) -> None:
+    cluster = Cluster(tmp_path, (tmp_path / "store", tmp_path / "store"), variant_indexes, {})
+    locks = tmp_path / "store" / "locks"
+    locks.mkdir(parents=True)
+    _plant(locks / f"{KEY}-cpu.lease",
+           dataclasses.replace(this_holder("building base", "gone"), host="node-gone", pid=4242))
+    env = cluster.env("cpu-1", "no-gpu", LAYERENV_LOCK="lease", LAYERENV_LOCK_STALE_AFTER="2")
+    result = run_layerenv(["base", "--json"], env, tmp_path, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["status"] == "built"
+    assert f"waiting for the lock on {KEY}-cpu: held by pid 4242 on node-gone (node gone)" in result.stderr
+
+
+def test_rebase_after_a_driver_upgrade_moves_only_that_nodes_answer(tmp_path: Path, driver_upgrade_env) -> None:  # type: ignore[no-untyped-def]
+    def env(node: str, machine: str) -> dict[str, str]:
+        return {**driver_upgrade_env(machine), "LAYERENV_NODE": node}
+
+    project = tmp_path / "app"
+    project.mkdir()
+    made = run_layerenv(["project", "--per-node", str(project)], env("ws", "rtx5090-570"), tmp_path)
+    assert made.returncode == 0, made.stderr
+    assert run_layerenv(["base"], env("v100", "v100-535"), tmp_path).returncode == 0
+    venv, code = project / ".venv", "import torch; print(torch.__version__)"
+    assert python_in(venv, code, env("ws", "rtx5090-570")).stdout.strip() == "2.9.1+cu128"
+
+    upgraded = env("ws", "rtx5090-580")
+    rebased = run_layerenv(["rebase", "--json"], upgraded, tmp_path)
+    assert rebased.returncode == 0, rebased.stderr
+    document = json.loads(rebased.stdout)
+    assert document["built"] == [f"{KEY}-torch2.15.0-cu132"] and document["moved"] == [str(project)]
+    assert python_in(venv, code, upgraded).stdout.strip() == "2.15.0+cu132"
+    assert python_in(venv, code, env("v100", "v100-535")).stdout.strip() == "2.9.1+cu126"  # untouched
+    for node, machine in (("ws", "rtx5090-580"), ("v100", "v100-535")):
+        again = run_layerenv(["rebase"], env(node, machine), tmp_path)
+        assert again.returncode == 0 and again.stdout.startswith("nothing changed: 1 project(s)"), again.stdout

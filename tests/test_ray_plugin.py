@@ -130,3 +130,23 @@ def test_each_ray_node_runs_the_project_on_its_own_base(tmp_path: Path, ray_temp
                      for v in ("cu126", "cu128")]
     assert sorted(path.name for path in (store / "nodes").iterdir()) == ["node-a", "node-b"]
     assert os.path.isfile(project / ".venv" / "layerenv.json")
+
+
+def test_a_project_venv_without_the_clusters_ray_is_refused_with_the_fix(tmp_path: Path) -> None:
+    from layerenv.ray_plugin import _check_ray
+
+    venv = tmp_path / "app" / ".venv"
+    site = venv / "lib" / f"python{sys.version_info.major}.{sys.version_info.minor}" / "site-packages"
+    site.mkdir(parents=True)
+    (venv / "pyvenv.cfg").write_text(f"version_info = {sys.version_info.major}.{sys.version_info.minor}.0\n")
+    with pytest.raises(RuntimeError) as missing:
+        _check_ray(venv, tmp_path / "app")
+    assert f"{tmp_path}/app/.venv has no ray, but this cluster runs ray {ray.__version__}" in str(missing.value)
+    assert f"add 'ray=={ray.__version__}' to the project's requirements" in str(missing.value)
+    dist_info = site / "ray-0.0.1.dist-info"
+    dist_info.mkdir()
+    (dist_info / "METADATA").write_text("Metadata-Version: 2.1\nName: ray\nVersion: 0.0.1\n")
+    with pytest.raises(RuntimeError, match=r"\.venv has ray 0\.0\.1, but this cluster runs ray"):
+        _check_ray(venv, tmp_path / "app")
+    (dist_info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: ray\nVersion: {ray.__version__}\n")
+    _check_ray(venv, tmp_path / "app")  # the cluster's version: accepted
