@@ -252,14 +252,22 @@ def machine_line(detection: Detection) -> str:
     return f"{gpus}{driver}"
 
 
-def remember_node(store: Store, manifest: Manifest, detection: Detection) -> bool:
-    """Record that this node uses ``manifest``'s base (what per-node projects load here)."""
+def remember_node(store: Store, manifest: Manifest, detection: Detection) -> str | None:
+    """Record that this node uses ``manifest``'s base (what per-node projects load here).
+
+    Returns a warning when the record could not be written to a store that per-node projects use.
+    """
     from layerenv.distinfo import site_packages_of
-    from layerenv.nodes import record
+    from layerenv.nodes import NODES_DIR, record
 
     try:
         site = site_packages_of(manifest.venv)
     except (OSError, OperationFailed):
-        return False
-    return record(store.home, store.node, python=manifest.python, base_id=manifest.base_id, site=site,
-                  variant=manifest.variant, machine=machine_line(detection))
+        return None
+    if record(store.home, store.node, python=manifest.python, base_id=manifest.base_id, site=site,
+              variant=manifest.variant, machine=machine_line(detection)):
+        return None
+    if not (store.home / NODES_DIR).is_dir():
+        return None  # no per-node project uses this store: nothing to say
+    return (f"could not record node {store.node}'s base in {store.home / NODES_DIR} (read-only?): "
+            "per-node projects on this node will ask `layerenv base` again at every start")

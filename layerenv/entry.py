@@ -58,7 +58,8 @@ def _reuse_base(as_json: bool) -> int | None:
         return None  # the full CLI reports it, with the same words
     if manifest is None:
         return None
-    remember_node(store, manifest, detection)
+    if recorded := remember_node(store, manifest, detection):
+        print(f"warning: {recorded}", file=sys.stderr)
     for warning in detection.decision.warnings:
         print(f"warning: {warning}", file=sys.stderr)
     print(base_summary(manifest, "reused", as_json=as_json))

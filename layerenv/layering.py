@@ -109,13 +109,16 @@ def _read(path):
         return ""
 
 
+def _safe(name):
+    return name[:1].isalnum() and all(c.isalnum() or c in "._+-" for c in name) and ".." not in name and len(name) < 200
+
+
 def _node():
     name = os.environ.get("LAYERENV_NODE")
     if name:
-        return name
+        return name if _safe(name) else ".invalid"
     host = os.uname().nodename.split(".")[0] or "localhost"
-    safe = host[0].isalnum() and all(c.isalnum() or c in "._+-" for c in host) and ".." not in host
-    return host if safe and len(host) < 200 else "host-" + host.encode().hex()[:32]
+    return host if _safe(host) else "host-" + host.encode().hex()[:32]
 
 
 def _site():
@@ -131,9 +134,9 @@ if _SITE is None and not os.environ.get("LAYERENV_RESOLVING"):
     import subprocess
 
     sys.stderr.write("layerenv: no base recorded for node " + _node() + " in this boot; asking `layerenv base`\\n")
-    _ENV = dict(os.environ, LAYERENV_HOME=_STORE, LAYERENV_RESOLVING="1", LAYERENV_NODE=_node())
+    _ENV = dict(os.environ, LAYERENV_HOME=_STORE, LAYERENV_RESOLVING="1")
     try:
-        subprocess.run([*_LAYERENV, "base", "--python", _BASE_PYTHON, "--quiet"], env=_ENV,
+        subprocess.run([*_LAYERENV, "base", "--python", _BASE_PYTHON, "--quiet"], env=_ENV, cwd=_STORE,
                        stdin=subprocess.DEVNULL, stdout=2, check=False)
     except OSError as error:
         sys.stderr.write("layerenv: could not run layerenv (" + str(error) + ")\\n")

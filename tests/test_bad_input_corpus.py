@@ -401,15 +401,23 @@ BAD_ENV: list[tuple[str, str]] = [
     ("PYTORCH_FORCE_NIGHTLY", "ja"),
     ("LAYERENV_CONFIG", "/nonexistent/layerenv.toml"),
     ("LAYERENV_HOME", "/tmp/with\nnewline"),
+    ("LAYERENV_LOCK", "nfs"),
+    ("LAYERENV_LOCK", "Lease"),
+    ("LAYERENV_PER_NODE", "maybe"),
+    ("LAYERENV_LOCK_STALE_AFTER", "-5"),
+    ("LAYERENV_LOCK_STALE_AFTER", "nan"),
+    ("LAYERENV_NODE", "a/b"),
+    ("LAYERENV_NODE", ".."),
 ]
 
 
-# detect and config never open the store, so a bad LAYERENV_HOME is only bad input for base
+# detect and config never open the store, so a bad store setting is only bad input for base
+STORE_ONLY = ("LAYERENV_HOME", "LAYERENV_LOCK_STALE_AFTER", "LAYERENV_NODE")
 ENV_CASES = [
     (name, value, command)
     for name, value in BAD_ENV
     for command in (["detect"], ["config"], ["base"])
-    if name != "LAYERENV_HOME" or command == ["base"]
+    if name not in STORE_ONLY or command == ["base"]
 ]
 
 

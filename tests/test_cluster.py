@@ -350,6 +350,11 @@ def test_one_per_node_project_loads_each_nodes_own_base(cluster: Cluster) -> Non
     assert "layerenv: node old-a100 has no base for" in stranded.stderr
     assert "run `layerenv base` on it" in stranded.stderr
 
+    # A bad node name: Python still starts; layerenv's own error names the value.
+    bad = python_in(venv, "print('ok')", cluster.env("ws-5090", "rtx5090-570", LAYERENV_NODE="../ws-5090"))
+    assert bad.stdout.strip() == "ok"
+    assert "LAYERENV_NODE='../ws-5090' is not allowed" in bad.stderr and "has no base for" in bad.stderr
+
     doctor = run_layerenv(["doctor", "--json"], cluster.env("gpu-v100-a", "v100-535"), cluster.root, timeout=120)
     assert doctor.returncode == 0, doctor.stdout + doctor.stderr
     missing = run_layerenv(["doctor", "--json"], cluster.env("old-a100", "a100-470"), cluster.root, timeout=120)
@@ -427,3 +432,20 @@ def test_rebase_after_a_driver_upgrade_moves_only_that_nodes_answer(tmp_path: Pa
     for node, machine in (("ws", "rtx5090-580"), ("v100", "v100-535")):
         again = run_layerenv(["rebase"], env(node, machine), tmp_path)
         assert again.returncode == 0 and again.stdout.startswith("nothing changed: 1 project(s)"), again.stdout
+
+
+def test_a_node_that_cannot_record_its_answer_is_told_why(cluster: Cluster) -> None:
+    read_only = cluster.root / "store-ro"
+    read_only.mkdir(exist_ok=True)
+    subprocess.run(["mount", "--bind", str(cluster.mounts[0]), str(read_only)], check=True)
+    try:
+        subprocess.run(["mount", "-o", "remount,bind,ro", str(read_only)], check=True)
+        env = cluster.env("ro-node", "no-gpu", LAYERENV_LOCK="auto")
+        env["LAYERENV_HOME"] = str(read_only)
+        result = run_layerenv(["base"], env, cluster.root, timeout=120)
+    finally:
+        subprocess.run(["umount", "-l", str(read_only)], check=False)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith(f"reused: {base_id('cpu')}")
+    assert (f"warning: could not record node ro-node's base in {read_only}/nodes (read-only?): per-node "
+            "projects on this node will ask `layerenv base` again at every start") in result.stderr

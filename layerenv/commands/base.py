@@ -64,14 +64,16 @@ def command(
         from layerenv.adopt import adopt
 
         manifest = adopt(adopt_path, detection, store, console)
-        remember_node(store, manifest, detection)
+        if unrecorded := remember_node(store, manifest, detection):
+            console.warn(unrecorded)
         _print(manifest, "adopted", as_json)
         return
     request = request_from_settings(
         settings, detection, find(settings.text("base.python"), os.environ), rebuild=rebuild, verbose=verbosity > 0
     )
     result = ensure_base(request, store, console)
-    remember_node(store, result.manifest, detection)
+    if unrecorded := remember_node(store, result.manifest, detection):
+        console.warn(unrecorded)
     _print(result.manifest, "reused" if result.reused else "built", as_json)
 
 
