@@ -47,9 +47,11 @@ from layerenv.errors import BadInput, OperationFailed
 
 __all__ = [
     "LinkRecord",
+    "PerNode",
     "Shadow",
     "find_shadows",
     "is_family",
+    "is_per_node",
     "link",
     "read_link",
     "site_packages_of",
@@ -68,26 +70,30 @@ WRAPPER_MARK = "# layerenv-wrapper"
 _NOT_STUBBED = frozenset({"pip", "setuptools", "wheel", "distribute", "layerenv"})  # the project has its own
 _ENTRY = re.compile(r"^\s*([\w.]+)\s*:\s*([\w.]+)\s*(\[[^\]]*\])?\s*$")
 
+_INSTALL_FINDER = '''
+if _SITE is not None:
+    if _SITE not in sys.path:
+        sys.path.append(_SITE)
+    # The interpreter's own PathFinder is on sys.meta_path already; importing importlib costs ~1 ms.
+    _FINDER = next((f for f in sys.meta_path if getattr(f, "__name__", "") == "PathFinder"), None)
+    if _FINDER is None:
+        from importlib.machinery import PathFinder as _FINDER
+
+    class LayerenvFamilyFinder:
+        @staticmethod
+        def find_spec(name, path=None, target=None):
+            return _FINDER.find_spec(name, [_SITE]) if name in _NAMES else None
+
+    if LayerenvFamilyFinder.__qualname__ not in {{getattr(f, "__qualname__", "") for f in sys.meta_path}}:
+        sys.meta_path.insert(0, LayerenvFamilyFinder)
+'''
+
 _BOOT = '''"""Written by layerenv for base {base_id}: the torch family loads from the base. Do not edit."""
 import sys
 
 _SITE = {site!r}
 _NAMES = frozenset({names!r})
-# The interpreter's own PathFinder is on sys.meta_path already; importing importlib costs ~1 ms.
-_FINDER = next((f for f in sys.meta_path if getattr(f, "__name__", "") == "PathFinder"), None)
-if _FINDER is None:
-    from importlib.machinery import PathFinder as _FINDER
-
-
-class LayerenvFamilyFinder:
-    @staticmethod
-    def find_spec(name, path=None, target=None):
-        return _FINDER.find_spec(name, [_SITE]) if name in _NAMES else None
-
-
-if LayerenvFamilyFinder.__qualname__ not in {{getattr(f, "__qualname__", "") for f in sys.meta_path}}:
-    sys.meta_path.insert(0, LayerenvFamilyFinder)
-'''
+''' + _INSTALL_FINDER
 
 _BOOT_PER_NODE = '''"""Written by layerenv (per-node project, primary base {base_id}): the torch family loads from the
 base that `layerenv base` recorded for this node in {store}/nodes. Do not edit."""
@@ -144,21 +150,7 @@ if _SITE is None and not os.environ.get("LAYERENV_RESOLVING"):
 if _SITE is None:
     sys.stderr.write("layerenv: node " + _node() + " has no base for " + _PYTHON_KEY + " in " + _STORE
                      + "; run `layerenv base` on it (torch will not import until then)\\n")
-else:
-    if _SITE not in sys.path:
-        sys.path.append(_SITE)
-    _FINDER = next((f for f in sys.meta_path if getattr(f, "__name__", "") == "PathFinder"), None)
-    if _FINDER is None:
-        from importlib.machinery import PathFinder as _FINDER
-
-    class LayerenvFamilyFinder:
-        @staticmethod
-        def find_spec(name, path=None, target=None):
-            return _FINDER.find_spec(name, [_SITE]) if name in _NAMES else None
-
-    if LayerenvFamilyFinder.__qualname__ not in {{getattr(f, "__qualname__", "") for f in sys.meta_path}}:
-        sys.meta_path.insert(0, LayerenvFamilyFinder)
-'''
+''' + _INSTALL_FINDER
 
 _WRAPPER = """{shebang}
 {mark}: {dist} console script of the base, run by this venv's python
@@ -466,6 +458,15 @@ def read_link(project_venv: Path) -> LinkRecord | None:
         return None
     except (OSError, ValueError, KeyError, TypeError, IndexError) as exc:
         raise OperationFailed(f"{path} is unreadable ({exc}); link the project again") from exc
+
+
+def is_per_node(project_venv: Path) -> bool:
+    """Whether the venv chooses its base per node at start-up (an unreadable record: no)."""
+    try:
+        record = read_link(project_venv)
+    except OperationFailed:
+        return False
+    return record is not None and record.per_node is not None
 
 
 def uv_environment(project_venv: Path, base_env: Mapping[str, str] | None = None) -> dict[str, str]:

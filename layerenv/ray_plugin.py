@@ -73,6 +73,7 @@ def prepare(project: Path, python_spec: str | None, logger: logging.Logger) -> P
     from layerenv.config import load_settings
     from layerenv.errors import LayerenvError
     from layerenv.interpreters import find
+    from layerenv.layering import is_per_node
     from layerenv.policy import detect
     from layerenv.project import ProjectRequest, check_project_dir, ensure_project, python_spec_for
     from layerenv.store import Store
@@ -88,10 +89,10 @@ def prepare(project: Path, python_spec: str | None, logger: logging.Logger) -> P
         manifest = ensure_base(request, store, reporter).manifest
         remember_node(store, manifest, detection)
         venv = project / ".venv"
-        if not _is_per_node(venv):
+        if not is_per_node(venv):
             digest = hashlib.sha256(os.fsencode(str(project))).hexdigest()[:16]
             with store.lock(f"project-{digest}", purpose=f"creating {venv} for Ray"):
-                if not _is_per_node(venv):
+                if not is_per_node(venv):
                     reporter.step(f"creating the per-node venv {venv}")
                     ensure_project(ProjectRequest(
                         project_dir=project, base=request, installer=settings.text("base.installer"),
@@ -103,17 +104,6 @@ def prepare(project: Path, python_spec: str | None, logger: logging.Logger) -> P
         raise RuntimeError(f"layerenv: {error.message}") from None
     _check_ray(venv, project)
     return Prepared(venv / "bin" / "python", store.node, store.home)
-
-
-def _is_per_node(venv: Path) -> bool:
-    from layerenv.errors import OperationFailed
-    from layerenv.layering import read_link
-
-    try:
-        record = read_link(venv)
-    except OperationFailed:
-        return False
-    return record is not None and record.per_node is not None
 
 
 def _check_ray(venv: Path, project: Path) -> None:

@@ -9,6 +9,7 @@ from typing import Any
 
 from layerenv.base import published
 from layerenv.interpreters import venv_python
+from layerenv.layering import is_per_node
 from layerenv.manifest import Manifest
 from layerenv.nodes import NodeRecord, bases_used_by_nodes, list_nodes
 from layerenv.store import Store
@@ -25,17 +26,6 @@ class ProjectState:
     def to_json(self) -> dict[str, Any]:
         return {"path": self.project, "venv": self.venv, "base": self.base_id, "ok": self.problem is None,
                 "problem": self.problem, "per_node": self.per_node}
-
-
-def _per_node(venv: Path) -> bool:
-    from layerenv.errors import OperationFailed
-    from layerenv.layering import read_link
-
-    try:
-        record = read_link(venv)
-    except OperationFailed:
-        return False
-    return record is not None and record.per_node is not None
 
 
 def disk_usage(path: Path) -> int:
@@ -70,7 +60,7 @@ def project_states(store: Store, bases: dict[str, Manifest]) -> list[ProjectStat
             problem = "the project venv has no python"
         elif base_id not in bases:
             problem = f"its base {base_id} is gone"
-        per_node = problem is None and _per_node(venv)
+        per_node = problem is None and is_per_node(venv)
         states.append(ProjectState(str(venv), str(entry.get("project", venv.parent)), base_id, problem, per_node))
     return states
 

@@ -15,6 +15,7 @@ import sys
 import textwrap
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -94,12 +95,11 @@ def test_bad_cluster_settings_are_one_line_and_exit_2(tmp_path: Path, variable: 
 # --------------------------------------------------------------------------- lease
 
 
-@pytest.fixture
-def two_mounts(tmp_path: Path) -> Iterator[tuple[Path, Path]]:
-    """One directory reachable at two paths, as two nodes see one NFS export."""
-    first, second = tmp_path / "mount-a", tmp_path / "mount-b"
-    first.mkdir()
-    second.mkdir()
+@contextmanager
+def bind_mounted(first: Path, second: Path) -> Iterator[None]:
+    """``first`` also reachable at ``second``, as two nodes see one NFS export; skips where not allowed."""
+    first.mkdir(exist_ok=True)
+    second.mkdir(exist_ok=True)
     if os.geteuid() != 0:
         pytest.skip("a bind mount needs root; this run is not root")
     mounted = subprocess.run(["mount", "--bind", str(first), str(second)], capture_output=True, text=True,
@@ -107,9 +107,16 @@ def two_mounts(tmp_path: Path) -> Iterator[tuple[Path, Path]]:
     if mounted.returncode != 0:
         pytest.skip(f"mount --bind was refused here: {mounted.stderr.strip()}")
     try:
-        yield first, second
+        yield
     finally:
         subprocess.run(["umount", "-l", str(second)], check=False)
+
+
+@pytest.fixture
+def two_mounts(tmp_path: Path) -> Iterator[tuple[Path, Path]]:
+    first, second = tmp_path / "mount-a", tmp_path / "mount-b"
+    with bind_mounted(first, second):
+        yield first, second
 
 
 CONTENDER = """
@@ -238,18 +245,10 @@ def cluster(tmp_path_factory: pytest.TempPathFactory, variant_indexes: VariantIn
     """Six nodes of three kinds run `layerenv base` at once on one store, through two mounts."""
     root = tmp_path_factory.mktemp("cluster")
     first, second = root / "store-a", root / "store-b"
-    first.mkdir()
-    second.mkdir()
-    if os.geteuid() != 0:
-        pytest.skip("a bind mount needs root; this run is not root")
-    mounted = subprocess.run(["mount", "--bind", str(first), str(second)], capture_output=True, text=True,
-                             check=False)
-    if mounted.returncode != 0:
-        pytest.skip(f"mount --bind was refused here: {mounted.stderr.strip()}")
-    (first / "locks").mkdir()
-    (first / "locks" / "LEASE").write_text("shared\n")  # what the first node on NFS leaves behind
-    cluster = Cluster(root, (first, second), variant_indexes, {})
-    try:
+    with bind_mounted(first, second):
+        (first / "locks").mkdir()
+        (first / "locks" / "LEASE").write_text("shared\n")  # what the first node on NFS leaves behind
+        cluster = Cluster(root, (first, second), variant_indexes, {})
         processes = {
             node: subprocess.Popen(
                 [sys.executable, "-m", "layerenv", "base", "--json"],
@@ -262,8 +261,6 @@ def cluster(tmp_path_factory: pytest.TempPathFactory, variant_indexes: VariantIn
             assert process.returncode == 0, (node, stderr)
             cluster.outputs[node] = json.loads(stdout)
         yield cluster
-    finally:
-        subprocess.run(["umount", "-l", str(second)], check=False)
 
 
 def test_each_variant_is_built_once_and_shared_by_its_nodes(cluster: Cluster) -> None:
@@ -436,15 +433,11 @@ def test_rebase_after_a_driver_upgrade_moves_only_that_nodes_answer(tmp_path: Pa
 
 def test_a_node_that_cannot_record_its_answer_is_told_why(cluster: Cluster) -> None:
     read_only = cluster.root / "store-ro"
-    read_only.mkdir(exist_ok=True)
-    subprocess.run(["mount", "--bind", str(cluster.mounts[0]), str(read_only)], check=True)
-    try:
+    with bind_mounted(cluster.mounts[0], read_only):
         subprocess.run(["mount", "-o", "remount,bind,ro", str(read_only)], check=True)
         env = cluster.env("ro-node", "no-gpu", LAYERENV_LOCK="auto")
         env["LAYERENV_HOME"] = str(read_only)
         result = run_layerenv(["base"], env, cluster.root, timeout=120)
-    finally:
-        subprocess.run(["umount", "-l", str(read_only)], check=False)
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith(f"reused: {base_id('cpu')}")
     assert (f"warning: could not record node ro-node's base in {read_only}/nodes (read-only?): per-node "
