@@ -46,8 +46,9 @@ def doctor_command(fix: bool, as_json: bool) -> None:
 
     Checks: GPUs hidden by CUDA_VISIBLE_DEVICES; bases in use (or current) that no longer fit the
     machine or whose files changed since their manifest; projects whose torch is shadowed, whose
-    link or base is gone, or whose Python has no base; unreadable registry entries and manifests.
-    Exit 0 when healthy (after --fix: when nothing is left), 1 otherwise.
+    link or base is gone, or whose Python has no base; per-node projects with no base recorded for
+    this node; unreadable registry entries and manifests. Exit 0 when healthy (after --fix: when
+    nothing is left), 1 otherwise.
     """
     from layerenv.doctor import doctor
 
@@ -108,7 +109,8 @@ def gc_command(dry_run: bool, as_json: bool) -> None:
     """Remove bases that no registered project uses and that are not current.
 
     Current is the base `layerenv status` marks current (this interpreter, these settings). A base
-    whose key's lock is held (a build of that key in progress) is kept. For an adopted base only
+    whose key's lock is held (a build of that key in progress) is kept, and so is one that another
+    node of a shared store recorded as its base (that node may be down now). For an adopted base only
     its manifest in the store is removed, never the environment. Reports the space freed.
     """
     from layerenv.gc import collect

@@ -18,7 +18,7 @@ from layerenv.store import Store
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for other tools.")
 @report_errors
 def command(as_json: bool) -> None:
-    """Show this machine's bases (current or stale) and registered projects (ok or broken)."""
+    """Show the bases (current or stale), registered projects (ok or broken) and which node uses which base."""
     from layerenv.base import find_current, request_from_settings
     from layerenv.interpreters import current
     from layerenv.policy import detect
