@@ -86,6 +86,23 @@ DRIVER = textwrap.dedent("""
     ray.shutdown()
 """)
 
+FAILING_DRIVER = textwrap.dedent("""
+    import sys
+    import ray
+
+    ray.init(address=sys.argv[1], runtime_env={"layerenv": {"project": sys.argv[2]}}, logging_level="ERROR")
+
+    @ray.remote(num_cpus=0)
+    def where():
+        return 1
+
+    try:
+        ray.get(where.options(resources={"node_b": 1}).remote(), timeout=300)
+    except Exception as error:
+        print(type(error).__name__, str(error).replace("\\n", " "))
+    ray.shutdown()
+""")
+
 
 def test_each_ray_node_runs_the_project_on_its_own_base(tmp_path: Path, ray_temp: Path,
                                                         variant_indexes: VariantIndexes) -> None:
@@ -122,6 +139,14 @@ def test_each_ray_node_runs_the_project_on_its_own_base(tmp_path: Path, ray_temp
         assert [(a["node"], a["torch"], a["python"]) for a in answers] == [
             ("node-a", "2.9.1+cu128", python), ("node-b", "2.9.1+cu126", python), ("node-a", "2.9.1+cu128", python)]
         logging.getLogger(__name__).info("first task per node: %s", [a["seconds"] for a in answers])
+
+        no_ray = tmp_path / "no-ray"
+        no_ray.mkdir()
+        failed = subprocess.run([sys.executable, "-c", FAILING_DRIVER, f"127.0.0.1:{port}", str(no_ray)],
+                                env=common, capture_output=True, text=True, timeout=400, check=False)
+        assert failed.stdout.startswith("RuntimeEnvSetupError"), failed.stdout[-3000:] + failed.stderr[-3000:]
+        assert (f"layerenv: {no_ray}/.venv has no ray, but this cluster runs ray {ray.__version__}; add "
+                f"'ray=={ray.__version__}' to the project's requirements") in failed.stdout
     finally:
         subprocess.run([str(RAY_BIN), "stop", "--force"], env=common, capture_output=True, timeout=120,
                        check=False)
