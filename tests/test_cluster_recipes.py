@@ -8,6 +8,7 @@ indexes are real.
 
 from __future__ import annotations
 
+import json
 import os
 import shlex
 import subprocess
@@ -134,3 +135,32 @@ def test_kubernetes_job_init_container_then_doctor_then_the_app(tmp_path: Path,
     assert "no base recorded for node node-c" in stopped.stdout + stopped.stderr
     assert "node-c 2.9" not in stopped.stdout
     assert shlex.join(app["command"]).endswith("exec layerenv run -- python main.py'")
+
+
+# The replayed machine standing for each (GPU product label, driver major) the manifest selects.
+REPLAYS = {
+    ("NVIDIA-GeForce-RTX-5090", "570"): "rtx5090-570",
+    ("Tesla-V100-SXM2-32GB", "535"): "v100-535",
+    ("NVIDIA-H100-80GB-HBM3", "580"): "h100-580",
+}
+
+
+def test_kubernetes_image_per_variant_matches_what_detect_chooses_on_each_node(tmp_path: Path) -> None:
+    manifest = yaml.safe_load((REPO / "docs" / "clusters" / "kubernetes-per-variant.yaml").read_text())
+    seen = []
+    for deployment in manifest["items"]:
+        pod = deployment["spec"]["template"]["spec"]
+        selector = pod["nodeSelector"]
+        machine = REPLAYS[(selector["nvidia.com/gpu.product"], selector["nvidia.com/cuda.driver.major"])]
+        (container,) = pod["containers"]
+        variant = container["image"].rsplit(":", 1)[1]
+        assert "command" not in container  # the image's entrypoint, with its doctor check, runs first
+        env = layerenv_env(tmp_path / "home", base_env=dict(os.environ), machine=machine)
+        detected = subprocess.run([sys.executable, "-m", "layerenv", "detect", "--json"], env=env,
+                                  capture_output=True, text=True, timeout=60, check=True)
+        assert json.loads(detected.stdout)["variant"] == variant, (machine, variant)
+        assert deployment["spec"]["template"]["metadata"]["labels"]["variant"] == variant
+        assert f"--build-arg TORCH_VARIANT={variant} " in (REPO / "docs" / "clusters" /
+                                                           "kubernetes-per-variant.yaml").read_text()
+        seen.append(machine)
+    assert sorted(seen) == sorted(REPLAYS.values())
