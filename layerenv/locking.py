@@ -12,7 +12,9 @@ Two kinds, chosen per store (``store.lock``: ``auto``, ``flock`` or ``lease``):
   * its holder ran on this host, in this boot and pid namespace, and that pid is gone (a kill -9 on
     this node is recovered at once), or it ran on this host in an earlier boot;
   * or its heartbeat has not moved for ``stale_after`` seconds of the *waiter's* monotonic clock, so
-    clocks of different nodes are never compared (a node that died holding the lease).
+    clocks of different nodes are never compared (a node that died holding the lease). Waiters read
+    the lease through ``open``, which on NFS revalidates cached attributes (close-to-open
+    consistency), so a heartbeat is seen when it happens, not when the attribute cache expires.
 
 ``auto`` takes ``lease`` when the store is on a network filesystem, or when any node has marked the
 store as shared (``locks/LEASE``, written the first time a node takes a lease there), so a machine
@@ -206,12 +208,16 @@ class _Observation:
     since: float  # this process's monotonic clock when that signature was first seen
 
 
-def _signature(path: Path) -> tuple[int, int, int] | None:
+def _observe(path: Path) -> tuple[str, tuple[int, int, int]] | None:
+    """The lease's text and (inode, size, mtime), read through one open file: on NFS, opening
+    revalidates the cached attributes (close-to-open consistency), so a heartbeat is seen at once."""
     try:
-        info = path.stat()
+        with path.open("rb") as handle:
+            text = handle.read().decode("utf-8", errors="replace")
+            info = os.fstat(handle.fileno())
     except FileNotFoundError:
         return None
-    return (info.st_ino, info.st_size, info.st_mtime_ns)
+    return text, (info.st_ino, info.st_size, info.st_mtime_ns)
 
 
 def _read(path: Path) -> str | None:
@@ -263,11 +269,11 @@ def lease(
                 handle.flush()
                 os.fsync(handle.fileno())
             break
-        judged = _read(path)
-        if judged is None:
+        observed = _observe(path)
+        if observed is None:
             continue  # released between our create and our read
+        judged, signature = observed
         holder = Holder.from_json(judged)
-        signature = _signature(path)
         if signature != watched.signature:
             watched = _Observation(signature, time.monotonic())
         silent_for = time.monotonic() - watched.since
