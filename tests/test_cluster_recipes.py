@@ -38,7 +38,8 @@ for pid in "${pids[@]}"; do wait "$pid" || status=1; done
 exit $status
 """
 
-SCRIPT = "import os, torch, plain_lib; print(os.environ['LAYERENV_NODE'], torch.__version__)\n"
+# One os.write per line: the nodes' tasks share one pipe, and a write under PIPE_BUF is never split.
+SCRIPT = "import os, torch, plain_lib\nos.write(1, f\"{os.environ['LAYERENV_NODE']} {torch.__version__}\\n\".encode())\n"
 
 
 def tools(directory: Path) -> Path:
