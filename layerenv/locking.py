@@ -228,7 +228,11 @@ def _read(path: Path) -> str | None:
 
 
 def _break(path: Path, judged: str) -> None:
-    """Move a stale lease aside; if another waiter's fresh lease was moved instead, put it back."""
+    """Move a stale lease aside; if another waiter's fresh lease was moved instead, put it back.
+
+    The put-back fails (and two holders result) only if a third process created a lease in the
+    moment between the rename and the link: two waiters must judge one stale lease at once.
+    """
     aside = path.with_name(f"{path.name}.stale-{os.getpid()}-{os.urandom(4).hex()}")
     try:
         path.rename(aside)
