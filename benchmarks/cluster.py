@@ -132,6 +132,7 @@ def main() -> None:
     scratch = Path(tempfile.mkdtemp(prefix="layerenv-bench-cluster-"))
     second = scratch / "store-b"
     figures: dict[str, Any] = {}
+    mounted = False
     try:
         store = scratch / "store"
         store.mkdir()
@@ -208,7 +209,7 @@ def main() -> None:
             for name, value in figures.items():
                 print(f"{name:28} {value}")
     finally:
-        if second.is_mount():
+        if mounted:  # a bind mount of the same filesystem: Path.is_mount() cannot tell
             subprocess.run(["umount", "-l", str(second)], check=False)
         shutil.rmtree(scratch, ignore_errors=True)
 
