@@ -76,11 +76,8 @@ def lock_key(manifest: Manifest) -> str:
     return re.sub(r"-torch[^-]+-", "-", manifest.base_id, count=1)
 
 
-NODE_PREFIX = "\0node:"  # marks a node among the users of a base (a path never holds NUL)
-
-
 def bases_in_use(store: Store) -> dict[str, list[str]]:
-    """Base id -> the registered projects and the nodes using it; an unreadable entry stops gc."""
+    """Base id -> the registered projects using it; an unreadable entry stops gc (it might use any)."""
     from layerenv.layering import read_link
 
     used: dict[str, list[str]] = {}
@@ -100,10 +97,6 @@ def bases_in_use(store: Store) -> dict[str, list[str]]:
             names.add(record.base_id)
         for name in names - {""}:
             used.setdefault(name, []).append(str(entry.get("project", venv.parent)))
-    from layerenv.nodes import bases_used_by_nodes
-
-    for name, nodes in bases_used_by_nodes(store.home, besides=store.node).items():
-        used.setdefault(name, []).extend(NODE_PREFIX + node for node in nodes)
     return used
 
 
@@ -124,18 +117,19 @@ def try_lock(store: Store, key: str, *, hold: bool) -> Iterator[str | None]:
 
 def collect(store: Store, current_ids: set[str], *, dry_run: bool) -> GcResult:
     """Remove (or, with ``dry_run``, list) every base that nothing needs."""
+    from layerenv.nodes import bases_used_by_nodes
     from layerenv.verify import read_bases
 
     manifests, _unreadable = read_bases(store)  # an unreadable manifest is doctor's, never gc's
     used = bases_in_use(store)
+    recorded = bases_used_by_nodes(store.home, besides=store.node)  # other nodes may be down now
     removed: list[Removal] = []
     kept: list[Kept] = []
     for manifest in sorted(manifests, key=lambda m: m.base_id):
         reasons = ["current"] if manifest.base_id in current_ids else []
-        users = used.get(manifest.base_id, [])
-        if projects := sorted(user for user in users if not user.startswith(NODE_PREFIX)):
+        if projects := sorted(used.get(manifest.base_id, [])):
             reasons.append(f"used by {len(projects)} project(s): {', '.join(projects)}")
-        if nodes := sorted(user.removeprefix(NODE_PREFIX) for user in users if user.startswith(NODE_PREFIX)):
+        if nodes := sorted(recorded.get(manifest.base_id, [])):
             reasons.append(f"recorded by node(s) {', '.join(nodes)} (forget one: rm -r {store.home}/nodes/NODE)")
         if reasons:
             kept.append(Kept(manifest.base_id, "; ".join(reasons)))
