@@ -18,6 +18,7 @@ from __future__ import annotations
 import base64
 import configparser
 import csv
+import enum
 import io
 import json
 import os
@@ -170,6 +171,15 @@ def _list(value: object) -> list[object]:
 
 def _strings(value: object) -> tuple[str, ...]:
     return tuple(str(item) for item in _list(value))
+
+
+class Keep(enum.Enum):
+    """``link(per_node=KEEP)``: link the way the venv's last link did (per node or fixed)."""
+
+    KEEP = "keep"
+
+
+KEEP = Keep.KEEP
 
 
 def layerenv_command() -> tuple[str, ...]:
@@ -384,12 +394,12 @@ def _base_distributions(base_site: Path) -> list[Distribution]:
     return cached
 
 
-def link(project_venv: Path, *, base_id: str, base_venv: Path, per_node: PerNode | bool | None = True) -> LinkRecord:
+def link(project_venv: Path, *, base_id: str, base_venv: Path, per_node: PerNode | Keep | None = KEEP) -> LinkRecord:
     """Layer ``project_venv`` on ``base_venv`` (again, or onto another base); returns the record.
 
     ``per_node``: a :class:`PerNode` makes the venv choose its base per node at start-up (the base
     given here is the primary one: its distributions are the stubs and the constraints); None makes
-    it fixed on this base; True (the default) keeps what the venv's last link chose.
+    it fixed on this base; ``KEEP`` (the default) keeps what the venv's last link chose.
 
     The project's own installs are left alone. Files are replaced atomically, the boot module and
     then the ``.pth`` last, so an interrupted link leaves ``import torch`` working with the old or
@@ -401,11 +411,9 @@ def link(project_venv: Path, *, base_id: str, base_venv: Path, per_node: PerNode
         raise BadInput(f"cannot layer {venv} on {base}: not two venvs with site-packages")
     if None not in (ours := _python_series(venv), theirs := _python_series(base)) and ours != theirs:
         raise BadInput(f"{venv} runs Python {ours} but base {base_id} has Python {theirs}; they must match")
-    if per_node is True:
+    if per_node is KEEP:
         previous = read_link(venv)
         per_node = previous.per_node if previous else None
-    elif per_node is False:
-        per_node = None
     for leftover in site.glob(".layerenv-*"):  # staging of an interrupted link
         remove_tree(leftover)
     base_dists = _base_distributions(base_site)
