@@ -6,12 +6,12 @@ import hashlib
 import json
 import os
 import time
-from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from layerenv.atomic import relocate_venv, remove_tree, swap_in, write_json
 from layerenv.base import BaseRequest, Reporter, ensure_base, remember_node, usable_current
+from layerenv.config import Settings
 from layerenv.distinfo import canonical_name
 from layerenv.errors import BadInput, OperationFailed
 from layerenv.faults import checkpoint
@@ -38,6 +38,22 @@ class ProjectRequest:
     system_site_packages: bool = False
     per_node: bool = False
 
+    @classmethod
+    def from_settings(cls, project_dir: Path, settings: Settings, base: BaseRequest, *,
+                      extras: tuple[str, ...] = (), system_site_packages: bool = False,
+                      per_node: bool | None = None) -> ProjectRequest:
+        """What ``layerenv project`` asks for: flags first, then ``[project]`` settings."""
+        return cls(
+            project_dir=project_dir,
+            base=base,
+            installer=settings.text("base.installer"),
+            extras=extras or tuple(settings.items("project.extras")),
+            requirement_files=tuple(settings.items("project.requirements")),
+            extra_dependencies=tuple(settings.items("project.dependencies")),
+            system_site_packages=system_site_packages,
+            per_node=settings.flag("project.per_node") if per_node is None else per_node,
+        )
+
 
 @dataclass(frozen=True)
 class ProjectResult:
@@ -61,8 +77,8 @@ def check_project_dir(path: Path) -> Path:
     return resolved
 
 
-def python_spec_for(project_dir: Path, flag: str | None, env: Mapping[str, str]) -> str:
-    """``--python``, then ``.python-version``, then the configured/base default ("" = current)."""
+def python_spec_for(project_dir: Path, flag: str | None, settings: Settings) -> str:
+    """``--python``, then ``.python-version``, then ``base.python`` (``LAYERENV_PYTHON``; "" = current)."""
     if flag:
         return flag
     version_file = project_dir / ".python-version"
@@ -70,7 +86,7 @@ def python_spec_for(project_dir: Path, flag: str | None, env: Mapping[str, str])
         first = version_file.read_text(encoding="utf-8", errors="replace").strip().splitlines()
         if first and first[0].strip():
             return first[0].strip()
-    return env.get("LAYERENV_PYTHON", "")
+    return settings.text("base.python")
 
 
 def _fingerprint(manifest: Manifest, deps: ProjectDependencies, request: ProjectRequest) -> str:

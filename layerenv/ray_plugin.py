@@ -84,7 +84,7 @@ def prepare(project: Path, python_spec: str | None, logger: logging.Logger) -> P
         settings = load_settings(project_dir=project)
         store = Store.from_settings(settings, os.environ)
         detection = detect(settings)
-        spec = python_spec_for(project, python_spec, os.environ) or settings.text("base.python")
+        spec = python_spec_for(project, python_spec, settings)
         request = request_from_settings(settings, detection, find(spec, os.environ))
         manifest = ensure_base(request, store, reporter).manifest
         remember_node(store, manifest, detection)
@@ -94,12 +94,8 @@ def prepare(project: Path, python_spec: str | None, logger: logging.Logger) -> P
             with store.lock(f"project-{digest}", purpose=f"creating {venv} for Ray"):
                 if not is_per_node(venv):
                     reporter.step(f"creating the per-node venv {venv}")
-                    ensure_project(ProjectRequest(
-                        project_dir=project, base=request, installer=settings.text("base.installer"),
-                        extras=tuple(settings.items("project.extras")),
-                        requirement_files=tuple(settings.items("project.requirements")),
-                        extra_dependencies=tuple(settings.items("project.dependencies")), per_node=True,
-                    ), store, reporter)
+                    ensure_project(ProjectRequest.from_settings(project, settings, request, per_node=True),
+                                   store, reporter)
     except LayerenvError as error:
         raise RuntimeError(f"layerenv: {error.message}") from None
     _check_ray(venv, project)

@@ -55,18 +55,10 @@ def command(
     store = Store.from_settings(settings, os.environ)
     store.ensure_writable()
     detection = detect(settings)
-    spec = python_spec_for(project_dir, python_spec, os.environ) or settings.text("base.python")
+    spec = python_spec_for(project_dir, python_spec, settings)
     base = request_from_settings(settings, detection, find(spec, os.environ), verbose=verbosity > 0)
-    request = ProjectRequest(
-        project_dir=project_dir,
-        base=base,
-        installer=settings.text("base.installer"),
-        extras=tuple(extras) or tuple(settings.items("project.extras")),
-        requirement_files=tuple(settings.items("project.requirements")),
-        extra_dependencies=tuple(settings.items("project.dependencies")),
-        system_site_packages=system_site_packages,
-        per_node=settings.flag("project.per_node"),
-    )
+    request = ProjectRequest.from_settings(project_dir, settings, base, extras=tuple(extras),
+                                           system_site_packages=system_site_packages)
     result = ensure_project(request, store, console)
     state = "updated" if result.changed else "up to date"
     on = f"base {result.manifest.base_id} (torch {result.manifest.torch_build})"
