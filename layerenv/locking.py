@@ -27,16 +27,16 @@ import json
 import os
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 
 from layerenv.errors import BadInput
+from layerenv.nodes import boot_id
 
 LOCK_MODES = ("auto", "flock", "lease")
 SHARED_MARKER = "LEASE"
-DEFAULT_STALE_AFTER = 60.0
 NETWORK_FILESYSTEMS = frozenset({
     "nfs", "nfs4", "cifs", "smb3", "smbfs", "lustre", "gpfs", "beegfs", "ceph", "fuse.ceph-fuse",
     "glusterfs", "fuse.glusterfs", "9p", "afs", "ocfs2", "gfs2", "fuse.sshfs", "panfs", "wekafs",
@@ -89,13 +89,6 @@ class Holder:
             )
         except (ValueError, KeyError, TypeError):
             return None
-
-
-def boot_id() -> str:
-    try:
-        return Path("/proc/sys/kernel/random/boot_id").read_text(encoding="ascii").strip()
-    except OSError:
-        return ""
 
 
 def pid_namespace() -> str:
@@ -162,19 +155,6 @@ def is_network_filesystem(path: Path) -> bool:
     while not probe.exists() and probe != probe.parent:
         probe = probe.parent
     return filesystem_type(probe.resolve(), mountinfo) in NETWORK_FILESYSTEMS
-
-
-def stale_after_from(env: Mapping[str, str]) -> float:
-    raw = env.get("LAYERENV_LOCK_STALE_AFTER", "")
-    if not raw:
-        return DEFAULT_STALE_AFTER
-    try:
-        value = float(raw)
-    except ValueError:
-        value = -1.0
-    if not 1.0 <= value <= 86400.0:
-        raise BadInput(f"LAYERENV_LOCK_STALE_AFTER={raw!r} must be a number of seconds from 1 to 86400")
-    return value
 
 
 def resolve_mode(configured: str, locks_dir: Path) -> str:

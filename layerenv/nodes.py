@@ -24,9 +24,15 @@ from pathlib import Path
 from typing import Any
 
 from layerenv.errors import BadInput
-from layerenv.locking import boot_id
 
 NODES_DIR = "nodes"
+
+
+def boot_id() -> str:
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text(encoding="utf-8").strip()
+    except OSError:
+        return ""
 
 
 def node_name(env: Mapping[str, str]) -> str:

@@ -44,6 +44,23 @@ def check_name(name: str, what: str) -> str:
     return name
 
 
+DEFAULT_STALE_AFTER = 60.0
+
+
+def stale_after_from(env: Mapping[str, str]) -> float:
+    """``LAYERENV_LOCK_STALE_AFTER``: seconds a lease's heartbeat may stand still (see layerenv.locking)."""
+    raw = env.get("LAYERENV_LOCK_STALE_AFTER", "")
+    if not raw:
+        return DEFAULT_STALE_AFTER
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not 1.0 <= value <= 86400.0:
+        raise BadInput(f"LAYERENV_LOCK_STALE_AFTER={raw!r} must be a number of seconds from 1 to 86400")
+    return value
+
+
 def default_home(env: Mapping[str, str]) -> Path:
     from platformdirs import user_data_dir
 
@@ -54,7 +71,7 @@ def default_home(env: Mapping[str, str]) -> Path:
 class Store:
     home: Path
     lock_mode: str = "auto"  # see layerenv.locking
-    stale_after: float = 60.0
+    stale_after: float = DEFAULT_STALE_AFTER
     node: str = ""  # this node's name (LAYERENV_NODE or the host name), for lock holders and node records
 
     @classmethod
@@ -69,7 +86,6 @@ class Store:
             home = Path.cwd() / home
         if any(character in str(home) for character in "\n\r\0"):
             raise BadInput(f"store directory {str(home)!r} contains a newline; choose a directory without one")
-        from layerenv.locking import stale_after_from
         from layerenv.nodes import node_name
 
         return cls(home, lock_mode=lock_mode, stale_after=stale_after_from(env), node=node_name(env))
