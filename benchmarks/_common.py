@@ -67,6 +67,6 @@ def uv() -> str:
 
 
 def du(path: Path) -> int:
-    from layerenv.status import disk_usage
+    from layerenv.lifecycle.status import disk_usage
 
     return disk_usage(path)

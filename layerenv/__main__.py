@@ -1,3 +1,3 @@
-from layerenv.entry import main
+from layerenv.cli.entry import main
 
 main()

@@ -171,7 +171,7 @@ def _check_value(spec: SettingSpec, value: Any, where: str) -> Any:
     if spec.key.startswith("index."):
         _check_urls(spec.key, value, where)
     if spec.key == "torch.version" and value:
-        from layerenv.decide import normalize_pin
+        from layerenv.choice.decide import normalize_pin
 
         try:
             normalize_pin(value)
@@ -197,7 +197,7 @@ def _check_urls(key: str, value: str | list[str], where: str) -> None:
 def _check_variant(value: str, where: str) -> None:
     if value == "auto":
         return
-    from layerenv.matrix import load_matrix
+    from layerenv.choice.table import load_matrix
 
     names = load_matrix().variant_names
     if value not in names:

@@ -23,9 +23,9 @@ from click.testing import CliRunner, Result
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from layerenv.cli import cli
+from layerenv.choice.table import load_matrix
+from layerenv.cli.main import cli
 from layerenv.config import SETTINGS, SPECS
-from layerenv.matrix import load_matrix
 from tests.support.cli import FIXTURE_MACHINES, tree_digest
 from tests.support.fake_smi import install_fake_smi
 

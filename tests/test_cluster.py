@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 
 from layerenv.errors import BadInput
-from layerenv.locking import Busy, Holder, filesystem_type, lease, resolve_mode, this_holder
+from layerenv.store.locking import Busy, Holder, filesystem_type, lease, resolve_mode, this_holder
 from tests.support.cli import REPO, layerenv_env, run_layerenv
 from tests.support.index import isolated_installer_env
 from tests.support.pytest_fixtures import VariantIndexes
@@ -123,7 +123,7 @@ CONTENDER = """
 import sys, time
 sys.path.insert(0, {repo!r})
 from pathlib import Path
-from layerenv.locking import lease
+from layerenv.store.locking import lease
 path, log, rounds = Path(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[3])
 for _ in range(rounds):
     with lease(path, purpose="test", node=sys.argv[4], stale_after=30.0):
@@ -185,7 +185,7 @@ HOLDER = """
 import dataclasses, sys, time
 sys.path.insert(0, {repo!r})
 from pathlib import Path
-import layerenv.locking as locking
+import layerenv.store.locking as locking
 real = locking.this_holder
 locking.this_holder = lambda purpose, node: dataclasses.replace(real(purpose, node), host="node-b")
 with locking.lease(Path(sys.argv[1]), purpose="long build", node="b", stale_after=1.5):

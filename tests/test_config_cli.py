@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from layerenv.cli import cli
+from layerenv.cli.main import cli
 from layerenv.config import SETTINGS, load_settings, read_config_file
 from layerenv.errors import ConfigError
 from tests.support.cli import FIXTURE_MACHINES, REPO
@@ -145,7 +145,7 @@ def test_version_and_help_name_every_command(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(("env", "coloured"), [({}, True), ({"NO_COLOR": "1"}, False)])
 def test_no_color_turns_off_colour_on_a_terminal(env: dict[str, str], coloured: bool) -> None:
-    from layerenv.commands.ui import Console
+    from layerenv.cli.ui import Console
 
     console = Console(tty=True, env=env)
     runner = CliRunner()

@@ -11,7 +11,7 @@ from unittest import mock
 
 import pytest
 
-from layerenv.cli import COMMANDS
+from layerenv.cli.main import COMMANDS
 from layerenv.config import SETTINGS
 from tests.support.cli import layerenv_env, run_layerenv
 
@@ -132,7 +132,7 @@ COMP_WORDS=(layerenv detect --); COMP_CWORD=2; COMPREPLY=(); _layerenv_completio
 
 def test_entry_point_sends_completion_to_click(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     """With ``_LAYERENV_COMPLETE`` set the shell passes no arguments, so no fast path answers."""
-    from layerenv import entry
+    from layerenv.cli import entry
 
     def no_fast_path(as_json: bool) -> int:
         raise AssertionError("a fast path answered a completion request")

@@ -6,12 +6,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from layerenv.coverage import covering_arch, serves
-from layerenv.decide import Policy, choose, driver_supports
+from layerenv.choice.coverage import covering_arch, serves
+from layerenv.choice.decide import Policy, choose, driver_supports
+from layerenv.choice.table import load_matrix
+from layerenv.choice.variant import Variant, parse_version_tuple
 from layerenv.errors import BadInput
-from layerenv.machine import ComputeCapability, Gpu, Machine
-from layerenv.matrix import load_matrix
-from layerenv.variant import Variant, parse_version_tuple
+from layerenv.machine.facts import ComputeCapability, Gpu, Machine
 
 MATRIX = load_matrix()
 

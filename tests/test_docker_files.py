@@ -73,7 +73,7 @@ def test_dockerfile_references_files_that_exist() -> None:
     assert (REPO / "examples" / "hello" / "main.py").is_file()
     assert ENTRYPOINT.is_file() and os.access(ENTRYPOINT, os.X_OK)
     # the variant named as the default is one layerenv knows
-    from layerenv.matrix import load_matrix
+    from layerenv.choice.table import load_matrix
 
     assert "cu128" in load_matrix().variant_names
     assert (REPO / "docs" / "docker.md").is_file()

@@ -13,11 +13,11 @@ from typing import Any
 
 import pytest
 
-from layerenv.coverage import serves
-from layerenv.decide import Policy, choose, driver_supports
-from layerenv.machine import ComputeCapability, Machine
-from layerenv.matrix import load_matrix
-from layerenv.probes.nvidia import (
+from layerenv.choice.coverage import serves
+from layerenv.choice.decide import Policy, choose, driver_supports
+from layerenv.choice.table import load_matrix
+from layerenv.machine.facts import ComputeCapability, Machine
+from layerenv.machine.nvidia import (
     parse_gpu_information,
     parse_module_version,
     parse_proc_version,

@@ -15,17 +15,11 @@ from pathlib import Path
 import pytest
 import virtualenv
 
-from layerenv import activation, layering
-from layerenv.conflicts import explain_conflict
-from layerenv.distinfo import is_family, read_distributions, site_packages_of, top_level_of
-from layerenv.layering import (
-    LinkRecord,
-    find_shadows,
-    link,
-    read_link,
-    unlink_shadows,
-    uv_environment,
-)
+from layerenv.project import activation
+from layerenv.project import link as layering
+from layerenv.project.conflicts import explain_conflict
+from layerenv.project.link import LinkRecord, find_shadows, link, read_link, unlink_shadows, uv_environment
+from layerenv.venv.distinfo import is_family, read_distributions, site_packages_of, top_level_of
 from tests.support.index import isolated_installer_env, serve_index, write_simple_index
 from tests.support.pytest_fixtures import PYPI, VariantIndexes, wheel_path
 from tests.support.wheels import build_fake_companion, build_fake_torch, build_plain_package, build_wheel

@@ -16,8 +16,8 @@ from typing import Any
 
 import pytest
 
-from layerenv.manifest import Manifest, PackageRecord, read_manifest
-from layerenv.verify import verify_base
+from layerenv.base.file_check import verify_base
+from layerenv.base.manifest import Manifest, PackageRecord, read_manifest
 from tests.support.cli import layerenv_env, run_layerenv, tree_digest
 from tests.support.index import isolated_installer_env
 from tests.support.pytest_fixtures import VariantIndexes, wheel_path
@@ -290,7 +290,7 @@ def test_doctor_sees_cuda_visible_devices_hiding_every_gpu(store: Store) -> None
 def test_gc_removes_only_unused_bases_that_are_not_current(tmp_path: Path, variant_indexes: VariantIndexes) -> None:
     from filelock import FileLock
 
-    from layerenv.gc import lock_key
+    from layerenv.lifecycle.gc import lock_key
 
     home = tmp_path / "home"
     env = store_env(home, tmp_path, variant_indexes)

@@ -1,4 +1,4 @@
-"""Pure parsers of layerenv.probes: real H100 files, other drivers' forms, junk, empty input."""
+"""Pure parsers of layerenv.machine.reader: real H100 files, other drivers' forms, junk, empty input."""
 
 from __future__ import annotations
 
@@ -8,12 +8,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from layerenv.machine import ComputeCapability, Gpu
-from layerenv.probes import normalize_arch
-from layerenv.probes.amd import gfx_target, parse_kfd_properties, parse_rocm_version, pci_bus_id, rocm_uuid
-from layerenv.probes.apple import read_apple
-from layerenv.probes.gpu_names import GPU_NAME_TABLE, lookup_compute_capability
-from layerenv.probes.nvidia import (
+from layerenv.machine.amd import gfx_target, parse_kfd_properties, parse_rocm_version, pci_bus_id, rocm_uuid
+from layerenv.machine.apple import read_apple
+from layerenv.machine.facts import ComputeCapability, Gpu
+from layerenv.machine.gpu_names import GPU_NAME_TABLE, lookup_compute_capability
+from layerenv.machine.nvidia import (
     SmiRow,
     normalize_bus_id,
     parse_gpu_information,
@@ -21,8 +20,9 @@ from layerenv.probes.nvidia import (
     parse_proc_version,
     parse_smi_query,
 )
-from layerenv.probes.nvml import format_cuda_driver_version
-from layerenv.probes.visible import filter_visible
+from layerenv.machine.nvml import format_cuda_driver_version
+from layerenv.machine.reader import normalize_arch
+from layerenv.machine.visible import filter_visible
 
 # shared/fixtures/h100-580/nvidia-smi_query-gpu.csv, read off the real H100 (a wider query than ours)
 REAL_H100_QUERY_CSV = (

@@ -13,11 +13,12 @@ from typing import Any
 
 import pytest
 
-import layerenv.probes
-from layerenv.machine import ComputeCapability, Gpu, Machine
-from layerenv.probes import read_machine
-from layerenv.probes.nvml import NvmlDevice, NvmlReading, read_nvml, read_nvml_from
-from layerenv.probes.run import CommandResult, ProbeFailed, run_command
+import layerenv.machine.reader
+from layerenv.choice.table import newest_cuda_for_driver
+from layerenv.machine.facts import ComputeCapability, Gpu, Machine
+from layerenv.machine.nvml import NvmlDevice, NvmlReading, read_nvml, read_nvml_from
+from layerenv.machine.reader import read_machine
+from layerenv.machine.run_probe import CommandResult, ProbeFailed, run_command
 from tests.support.fake_smi import install_fake_smi, install_fixture_smi
 
 MACHINES = Path(__file__).parent / "fixtures" / "machines"
@@ -44,6 +45,7 @@ def replay(
         system="linux",
         arch=arch,
         python="3.12.3",
+        cuda_for_driver=newest_cuda_for_driver,
     )
 
 
@@ -118,7 +120,7 @@ def test_replay_machine(machine: str, tmp_path: Path) -> None:
     if driver is None:
         assert result.cuda_driver is None
     else:
-        from layerenv.matrix import newest_cuda_for_driver
+        from layerenv.choice.table import newest_cuda_for_driver
 
         assert result.cuda_driver == newest_cuda_for_driver(driver)
 
@@ -150,7 +152,7 @@ def test_layerenv_sysroot_and_path_drive_the_defaults(
     bin_dir = tmp_path / "bin"
     install_fixture_smi(bin_dir, MACHINES / "v100-535")
     calls: list[str] = []
-    monkeypatch.setattr(layerenv.probes, "read_nvml", calls.append)
+    monkeypatch.setattr(layerenv.machine.reader, "read_nvml", calls.append)
     with monkeypatch.context() as patch:
         patch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}")
         patch.setenv("LAYERENV_SYSROOT", str(MACHINES / "v100-535"))
@@ -169,7 +171,7 @@ def test_layerenv_sysroot_and_path_drive_the_defaults(
 @posix_only
 def test_layerenv_sysroot_in_a_given_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     calls: list[str] = []
-    monkeypatch.setattr(layerenv.probes, "read_nvml", calls.append)
+    monkeypatch.setattr(layerenv.machine.reader, "read_nvml", calls.append)
     env = {"LAYERENV_SYSROOT": str(MACHINES / "orin")}
     result = read_machine(env=env, which=lambda name: None, system="linux", arch="aarch64")
     assert calls == []
@@ -304,7 +306,7 @@ H100_NVML = NvmlReading(
 
 
 def test_live_machine_prefers_nvml(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(layerenv.probes, "read_nvml", lambda library: H100_NVML)
+    monkeypatch.setattr(layerenv.machine.reader, "read_nvml", lambda library: H100_NVML)
     asked: list[str] = []
     result = read_machine(env={}, which=asked.append, system="linux", arch="x86_64")
     assert [summary(gpu) for gpu in result.gpus] == [("nvidia", 0, "NVIDIA H100 80GB HBM3", "9.0", "nvml")]
@@ -315,15 +317,19 @@ def test_live_machine_prefers_nvml(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_live_machine_nvml_without_cuda_version_asks_the_matrix(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(layerenv.probes, "read_nvml", lambda library: H100_NVML._replace(cuda_driver=None))
-    result = read_machine(env={}, which=lambda name: None, system="linux", arch="x86_64")
+    monkeypatch.setattr(layerenv.machine.reader, "read_nvml", lambda library: H100_NVML._replace(cuda_driver=None))
+    result = read_machine(
+        env={}, which=lambda name: None, system="linux", arch="x86_64", cuda_for_driver=newest_cuda_for_driver
+    )
     assert result.cuda_driver == "13.0"
+    unnamed = read_machine(env={}, which=lambda name: None, system="linux", arch="x86_64")
+    assert unnamed.cuda_driver is None  # no table given: nothing guessed
 
 
 def test_live_machine_without_nvml_smi_or_driver_has_no_nvidia(monkeypatch: pytest.MonkeyPatch) -> None:
     if Path("/sys/module/nvidia/version").exists() or Path("/proc/driver/nvidia/version").exists():
         pytest.skip("this machine has an NVIDIA driver")
-    monkeypatch.setattr(layerenv.probes, "read_nvml", lambda library: None)
+    monkeypatch.setattr(layerenv.machine.reader, "read_nvml", lambda library: None)
     result = read_machine(env={}, which=lambda name: None, system="linux", arch="x86_64")
     assert (result.nvidia_gpus, result.driver_version, result.notes) == ((), None, ())
 

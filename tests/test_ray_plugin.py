@@ -27,7 +27,7 @@ from tests.support.index import isolated_installer_env
 from tests.support.pytest_fixtures import VariantIndexes
 
 ray = pytest.importorskip("ray", reason="ray is not installed: `pip install -e '.[test]'` installs it")
-from layerenv.ray_plugin import LayerenvPlugin, check_config  # noqa: E402
+from layerenv.integrations.ray_runtime_env import LayerenvPlugin, check_config  # noqa: E402
 
 pytestmark = pytest.mark.slow
 RAY_BIN = Path(sys.executable).parent / "ray"
@@ -158,7 +158,7 @@ def test_each_ray_node_runs_the_project_on_its_own_base(tmp_path: Path, ray_temp
 
 
 def test_a_project_venv_without_the_clusters_ray_is_refused_with_the_fix(tmp_path: Path) -> None:
-    from layerenv.ray_plugin import _check_ray
+    from layerenv.integrations.ray_runtime_env import _check_ray
 
     venv = tmp_path / "app" / ".venv"
     site = venv / "lib" / f"python{sys.version_info.major}.{sys.version_info.minor}" / "site-packages"

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from layerenv.cli import COMMANDS, cli
+from layerenv.cli.main import COMMANDS, cli
 from tests.support.cli import REPO, layerenv_env, run_layerenv
 
 README = REPO / "README.md"
@@ -66,7 +66,7 @@ def test_quick_start_commands_exist() -> None:
         elif words[:3] == ["python3", "-m", "pip"]:
             assert words[3:] == ["install", "."]
             pyproject = (REPO / "pyproject.toml").read_text()
-            assert 'layerenv = "layerenv.entry:main"' in pyproject
+            assert 'layerenv = "layerenv.cli.entry:main"' in pyproject
         elif words[0] == "bash":
             script = REPO / words[1]
             assert script.is_file(), words

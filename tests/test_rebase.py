@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from layerenv.atomic import relocate_venv
-from layerenv.layering import link
-from layerenv.store import Store
+from layerenv.project.link import link
+from layerenv.store.atomic import relocate_venv
+from layerenv.store.home import Store
 from tests.support.cli import run_layerenv
 
 pytestmark = pytest.mark.slow

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from layerenv.base.resolve import Acceptance, companion_specifier, newest_acceptable, series_specifier
+from layerenv.choice.table import load_matrix
 from layerenv.installers import Resolved
-from layerenv.matrix import load_matrix
-from layerenv.resolve import Acceptance, companion_specifier, newest_acceptable, series_specifier
 
 
 def test_series_specifier_covers_the_range_and_skips_gaps() -> None:

@@ -21,9 +21,10 @@ from click.testing import CliRunner
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from layerenv.cli import cli
+from layerenv.cli.main import cli
 from layerenv.errors import BadInput
-from layerenv.store import Store, check_name
+from layerenv.store.home import Store
+from layerenv.store.identity import check_name
 from tests.support.cli import FIXTURE_MACHINES, REPO, layerenv_env, run_layerenv
 
 WEIRD = "we'ird $(dir) ;x `id` \"q\""
@@ -116,7 +117,7 @@ def test_cli_names_never_escape(tmp_path: Path, args: list[str]) -> None:
 
 
 def test_project_path_with_dotdot_is_resolved(tmp_path: Path) -> None:
-    from layerenv.project import check_project_dir
+    from layerenv.project.create import check_project_dir
 
     (tmp_path / "a" / "b").mkdir(parents=True)
     assert check_project_dir(tmp_path / "a" / "b" / ".." / "b" / "..") == (tmp_path / "a").resolve()
@@ -204,8 +205,8 @@ def test_a_base_others_can_write_is_refused(tmp_path: Path, env_in) -> None:  # 
     site = next((base / "lib").glob("python*/site-packages"))
     target = site / "torch" / "__init__.py"
 
-    from layerenv.base import refuse_writable_by_others
-    from layerenv.manifest import read_manifest
+    from layerenv.base.current import refuse_writable_by_others
+    from layerenv.base.manifest import read_manifest
 
     manifest = read_manifest(base / "layerenv-manifest.json")
     started = time.perf_counter()
@@ -276,11 +277,47 @@ def test_index_credentials_never_leak(tmp_path: Path, env_in, served_indexes, in
     _no_secret_anywhere(home, outputs)
 
 
-def test_repository_has_no_world_writable_defaults() -> None:
-    """atomic.write_text's default mode is 0o644: no file layerenv writes is group/other writable."""
+def _literal_modes() -> list[tuple[str, int, int]]:
+    """Every integer literal that layerenv's code passes as a file mode (``mode=``, ``chmod``,
+    ``os.open``'s third argument, ``mkdir``)."""
+    found = []
+    for path in sorted((REPO / "layerenv").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if not isinstance(node, ast.Call):
+                continue
+            candidates = [kw.value for kw in node.keywords if kw.arg == "mode"]
+            name = node.func.attr if isinstance(node.func, ast.Attribute) else getattr(node.func, "id", "")
+            if name in ("chmod", "fchmod", "mkdir", "makedirs") and node.args:
+                candidates.append(node.args[-1])
+            if name == "open" and len(node.args) >= 3:
+                candidates.append(node.args[2])
+            for value in candidates:
+                if isinstance(value, ast.Constant) and isinstance(value.value, int):
+                    found.append((str(path.relative_to(REPO)), node.lineno, value.value))
+    return found
+
+
+def test_no_file_mode_layerenv_writes_is_group_or_other_writable() -> None:
+    """Every literal mode in the code, and write_text's default, keeps group/other write bits off."""
     import inspect
 
-    from layerenv.atomic import write_text
+    from layerenv.store.atomic import write_text
 
     assert inspect.signature(write_text).parameters["mode"].default == 0o644
-    assert (REPO / "layerenv" / "store.py").is_file()
+    modes = _literal_modes()
+    assert len(modes) >= 3  # the scan sees the store's chmod(0o755) calls, so it is looking
+    assert [(path, line, oct(mode)) for path, line, mode in modes if mode & 0o022] == []
+
+
+def test_a_new_store_is_not_group_or_other_writable_under_a_permissive_umask(tmp_path: Path) -> None:
+    from layerenv.store.home import Store
+
+    previous = os.umask(0)
+    try:
+        store = Store.open(str(tmp_path / "store"), {})
+        store.ensure_writable()
+        (store.logs / "probe.log").write_text("x")
+    finally:
+        os.umask(previous)
+    for path in [store.home, *store.home.rglob("*")]:
+        assert path.stat().st_mode & 0o022 == 0, path

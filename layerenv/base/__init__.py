@@ -1,0 +1,1 @@
+"""The base: request -> resolve -> build (installer) -> verify torch -> manifest -> publish; reuse; adopt."""

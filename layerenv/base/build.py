@@ -1,0 +1,217 @@
+"""Building a base: plan -> install -> verify -> publish, in a staging dir, under the key's lock.
+
+Called by :func:`layerenv.base.ensure_base` once no fitting base exists; kept apart so that reusing a
+base (the common case) imports none of this.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from layerenv import __version__
+from layerenv.base.manifest import Manifest, PackageRecord
+from layerenv.base.request import BaseRequest, BaseResult, base_id, interpreter_facts
+from layerenv.base.resolve import Acceptance, companion_specifier, newest_acceptable, series_specifier
+from layerenv.base.torch_check import TorchReport, inspect_torch, judge
+from layerenv.choice.table import load_matrix
+from layerenv.choice.variant import parse_version_tuple
+from layerenv.errors import OperationFailed
+from layerenv.faults import checkpoint
+from layerenv.installers import Installer, Log, Resolved, Sources, get_installer
+from layerenv.machine.interpreters import venv_python
+from layerenv.reporter import Reporter
+from layerenv.store.atomic import relocate_venv, remove_tree, swap_in, write_json
+from layerenv.store.home import MANIFEST_NAME, Store
+from layerenv.urls import fill_template, redact, unreachable_reason
+from layerenv.venv.create import create_virtualenv
+
+
+def resolve_sources(request: BaseRequest, reporter: Reporter) -> Sources:
+    decision = request.detection.decision
+    template = request.sources.index_template or load_matrix().index_templates[decision.channel]
+    index_url: str | None = fill_template(template, decision.variant.name, "index.url")
+    problem = unreachable_reason(index_url) if index_url else None
+    if problem is not None:
+        fallback = request.sources.find_links or request.sources.extra_index_urls or request.installer == "pip"
+        if not fallback:
+            raise OperationFailed(
+                f"the {decision.variant} index {redact(index_url or '')} is unreachable ({problem}); "
+                "set LAYERENV_INDEX_URL to a mirror or LAYERENV_FIND_LINKS to a directory of wheels"
+            )
+        reporter.warn(
+            f"the {decision.variant} index {redact(index_url or '')} is unreachable ({problem}); "
+            "using find-links and the installer's own configuration, accepting only +"
+            f"{decision.variant} builds"
+        )
+        index_url = None
+    return Sources(index_url, request.sources.extra_index_urls, request.sources.find_links)
+
+
+@dataclass(frozen=True)
+class _Plan:
+    torch: Resolved
+    requirements: tuple[str, ...]
+    notes: tuple[str, ...]
+
+
+def newest_known_series(request: BaseRequest) -> str:
+    decision = request.detection.decision
+    return max(
+        (
+            r
+            for r in load_matrix().releases
+            if r.channel == decision.channel and any(b.variant == decision.variant for b in r.builds)
+        ),
+        key=lambda r: r.key,
+    ).series
+
+
+def _plan(
+    request: BaseRequest, installer: Installer, python: Path, sources: Sources, log: Log, *, open_ended: bool
+) -> _Plan:
+    decision = request.detection.decision
+    acceptance = Acceptance(decision.variant.name, sources.index_url, sources.find_links)
+
+    def newest(requirement: str) -> Resolved | None:
+        return installer.newest(python, requirement, sources, log)
+
+    specifier = series_specifier(decision.torch_series, open_ended=open_ended, pin=request.pin)
+    torch, rejected = newest_acceptable("torch", specifier, newest, acceptance)
+    if torch is None:
+        detail = f"; skipped: {rejected[-1]}" if rejected else ""
+        raise OperationFailed(
+            f"no torch{specifier} {decision.variant} build found in {', '.join(sources.describe())}{detail} "
+            f"(log: {log.path})"
+        )
+    requirements = [f"torch=={torch.version}"]
+    notes = []
+    for name in request.packages:
+        if name == "torch":
+            continue
+        companion = companion_specifier(name, torch.version, load_matrix())
+        if companion is None:
+            notes.append(f"{name}: no release pairs with torch {torch.version}; left out")
+            continue
+        found, _ = newest_acceptable(name, companion, newest, acceptance) if companion else (None, [])
+        if companion and found is None:
+            notes.append(f"{name}{companion}: no {decision.variant} build in the sources; left out")
+            continue
+        requirements.append(f"{name}=={found.version}" if found else name)
+    return _Plan(torch, tuple(requirements), tuple(notes))
+
+
+def _package_records(venv: Path, installer: str) -> dict[str, PackageRecord]:
+    from layerenv.venv.distinfo import read_distributions, site_packages_of
+
+    return {
+        dist.name: PackageRecord(dist.name, dist.version, dist.record_sha256, dist.installer or installer)
+        for dist in read_distributions(site_packages_of(venv))
+    }
+
+
+def build(request: BaseRequest, store: Store, key: str, reporter: Reporter) -> BaseResult:
+    """Build in staging; a torch newer than the table is kept only if its verified arch list fits."""
+    decision = request.detection.decision
+    may_be_newer = decision.torch_series[0] == newest_known_series(request) and not decision.unserved
+    try:
+        return _build_once(request, store, key, reporter, open_ended=may_be_newer)
+    except _NewerReleaseRejected as rejected:
+        reporter.warn(f"{rejected.message}; falling back to the releases layerenv knows")
+        return _build_once(request, store, key, reporter, open_ended=False)
+
+
+class _NewerReleaseRejected(OperationFailed):
+    pass
+
+
+def _build_once(request: BaseRequest, store: Store, key: str, reporter: Reporter, *, open_ended: bool) -> BaseResult:
+    decision = request.detection.decision
+    machine = request.detection.machine
+    installer = get_installer(request.installer)
+    timings: dict[str, float] = {}
+    started = time.monotonic()
+    staging = store.new_staging_dir(key)
+    log = Log(store.log_path(key), verbose=request.verbose)
+    try:
+        reporter.step(f"creating a {request.interpreter.tag} virtualenv")
+        create_virtualenv(staging, request.interpreter.executable, prompt="layerenv-base", seed_pip=installer.seeds_pip)
+        python = venv_python(staging)
+        checkpoint("base:after-venv")
+        timings["venv"] = time.monotonic() - started
+        sources = resolve_sources(request, reporter)
+        reporter.step(f"resolving torch for {decision.variant}")
+        mark = time.monotonic()
+        plan = _plan(request, installer, python, sources, log, open_ended=open_ended)
+        timings["resolve"] = time.monotonic() - mark
+        checkpoint("base:after-resolve")
+        for note in plan.notes:
+            reporter.warn(note)
+        reporter.step(f"installing {' '.join(plan.requirements)} with {installer.name}")
+        mark = time.monotonic()
+        installed = installer.install(python, plan.requirements, sources, log)
+        _check_sources(installed, plan, sources, decision.variant.name)
+        timings["install"] = time.monotonic() - mark
+        checkpoint("base:after-install")
+        reporter.step("verifying torch in the new base")
+        mark = time.monotonic()
+        report = _verify(python, request, plan, log, open_ended=open_ended)
+        checkpoint("base:after-verify")
+        timings["verify"] = time.monotonic() - mark
+        new_id = base_id(key, plan.torch.version, decision.variant)
+        final = store.base_dir(new_id)
+        timings["total"] = time.monotonic() - started
+        manifest = Manifest(
+            base_id=new_id,
+            path=str(final),
+            created=time.time(),
+            layerenv_version=__version__,
+            python=interpreter_facts(request.interpreter),
+            variant=decision.variant.name,
+            channel=decision.channel,
+            torch=plan.torch.version,
+            torch_build=report.version or plan.torch.version,
+            requested=tuple(request.packages),
+            packages=_package_records(staging, installer.name),
+            machine=machine.to_json(),
+            decision=decision.to_json(machine),
+            verification=report.data,
+            indexes=tuple(sources.describe()),
+            timings={name: round(value, 3) for name, value in timings.items()},
+        )
+        relocate_venv(staging, staging, final)
+        checkpoint("base:after-relocate")
+        write_json(staging / MANIFEST_NAME, manifest.to_json())
+        checkpoint("base:before-publish")
+        graveyard = store.graveyard_dir(new_id)
+        swap_in(staging, final, graveyard)
+        checkpoint("base:after-swap")
+        remove_tree(graveyard)
+        checkpoint("base:after-cleanup")
+        reporter.step(f"published {new_id}")
+        return BaseResult(manifest, reused=False, log=log.path)
+    finally:
+        remove_tree(staging)
+
+
+def _verify(python: Path, request: BaseRequest, plan: _Plan, log: Log, *, open_ended: bool) -> TorchReport:
+    """Check the new interpreter's torch; a too-new release that fails is retried within the table."""
+    decision = request.detection.decision
+    report = inspect_torch(python, run_kernel=True)
+    problems = judge(report, variant=decision.variant, version=plan.torch.version, gpus=decision.served)
+    series = ".".join(plan.torch.version.split(".")[:2])
+    if problems and open_ended and parse_version_tuple(series) > parse_version_tuple(decision.torch_series[0]):
+        raise _NewerReleaseRejected(f"torch {plan.torch.version} is newer than the table and {problems[0]}")
+    if problems:
+        raise OperationFailed(f"the new base failed verification: {'; '.join(problems)} (log: {log.path})")
+    return report
+
+
+def _check_sources(installed: list[Resolved], plan: _Plan, sources: Sources, variant: str) -> None:
+    """No dependency confusion: each pinned torch-family wheel came from an accepted place."""
+    acceptance = Acceptance(variant, sources.index_url, sources.find_links)
+    pinned = {requirement.split("==")[0] for requirement in plan.requirements}
+    for item in installed:
+        if item.name.lower() in pinned and acceptance.why_not(item) is not None:
+            raise OperationFailed(f"refusing the base: {acceptance.why_not(item)}")

@@ -1,0 +1,120 @@
+"""Which published base serves a request: read manifests only, no installer, no network."""
+
+from __future__ import annotations
+
+from layerenv.base.manifest import Manifest, read_manifest
+from layerenv.base.request import BaseRequest
+from layerenv.choice.detection import Detection
+from layerenv.choice.table import load_matrix
+from layerenv.choice.variant import Variant, parse_version_tuple
+from layerenv.errors import OperationFailed
+from layerenv.machine.interpreters import venv_python
+from layerenv.store.home import Store
+
+
+def published(store: Store) -> list[Manifest]:
+    """Every base whose manifest reads; unreadable ones are skipped here (doctor reports them)."""
+    manifests = []
+    for path in store.manifest_paths():
+        try:
+            manifests.append(read_manifest(path))
+        except OperationFailed:
+            continue
+    return manifests
+
+
+def fits_machine(manifest: Manifest, detection: Detection) -> bool:
+    """Whether a base's verified build runs on every GPU this machine shows, with its driver."""
+    from layerenv.choice.coverage import serves
+    from layerenv.choice.decide import driver_supports
+
+    archs = tuple(manifest.verification.get("arch_list") or ())
+    variant = Variant(manifest.variant)
+    machine = detection.machine
+    gpus = [gpu for gpu in detection.decision.served]
+    if variant.kind == "cpu":
+        return not gpus
+    if variant.kind == "cuda" and not driver_supports(machine, variant, load_matrix()):
+        return False
+    return all(serves(archs, gpu) for gpu in gpus)
+
+
+def find_current(store: Store, request: BaseRequest) -> Manifest | None:
+    """The base that fits the request: a build of the decided variant, else an adopted one that fits.
+
+    Reads manifests only: no installer, no network.
+    """
+    decision = request.detection.decision
+    wanted = sorted(request.packages)
+    same_python = [
+        manifest
+        for manifest in published(store)
+        if manifest.python.get("tag") == request.interpreter.tag
+        and manifest.python.get("platform") == request.interpreter.platform
+        and venv_python(manifest.venv).exists()
+    ]
+    built = [
+        manifest
+        for manifest in same_python
+        if not manifest.adopted
+        and manifest.variant == decision.variant.name
+        and manifest.channel == decision.channel
+        and manifest.torch_series in decision.torch_series
+        and sorted(manifest.requested) == wanted
+    ]
+    adopted = [m for m in same_python if m.adopted and fits_machine(m, request.detection)]
+    return max(built or adopted, key=lambda m: (parse_version_tuple(m.torch), m.created), default=None)
+
+
+def usable_current(store: Store, request: BaseRequest) -> Manifest | None:
+    """:func:`find_current`, refusing a base that other users could modify (for commands that use it)."""
+    chosen = find_current(store, request)
+    if chosen is not None:
+        refuse_writable_by_others(chosen)
+    return chosen
+
+
+def refuse_writable_by_others(manifest: Manifest) -> None:
+    """Refuse a base that another user could change, and so run code in every project on it.
+
+    Cheap by design (a few hundred ``lstat`` calls, not the 15k files of a real torch): the venv,
+    its ``bin`` and ``site-packages`` directories, the ``.pth`` files in ``site-packages``, and for
+    each torch-family package its directory, its direct subdirectories and its top-level ``.py``
+    files. Deeper files are left to ``layerenv verify``, which hashes every file.
+    """
+    import os
+    import stat
+
+    from layerenv.venv.distinfo import site_packages_of
+
+    venv = manifest.venv
+    site_path = site_packages_of(venv)
+    site = str(site_path)
+    names = {name.replace("-", "_") for name in (*manifest.requested, *manifest.packages)}
+    packages = sorted(str(site_path / name) for name in names)
+    for path in (str(venv), str(venv / "bin"), site, *packages):
+        try:
+            mode = os.lstat(path).st_mode
+        except OSError:
+            continue
+        if mode & stat.S_IWOTH and not stat.S_ISLNK(mode):
+            _refuse(manifest, path)
+    for directory in (site, *packages):
+        try:
+            with os.scandir(directory) as entries:
+                for entry in entries:
+                    if directory == site:
+                        wanted = entry.name.endswith(".pth")
+                    else:
+                        wanted = entry.name.endswith(".py") or entry.is_dir(follow_symlinks=False)
+                    if wanted and entry.stat(follow_symlinks=False).st_mode & stat.S_IWOTH and not entry.is_symlink():
+                        _refuse(manifest, entry.path)
+        except OSError:
+            continue
+
+
+def _refuse(manifest: Manifest, path: str) -> None:
+    raise OperationFailed(
+        f"base {manifest.base_id}: {path} is writable by other users, so they could change the torch every "
+        f"project loads; fix: chmod -R o-w {manifest.venv} (or rebuild it: layerenv base --rebuild)"
+    )

@@ -1,0 +1,37 @@
+"""Recording which base this node uses, for per-node projects (``nodes/<node>/<python>.txt``)."""
+
+from __future__ import annotations
+
+from layerenv.base.manifest import Manifest
+from layerenv.choice.detection import Detection
+from layerenv.errors import OperationFailed
+from layerenv.store.home import Store
+
+
+def machine_line(detection: Detection) -> str:
+    """One line naming the machine's GPUs and driver, for node records."""
+    machine = detection.machine
+    gpus = ", ".join(gpu.label for gpu in machine.gpus) or "no GPU"
+    driver = f", driver {machine.driver_version}" if machine.driver_version else ""
+    return f"{gpus}{driver}"
+
+
+def remember_node(store: Store, manifest: Manifest, detection: Detection) -> str | None:
+    """Record that this node uses ``manifest``'s base (what per-node projects load here).
+
+    Returns a warning when the record could not be written to a store that per-node projects use.
+    """
+    from layerenv.store.nodes import NODES_DIR, record
+    from layerenv.venv.distinfo import site_packages_of
+
+    try:
+        site = site_packages_of(manifest.venv)
+    except (OSError, OperationFailed):
+        return None
+    if record(store.home, store.node, python=manifest.python, base_id=manifest.base_id, site=site,
+              variant=manifest.variant, machine=machine_line(detection)):
+        return None
+    if not (store.home / NODES_DIR).is_dir():
+        return None  # no per-node project uses this store: nothing to say
+    return (f"could not record node {store.node}'s base in {store.home / NODES_DIR} (read-only?): "
+            "per-node projects on this node will ask `layerenv base` again at every start")

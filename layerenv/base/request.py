@@ -1,0 +1,101 @@
+"""Building, reusing and adopting the machine's torch base: facts -> plan -> build -> verify -> publish."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+from layerenv.base.manifest import Manifest
+from layerenv.choice.detection import Detection
+from layerenv.choice.variant import Variant
+from layerenv.config import Settings
+from layerenv.errors import BadInput
+from layerenv.machine.interpreters import Interpreter
+
+DEFAULT_PACKAGES = ("torch", "torchvision", "torchaudio")
+
+
+@dataclass(frozen=True)
+class SourceSettings:
+    index_template: str  # "" for the official index of the channel
+    extra_index_urls: tuple[str, ...] = ()
+    find_links: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class BaseRequest:
+    interpreter: Interpreter
+    detection: Detection
+    packages: tuple[str, ...]
+    installer: str
+    sources: SourceSettings
+    pin: str | None = None
+    rebuild: bool = False
+    verbose: bool = False
+
+
+@dataclass(frozen=True)
+class BaseResult:
+    manifest: Manifest
+    reused: bool
+    log: Path | None = None
+
+
+def request_from_settings(
+    settings: Settings,
+    detection: Detection,
+    interpreter: Interpreter,
+    *,
+    rebuild: bool = False,
+    verbose: bool = False,
+) -> BaseRequest:
+    """The base a command asks for, from the effective settings; ``base.packages`` must name torch."""
+    return BaseRequest(
+        interpreter=interpreter,
+        detection=detection,
+        packages=require_torch(tuple(settings.items("base.packages"))),
+        installer=settings.text("base.installer"),
+        sources=SourceSettings(
+            index_template=settings.text("index.url"),
+            extra_index_urls=tuple(settings.items("index.extra_urls")),
+            find_links=tuple(settings.items("index.find_links")),
+        ),
+        pin=settings.text("torch.version") or None,
+        rebuild=rebuild,
+        verbose=verbose,
+    )
+
+
+def base_key(request: BaseRequest) -> str:
+    """What a lock guards: one interpreter, platform, variant, channel and package set."""
+    decision = request.detection.decision
+    key = f"{request.interpreter.tag}-{request.interpreter.platform}-{decision.variant}"
+    if decision.channel != "stable":
+        key += f"-{decision.channel}"
+    if tuple(sorted(request.packages)) != tuple(sorted(DEFAULT_PACKAGES)):
+        key += "-" + hashlib.sha256(" ".join(sorted(request.packages)).encode()).hexdigest()[:6]
+    return key
+
+
+def base_id(key: str, torch_version: str, variant: Variant) -> str:
+    interpreter_platform, _, rest = key.partition(f"-{variant}")
+    return f"{interpreter_platform}-torch{torch_version.split('+', maxsplit=1)[0]}-{variant}{rest}"
+
+
+def interpreter_facts(interpreter: Interpreter) -> dict[str, str]:
+    return {
+        "tag": interpreter.tag,
+        "platform": interpreter.platform,
+        "version": ".".join(map(str, interpreter.version)),
+        "implementation": interpreter.implementation,
+        "executable": str(interpreter.executable),
+    }
+
+
+def require_torch(packages: tuple[str, ...]) -> tuple[str, ...]:
+    if "torch" not in packages:
+        raise BadInput(f"base.packages = {list(packages)!r} must include 'torch'")
+    return packages
+
+

@@ -1,0 +1,89 @@
+"""Pinning the base's packages: the newest release the sources offer inside the decision's range."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from layerenv.choice.decide import normalize_pin
+from layerenv.choice.table import Matrix
+from layerenv.choice.variant import parse_version_tuple
+from layerenv.installers import Resolved
+
+MAX_REJECTIONS = 6
+
+
+def series_specifier(series: tuple[str, ...], *, open_ended: bool, pin: str | None) -> str:
+    """``("2.11", "2.9")`` -> ``">=2.9,<2.12,!=2.10.*"``, optionally without the upper bound."""
+    keys = sorted(parse_version_tuple(item) for item in series)
+    low, high = keys[0], keys[-1]
+    clauses = [f">={low[0]}.{low[1]}"]
+    if not open_ended:
+        clauses.append(f"<{high[0]}.{high[1] + 1}")
+    present = set(keys)
+    clauses += [f"!={low[0]}.{minor}.*" for minor in range(low[1] + 1, high[1]) if (low[0], minor) not in present]
+    if pin:
+        clauses.append(normalize_pin(pin))
+    return ",".join(clauses)
+
+
+def local_label(version: str) -> str | None:
+    return version.split("+", 1)[1] if "+" in version else None
+
+
+@dataclass(frozen=True)
+class Acceptance:
+    """Which resolved wheels may enter a base: built for the variant, from a trusted place."""
+
+    variant: str
+    index_url: str | None
+    find_links: tuple[str, ...]
+
+    def why_not(self, resolved: Resolved) -> str | None:
+        label = local_label(resolved.version)
+        if label == self.variant:
+            return None
+        trusted = [self.index_url] if self.index_url else []
+        if label is None and resolved.url and any(resolved.url.startswith(url) for url in trusted):
+            return None
+        return (
+            f"{resolved.name} {resolved.version} is not a {self.variant} build from the variant's index"
+            f" ({resolved.url or 'unknown source'})"
+        )
+
+
+def newest_acceptable(
+    name: str,
+    specifier: str,
+    find_newest: Callable[[str], Resolved | None],
+    acceptance: Acceptance,
+) -> tuple[Resolved | None, list[str]]:
+    """Ask the installer for the newest ``name`` in ``specifier``, skipping unacceptable builds."""
+    rejected: list[str] = []
+    excluded: list[str] = []
+    for _ in range(MAX_REJECTIONS):
+        clauses = ",".join([specifier, *excluded]) if specifier else ",".join(excluded)
+        resolved = find_newest(f"{name}{clauses}")
+        if resolved is None:
+            return None, rejected
+        reason = acceptance.why_not(resolved)
+        if reason is None:
+            return resolved, rejected
+        rejected.append(reason)
+        excluded.append(f"!={resolved.version}")
+    return None, rejected
+
+
+def companion_specifier(name: str, torch_version: str, matrix: Matrix) -> str | None:
+    """The release series of a companion that pairs with ``torch_version``; ``None`` if none exists.
+
+    The table says which torchvision pairs with each torch release (0.(minor+15)) and which releases
+    have a torchaudio; a torch newer than the table gets the torchvision rule and no torchaudio.
+    """
+    key = parse_version_tuple(torch_version)
+    release = matrix.release(f"{key[0]}.{key[1]}")
+    if name == "torchvision":
+        return f"=={release.torchvision_series}.*" if release else f"==0.{key[1] + 15}.*"
+    if name == "torchaudio":
+        return f"=={release.series}.*" if release and release.torchaudio else None
+    return ""

@@ -1,0 +1,1 @@
+"""The choice: the release table, GPU coverage, and ``choose(machine, policy) -> Decision``. Pure."""

@@ -1,0 +1,83 @@
+"""``layerenv base``: build or reuse the machine's torch base, or adopt an existing environment."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import click
+
+from layerenv.base.ensure import ensure_base
+from layerenv.base.manifest import Manifest
+from layerenv.base.node_answer import remember_node
+from layerenv.base.request import request_from_settings
+from layerenv.cli.main import report_errors
+from layerenv.cli.options import decision_flags, decision_options, verbosity_options
+from layerenv.cli.options import verbosity as verbosity_of
+from layerenv.cli.render import base_summary
+from layerenv.cli.session import detect
+from layerenv.cli.ui import Console
+from layerenv.config import load_settings
+from layerenv.machine.interpreters import find
+from layerenv.store.home import Store
+
+
+@click.command("base")
+@decision_options
+@click.option("--python", "python_spec", metavar="SPEC", help="Interpreter: a version (3.12) or a path.")
+@click.option("--installer", type=click.Choice(["pip", "uv"]), help="Installer to fill the base (default: pip).")
+@click.option("--rebuild", is_flag=True, help="Build again even if a fitting base exists.")
+@click.option(
+    "--adopt",
+    "adopt_path",
+    type=click.Path(path_type=Path),
+    metavar="PATH",
+    help="Register an existing virtualenv holding a working torch as a base.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the base's manifest summary as JSON.")
+@verbosity_options
+@click.pass_context
+@report_errors
+def command(
+    ctx: click.Context,
+    local_verbose: int,
+    local_quiet: int,
+    variant: str | None,
+    channel: str | None,
+    torch_pin: str | None,
+    strict: bool | None,
+    python_spec: str | None,
+    installer: str | None,
+    rebuild: bool,
+    adopt_path: Path | None,
+    as_json: bool,
+) -> None:
+    """Build (or reuse) this machine's shared torch base virtualenv."""
+    verbosity = verbosity_of(ctx, local_verbose, local_quiet)
+    console = Console(verbosity)
+    flags = decision_flags(variant, channel, torch_pin, strict)
+    flags.update({"base.python": python_spec, "base.installer": installer})
+    settings = load_settings(flags=flags)
+    store = Store.from_settings(settings, os.environ)
+    detection = detect(settings)
+    for warning in detection.decision.warnings:
+        console.warn(warning)
+    if adopt_path is not None:
+        from layerenv.base.adopt import adopt
+
+        manifest = adopt(adopt_path, detection, store, console)
+        if unrecorded := remember_node(store, manifest, detection):
+            console.warn(unrecorded)
+        _print(manifest, "adopted", as_json)
+        return
+    request = request_from_settings(
+        settings, detection, find(settings.text("base.python"), os.environ), rebuild=rebuild, verbose=verbosity > 0
+    )
+    result = ensure_base(request, store, console)
+    if unrecorded := remember_node(store, result.manifest, detection):
+        console.warn(unrecorded)
+    _print(result.manifest, "reused" if result.reused else "built", as_json)
+
+
+def _print(manifest: Manifest, what: str, as_json: bool) -> None:
+    click.echo(base_summary(manifest, what, as_json=as_json))

@@ -1,0 +1,56 @@
+"""``layerenv config``: every effective setting, its value and where it came from."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import click
+
+from layerenv.cli.main import report_errors
+from layerenv.config import SETTINGS, load_settings
+from layerenv.urls import redact
+
+
+def _shown(key: str, value: Any) -> Any:
+    """The value as printed: credentials in index URLs redacted, as everywhere else."""
+    if not key.startswith("index."):
+        return value
+    if isinstance(value, list):
+        return [redact(str(item)) for item in value]
+    return redact(str(value)) if value else value
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list):
+        return "[" + ", ".join(str(item) for item in value) + "]"
+    return str(value) if value != "" else '""'
+
+
+@click.command("config")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for other tools.")
+@report_errors
+def command(as_json: bool) -> None:
+    """Show every effective setting, its value and its source, then the config files read."""
+    settings = load_settings()
+    rows = [(spec.key, _shown(spec.key, settings.get(spec.key)), settings.sources[spec.key]) for spec in SETTINGS]
+    files = [str(path) for path in settings.files]
+    if as_json:
+        document = {
+            "settings": {key: {"value": value, "source": source} for key, value, source in rows},
+            "files": files,
+        }
+        click.echo(json.dumps(document, indent=2))
+        return
+    key_width = max(len("key"), *(len(key) for key, _, _ in rows))
+    value_width = max(len("value"), *(len(_text(value)) for _, value, _ in rows))
+    click.echo(f"{'key':<{key_width}}  {'value':<{value_width}}  source")
+    for key, value, source in rows:
+        click.echo(f"{key:<{key_width}}  {_text(value):<{value_width}}  {source}")
+    click.echo("files")
+    if not files:
+        click.echo("  (none: defaults and environment only)")
+    for path in files:
+        click.echo(f"  {path}")

@@ -1,0 +1,37 @@
+"""``layerenv detect``: read the machine and say which torch build it needs, and why."""
+
+from __future__ import annotations
+
+import click
+
+from layerenv.cli.main import report_errors
+from layerenv.cli.options import decision_flags, decision_options
+from layerenv.cli.render import detect_json, render_candidates, render_summary
+from layerenv.cli.session import detect
+from layerenv.config import load_settings
+
+
+@click.command("detect")
+@decision_options
+@click.option("--explain", is_flag=True, help="Show every candidate build and why it was kept or dropped.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for other tools.")
+@report_errors
+def command(
+    variant: str | None,
+    channel: str | None,
+    torch_pin: str | None,
+    strict: bool | None,
+    explain: bool,
+    as_json: bool,
+) -> None:
+    """Read the GPUs and driver, and choose the torch variant for this machine."""
+    settings = load_settings(flags=decision_flags(variant, channel, torch_pin, strict))
+    result = detect(settings)
+    if as_json:
+        click.echo(detect_json(result, explain=explain))
+        return
+    click.echo(render_summary(result.machine, result.decision))
+    if explain:
+        click.echo(render_candidates(result.decision))
+    for warning in result.decision.warnings:
+        click.echo(f"warning: {warning}", err=True)

@@ -1,0 +1,136 @@
+"""``layerenv doctor``, ``verify`` and ``gc``: keep a store and its projects healthy."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from typing import TYPE_CHECKING
+
+import click
+
+from layerenv.cli.main import report_errors
+from layerenv.cli.render import format_size
+from layerenv.config import load_settings
+from layerenv.errors import EXIT_FAILURE
+from layerenv.store.home import Store
+
+if TYPE_CHECKING:
+    from layerenv.base.manifest import Manifest
+    from layerenv.choice.detection import Detection
+    from layerenv.config import Settings
+
+
+def _open() -> tuple[Settings, Store]:
+    settings = load_settings()
+    return settings, Store.from_settings(settings, os.environ)
+
+
+def _machine(settings: Settings, store: Store) -> tuple[Detection, Manifest | None]:
+    """The machine as detected now, and the base current for the running interpreter (as status says)."""
+    from layerenv.base.current import find_current
+    from layerenv.base.request import request_from_settings
+    from layerenv.cli.session import detect
+    from layerenv.machine.interpreters import current
+
+    detection = detect(settings)
+    request = request_from_settings(settings, detection, current())
+    return detection, find_current(store, request)
+
+
+@click.command("doctor")
+@click.option("--fix", is_flag=True, help="Repair what is safe (shadowing torch, broken links, stale registry).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for other tools.")
+@report_errors
+def doctor_command(fix: bool, as_json: bool) -> None:
+    """Find what is wrong with the machine, the bases and the projects, each with its fix.
+
+    Checks: GPUs hidden by CUDA_VISIBLE_DEVICES; bases in use (or current) that no longer fit the
+    machine or whose files changed since their manifest; projects whose torch is shadowed, whose
+    link or base is gone, or whose Python has no base; per-node projects with no base recorded for
+    this node; unreadable registry entries and manifests. Exit 0 when healthy (after --fix: when
+    nothing is left), 1 otherwise.
+    """
+    from layerenv.lifecycle.doctor import doctor
+
+    settings, store = _open()
+    detection, current = _machine(settings, store)
+    report = doctor(store, detection, current, fix=fix)
+    if as_json:
+        click.echo(json.dumps(report.to_json(), indent=2))
+    elif not report.findings:
+        click.echo(f"healthy: {report.projects} project(s), {report.bases} base(s), nothing to fix")
+    for finding in () if as_json else report.findings:
+        if finding.fixed:
+            click.echo(f"fixed: {finding.message} -> {finding.change or finding.fix}")
+        else:
+            click.echo(f"problem: {finding.message} -> fix: {finding.fix}")
+            if finding.change:
+                click.echo(f"  ({finding.change})")
+    if not report.healthy:
+        sys.exit(EXIT_FAILURE)
+
+
+@click.command("verify")
+@click.argument("base", required=False, metavar="[BASE]")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for other tools.")
+@report_errors
+def verify_command(base: str | None, as_json: bool) -> None:
+    """Check every file of BASE against the hashes its manifest captured (default: every published base).
+
+    Reports each file modified or missing, a RECORD edited, a distribution gone.
+    Exit 0 when everything matches, 1 when anything differs, 2 for an unknown BASE.
+    """
+    from layerenv.base.file_check import verify_store
+
+    checks = verify_store(_open()[1], base)
+    ok = all(check.ok for check in checks)
+    if as_json:
+        click.echo(json.dumps({"ok": ok, "bases": [check.to_json() for check in checks]}, indent=2))
+    elif not checks:
+        click.echo("no published bases to verify")
+    for check in () if as_json else checks:
+        detail = f"{check.distributions} distribution(s), {check.files} file(s) checked"
+        if check.ok:
+            click.echo(f"{check.base_id}: ok ({detail})")
+            continue
+        click.echo(f"{check.base_id}: {len(check.problems)} problem(s) ({detail})")
+        for problem in check.problems:
+            owner = f"  [{problem.distribution}]" if problem.distribution else ""
+            click.echo(f"  {problem.kind:<20} {problem.path}{owner}")
+    if not ok:
+        sys.exit(EXIT_FAILURE)
+
+
+@click.command("gc")
+@click.option("--dry-run", is_flag=True, help="Only say what would be removed.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for other tools.")
+@report_errors
+def gc_command(dry_run: bool, as_json: bool) -> None:
+    """Remove bases that no registered project uses and that are not current.
+
+    Current is the base `layerenv status` marks current (this interpreter, these settings). A base
+    whose key's lock is held (a build of that key in progress) is kept, and so is one that another
+    node of a shared store recorded as its base (that node may be down now). For an adopted base only
+    its manifest in the store is removed, never the environment. Reports the space freed.
+    """
+    from layerenv.lifecycle.gc import collect
+
+    settings, store = _open()
+    _detection, current = _machine(settings, store)
+    result = collect(store, {current.base_id} if current else set(), dry_run=dry_run)
+    if as_json:
+        click.echo(json.dumps(result.to_json(), indent=2))
+        return
+    verb = "would remove" if dry_run else "removed"
+    for removal in result.removed:
+        if removal.adopted:
+            click.echo(
+                f"{verb} {removal.base_id} (its manifest only; the adopted environment {removal.environment} "
+                "is left alone)"
+            )
+        else:
+            click.echo(f"{verb} {removal.base_id} ({format_size(removal.size_bytes)})")
+    for kept in result.kept:
+        click.echo(f"kept {kept.base_id}: {kept.reason}")
+    click.echo(f"{'would free' if dry_run else 'freed'} {format_size(result.freed_bytes)}")

@@ -1,0 +1,110 @@
+"""``layerenv project``, ``layerenv run`` and ``layerenv shell``: the project side."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import click
+
+from layerenv.base.request import request_from_settings
+from layerenv.cli.main import report_errors
+from layerenv.cli.options import verbosity as verbosity_of
+from layerenv.cli.options import verbosity_options
+from layerenv.cli.session import detect
+from layerenv.cli.ui import Console
+from layerenv.config import load_settings
+from layerenv.errors import BadInput
+from layerenv.machine.interpreters import find
+from layerenv.project.create import ProjectRequest, check_project_dir, ensure_project, python_spec_for
+from layerenv.store.home import Store
+
+
+@click.command("project")
+@click.argument("path", type=click.Path(path_type=Path), default=".", required=False)
+@click.option("--python", "python_spec", metavar="SPEC", help="Interpreter (default: .python-version, then current).")
+@click.option("--installer", type=click.Choice(["pip", "uv"]), help="Installer for the project's dependencies.")
+@click.option("--extra", "extras", multiple=True, metavar="NAME", help="Optional-dependency group to install.")
+@click.option("--system-site-packages", is_flag=True, help="Let the venv see the interpreter's global packages.")
+@click.option(
+    "--per-node/--one-base",
+    "per_node",
+    default=None,
+    help="Choose the base per node at interpreter start (a project on storage shared by different GPUs).",
+)
+@verbosity_options
+@click.pass_context
+@report_errors
+def command(
+    ctx: click.Context,
+    local_verbose: int,
+    local_quiet: int,
+    path: Path,
+    python_spec: str | None,
+    installer: str | None,
+    extras: tuple[str, ...],
+    system_site_packages: bool,
+    per_node: bool | None,
+) -> None:
+    """Create PATH/.venv layered on this machine's torch base, with the project's dependencies."""
+    verbosity = verbosity_of(ctx, local_verbose, local_quiet)
+    console = Console(verbosity)
+    project_dir = check_project_dir(path)
+    settings = load_settings(project_dir=project_dir, flags={"base.installer": installer, "project.per_node": per_node})
+    store = Store.from_settings(settings, os.environ)
+    store.ensure_writable()
+    detection = detect(settings)
+    spec = python_spec_for(project_dir, python_spec, settings)
+    base = request_from_settings(settings, detection, find(spec, os.environ), verbose=verbosity > 0)
+    request = ProjectRequest.from_settings(project_dir, settings, base, extras=tuple(extras),
+                                           system_site_packages=system_site_packages)
+    result = ensure_project(request, store, console)
+    state = "updated" if result.changed else "up to date"
+    on = f"base {result.manifest.base_id} (torch {result.manifest.torch_build})"
+    if request.per_node:
+        on = f"this node's base {result.manifest.base_id}; each node loads its own (per node)"
+    click.echo(f"{result.venv}: {state}, on {on}")
+    click.echo(f"activate with: source {result.venv / 'bin' / 'activate'}")
+
+
+def find_project_venv(start: Path) -> Path:
+    for directory in (start, *start.parents):
+        candidate = directory / ".venv"
+        if (candidate / "layerenv.json").is_file():
+            return candidate
+    raise BadInput(f"no layerenv project venv at or above {start}; run `layerenv project` first")
+
+
+@click.command("run", context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
+@click.argument("argv", nargs=-1, type=click.UNPROCESSED, required=True)
+@report_errors
+def run_command(argv: tuple[str, ...]) -> None:
+    """Run a command inside the project's layered venv (like `uv run`)."""
+    from layerenv.project.link import uv_environment
+
+    venv = find_project_venv(Path.cwd())
+    env = dict(os.environ)
+    env.update(uv_environment(venv, os.environ))
+    constraints = str(venv / "layerenv-constraints.txt")
+    env["PIP_CONSTRAINT"] = " ".join(
+        [constraints, *[c for c in env.get("PIP_CONSTRAINT", "").split() if c != constraints]]
+    )
+    env["PATH"] = os.pathsep.join([str(venv / "bin"), env.get("PATH", "")])
+    env.pop("PYTHONHOME", None)
+    try:
+        os.execvpe(argv[0], list(argv), env)  # noqa: S606 - argument list, no shell
+    except FileNotFoundError:
+        raise BadInput(f"command not found: {argv[0]}") from None
+
+
+@click.command("shell")
+@report_errors
+def shell_command() -> None:
+    """Print the line that activates the project's venv in this shell."""
+    venv = find_project_venv(Path.cwd())
+    shell = Path(os.environ.get("SHELL", "bash")).name
+    script = {"fish": "activate.fish", "csh": "activate.csh", "tcsh": "activate.csh"}.get(shell, "activate")
+    click.echo(f"source {venv / 'bin' / script}")
+    if sys.stdout.isatty():
+        click.echo('# or: eval "$(layerenv shell)"', err=True)

@@ -1,0 +1,115 @@
+"""``layerenv rebase``: after a driver or GPU change, move every project onto the base that fits now."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import click
+
+from layerenv.cli.main import report_errors
+from layerenv.cli.options import verbosity as verbosity_of
+from layerenv.cli.options import verbosity_options
+from layerenv.cli.ui import Console
+from layerenv.config import load_settings
+from layerenv.errors import EXIT_FAILURE
+from layerenv.store.home import Store
+
+
+@click.command("rebase")
+@click.option("--dry-run", is_flag=True, help="Print the plan (old -> new base, why, which projects); change nothing.")
+@click.option(
+    "--project", "project_path", type=click.Path(path_type=Path), metavar="PATH", help="Move only this project."
+)
+@click.option("--base", "base_id", metavar="ID", help="Move onto this existing base (with --project: that one only).")
+@click.option("--json", "as_json", is_flag=True, help="Print the plan or the outcome as JSON.")
+@verbosity_options
+@click.pass_context
+@report_errors
+def command(
+    ctx: click.Context,
+    local_verbose: int,
+    local_quiet: int,
+    dry_run: bool,
+    project_path: Path | None,
+    base_id: str | None,
+    as_json: bool,
+) -> None:
+    """Re-detect; build the base that fits now if it changed; move registered projects onto it."""
+    from layerenv.base.request import BaseRequest, request_from_settings
+    from layerenv.cli.session import detect
+    from layerenv.lifecycle.rebase import execute, plan_rebase
+    from layerenv.machine.interpreters import Interpreter
+
+    verbosity = verbosity_of(ctx, local_verbose, local_quiet)
+    console = Console(verbosity)
+    settings = load_settings()
+    store = Store.from_settings(settings, os.environ)
+    detection = detect(settings)
+
+    def request_for(interpreter: Interpreter) -> BaseRequest:
+        return request_from_settings(settings, detection, interpreter, verbose=verbosity > 0)
+
+    only = project_path.resolve() if project_path is not None else None
+    plan = plan_rebase(store, request_for, only=only, onto=base_id)
+    decision = detection.decision
+    builds = [f"{t.interpreter.tag}: build {decision.variant} torch {decision.torch_series[0]}" for t in plan.builds]
+    moves = [
+        {"project": str(m.project), "from": m.old_base, "to": m.new_base or f"(new {decision.variant} base)"}
+        for m in plan.moves
+        if m.changes
+    ]
+    if plan.nothing_to_do and not dry_run:
+        from layerenv.base.node_answer import remember_node
+
+        for target in plan.targets:
+            if target.manifest is not None:
+                remember_node(store, target.manifest, detection)
+    if dry_run or plan.nothing_to_do:
+        document = {
+            "changed": not plan.nothing_to_do,
+            "variant": decision.variant.name,
+            "builds": builds,
+            "moves": moves,
+            "skipped": list(plan.skipped),
+            "reasons": list(decision.reasons),
+        }
+        if as_json:
+            click.echo(json.dumps(document, indent=2))
+        elif plan.nothing_to_do:
+            click.echo(
+                f"nothing changed: {len(plan.moves)} project(s) already on the base that fits ({decision.variant})"
+            )
+        else:
+            click.echo(f"plan ({decision.variant}, because: {decision.reasons[-1]})")
+            for line in builds:
+                click.echo(f"  {line}")
+            for move in moves:
+                click.echo(f"  {move['project']}: {move['from']} -> {move['to']}")
+        for line in plan.skipped:
+            console.warn(line)
+        return
+    outcome = execute(plan, store, console)
+    if as_json:
+        click.echo(
+            json.dumps(
+                {
+                    "built": list(outcome.built),
+                    "moved": [str(m.project) for m in outcome.moved],
+                    "reinstalled": outcome.reinstalled,
+                    "failures": list(outcome.failures),
+                },
+                indent=2,
+            )
+        )
+    else:
+        for base in outcome.built:
+            click.echo(f"built {base}")
+        click.echo(f"moved {len(outcome.moved)} project(s); old bases are kept until `layerenv gc`")
+        for venv, names in outcome.reinstalled.items():
+            click.echo(f"  {venv}: reinstalled {', '.join(names)} for the new torch")
+    for line in [*plan.skipped, *outcome.failures]:
+        console.warn(line)
+    if outcome.failures:
+        raise SystemExit(EXIT_FAILURE)

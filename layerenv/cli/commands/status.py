@@ -1,0 +1,66 @@
+"""``layerenv status``: the machine, its bases and its projects."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+
+import click
+
+from layerenv.cli.main import report_errors
+from layerenv.cli.render import format_size
+from layerenv.config import load_settings
+from layerenv.store.home import Store
+
+
+@click.command("status")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for other tools.")
+@report_errors
+def command(as_json: bool) -> None:
+    """Show the bases (current or stale), registered projects (ok or broken) and which node uses which base."""
+    from layerenv.base.current import find_current
+    from layerenv.base.request import request_from_settings
+    from layerenv.cli.session import detect
+    from layerenv.lifecycle.status import status_document
+    from layerenv.machine.interpreters import current
+
+    settings = load_settings()
+    store = Store.from_settings(settings, os.environ)
+    detection = detect(settings)
+    request = request_from_settings(settings, detection, current())
+    fitting = find_current(store, request)
+    document = status_document(store, {fitting.base_id} if fitting else set())
+    document["machine"] = detection.decision.to_json(detection.machine)
+    if as_json:
+        click.echo(json.dumps(document, indent=2))
+        return
+    decision = detection.decision
+    gpus = ", ".join(f"{g.name} ({g.compute_capability or g.gfx})" for g in detection.machine.gpus) or "no GPU"
+    click.echo(f"machine  {gpus}; driver {detection.machine.driver_version or '-'}; wants {decision.variant}")
+    click.echo(f"store    {document['home']}")
+    click.echo("bases")
+    if not document["bases"]:
+        click.echo("  (none: run `layerenv base`)")
+    for base in document["bases"]:
+        state = "current" if base["current"] else "stale"
+        created = time.strftime("%Y-%m-%d %H:%M", time.localtime(base["created"]))
+        size = format_size(base["size_bytes"]) if base["size_bytes"] is not None else "-"  # adopted: not ours
+        click.echo(
+            f"  {base['id']:<48} {base['torch']:<16} {size:>9}  {created}  {state}"
+            f"  {len(base['projects'])} project(s)"
+        )
+    click.echo("projects")
+    if not document["projects"]:
+        click.echo("  (none)")
+    for project in document["projects"]:
+        health = "ok" if project["ok"] else f"broken: {project['problem']}"
+        per_node = " (per node)" if project.get("per_node") else ""
+        click.echo(f"  {project['path']:<48} {project['base']:<44} {health}{per_node}")
+    if document["nodes"]:
+        click.echo("nodes")
+    for node in document["nodes"]:
+        here = "  (this node)" if node["node"] == document["node"] else ""
+        for key, entry in node["bases"].items():
+            missing = "" if entry["present"] else "  (base gone: run `layerenv base` there)"
+            click.echo(f"  {node['node']:<20} {key:<22} {entry['base_id']:<44} {node['machine']}{here}{missing}")

@@ -1,0 +1,111 @@
+"""The ``layerenv`` command: parse, call one library function, render, map errors to exit codes.
+
+Subcommands are imported only when invoked, so ``layerenv detect`` pays for nothing else.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from collections.abc import Callable
+from functools import wraps
+from typing import Any, TypeVar
+
+import click
+
+from layerenv import __version__
+from layerenv.errors import LayerenvError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+# command name -> (module under layerenv.cli.commands, attribute, one-line help shown by `layerenv --help`)
+COMMANDS: dict[str, tuple[str, str, str]] = {
+    "detect": ("detect", "command", "Read the GPUs and driver, and choose the torch variant."),
+    "base": ("base", "command", "Build (or reuse, or adopt) this machine's torch base."),
+    "project": ("project", "command", "Create PATH/.venv layered on the base."),
+    "run": ("project", "run_command", "Run a command inside the project's layered venv."),
+    "shell": ("project", "shell_command", "Print the line that activates the project's venv."),
+    "status": ("status", "command", "Show bases (current or stale) and projects."),
+    "doctor": ("lifecycle", "doctor_command", "Find problems, each with its fix; --fix repairs."),
+    "verify": ("lifecycle", "verify_command", "Check a base's files against its manifest."),
+    "gc": ("lifecycle", "gc_command", "Remove bases no project uses and that are not current."),
+    "rebase": ("rebase", "command", "Move every project onto the base that fits the machine now."),
+    "config": ("config", "command", "Show every effective setting and where it came from."),
+}
+
+
+def report_errors(function: F) -> F:
+    """Turn a ``LayerenvError`` into one line on stderr and its exit code; no traceback."""
+
+    @wraps(function)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return function(*args, **kwargs)
+        except LayerenvError as error:
+            click.echo(f"layerenv: error: {error.message}", err=True)
+            sys.exit(error.exit_code)
+        except KeyboardInterrupt:
+            click.echo("layerenv: interrupted", err=True)
+            sys.exit(130)
+
+    return wrapper  # type: ignore[return-value]
+
+
+class LazyGroup(click.Group):
+    def main(  # type: ignore[override]
+        self,
+        args: list[str] | None = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        **extra: Any,
+    ) -> Any:
+        """click's standalone mode, except that a usage error is one ``layerenv: error:`` line (exit 2)."""
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, False, **extra)
+        try:
+            result = super().main(args, prog_name, complete_var, False, **extra)
+        except click.UsageError as error:
+            command = error.ctx.command_path if error.ctx is not None else "layerenv"
+            click.echo(f"layerenv: error: {error.format_message()} (see `{command} --help`)", err=True)
+            sys.exit(error.exit_code)
+        except click.exceptions.Abort:
+            click.echo("layerenv: interrupted", err=True)
+            sys.exit(130)
+        except click.ClickException as error:
+            click.echo(f"layerenv: error: {error.format_message()}", err=True)
+            sys.exit(error.exit_code)
+        sys.exit(result if isinstance(result, int) else 0)
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        entry = COMMANDS.get(cmd_name)
+        if entry is None:
+            return None
+        module, attribute, _ = entry
+        command = getattr(importlib.import_module(f"layerenv.cli.commands.{module}"), attribute)
+        assert isinstance(command, click.Command)
+        return command
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        with formatter.section("Commands"):
+            formatter.write_dl([(name, COMMANDS[name][2]) for name in self.list_commands(ctx)])
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, "--version", prog_name="layerenv")
+@click.option("-q", "--quiet", count=True, help="Print less (repeat for errors only).")
+@click.option("-v", "--verbose", count=True, help="Print more detail (installer output).")
+@click.pass_context
+def cli(ctx: click.Context, quiet: int, verbose: int) -> None:
+    """Install the right PyTorch build once per machine, and layer every project on it."""
+    ctx.obj = {"verbosity": verbose - quiet}
+
+
+def main() -> None:
+    cli(prog_name="layerenv")
+
+
+__all__ = ["cli", "main", "report_errors"]

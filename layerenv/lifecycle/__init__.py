@@ -1,0 +1,1 @@
+"""Keeping a machine healthy: rebase, doctor, file checks, gc, status."""

@@ -1,0 +1,306 @@
+"""Find what is wrong with the machine, the store and the registered projects, and repair what is safe.
+
+:func:`diagnose` only reads. :func:`repair` applies the repairs that never touch a base or the
+network: remove a second torch from a project venv and link it again, link again a project whose
+link files are broken but whose base is there, forget registry entries whose venv is gone or that
+do not read. Rebuilding a base or moving a project to another base is left to the user: each
+finding names the command.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from layerenv.base.current import fits_machine
+from layerenv.base.manifest import Manifest
+from layerenv.choice.detection import Detection
+from layerenv.errors import LayerenvError
+from layerenv.machine.interpreters import venv_python
+from layerenv.store.home import Store
+
+if TYPE_CHECKING:
+    from layerenv.project.link import PerNode
+from layerenv.base.file_check import BaseCheck, read_bases, verify_base
+
+VISIBILITY_VARIABLES = ("CUDA_VISIBLE_DEVICES", "ROCR_VISIBLE_DEVICES", "HIP_VISIBLE_DEVICES")
+_TAGS = {"cpython": "cp", "pypy": "pp", "graalpy": "gp"}
+
+
+@dataclass(frozen=True)
+class Repair:
+    """What ``--fix`` does for a finding."""
+
+    action: Literal["unshadow", "relink", "prune", "drop-entry"]
+    path: Path  # the project venv, or the registry entry file for "drop-entry"
+    base_id: str = ""
+    base_venv: Path | None = None
+    project: Path | None = None
+
+
+@dataclass(frozen=True)
+class Finding:
+    kind: str
+    subject: str
+    message: str
+    fix: str
+    repair: Repair | None = None
+    fixed: bool = False
+    change: str = ""  # what --fix did
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return self.kind, self.subject
+
+    def to_json(self) -> dict[str, Any]:
+        return {"kind": self.kind, "subject": self.subject, "message": self.message, "fix": self.fix,
+                "fixed": self.fixed}
+
+
+@dataclass(frozen=True)
+class Report:
+    findings: tuple[Finding, ...]
+    projects: int
+    bases: int
+
+    @property
+    def healthy(self) -> bool:
+        return all(finding.fixed for finding in self.findings)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"healthy": self.healthy, "findings": [finding.to_json() for finding in self.findings]}
+
+
+def _usable(manifest: Manifest | None) -> bool:
+    return manifest is not None and venv_python(manifest.venv).exists()
+
+
+def _python_of(venv: Path) -> tuple[str, str] | None:
+    """(tag, "3.12") of a venv, from its ``pyvenv.cfg``."""
+    from layerenv.venv.distinfo import pyvenv_cfg
+
+    cfg = pyvenv_cfg(venv)
+    match = re.match(r"(\d+)\.(\d+)", cfg.get("version_info") or cfg.get("version") or "")
+    if not match:
+        return None
+    prefix = _TAGS.get(cfg.get("implementation", "cpython").lower(), "cp")
+    return f"{prefix}{match[1]}{match[2]}", f"{match[1]}.{match[2]}"
+
+
+def unfit_reason(manifest: Manifest, detection: Detection) -> str:
+    """Why a base that :func:`fits_machine` refuses does not fit, in one phrase."""
+    from layerenv.choice.coverage import serves, why_not
+    from layerenv.choice.decide import driver_supports
+    from layerenv.choice.table import load_matrix
+    from layerenv.choice.variant import Variant
+
+    machine, gpus = detection.machine, detection.decision.served
+    variant = Variant(manifest.variant)
+    if variant.kind == "cpu":
+        return f"it is a CPU-only build and this machine has {len(gpus)} GPU(s) torch could use"
+    matrix = load_matrix()
+    if variant.kind == "cuda" and not driver_supports(machine, variant, matrix):
+        runtime = matrix.cuda.get(variant.version or "")
+        needed = f">= {runtime.min_driver(machine.system)}" if runtime else "a driver layerenv knows"
+        have = machine.driver_version or "none"
+        return f"CUDA {variant.version} needs NVIDIA driver {needed}, this machine has {have}"
+    archs = tuple(manifest.verification.get("arch_list") or ())
+    missing = [f"{gpu.label}: {why_not(archs, gpu)}" for gpu in gpus if not serves(archs, gpu)]
+    return "its build serves no kernels for " + "; ".join(missing)
+
+
+def _machine_findings(detection: Detection, env: Mapping[str, str]) -> list[Finding]:
+    machine = detection.machine
+    if machine.hidden_gpus <= 0 or machine.gpus:
+        return []
+    names = [name for name in VISIBILITY_VARIABLES if name in env] or ["CUDA_VISIBLE_DEVICES"]
+    shown = ", ".join(f"{name}={env.get(name, '')!r}" for name in names)
+    return [Finding("gpus-hidden", names[0], f"{shown} hides all {machine.hidden_gpus} GPU(s): torch will see none",
+                    f"unset {' '.join(names)}, or set it to the GPUs to use (e.g. {names[0]}=0)")]
+
+
+def _project_findings(entries: list[dict[str, Any]], bases: dict[str, Manifest], used: dict[str, list[str]],
+                      pythons: dict[tuple[str, str], list[str]]) -> list[Finding]:
+    findings: list[Finding] = []
+    for entry in entries:
+        if "error" in entry:
+            path = Path(entry["entry"])
+            findings.append(Finding("registry-unreadable", str(path), f"registry entry {path} is unreadable "
+                                    f"({entry['error']})", "delete it (`layerenv doctor --fix`); `layerenv project "
+                                    "PATH` registers a project again", Repair("drop-entry", path)))
+            continue
+        venv = Path(str(entry["venv"]))
+        project = str(entry.get("project", venv.parent))
+        try:
+            findings += _check_project(venv, project, str(entry.get("base_id", "")), bases, used, pythons)
+        except LayerenvError as error:
+            findings.append(Finding("venv-broken", project, f"the venv {venv} cannot be read: {error.message}",
+                                    f"`layerenv project {project}` builds it again"))
+    return findings
+
+
+def _check_project(venv: Path, project: str, base_id: str, bases: dict[str, Manifest],
+                   used: dict[str, list[str]], pythons: dict[tuple[str, str], list[str]]) -> list[Finding]:
+    from layerenv.project.link import PTH_NAME, find_shadows, read_link, site_packages_of
+
+    if not venv.is_dir():
+        return [Finding("project-gone", project, f"registered project {project} has no venv {venv} any more",
+                        f"forget it (`layerenv doctor --fix`), or `layerenv project {project}` to create it again",
+                        Repair("prune", venv))]
+    if not venv_python(venv).exists():
+        return [Finding("venv-broken", project, f"the venv {venv} has no python",
+                        f"`layerenv project {project}` builds it again")]
+    python = _python_of(venv)
+    if python is not None:
+        pythons.setdefault(python, []).append(project)
+    try:
+        record, problem = read_link(venv), ""
+    except LayerenvError as error:
+        record, problem = None, error.message
+    base_id = record.base_id if record is not None else base_id
+    if record is not None and record.per_node is not None:
+        answer, node = _node_answer(record.per_node)
+        if answer is None:
+            return [Finding("node-unresolved", project, f"per-node project {project} has no base recorded for node "
+                            f"{node} ({record.per_node.python_key}) in {record.per_node.store}",
+                            "run `layerenv base` on this node (its first Python start also does)")]
+        base_id = answer  # the primary base may not fit this node; the node's own answer must
+    used.setdefault(base_id, []).append(project)
+    base = bases.get(base_id)
+    if base is None or not _usable(base):
+        return [Finding("base-gone", project, f"project {project} is layered on base {base_id}, which is gone",
+                        f"`layerenv project {project}` layers it on a base that fits (building one)")]
+    relink = Repair("relink", venv, base_id, base.venv, Path(project))
+    if record is None:
+        problem = problem or f"{venv / 'layerenv.json'} is missing"
+    elif not record.base_site.is_dir():
+        problem = f"the base site-packages it names, {record.base_site}, is missing"
+    elif not (site_packages_of(venv) / PTH_NAME).is_file():
+        problem = f"{site_packages_of(venv) / PTH_NAME} is missing"
+    if problem:
+        return [Finding("link-broken", project, f"the link of {venv} to base {base_id} is broken: {problem}",
+                        "link it again (`layerenv doctor --fix`)", relink)]
+    shadows = find_shadows(venv)
+    if not shadows:
+        return []
+    what = ", ".join(shadow.describe() for shadow in shadows)
+    return [Finding("shadow", project, f"{venv} has its own {what}, shadowing base {base_id}'s torch "
+                    f"{base.torch_build}", "remove it and restore the base's stubs (`layerenv doctor --fix`)",
+                    replace(relink, action="unshadow"))]
+
+
+def _node_answer(per_node: PerNode) -> tuple[str | None, str]:
+    """The base this node's record names for a per-node project, and the node's name."""
+    import os
+
+    from layerenv.store.identity import node_name
+    from layerenv.store.nodes import lookup
+
+    node = node_name(os.environ)
+    answer = lookup(per_node.store, node, per_node.python_key)
+    return (answer.base_id if answer else None), node
+
+
+def _base_findings(bases: dict[str, Manifest], unreadable: list[Path], used: dict[str, list[str]],
+                   current: Manifest | None, detection: Detection, cache: dict[str, BaseCheck]) -> list[Finding]:
+    findings = [Finding("manifest-unreadable", path.parent.name, f"the manifest {path} is unreadable",
+                        f"remove {path.parent} and run `layerenv base`") for path in unreadable]
+    wanted = set(used) | ({current.base_id} if current else set())
+    for base_id in sorted(wanted & set(bases)):
+        manifest = bases[base_id]
+        projects = sorted(used.get(base_id, []))
+        if not _usable(manifest):
+            continue  # each of its projects already says "base-gone"
+        is_current = current is not None and current.base_id == base_id
+        them = "it" if len(projects) == 1 else "them"
+        listed = ", ".join(projects)
+        run = f"`layerenv project {listed}`" if len(projects) == 1 else f"`layerenv project PATH` for each of {listed}"
+        if not fits_machine(manifest, detection):
+            fix = (f"{run} moves {them} to a base that fits (building it)" if projects and not is_current else
+                   "`layerenv detect --explain` names the build that fits; `layerenv base --variant NAME` builds it")
+            findings.append(Finding("base-unfit", base_id, f"base {base_id} (torch {manifest.torch_build}) no longer "
+                                    f"fits this machine: {unfit_reason(manifest, detection)}", fix))
+        check = cache.get(base_id) or cache.setdefault(base_id, verify_base(manifest, quick=True))
+        if not check.ok:
+            first = check.problems[0]
+            again = "`layerenv base --rebuild` builds it again" if is_current or not projects else \
+                f"{run} moves {them} to the current base"
+            if manifest.adopted:  # its manifest keeps RECORD digests only: a change may predate adopting it
+                again = f"reinstall those distributions in {manifest.path}, or `layerenv base --rebuild` builds a base"
+            findings.append(Finding("base-modified", base_id, f"{len(check.problems)} file(s) of base {base_id} "
+                                    f"differ from the hashes installed with them (first: {first.kind} {first.path})",
+                                    f"`layerenv verify {base_id}` lists them; {again}"))
+    return findings
+
+
+def _python_findings(pythons: dict[tuple[str, str], list[str]], bases: dict[str, Manifest]) -> list[Finding]:
+    tags = {manifest.python.get("tag") for manifest in bases.values() if _usable(manifest)}
+    return [
+        Finding("python-no-base", f"Python {version}", f"no base is published for Python {version} ({tag}), which "
+                f"{', '.join(sorted(projects))} run(s)", f"`layerenv base --python {version}`")
+        for (tag, version), projects in sorted(pythons.items()) if tag not in tags
+    ]
+
+
+def diagnose(store: Store, detection: Detection, current: Manifest | None, env: Mapping[str, str],
+             cache: dict[str, BaseCheck] | None = None) -> Report:
+    """Every problem found, machine first; ``cache`` keeps base checks between runs (bases never change here)."""
+    manifests, unreadable = read_bases(store)
+    bases = {manifest.base_id: manifest for manifest in manifests}
+    entries = store.projects()
+    used: dict[str, list[str]] = {}
+    pythons: dict[tuple[str, str], list[str]] = {}
+    projects = _project_findings(entries, bases, used, pythons)  # fills used and pythons
+    findings = _machine_findings(detection, env)
+    findings += _base_findings(bases, unreadable, used, current, detection, {} if cache is None else cache)
+    findings += projects + _python_findings(pythons, bases)
+    return Report(tuple(findings), len(entries), len(manifests))
+
+
+def repair(store: Store, finding: Finding) -> str:
+    """Apply one finding's repair; returns what changed. Raises ``LayerenvError``/``OSError``."""
+    from layerenv.project.link import link, unlink_shadows
+
+    action = finding.repair
+    if action is None:
+        return ""
+    if action.action == "drop-entry":
+        action.path.unlink(missing_ok=True)
+        return f"deleted the unreadable registry entry {action.path}"
+    if action.action == "prune":
+        store.unregister(action.path)
+        return f"forgot {finding.subject} (its venv {action.path} is gone)"
+    assert action.base_venv is not None
+    removed = unlink_shadows(action.path) if action.action == "unshadow" else []
+    link(action.path, base_id=action.base_id, base_venv=action.base_venv)
+    store.register(action.path, action.base_id, action.project or action.path.parent)
+    if removed:
+        return f"removed {', '.join(removed)} from {action.path} and linked it to base {action.base_id} again"
+    return f"linked {action.path} to base {action.base_id} again"
+
+
+def doctor(store: Store, detection: Detection, current: Manifest | None, *, fix: bool,
+           env: Mapping[str, str] | None = None) -> Report:
+    """Diagnose; with ``fix``, repair what is safe, check again and mark what is gone as fixed."""
+    env = os.environ if env is None else env
+    cache: dict[str, BaseCheck] = {}
+    first = diagnose(store, detection, current, env, cache)
+    if not fix or not any(finding.repair for finding in first.findings):
+        return first
+    changes: dict[tuple[str, str], str] = {}
+    for finding in first.findings:
+        if finding.repair is not None:
+            try:
+                changes[finding.key] = repair(store, finding)
+            except (LayerenvError, OSError) as error:
+                changes[finding.key] = f"could not fix: {getattr(error, 'message', None) or error}"
+    again = diagnose(store, detection, current, env, cache)
+    remaining = {finding.key for finding in again.findings}
+    findings = [replace(f, fixed=f.key not in remaining, change=changes.get(f.key, "")) for f in first.findings]
+    seen = {finding.key for finding in first.findings}
+    findings += [finding for finding in again.findings if finding.key not in seen]
+    return Report(tuple(findings), again.projects, again.bases)

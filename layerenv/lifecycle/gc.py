@@ -1,0 +1,190 @@
+"""Removing bases nothing needs: not current, used by no registered project, not being built.
+
+A base is kept when it is current (the one ``find_current`` picks for the caller), when a
+registered project uses it (its registry entry or its venv's ``layerenv.json`` names it, even if
+that venv is gone: ``layerenv doctor --fix`` prunes such entries first), or when its key's lock
+(``locks/<key>.lock``, the one ``layerenv base`` holds while building or replacing a base of that
+key, and ``--adopt`` while adopting) is held by another process. The lock is tried without waiting
+and held while the base is moved away, so a build of that key cannot start meanwhile.
+
+Removal is crash-safe: the base's directory is renamed into ``graveyard/`` (one atomic rename
+inside the store), then deleted; what an interrupted gc left there is deleted by the next gc or
+build. For an adopted base only the store's manifest directory goes, never the environment.
+
+Not covered: a ``layerenv project`` run by another process with other settings (another
+``--python`` or variant) that is linking to a base this gc does not see as current.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from layerenv.base.manifest import Manifest
+from layerenv.errors import BadInput, OperationFailed
+from layerenv.lifecycle.status import disk_usage
+from layerenv.store.atomic import remove_tree
+from layerenv.store.home import MANIFEST_NAME, Store
+
+
+@dataclass(frozen=True)
+class Removal:
+    base_id: str
+    path: str  # the directory removed from the store
+    adopted: bool
+    environment: str  # the venv: inside ``path``, or an adopted one left alone
+    size_bytes: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {"id": self.base_id, "path": self.path, "adopted": self.adopted,
+                "environment": self.environment, "size_bytes": self.size_bytes}
+
+
+@dataclass(frozen=True)
+class Kept:
+    base_id: str
+    reason: str
+
+    def to_json(self) -> dict[str, str]:
+        return {"id": self.base_id, "reason": self.reason}
+
+
+@dataclass(frozen=True)
+class GcResult:
+    dry_run: bool
+    removed: tuple[Removal, ...]  # would be removed, with ``dry_run``
+    kept: tuple[Kept, ...]
+    leftovers_bytes: int  # what interrupted removals had left in graveyard/
+
+    @property
+    def freed_bytes(self) -> int:
+        return sum(removal.size_bytes for removal in self.removed) + self.leftovers_bytes
+
+    def to_json(self) -> dict[str, Any]:
+        return {"dry_run": self.dry_run, "removed": [r.to_json() for r in self.removed],
+                "kept": [k.to_json() for k in self.kept], "freed_bytes": self.freed_bytes}
+
+
+def lock_key(manifest: Manifest) -> str:
+    """The key ``layerenv base`` locks for a base: its id without the torch version."""
+    if manifest.adopted:
+        return manifest.base_id
+    return re.sub(r"-torch[^-]+-", "-", manifest.base_id, count=1)
+
+
+def bases_in_use(store: Store) -> dict[str, list[str]]:
+    """Base id -> the registered projects using it; an unreadable entry stops gc (it might use any)."""
+    from layerenv.project.link import read_link
+
+    used: dict[str, list[str]] = {}
+    for entry in store.projects():
+        if "error" in entry:
+            raise OperationFailed(
+                f"registry entry {entry['entry']} is unreadable, so gc cannot tell which bases are in use; "
+                "run `layerenv doctor --fix` first"
+            )
+        venv = Path(str(entry["venv"]))
+        names = {str(entry.get("base_id", ""))}
+        try:
+            record = read_link(venv) if venv.is_dir() else None
+        except OperationFailed:
+            record = None
+        if record is not None:
+            names.add(record.base_id)
+        for name in names - {""}:
+            used.setdefault(name, []).append(str(entry.get("project", venv.parent)))
+    return used
+
+
+@contextmanager
+def try_lock(store: Store, key: str, *, hold: bool) -> Iterator[str | None]:
+    """Yield None with ``key``'s lock held (or free, when only probing), else who holds it."""
+    from layerenv.store.locking import Busy
+
+    if not hold and not store.lock_exists(key):
+        yield None
+        return
+    try:
+        with store.lock(key, purpose="layerenv gc", blocking=False):
+            yield None
+    except Busy as busy:
+        yield busy.owner
+
+
+def collect(store: Store, current_ids: set[str], *, dry_run: bool) -> GcResult:
+    """Remove (or, with ``dry_run``, list) every base that nothing needs."""
+    from layerenv.base.file_check import read_bases
+    from layerenv.store.nodes import bases_used_by_nodes
+
+    manifests, _unreadable = read_bases(store)  # an unreadable manifest is doctor's, never gc's
+    used = bases_in_use(store)
+    recorded = bases_used_by_nodes(store.home, besides=store.node)  # other nodes may be down now
+    removed: list[Removal] = []
+    kept: list[Kept] = []
+    for manifest in sorted(manifests, key=lambda m: m.base_id):
+        reasons = ["current"] if manifest.base_id in current_ids else []
+        if projects := sorted(used.get(manifest.base_id, [])):
+            reasons.append(f"used by {len(projects)} project(s): {', '.join(projects)}")
+        if nodes := sorted(recorded.get(manifest.base_id, [])):
+            reasons.append(f"recorded by node(s) {', '.join(nodes)} (forget one: rm -r {store.home}/nodes/NODE)")
+        if reasons:
+            kept.append(Kept(manifest.base_id, "; ".join(reasons)))
+            continue
+        problem = _misplaced(store, manifest)
+        if problem is not None:
+            kept.append(Kept(manifest.base_id, problem))
+            continue
+        with try_lock(store, lock_key(manifest), hold=not dry_run) as holder:
+            if holder is not None:
+                kept.append(Kept(manifest.base_id, f"locked by {holder}"))
+                continue
+            removed.append(_remove(store, manifest, dry_run=dry_run))
+    leftovers = _sweep_graveyard(store, dry_run=dry_run)
+    return GcResult(dry_run, tuple(removed), tuple(kept), leftovers)
+
+
+def _misplaced(store: Store, manifest: Manifest) -> str | None:
+    """Why removing this base's store directory would not remove exactly that base, if so."""
+    try:
+        directory = store.base_dir(manifest.base_id).resolve()
+    except BadInput:
+        return f"its id {manifest.base_id!r} is not a safe directory name; left alone"
+    if not (directory / MANIFEST_NAME).is_file():
+        return f"its manifest does not lie in {directory}; left alone"
+    environment = Path(manifest.path).resolve()
+    if manifest.adopted and environment.is_relative_to(directory):
+        return f"its adopted environment {environment} lies inside {directory}; left alone"
+    if not manifest.adopted and environment != directory:
+        return f"its manifest points at {environment}, not at {directory}; left alone"
+    return None
+
+
+def _remove(store: Store, manifest: Manifest, *, dry_run: bool) -> Removal:
+    directory = store.base_dir(manifest.base_id)
+    size = disk_usage(directory)
+    if not dry_run:
+        grave = store.graveyard_dir(manifest.base_id)
+        try:
+            store.graveyard.mkdir(parents=True, exist_ok=True)
+            directory.rename(grave)  # atomic: the base is published, or it is gone
+        except OSError as error:
+            raise OperationFailed(f"cannot remove base {manifest.base_id} ({directory}): {error.strerror}") from None
+        remove_tree(grave)
+    return Removal(manifest.base_id, str(directory), manifest.adopted, manifest.path, size)
+
+
+def _sweep_graveyard(store: Store, *, dry_run: bool) -> int:
+    """Delete what an interrupted gc or build left in graveyard/ (nothing there is published)."""
+    freed = 0
+    for leftover in sorted(store.graveyard.glob("*")) if store.graveyard.is_dir() else []:
+        freed += disk_usage(leftover)
+        if not dry_run:
+            remove_tree(leftover)
+    return freed
+
+
+__all__ = ["GcResult", "Kept", "Removal", "bases_in_use", "collect", "lock_key", "try_lock"]

@@ -1,0 +1,172 @@
+"""Moving registered projects onto the base that fits the machine now.
+
+Plan first (pure over what is on disk), then: build the new base if needed (same lock and
+crash-safety as ``layerenv base``), and move each project by relinking it. A relink replaces each
+file atomically and the ``.pth`` last, so a kill at any moment leaves every project on its old or its
+new base, both working; the registry is updated after the link, and the next rebase finishes the move.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from layerenv.base.current import published, usable_current
+from layerenv.base.ensure import ensure_base
+from layerenv.base.manifest import Manifest
+from layerenv.base.node_answer import remember_node
+from layerenv.base.request import BaseRequest
+from layerenv.errors import BadInput, OperationFailed
+from layerenv.faults import checkpoint
+from layerenv.machine.interpreters import Interpreter, venv_python
+from layerenv.project.relink import Move, move_project
+from layerenv.reporter import Reporter
+from layerenv.store.home import Store
+
+
+@dataclass(frozen=True)
+class Target:
+    """The base that projects on one interpreter should stand on."""
+
+    interpreter: Interpreter
+    manifest: Manifest | None  # None: it has to be built
+    request: BaseRequest
+
+
+@dataclass(frozen=True)
+class Plan:
+    targets: tuple[Target, ...]
+    moves: tuple[Move, ...]
+    skipped: tuple[str, ...]
+
+    @property
+    def builds(self) -> tuple[Target, ...]:
+        return tuple(target for target in self.targets if target.manifest is None)
+
+    @property
+    def nothing_to_do(self) -> bool:
+        return not self.builds and not any(move.changes for move in self.moves)
+
+
+def _node_answer(store: Store, venv: Path) -> str | None:
+    """For a per-node project: the base this node's record names ("" when none yet); else None."""
+    from layerenv.project.link import read_link
+    from layerenv.store.nodes import lookup
+
+    try:
+        record = read_link(venv) if venv.is_dir() else None
+    except OperationFailed:
+        return None
+    if record is None or record.per_node is None:
+        return None
+    answer = lookup(record.per_node.store, store.node, record.per_node.python_key)
+    return answer.base_id if answer else record.base_id
+
+
+def interpreter_of(manifest: Manifest) -> Interpreter:
+    version = tuple(int(part) for part in str(manifest.python["version"]).split(".")[:3])
+    return Interpreter(
+        executable=Path(str(manifest.python["executable"])),
+        implementation=str(manifest.python.get("implementation", "cpython")),
+        version=(version[0], version[1], version[2] if len(version) > 2 else 0),
+        platform=str(manifest.python["platform"]),
+    )
+
+
+def plan_rebase(
+    store: Store,
+    request_for: Callable[[Interpreter], BaseRequest],
+    *,
+    only: Path | None = None,
+    onto: str | None = None,
+) -> Plan:
+    """Which base each registered project should move to; reads the store only."""
+    bases = {manifest.base_id: manifest for manifest in published(store)}
+    if onto is not None and onto not in bases:
+        raise BadInput(f"--base {onto!r} is not a published base; known: {', '.join(sorted(bases)) or 'none'}")
+    targets: dict[str, Target] = {}
+    moves: list[Move] = []
+    skipped: list[str] = []
+    for entry in store.projects():
+        if "error" in entry:
+            skipped.append(f"{entry['entry']}: unreadable registry entry (layerenv doctor --fix prunes it)")
+            continue
+        venv = Path(str(entry["venv"]))
+        if only is not None and only not in (venv.parent, venv):
+            continue
+        per_node = _node_answer(store, venv)
+        old = bases.get(per_node or str(entry.get("base_id")))
+        if not venv_python(venv).exists():
+            skipped.append(f"{venv}: the project venv is gone (layerenv doctor --fix prunes it)")
+            continue
+        if old is None:
+            skipped.append(f"{venv}: its base {entry.get('base_id')} is gone; run `layerenv project` there")
+            continue
+        if onto is not None:
+            if bases[onto].python.get("tag") != old.python.get("tag"):
+                raise BadInput(
+                    f"--base {onto} is for {bases[onto].python.get('tag')}, {venv} uses {old.python.get('tag')}"
+                )
+            moves.append(Move(venv, Path(str(entry.get("project", venv.parent))), old.base_id, onto))
+            continue
+        key = f"{old.python.get('tag')}-{old.python.get('platform')}"
+        if key not in targets:
+            interpreter = interpreter_of(old)
+            request = request_for(interpreter)
+            targets[key] = Target(interpreter, usable_current(store, request), request)
+        target = targets[key]
+        new = target.manifest.base_id if target.manifest else None
+        moves.append(Move(venv, Path(str(entry.get("project", venv.parent))), old.base_id, new, bool(per_node)))
+    if only is not None and not moves:
+        raise BadInput(f"--project {only} is not a registered project (run `layerenv project {only}` first)")
+    return Plan(tuple(targets.values()), tuple(moves), tuple(skipped))
+
+
+@dataclass(frozen=True)
+class Outcome:
+    moved: tuple[Move, ...]
+    reinstalled: dict[str, list[str]]
+    failures: tuple[str, ...]
+    built: tuple[str, ...]
+
+
+def execute(plan: Plan, store: Store, reporter: Reporter) -> Outcome:
+    """Build what the plan needs, then move each project; one project's failure does not stop the rest."""
+    bases = {manifest.base_id: manifest for manifest in published(store)}
+    built: list[str] = []
+    resolved: dict[tuple[str, str], str] = {}
+    for target in plan.builds:
+        manifest = ensure_base(target.request, store, reporter).manifest
+        bases[manifest.base_id] = manifest
+        built.append(manifest.base_id)
+        resolved[(target.interpreter.tag, target.interpreter.platform)] = manifest.base_id
+    for target in plan.targets:
+        chosen = target.manifest or bases[resolved[(target.interpreter.tag, target.interpreter.platform)]]
+        remember_node(store, chosen, target.request.detection)
+    checkpoint("rebase:after-build")
+    moved: list[Move] = []
+    reinstalled: dict[str, list[str]] = {}
+    failures: list[str] = []
+    for index, move in enumerate(plan.moves):
+        new_id = move.new_base
+        if new_id is None:
+            old = bases[move.old_base]
+            new_id = resolved[(str(old.python.get("tag")), str(old.python.get("platform")))]
+        if new_id == move.old_base:
+            continue
+        checkpoint(f"rebase:project-{index}")
+        if move.per_node:  # this node's record, written above, moves it here; other nodes keep theirs
+            moved.append(replace(move, new_base=new_id))
+            reporter.step(f"moved {move.project} onto {new_id} on node {store.node} (per node)")
+            continue
+        try:
+            needing = move_project(move, bases[new_id], store)
+        except (OperationFailed, BadInput) as error:
+            failures.append(error.message)
+            continue
+        moved.append(replace(move, new_base=new_id))
+        if needing:
+            reinstalled[str(move.venv)] = needing
+        reporter.step(f"moved {move.project} onto {new_id}")
+    return Outcome(tuple(moved), reinstalled, tuple(failures), tuple(built))

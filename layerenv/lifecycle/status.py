@@ -1,0 +1,105 @@
+"""What the store holds: bases with their projects, and projects with their health. Read-only."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from layerenv.base.current import published
+from layerenv.base.manifest import Manifest
+from layerenv.machine.interpreters import venv_python
+from layerenv.project.link import is_per_node
+from layerenv.store.home import Store
+from layerenv.store.nodes import NodeRecord, bases_used_by_nodes, list_nodes
+
+
+@dataclass(frozen=True)
+class ProjectState:
+    venv: str
+    project: str
+    base_id: str
+    problem: str | None
+    per_node: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        return {"path": self.project, "venv": self.venv, "base": self.base_id, "ok": self.problem is None,
+                "problem": self.problem, "per_node": self.per_node}
+
+
+def disk_usage(path: Path) -> int:
+    """Bytes used under ``path``, counting each hard-linked file once."""
+    seen: set[tuple[int, int]] = set()
+    total = 0
+    for root, _dirs, files in os.walk(path):
+        for name in files:
+            try:
+                stat = Path(root, name).lstat()
+            except OSError:
+                continue
+            if (stat.st_dev, stat.st_ino) in seen:
+                continue
+            seen.add((stat.st_dev, stat.st_ino))
+            total += stat.st_blocks * 512
+    return total
+
+
+def project_states(store: Store, bases: dict[str, Manifest]) -> list[ProjectState]:
+    states = []
+    for entry in store.projects():
+        if "error" in entry:
+            states.append(ProjectState("?", "?", "?", f"unreadable registry entry {entry['entry']}"))
+            continue
+        venv = Path(str(entry["venv"]))
+        base_id = str(entry.get("base_id", "?"))
+        problem = None
+        if not venv.is_dir():
+            problem = "the project venv is gone"
+        elif not venv_python(venv).exists():
+            problem = "the project venv has no python"
+        elif base_id not in bases:
+            problem = f"its base {base_id} is gone"
+        per_node = problem is None and is_per_node(venv)
+        states.append(ProjectState(str(venv), str(entry.get("project", venv.parent)), base_id, problem, per_node))
+    return states
+
+
+def status_document(store: Store, current_ids: set[str], with_sizes: bool = True) -> dict[str, Any]:
+    bases = {manifest.base_id: manifest for manifest in published(store)}
+    projects = project_states(store, bases)
+    by_node = bases_used_by_nodes(store.home)
+    document_bases = []
+    for base_id, manifest in sorted(bases.items()):
+        document_bases.append(
+            {
+                "id": base_id,
+                "path": manifest.path,
+                "python": manifest.python.get("version"),
+                "variant": manifest.variant,
+                "torch": manifest.torch_build,
+                "packages": {name: record.version for name, record in sorted(manifest.packages.items())},
+                "created": manifest.created,
+                "adopted": manifest.adopted,
+                "current": base_id in current_ids,
+                "size_bytes": disk_usage(manifest.venv) if with_sizes and not manifest.adopted else None,
+                "projects": [state.project for state in projects if state.base_id == base_id],
+                "nodes": sorted(by_node.get(base_id, [])),
+            }
+        )
+    return {
+        "home": str(store.home),
+        "node": store.node,
+        "bases": document_bases,
+        "projects": [state.to_json() for state in projects],
+        "nodes": [node_json(node, bases) for node in list_nodes(store.home)],
+    }
+
+
+def node_json(node: NodeRecord, bases: dict[str, Manifest]) -> dict[str, Any]:
+    """A node of the store and the base it uses per Python (``present``: the base is still there)."""
+    document = node.to_json()
+    document["bases"] = {
+        key: {**entry, "present": entry["base_id"] in bases} for key, entry in sorted(node.bases.items())
+    }
+    return document

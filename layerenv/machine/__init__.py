@@ -1,0 +1,1 @@
+"""Facts about the machine: GPUs, driver, ROCm, interpreters. Read-only, sysroot-aware probes."""

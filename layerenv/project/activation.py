@@ -1,0 +1,92 @@
+"""Activation scripts that export ``UV_CONSTRAINT`` on activate and restore it on deactivate.
+
+virtualenv writes the scripts; layerenv adds one marked block to each (bash/zsh, fish, csh,
+PowerShell) and replaces its own block when linking again.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from pathlib import Path
+
+from layerenv.store.atomic import write_text
+
+_BLOCK = re.compile(r"[ \t]*# >>> layerenv >>>\n.*?# <<< layerenv <<<\n", re.S)
+_V, _OLD, _ON = "UV_CONSTRAINT", "_LAYERENV_OLD_UV_CONSTRAINT", "_LAYERENV_UV_ACTIVE"
+# Per activation script: (where deactivate's body starts, code there restoring UV_CONSTRAINT,
+# code appended to export it); "{q}" is the constraints path quoted for that shell.
+_SHELLS: dict[str, tuple[str, str, str]] = {
+    "activate": (
+        r"^deactivate\s*\(\)\s*\{[^\n]*\n",
+        f'if [ -n "${{{_ON}:-}}" ] ; then\n    if [ -n "${{{_OLD}+x}}" ] ; then\n'
+        f'        {_V}="${_OLD}"\n        export {_V}\n        unset {_OLD}\n'
+        f"    else\n        unset {_V}\n    fi\n    unset {_ON}\nfi\n",
+        f'if [ -n "${{{_V}+x}}" ] ; then\n    {_OLD}="${_V}"\nfi\n{_ON}=1\n'
+        f'{_V}={{q}}"${{{_V}:+ ${_V}}}"\nexport {_V}\n',
+    ),
+    "activate.fish": (
+        r"^function deactivate\b[^\n]*\n",
+        f"if set -q {_ON}\n    if set -q {_OLD}\n        set -gx {_V} ${_OLD}\n        set -e {_OLD}\n"
+        f"    else\n        set -e {_V}\n    end\n    set -e {_ON}\nend\n",
+        f"if set -q {_V}\n    set -g {_OLD} ${_V}\n    set -gx {_V} (string join ' ' {{q}} ${_V})\n"
+        f"else\n    set -gx {_V} {{q}}\nend\nset -g {_ON} 1\n",
+    ),
+    "deactivate.csh": (
+        r"\A",
+        f'if ($?{_ON}) then\n    if ($?{_OLD}) then\n        setenv {_V} "${_OLD}:q"\n        unset {_OLD}\n'
+        f"    else\n        unsetenv {_V}\n    endif\n    unset {_ON}\nendif\n",
+        "",
+    ),
+    "activate.csh": (
+        "",
+        "",
+        f'if ($?{_V}) then\n    set {_OLD}="${_V}:q"\n    setenv {_V} {{q}}" ${_V}:q"\nelse\n'
+        f"    setenv {_V} {{q}}\nendif\nset {_ON}=1\n",
+    ),
+    "activate.ps1": (
+        r"^function global:deactivate\b[^\n]*\{[ \t]*\n",
+        f"if (Test-Path variable:{_ON}) {{\n    if (Test-Path variable:{_OLD}) {{\n"
+        f"        $env:{_V} = $global:{_OLD}\n        Remove-Variable -Name {_OLD} -Scope Global\n"
+        f"    }} else {{\n        Remove-Item env:{_V} -ErrorAction SilentlyContinue\n    }}\n"
+        f"    Remove-Variable -Name {_ON} -Scope Global\n}}\n",
+        f"if (Test-Path env:{_V}) {{\n    $global:{_OLD} = $env:{_V}\n"
+        f"    $env:{_V} = {{q}} + ' ' + $env:{_V}\n"
+        f"}} else {{\n    $env:{_V} = {{q}}\n}}\n$global:{_ON} = $true\n",
+    ),
+}
+_QUOTE: dict[str, Callable[[str], str]] = {
+    "activate": lambda s: "'" + s.replace("'", "'\\''") + "'",
+    "activate.fish": lambda s: "'" + s.replace("\\", "\\\\").replace("'", "\\'") + "'",
+    "activate.csh": lambda s: "'" + s.replace("'", "'\\''").replace("!", "\\!") + "'",
+    "activate.ps1": lambda s: "'" + s.replace("'", "''") + "'",
+}
+
+
+def _block(code: str, indent: str) -> str:
+    lines = ["# >>> layerenv >>>", *code.splitlines(), "# <<< layerenv <<<"]
+    return "".join(f"{indent}{line}\n" for line in lines)
+
+
+def patch_activation_scripts(bin_dir: Path, constraints: Path) -> None:
+    """Export ``UV_CONSTRAINT`` (ours first) on activation, restore the previous value on deactivate.
+
+    A script whose deactivate cannot be found is left alone; so is csh without ``deactivate.csh``
+    (stdlib venv), whose deactivate is a one-line alias.
+    """
+    for name, (anchor, restore, export) in _SHELLS.items():
+        for path in {bin_dir / name, bin_dir / name.replace("activate.ps1", "Activate.ps1")}:
+            if not path.is_file() or (name == "activate.csh" and not (bin_dir / "deactivate.csh").is_file()):
+                continue
+            text = _BLOCK.sub("", path.read_text(encoding="utf-8"))
+            if anchor:
+                match = re.search(anchor, text, re.M)
+                if match is None:
+                    continue
+                cut = match.end()
+                text = text[:cut] + _block(restore, "    " if cut else "") + text[cut:]
+            if export:
+                code = _block(export.replace("{q}", _QUOTE[name](str(constraints))), "")
+                sig = text.find("# SIG # Begin signature block")
+                text = text + code if sig < 0 else text[:sig] + code + text[sig:]
+            write_text(path, text, mode=path.stat().st_mode & 0o777, durable=False)

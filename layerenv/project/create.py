@@ -1,0 +1,272 @@
+"""Project venvs layered on a base: choose the base, build beside, link, install, swap, register."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from layerenv.base.current import usable_current
+from layerenv.base.ensure import ensure_base
+from layerenv.base.manifest import Manifest
+from layerenv.base.node_answer import remember_node
+from layerenv.base.request import BaseRequest
+from layerenv.config import Settings
+from layerenv.errors import BadInput, OperationFailed
+from layerenv.faults import checkpoint
+from layerenv.installers import Log
+from layerenv.machine.interpreters import venv_python
+from layerenv.project.link import STATE_FILE, PerNode
+from layerenv.project.relink import Move, move_project
+from layerenv.project.requirements import ProjectDependencies, read_dependencies
+from layerenv.reporter import Reporter
+from layerenv.store.atomic import relocate_venv, remove_tree, swap_in, write_json
+from layerenv.store.home import Store
+from layerenv.venv.create import create_virtualenv
+from layerenv.venv.distinfo import canonical_name
+
+VENV_NAME = ".venv"
+
+
+@dataclass(frozen=True)
+class ProjectRequest:
+    project_dir: Path
+    base: BaseRequest
+    installer: str
+    extras: tuple[str, ...]
+    requirement_files: tuple[str, ...]
+    extra_dependencies: tuple[str, ...]
+    system_site_packages: bool = False
+    per_node: bool = False
+
+    @classmethod
+    def from_settings(cls, project_dir: Path, settings: Settings, base: BaseRequest, *,
+                      extras: tuple[str, ...] = (), system_site_packages: bool = False,
+                      per_node: bool | None = None) -> ProjectRequest:
+        """What ``layerenv project`` asks for: flags first, then ``[project]`` settings."""
+        return cls(
+            project_dir=project_dir,
+            base=base,
+            installer=settings.text("base.installer"),
+            extras=extras or tuple(settings.items("project.extras")),
+            requirement_files=tuple(settings.items("project.requirements")),
+            extra_dependencies=tuple(settings.items("project.dependencies")),
+            system_site_packages=system_site_packages,
+            per_node=settings.flag("project.per_node") if per_node is None else per_node,
+        )
+
+
+@dataclass(frozen=True)
+class ProjectResult:
+    venv: Path
+    manifest: Manifest
+    changed: bool
+    installed: tuple[str, ...]
+    base_built: bool
+
+
+def check_project_dir(path: Path) -> Path:
+    if any(character in str(path) for character in "\n\r\0"):
+        raise BadInput(f"project path {str(path)!r} contains a newline; a .pth line cannot hold it: rename it")
+    if not path.exists():
+        raise BadInput(f"project path {path} does not exist")
+    if not path.is_dir():
+        raise BadInput(f"project path {path} is not a directory")
+    resolved = path.resolve()
+    if any(character in str(resolved) for character in "\n\r\0"):
+        raise BadInput(f"project path {str(resolved)!r} contains a newline; a .pth line cannot hold it: rename it")
+    return resolved
+
+
+def python_spec_for(project_dir: Path, flag: str | None, settings: Settings) -> str:
+    """``--python``, then ``.python-version``, then ``base.python`` (``LAYERENV_PYTHON``; "" = current)."""
+    if flag:
+        return flag
+    version_file = project_dir / ".python-version"
+    if version_file.is_file():
+        first = version_file.read_text(encoding="utf-8", errors="replace").strip().splitlines()
+        if first and first[0].strip():
+            return first[0].strip()
+    return settings.text("base.python")
+
+
+def _fingerprint(manifest: Manifest, deps: ProjectDependencies, request: ProjectRequest) -> str:
+    document = {
+        "python": manifest.python.get("tag"),
+        "requirements": list(deps.requirements),
+        "files": [[str(path), hashlib.sha256(path.read_bytes()).hexdigest()] for path in deps.files],
+        "installer": request.installer,
+        "system_site_packages": request.system_site_packages,
+    }
+    return hashlib.sha256(json.dumps(document, sort_keys=True).encode()).hexdigest()
+
+
+def _read_state(venv: Path) -> dict[str, object]:
+    try:
+        data = json.loads((venv / STATE_FILE).read_text(encoding="utf-8"))
+        return data if isinstance(data, dict) else {}
+    except (OSError, ValueError):
+        return {}
+
+
+def _recover(project_dir: Path) -> None:
+    """Undo what an interrupted run left: a missing ``.venv`` comes back; leftovers go."""
+    final = project_dir / VENV_NAME
+    old = sorted(project_dir.glob(f"{VENV_NAME}.layerenv-old-*"))
+    if not final.exists() and old:
+        old[-1].rename(final)
+        old = old[:-1]
+    for leftover in [*old, *project_dir.glob(f"{VENV_NAME}.layerenv-new-*")]:
+        remove_tree(leftover)
+
+
+def _guard_conflicts(deps: ProjectDependencies, manifest: Manifest) -> None:
+    """A requirement on the torch family that the base cannot satisfy fails before anything changes."""
+    from packaging.requirements import Requirement
+
+    for text, origin in deps.family_requirements:
+        requirement = Requirement(text)
+        installed = manifest.packages.get(canonical_name(requirement.name))
+        if installed is None:
+            continue
+        if requirement.specifier and not requirement.specifier.contains(installed.version, prereleases=True):
+            raise OperationFailed(
+                f"{origin}: {text} conflicts with the base: it has {requirement.name} {installed.version} "
+                f"({manifest.torch_build}, {manifest.variant}); relax the requirement or rebase"
+            )
+
+
+def _install(venv: Path, requirements: tuple[str, ...], installer: str, log: Log) -> None:
+    import subprocess
+
+    from layerenv.installers import find_uv
+    from layerenv.project.conflicts import explain_conflict
+    from layerenv.project.link import read_link, uv_environment
+
+    if not requirements:
+        return
+    python = venv_python(venv)
+    if installer == "uv":
+        uv = find_uv()
+        if uv is None:
+            raise BadInput("installer 'uv' was asked for but uv is not installed (pip install uv)")
+        env = {**os.environ, **uv_environment(venv, os.environ)}
+        argv = [uv, "pip", "install", "--python", str(python), *requirements]
+    else:
+        env = dict(os.environ)
+        env.pop("PIP_CONSTRAINT", None)
+        argv = [str(python), "-m", "pip", "install", "--no-input", "--disable-pip-version-check", *requirements]
+    if log.path:
+        log.path.parent.mkdir(parents=True, exist_ok=True)
+    result = subprocess.run(
+        argv, capture_output=True, text=True, env=env, check=False, errors="replace", stdin=subprocess.DEVNULL
+    )
+    if log.path:
+        with log.path.open("a", encoding="utf-8") as handle:
+            handle.write("$ " + " ".join(argv) + "\n" + result.stdout + result.stderr)
+    if result.returncode != 0:
+        output = result.stdout + "\n" + result.stderr
+        record = read_link(venv)
+        if record is not None and ("conflict" in output.lower() or "cannot be used" in output):
+            raise OperationFailed(f"{explain_conflict(output, record)} (log: {log.path})")
+        lines = [line for line in output.splitlines() if line.strip()]
+        detail = next((line for line in lines if "error" in line.lower()), lines[-1] if lines else "no output")
+        raise OperationFailed(f"installing the project's dependencies failed: {detail.strip()} (log: {log.path})")
+
+
+def boot_mode(request: ProjectRequest, store: Store, manifest: Manifest) -> PerNode | None:
+    """How the project's venv finds its base: per node from the store's node records, or fixed."""
+    if not request.per_node:
+        return None
+    from layerenv.store.nodes import python_key
+
+    return PerNode(store.home, python_key(manifest.python), str(manifest.python["executable"]))
+
+
+def _bring_up_to_date(final: Path, project_dir: Path, manifest: Manifest, linked_base: str,
+                      mode: PerNode | None, store: Store, reporter: Reporter) -> bool:
+    """A venv whose dependencies are current: relink it if its base or boot mode changed."""
+    from layerenv.project.link import link, read_link
+
+    changed = linked_base != manifest.base_id
+    if changed:
+        reporter.step(f"moving {final} onto base {manifest.base_id}")
+        move_project(Move(final, project_dir, linked_base, manifest.base_id), manifest, store)
+    if (linked := read_link(final)) is not None and linked.per_node != mode:
+        reporter.step(f"linking {final} {'per node' if mode else 'to one base'}")
+        link(final, base_id=manifest.base_id, base_venv=manifest.venv, per_node=mode)
+        changed = True
+    store.register(final, manifest.base_id, project_dir)
+    return changed
+
+
+def ensure_project(request: ProjectRequest, store: Store, reporter: Reporter) -> ProjectResult:
+    """Create or update ``PATH/.venv``; an existing one is replaced only once the new one is complete."""
+    from layerenv.project.link import link
+
+    project_dir = request.project_dir
+    _recover(project_dir)
+    existing = project_dir / VENV_NAME
+    if (existing.exists() or existing.is_symlink()) and not (existing / "layerenv.json").is_file():
+        raise BadInput(
+            f"{existing} exists and was not made by layerenv; move it away (or delete it) and run again"
+        )
+    deps = read_dependencies(project_dir, request.requirement_files, request.extra_dependencies, request.extras)
+    manifest = usable_current(store, request.base)
+    base_built = False
+    if manifest is None:
+        reporter.step("no base fits this project yet: building it first, as `layerenv base` would")
+        manifest = ensure_base(request.base, store, reporter).manifest
+        base_built = True
+    _guard_conflicts(deps, manifest)
+    remember_node(store, manifest, request.base.detection)
+    final = project_dir / VENV_NAME
+    fingerprint = _fingerprint(manifest, deps, request)
+    state = _read_state(final) if final.is_dir() else {}
+    mode = boot_mode(request, store, manifest)
+    if state.get("fingerprint") == fingerprint and (final / "layerenv.json").is_file():
+        changed = _bring_up_to_date(final, project_dir, manifest, str(state.get("base_id")), mode, store, reporter)
+        return ProjectResult(final, manifest, changed=changed, installed=(), base_built=base_built)
+    staging = project_dir / f"{VENV_NAME}.layerenv-new-{os.getpid()}-{os.urandom(3).hex()}"
+    log = Log(store.log_path(f"project-{project_dir.name or 'root'}"))
+    try:
+        reporter.step(f"creating {final} on base {manifest.base_id}")
+        create_virtualenv(
+            staging,
+            Path(manifest.python["executable"]),
+            prompt=project_dir.name or "project",
+            system_site_packages=request.system_site_packages,
+        )
+        checkpoint("project:after-venv")
+        link(staging, base_id=manifest.base_id, base_venv=manifest.venv, per_node=mode)
+        checkpoint("project:after-link")
+        if deps.requirements:
+            reporter.step(f"installing {len(deps.requirements)} requirement(s) with {request.installer}")
+        _install(staging, deps.requirements, request.installer, log)
+        checkpoint("project:after-install")
+        write_json(
+            staging / STATE_FILE,
+            {
+                "fingerprint": fingerprint,
+                "base_id": manifest.base_id,
+                "requirements": list(deps.requirements),
+                "created": time.time(),
+            },
+        )
+        relocate_venv(staging, staging, final)
+        checkpoint("project:after-relocate")
+        graveyard = project_dir / f"{VENV_NAME}.layerenv-old-{os.getpid()}-{os.urandom(3).hex()}"
+        checkpoint("project:before-swap")
+        swap_in(staging, final, graveyard)
+        checkpoint("project:after-swap")
+        link(final, base_id=manifest.base_id, base_venv=manifest.venv, per_node=mode)
+        checkpoint("project:after-relink")
+        remove_tree(graveyard)
+    finally:
+        remove_tree(staging)
+    store.register(final, manifest.base_id, project_dir)
+    checkpoint("project:after-register")
+    return ProjectResult(final, manifest, changed=True, installed=deps.requirements, base_built=base_built)

@@ -1,0 +1,105 @@
+"""Moving one project venv onto another base: relink, reinstall what the new torch requires, record."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from layerenv.base.manifest import Manifest
+from layerenv.errors import OperationFailed
+from layerenv.faults import checkpoint
+from layerenv.machine.interpreters import venv_python
+from layerenv.project.link import STATE_FILE
+from layerenv.store.atomic import write_json
+from layerenv.store.home import Store
+from layerenv.venv.distinfo import canonical_name, is_family, read_distributions, site_packages_of
+
+
+@dataclass(frozen=True)
+class Move:
+    venv: Path
+    project: Path
+    old_base: str
+    new_base: str | None  # None: the target base is still to be built
+    per_node: bool = False  # moved by this node's record alone: its venv is not relinked
+
+    @property
+    def changes(self) -> bool:
+        return self.new_base != self.old_base
+
+
+def packages_needing_reinstall(venv: Path, manifest: Manifest) -> list[str]:
+    """The project's own distributions whose torch-family requirements the new base does not meet."""
+    from packaging.requirements import InvalidRequirement, Requirement
+
+    needing = []
+    for dist in read_distributions(site_packages_of(venv)):
+        if dist.installer == "layerenv" or is_family(dist.name):
+            continue
+        for line in dist.metadata_text.splitlines():
+            if not line.startswith("Requires-Dist:"):
+                continue
+            try:
+                requirement = Requirement(line.split(":", 1)[1].strip())
+            except InvalidRequirement:
+                continue
+            if requirement.marker is not None and not requirement.marker.evaluate({"extra": ""}):
+                continue
+            have = manifest.packages.get(canonical_name(requirement.name))
+            if have is not None and not requirement.specifier.contains(have.version, prereleases=True):
+                needing.append(dist.name)
+                break
+    return needing
+
+
+def move_project(move: Move, manifest: Manifest, store: Store) -> list[str]:
+    """Relink one project onto ``manifest``'s base; reinstall only what the new torch requires."""
+    from layerenv.project.link import link
+
+    link(move.venv, base_id=manifest.base_id, base_venv=manifest.venv)
+    checkpoint("rebase:after-link")
+    needing = packages_needing_reinstall(move.venv, manifest)
+    if needing:
+        result = subprocess.run(
+            [
+                str(venv_python(move.venv)),
+                "-m",
+                "pip",
+                "install",
+                "--no-input",
+                "--disable-pip-version-check",
+                "--upgrade",
+                "--upgrade-strategy",
+                "only-if-needed",
+                *needing,
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
+            stdin=subprocess.DEVNULL,
+            errors="replace",
+        )
+        if result.returncode != 0:
+            tail = (result.stderr.strip().splitlines() or ["pip failed"])[-1]
+            raise OperationFailed(
+                f"{move.venv}: {', '.join(needing)} need another torch and could not be "
+                f"reinstalled ({tail}); it still runs on {manifest.base_id}"
+            )
+    record_base(move.venv, manifest.base_id)
+    checkpoint("rebase:after-record")
+    store.register(move.venv, manifest.base_id, move.project)
+    checkpoint("rebase:after-register")
+    return needing
+
+
+def record_base(venv: Path, base_id: str) -> None:
+    state_path = venv / STATE_FILE
+    try:
+        state = json.loads(state_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        state = {}
+    if isinstance(state, dict):
+        state["base_id"] = base_id
+        write_json(state_path, state)

@@ -1,0 +1,1 @@
+"""The ``LAYERENV_HOME`` layout: bases, registry, locks and leases, node records, atomic file steps."""

@@ -1,0 +1,116 @@
+"""Filesystem steps that either happen whole or not at all."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+_RENAME_EXCHANGE = 2
+_AT_FDCWD = -100
+
+
+def write_text(path: Path, text: str, *, mode: int = 0o644, durable: bool = True) -> None:
+    """Write ``text`` to ``path`` via a temporary file and ``os.replace``: readers see old or new.
+
+    ``durable`` also fsyncs the data before the rename, so a power cut cannot leave an empty file;
+    files that are only convenience (activation scripts, wrappers) skip it.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            if durable:
+                os.fsync(handle.fileno())
+        Path(temporary).chmod(mode)
+        Path(temporary).replace(path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def write_json(path: Path, document: Any) -> None:
+    write_text(path, json.dumps(document, indent=2, sort_keys=True) + "\n")
+
+
+def _renameat2_exchange(first: Path, second: Path) -> bool:
+    if not sys.platform.startswith("linux"):
+        return False
+    import ctypes
+    import ctypes.util
+
+    libc_name = ctypes.util.find_library("c")
+    if libc_name is None:
+        return False
+    libc = ctypes.CDLL(libc_name, use_errno=True)
+    renameat2 = getattr(libc, "renameat2", None)
+    if renameat2 is None:
+        return False
+    result = renameat2(_AT_FDCWD, os.fsencode(first), _AT_FDCWD, os.fsencode(second), _RENAME_EXCHANGE)
+    if result == 0:
+        return True
+    errno = ctypes.get_errno()
+    if errno in (22, 38, 95):  # EINVAL, ENOSYS, EOPNOTSUPP: the filesystem cannot exchange
+        return False
+    raise OSError(errno, os.strerror(errno), str(first))
+
+
+def swap_in(new: Path, final: Path, graveyard: Path) -> None:
+    """Make ``new`` appear at ``final``; a directory already there moves into ``graveyard``.
+
+    On Linux the two directories are exchanged in one ``renameat2`` call. Elsewhere two renames
+    are used; a crash between them leaves ``final`` missing and the old one in ``graveyard``,
+    which the next run puts back (see ``layerenv.project.create``).
+    """
+    if not final.exists() and not final.is_symlink():
+        new.rename(final)
+        return
+    graveyard.parent.mkdir(parents=True, exist_ok=True)
+    if _renameat2_exchange(new, final):
+        new.rename(graveyard)
+        return
+    final.rename(graveyard)
+    new.rename(final)
+
+
+def remove_tree(path: Path) -> None:
+    """Delete a directory we own, tolerating one that is already gone."""
+    if path.is_symlink() or path.is_file():
+        path.unlink(missing_ok=True)
+    elif path.exists():
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def relocate_venv(venv: Path, old_prefix: Path, new_prefix: Path) -> int:
+    """Rewrite the absolute venv path baked into ``bin/`` scripts and the venv's own config files.
+
+    Virtualenvs are not relocatable only because of script shebangs and activation scripts;
+    site-packages holds no absolute venv paths for wheels installed from an index, and Python
+    fixes ``co_filename`` of moved ``.pyc`` files on import. Returns the number of files changed.
+    """
+    old = os.fsencode(str(old_prefix))
+    new = os.fsencode(str(new_prefix))
+    changed = 0
+    candidates: list[Path] = []
+    for directory in (venv / "bin", venv / "Scripts", venv):
+        if directory.is_dir():
+            candidates.extend(directory.iterdir())
+    for lib in venv.glob("lib/python*/site-packages"):
+        candidates.extend(path for path in lib.iterdir() if path.suffix in (".pth", ".py"))
+    for entry in candidates:
+        if entry.is_symlink() or not entry.is_file() or entry.stat().st_size > 4 * 1024 * 1024:
+            continue
+        data = entry.read_bytes()
+        if old not in data or b"\0" in data[:1024]:
+            continue
+        mode = entry.stat().st_mode
+        entry.write_bytes(data.replace(old, new))
+        Path(entry).chmod(mode)
+        changed += 1
+    return changed

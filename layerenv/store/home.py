@@ -1,0 +1,209 @@
+"""The ``LAYERENV_HOME`` layout: bases, the project registry, locks and logs.
+
+::
+
+    $LAYERENV_HOME/
+      bases/<base-id>/              a published base: a virtualenv with layerenv-manifest.json
+      bases/<base-id>/              or, for an adopted environment, only its manifest
+      staging/<key>.<pid>.<nonce>/  a base being built (removed by the next build if orphaned)
+      graveyard/                    replaced bases waiting to be deleted
+      registry/<hash>.json          one file per project venv: path and base id
+      locks/<key>.lock              one lock per base key, with <key>.owner.json naming the holder,
+      locks/<key>.lease             or, on a store shared between nodes, a lease file (layerenv.store.locking)
+      nodes/<node>/                 per node: which base each Python uses there (layerenv.store.nodes)
+      logs/<base-id>-<time>.log     installer output of each build
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from layerenv.errors import BadInput
+from layerenv.store.atomic import write_json
+from layerenv.store.identity import check_name
+
+if TYPE_CHECKING:
+    from layerenv.config import Settings
+
+MANIFEST_NAME = "layerenv-manifest.json"
+DEFAULT_STALE_AFTER = 60.0
+
+
+def stale_after_from(env: Mapping[str, str]) -> float:
+    """``LAYERENV_LOCK_STALE_AFTER``: seconds a lease's heartbeat may stand still (see layerenv.store.locking)."""
+    raw = env.get("LAYERENV_LOCK_STALE_AFTER", "")
+    if not raw:
+        return DEFAULT_STALE_AFTER
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not 1.0 <= value <= 86400.0:
+        raise BadInput(f"LAYERENV_LOCK_STALE_AFTER={raw!r} must be a number of seconds from 1 to 86400")
+    return value
+
+
+def default_home(env: Mapping[str, str]) -> Path:
+    from platformdirs import user_data_dir
+
+    return Path(user_data_dir("layerenv"))
+
+
+@dataclass(frozen=True)
+class Store:
+    home: Path
+    lock_mode: str = "auto"  # see layerenv.store.locking
+    stale_after: float = DEFAULT_STALE_AFTER
+    node: str = ""  # this node's name (LAYERENV_NODE or the host name), for lock holders and node records
+
+    @classmethod
+    def open(cls, configured: str, env: Mapping[str, str], *, lock_mode: str = "auto") -> Store:
+        if any(character in configured for character in "\n\r\0"):
+            raise BadInput(
+                f"LAYERENV_HOME={configured!r} contains a newline or NUL; a .pth line cannot hold it: "
+                "choose a directory without one"
+            )
+        home = Path(configured).expanduser() if configured else default_home(env)
+        if not home.is_absolute():
+            home = Path.cwd() / home
+        if any(character in str(home) for character in "\n\r\0"):
+            raise BadInput(f"store directory {str(home)!r} contains a newline; choose a directory without one")
+        from layerenv.store.identity import node_name
+
+        return cls(home, lock_mode=lock_mode, stale_after=stale_after_from(env), node=node_name(env))
+
+    @classmethod
+    def from_settings(cls, settings: Settings, env: Mapping[str, str]) -> Store:
+        return cls.open(settings.text("store.home"), env, lock_mode=settings.text("store.lock"))
+
+    @property
+    def bases(self) -> Path:
+        return self.home / "bases"
+
+    @property
+    def staging(self) -> Path:
+        return self.home / "staging"
+
+    @property
+    def graveyard(self) -> Path:
+        return self.home / "graveyard"
+
+    @property
+    def registry(self) -> Path:
+        return self.home / "registry"
+
+    @property
+    def locks(self) -> Path:
+        return self.home / "locks"
+
+    @property
+    def logs(self) -> Path:
+        return self.home / "logs"
+
+    def ensure_writable(self) -> None:
+        """Create the layout, or say in one line why the store cannot be written.
+
+        Directories layerenv creates get mode 0o755 whatever the umask, and the umask of this
+        process (and so of the installers it runs) loses its group/other write bits: a store built
+        by root is never writable by other users.
+        """
+        os.umask(os.umask(0o022) | 0o022)
+        try:
+            layout = (self.home, self.bases, self.staging, self.graveyard, self.registry, self.locks, self.logs)
+            for directory in layout:
+                if not directory.is_dir():
+                    directory.mkdir(parents=True, exist_ok=True)
+                    directory.chmod(0o755)
+        except OSError as error:
+            raise BadInput(
+                f"LAYERENV_HOME={self.home} is not writable ({error.strerror}); "
+                "set LAYERENV_HOME to a directory you can write"
+            ) from None
+        if not os.access(self.bases, os.W_OK | os.X_OK):
+            raise BadInput(f"LAYERENV_HOME={self.home} is not writable; set LAYERENV_HOME to a directory you can write")
+
+    def base_dir(self, base_id: str) -> Path:
+        return self.bases / check_name(base_id, "base id")
+
+    def manifest_paths(self) -> list[Path]:
+        if not self.bases.is_dir():
+            return []
+        return sorted(path / MANIFEST_NAME for path in self.bases.iterdir() if (path / MANIFEST_NAME).is_file())
+
+    def new_staging_dir(self, key: str) -> Path:
+        self.staging.mkdir(parents=True, exist_ok=True)
+        path = self.staging / f"{key}.{os.getpid()}.{os.urandom(4).hex()}"
+        return path
+
+    def orphaned_staging(self, key: str) -> list[Path]:
+        """Staging dirs for ``key``: call only while holding ``key``'s lock, so none is live."""
+        if not self.staging.is_dir():
+            return []
+        return [path for path in self.staging.iterdir() if path.name.startswith(f"{key}.")]
+
+    def graveyard_dir(self, name: str) -> Path:
+        return self.graveyard / f"{name}.{int(time.time())}.{os.urandom(4).hex()}"
+
+    def log_path(self, base_id: str) -> Path:
+        stamp = time.strftime("%Y%m%dT%H%M%S")
+        return self.logs / f"{base_id}-{stamp}-{os.getpid()}.log"
+
+    # Locks -------------------------------------------------------------------------------------
+
+    @contextmanager
+    def lock(self, key: str, *, purpose: str, on_wait: Any = None, blocking: bool = True) -> Iterator[None]:
+        """Hold the lock for ``key``; while waiting, call ``on_wait(owner_text)`` once.
+
+        :mod:`layerenv.store.locking` picks ``flock`` or, for a store shared between nodes, a lease file.
+        Not ``blocking``: raise :class:`layerenv.store.locking.Busy` when someone else holds it.
+        """
+        from layerenv.store.locking import store_lock
+
+        with store_lock(self.locks, check_name(key, "lock name"), mode=self.lock_mode, purpose=purpose,
+                        node=self.node, stale_after=self.stale_after, blocking=blocking, on_wait=on_wait):
+            yield
+
+    def lock_exists(self, key: str) -> bool:
+        return any((self.locks / f"{key}{suffix}").exists() for suffix in (".lock", ".lease"))
+
+    # Registry ----------------------------------------------------------------------------------
+
+    def registry_entry(self, project_venv: Path) -> Path:
+        digest = hashlib.sha256(os.fsencode(str(project_venv))).hexdigest()[:24]
+        return self.registry / f"{digest}.json"
+
+    def register(self, project_venv: Path, base_id: str, project_dir: Path) -> None:
+        write_json(
+            self.registry_entry(project_venv),
+            {"venv": str(project_venv), "project": str(project_dir), "base_id": base_id, "updated": time.time()},
+        )
+
+    def unregister(self, project_venv: Path) -> None:
+        self.registry_entry(project_venv).unlink(missing_ok=True)
+
+    def projects(self) -> list[dict[str, Any]]:
+        """Every registered project; unreadable entries are returned with ``"error"`` set."""
+        if not self.registry.is_dir():
+            return []
+        entries = []
+        for path in sorted(self.registry.glob("*.json")):
+            try:
+                entry = json.loads(path.read_text(encoding="utf-8"))
+                if not isinstance(entry, dict) or "venv" not in entry:
+                    raise ValueError("missing 'venv'")
+            except (OSError, ValueError) as error:
+                entries.append({"entry": str(path), "error": str(error)})
+                continue
+            entry["entry"] = str(path)
+            entries.append(entry)
+        return entries
+
+

@@ -1,0 +1,1 @@
+"""A virtualenv on disk: creating one, and reading the distributions in its site-packages."""
