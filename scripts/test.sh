@@ -11,5 +11,6 @@ fi
 export PATH="$PWD/$venv/bin:$PATH"
 "$venv/bin/ruff" check layerenv tests benchmarks
 "$venv/bin/mypy" --strict layerenv
+"$venv/bin/python" scripts/check_fixtures.py
 # two workers: most tests wait on real installers in subprocesses
 "$venv/bin/python" -m pytest -q -p no:cacheprovider -n "${LAYERENV_TEST_WORKERS:-2}" "$@"

@@ -671,9 +671,6 @@ def corpus_counts() -> dict[str, int]:
     }
 
 
-def test_corpus_size(capsys: pytest.CaptureFixture[str]) -> None:
+if __name__ == "__main__":  # python -m tests.test_bad_input_corpus: the corpus size quoted in benchmarks/
     counts = corpus_counts()
-    total = sum(counts.values())
-    with capsys.disabled():
-        print(f"\nbad-input corpus: {total} inputs: " + "; ".join(f"{k} {v}" for k, v in counts.items()))
-    assert total >= 200
+    print(f"bad-input corpus: {sum(counts.values())} inputs: " + "; ".join(f"{k} {v}" for k, v in counts.items()))

@@ -191,8 +191,11 @@ def test_choice_serves_what_it_claims(driver: str, caps: list[str], arch: str, p
     machine = nvidia(driver, *caps, arch=arch)
     try:
         decision = choose(machine, Policy(torch_pin=pin), MATRIX)
-    except BadInput:
-        return  # a pin that leaves no build for this platform is reported, not guessed around
+    except BadInput as error:
+        # only a pin may leave no build for this platform; it is reported, naming the pin
+        assert pin is not None, error.message
+        assert pin in error.message, error.message
+        return
     for gpu in decision.served:
         assert serves(decision.archs, gpu), f"{decision.variant} claims {gpu.label}"
     if decision.variant.kind == "cuda" and decision.served:

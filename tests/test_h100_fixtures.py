@@ -3,6 +3,8 @@
 These files are real outputs, not synthetic: ``detect.json`` is ``layerenv detect --json`` there,
 ``adopt-manifest.json`` the manifest ``layerenv base --adopt /opt/torch/.venv`` published, and
 ``smi.txt``/``raw.txt`` what ``nvidia-smi`` and the driver's files said. See the README beside them.
+The tests here run layerenv's parsers, decision and round trips over them; what the captures
+themselves say (the GPU, the adopted torch, a kernel ran) is checked by ``scripts/check_fixtures.py``.
 """
 
 from __future__ import annotations
@@ -69,23 +71,6 @@ def _sections(name: str) -> dict[str, str]:
 # detect --json on the H100
 
 
-def test_detect_json_reads_the_h100_and_its_driver(detected: dict[str, Any]) -> None:
-    gpus = detected["gpus"]
-    assert len(gpus) == 1
-    assert gpus[0]["name"] == GPU_NAME
-    assert gpus[0]["compute_capability"] == "9.0"
-    assert gpus[0]["served"] is True
-    assert detected["driver_version"] == DRIVER
-    assert detected["cuda_driver"] == "13.0"
-    assert detected["conflict"] is False
-    assert detected["warnings"] == []
-
-
-def test_detect_json_chose_a_cuda_build_carrying_sm_90(detected: dict[str, Any]) -> None:
-    assert detected["variant"].startswith("cu")
-    assert "sm_90" in detected["archs"]
-
-
 def test_detect_json_machine_came_from_nvml(machine: Machine) -> None:
     assert machine.system == "linux"
     assert machine.arch == "x86_64"
@@ -143,28 +128,6 @@ def test_hiding_the_gpu_falls_back_to_cpu(machine: Machine) -> None:
 # the adopted /opt/torch/.venv
 
 
-def test_adopt_manifest_records_the_real_torch(manifest: dict[str, Any]) -> None:
-    assert manifest["adopted"] is True
-    assert manifest["variant"] == "cu130"
-    assert manifest["torch"] == "2.11.0"
-    assert manifest["torch_build"] == "2.11.0+cu130"
-    assert manifest["base_id"] == "cp312-linux_x86_64-torch2.11.0-cu130-adopted"
-    assert manifest["path"] == "/opt/torch/.venv"
-    assert manifest["python"]["tag"] == "cp312"
-    assert manifest["packages"]["torch"]["version"] == "2.11.0"
-
-
-def test_adopt_manifest_verification_ran_a_kernel_on_the_h100(manifest: dict[str, Any]) -> None:
-    verification = manifest["verification"]
-    assert "sm_90" in verification["arch_list"]
-    assert verification["kernel"] is True
-    assert verification["available"] is True
-    assert verification["cuda"] == "13.0"
-    assert verification["version"] == "2.11.0+cu130"
-    assert verification["devices"] == [{"capability": "9.0", "index": 0, "name": GPU_NAME}]
-    assert "cuda_error" not in verification
-
-
 def test_adopted_arch_list_serves_the_detected_gpu(manifest: dict[str, Any], machine: Machine) -> None:
     assert serves(tuple(manifest["verification"]["arch_list"]), machine.gpus[0]) == "sm_90"
     assert Machine.from_json(manifest["machine"]).gpus == machine.gpus
@@ -193,7 +156,3 @@ def test_real_driver_files_parse() -> None:
     assert information["Model"] == GPU_NAME
     assert information["GPU UUID"] == UUID
     assert information["Bus Location"] == "0000:00:06.0"
-
-
-def test_capture_saw_no_traceback() -> None:
-    assert "no Python traceback in any output" in (FIXTURES / "summary.txt").read_text(encoding="utf-8")

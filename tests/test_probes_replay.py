@@ -423,12 +423,11 @@ def test_nvml_missing_library_gives_none() -> None:
     assert read_nvml("libnvidia-ml-that-does-not-exist.so.1") is None
 
 
-def test_nvml_on_this_machine_is_a_reading_or_none() -> None:
+def test_nvml_on_this_machine_reads_its_gpus() -> None:
     try:
         ctypes.CDLL("libnvidia-ml.so.1")
     except OSError:
-        assert read_nvml() is None
-        return
+        pytest.skip("no libnvidia-ml.so.1 here (no NVIDIA driver); the missing-library case is its own test")
     reading = read_nvml()
     assert reading is not None
     assert all(device.compute_capability.major >= 3 for device in reading.devices)

@@ -1,0 +1,71 @@
+#!/usr/bin/env python3
+"""Validate the captures recorded on real GPU machines (tests/fixtures/<machine>/).
+
+These files are evidence, not code under test: this script checks that each capture still says
+what the README and the notes claim it says (the GPU, the driver, the adopted torch, a kernel ran,
+no traceback), so a re-capture that went wrong is noticed. The test suite, in turn, runs layerenv's
+parsers and decision over the same files. Prints one line per failed check; exit 1 if any failed.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+FIXTURES = Path(__file__).resolve().parents[1] / "tests" / "fixtures"
+
+
+def _json(path: Path) -> Any:
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def h100_checks() -> list[tuple[str, Callable[[], bool]]]:
+    h100 = FIXTURES / "h100"
+    detected = _json(h100 / "detect.json")
+    manifest = _json(h100 / "adopt-manifest.json")
+    verification = manifest["verification"]
+    return [
+        ("h100 detect.json: one H100 80GB HBM3, served, driver 580.159.04, CUDA 13.0, no conflict",
+         lambda: [g["name"] for g in detected["gpus"]] == ["NVIDIA H100 80GB HBM3"]
+         and detected["gpus"][0]["compute_capability"] == "9.0" and detected["gpus"][0]["served"] is True
+         and detected["driver_version"] == "580.159.04" and detected["cuda_driver"] == "13.0"
+         and detected["conflict"] is False and detected["warnings"] == []),
+        ("h100 detect.json: a CUDA variant carrying sm_90",
+         lambda: detected["variant"].startswith("cu") and "sm_90" in detected["archs"]),
+        ("h100 adopt-manifest.json: adopted /opt/torch/.venv, torch 2.11.0+cu130, cp312",
+         lambda: manifest["adopted"] is True and manifest["variant"] == "cu130" and manifest["torch"] == "2.11.0"
+         and manifest["torch_build"] == "2.11.0+cu130"
+         and manifest["base_id"] == "cp312-linux_x86_64-torch2.11.0-cu130-adopted"
+         and manifest["path"] == "/opt/torch/.venv" and manifest["python"]["tag"] == "cp312"
+         and manifest["packages"]["torch"]["version"] == "2.11.0"),
+        ("h100 adopt-manifest.json: verification ran a kernel on the H100 with CUDA 13.0",
+         lambda: "sm_90" in verification["arch_list"] and verification["kernel"] is True
+         and verification["available"] is True and verification["cuda"] == "13.0"
+         and verification["version"] == "2.11.0+cu130" and "cuda_error" not in verification
+         and verification["devices"] == [{"capability": "9.0", "index": 0, "name": "NVIDIA H100 80GB HBM3"}]),
+        ("h100 summary.txt: no Python traceback in any output",
+         lambda: "no Python traceback in any output" in (h100 / "summary.txt").read_text(encoding="utf-8")),
+    ]
+
+
+def main() -> int:
+    failed = 0
+    checks = h100_checks()
+    for name, check in checks:
+        problem = ""
+        try:
+            ok = check()
+        except (KeyError, IndexError, TypeError, OSError, ValueError) as error:
+            ok, problem = False, f" ({error.__class__.__name__}: {error})"
+        if not ok:
+            failed += 1
+            print(f"fixture check failed: {name}{problem}")
+    print(f"{len(checks) - failed} fixture checks passed, {failed} failed")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
