@@ -89,6 +89,21 @@ EXPECTED: dict[
         ],
         (),
     ),
+    "gtx750ti-470": (
+        "470.256.02",
+        None,
+        [("nvidia", 0, "NVIDIA GeForce GTX 750 Ti", "5.0", "proc+pci-id")],
+        (
+            'nvidia-smi exited with status 2 (Field "compute_cap" is not a valid field to query.); '
+            "compute capability from the PCI device id",
+        ),
+    ),
+    "quadro-k620-sysfs": (
+        "470.256.02",
+        None,
+        [("nvidia", 0, "Quadro K620", "5.0", "pci-id")],
+        ("nvidia-smi not found; compute capability from the PCI device id",),
+    ),
     "orin": ("540.4.0", None, [("nvidia", 0, "Orin (nvgpu)", "8.7", "proc+name-table")], (SMI_MISSING,)),
     "amd-gfx1100": (None, "6.4.1", [("amd", 0, "AMD GPU gfx1100", "gfx1100", "kfd")], ()),
     "amd-gfx906": (
@@ -248,7 +263,7 @@ def test_unknown_model_keeps_the_gpu_without_capability(tmp_path: Path) -> None:
     )
     assert result.notes == (
         SMI_MISSING,
-        "GPU 0 NVIDIA Graphics Device: compute capability unknown (not in the model-name table)",
+        "GPU 0 NVIDIA Graphics Device: compute capability unknown (no known PCI device id, not in the model-name table)",
     )
 
 

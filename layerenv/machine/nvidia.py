@@ -12,6 +12,7 @@ from typing import NamedTuple
 from layerenv.machine.facts import ComputeCapability, Gpu
 from layerenv.machine.gpu_names import lookup_compute_capability
 from layerenv.machine.nvml import NvmlDevice, NvmlReading
+from layerenv.machine.pci import PCI_DEVICES, PciGpu, read_pci_gpu, read_pci_gpus
 from layerenv.machine.run_probe import ProbeFailed, Runner
 from layerenv.machine.sysfs import read_text, under
 
@@ -158,7 +159,7 @@ def read_nvidia(
 
     rows, smi_problem = _ask_smi(run, which)
     if rows:
-        gpus, notes = _gpus_from_smi(rows)
+        gpus, notes = _gpus_from_smi(rows, sysroot)
         driver = driver or next((row.driver_version for row in rows if row.driver_version), None)
         return NvidiaReading(gpus, driver, None, notes)
     if not evidence:
@@ -203,14 +204,25 @@ def _gpu_from_nvml(device: NvmlDevice) -> Gpu:
     )
 
 
-def _gpus_from_smi(rows: list[SmiRow]) -> tuple[tuple[Gpu, ...], tuple[str, ...]]:
+def capability_without_driver_tools(
+    sysroot: Path, name: str, bus_id: str | None
+) -> tuple[ComputeCapability | None, str]:
+    """The capability from the PCI device id, else from the model name; and where it came from."""
+    pci = read_pci_gpu(sysroot, bus_id) if bus_id else None
+    if pci is not None and pci.compute_capability is not None:
+        return pci.compute_capability, f"PCI device id {pci.device_id:04x} ({pci.chip})"
+    capability = lookup_compute_capability(name)
+    return capability, "the model-name table" if capability is not None else ""
+
+
+def _gpus_from_smi(rows: list[SmiRow], sysroot: Path) -> tuple[tuple[Gpu, ...], tuple[str, ...]]:
     gpus: list[Gpu] = []
     notes: list[str] = []
     for row in rows:
         capability = row.compute_capability
         if capability is None:
-            capability = lookup_compute_capability(row.name)
-            found = f"{capability} from the model-name table" if capability else "unknown"
+            capability, origin = capability_without_driver_tools(sysroot, row.name, row.pci_bus_id)
+            found = f"{capability} from {origin}" if capability else "unknown"
             notes.append(f"nvidia-smi gave no compute capability for GPU {row.index} {row.name}: {found}")
         gpus.append(
             Gpu(
@@ -234,6 +246,7 @@ def _gpus_from_proc(sysroot: Path, smi_problem: str) -> tuple[tuple[Gpu, ...], t
         entries = []
     gpus: list[Gpu] = []
     notes: list[str] = []
+    origins: set[str] = set()
     for entry in entries:
         text = read_text(entry / "information")
         if text is None:
@@ -241,22 +254,43 @@ def _gpus_from_proc(sysroot: Path, smi_problem: str) -> tuple[tuple[Gpu, ...], t
         fields = parse_gpu_information(text)
         name = fields.get("Model") or "NVIDIA GPU"
         index = len(gpus)
-        capability = lookup_compute_capability(name)
+        bus_id = normalize_bus_id(fields.get("Bus Location", "")) or normalize_bus_id(entry.name)
+        capability, origin = capability_without_driver_tools(sysroot, name, bus_id)
         if capability is None:
-            notes.append(f"GPU {index} {name}: compute capability unknown (not in the model-name table)")
+            notes.append(f"GPU {index} {name}: compute capability unknown (no known PCI device id, "
+                         "not in the model-name table)")
+        origins.add("pci-id" if origin.startswith("PCI") else "name-table")
         gpus.append(
             Gpu(
                 vendor="nvidia",
                 index=index,
                 name=name,
                 compute_capability=capability,
-                pci_bus_id=normalize_bus_id(fields.get("Bus Location", "")) or normalize_bus_id(entry.name),
+                pci_bus_id=bus_id,
                 uuid=fields.get("GPU UUID") or None,
-                source="proc+name-table",
+                source="proc+pci-id" if origin.startswith("PCI") else "proc+name-table",
             )
         )
+    if not gpus:
+        gpus = [_gpu_from_pci(index, pci) for index, pci in enumerate(read_pci_gpus(sysroot))]
+        origins = {"pci-id"} if gpus else set()
     if gpus:
-        notes.insert(0, f"{smi_problem}; compute capability from the model-name table")
+        how = " and ".join(sorted({"pci-id": "the PCI device id", "name-table": "the model-name table"}[o]
+                                  for o in origins))
+        notes.insert(0, f"{smi_problem}; compute capability from {how}")
     else:
-        notes.insert(0, f"{smi_problem}; no GPU listed under {PROC_GPUS}")
+        notes.insert(0, f"{smi_problem}; no GPU listed under {PROC_GPUS} or {PCI_DEVICES}")
     return tuple(gpus), tuple(notes)
+
+
+def _gpu_from_pci(index: int, pci: PciGpu) -> Gpu:
+    name = pci.name.partition("[")[2].rstrip("]") if pci.name and "[" in pci.name else (pci.name or "NVIDIA GPU")
+    return Gpu(
+        vendor="nvidia",
+        index=index,
+        name=name,
+        compute_capability=pci.compute_capability,
+        pci_bus_id=pci.bus_id,
+        uuid=None,
+        source="pci-id",
+    )
