@@ -104,6 +104,16 @@ EXPECTED: dict[
         [("nvidia", 0, "Quadro K620", "5.0", "pci-id")],
         ("nvidia-smi not found; compute capability from the PCI device id",),
     ),
+    "a100-h100-mig-580": (
+        "580.159.04",
+        None,
+        [
+            ("nvidia", 0, "NVIDIA A100-SXM4-80GB", "8.0", "nvidia-smi"),
+            ("nvidia", 1, "NVIDIA H100 80GB HBM3", "9.0", "nvidia-smi"),
+        ],
+        (),
+    ),
+    "amd-gfx1031": (None, "6.4.1", [("amd", 0, "navi22", "gfx1031", "kfd")], ()),
     "orin": ("540.4.0", None, [("nvidia", 0, "Orin (nvgpu)", "8.7", "proc+name-table")], (SMI_MISSING,)),
     "amd-gfx1100": (None, "6.4.1", [("amd", 0, "AMD GPU gfx1100", "gfx1100", "kfd")], ()),
     "amd-gfx906": (

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 
 from layerenv.machine.facts import Gpu
@@ -94,3 +96,38 @@ def _nodes(nodes_dir: Path) -> list[Path]:
         )
     except OSError:
         return []
+
+
+GFX_OVERRIDE_VARIABLE = "HSA_OVERRIDE_GFX_VERSION"
+
+
+def parse_gfx_override(value: str) -> str | None:
+    """``HSA_OVERRIDE_GFX_VERSION``'s ``major.minor.stepping`` as a target: ``"10.3.0"`` -> ``gfx1030``."""
+    parts = value.strip().split(".")
+    if len(parts) != 3 or not all(part.isdigit() for part in parts):
+        return None
+    major, minor, stepping = (int(part) for part in parts)
+    if major == 0 or minor > 15 or stepping > 15:
+        return None
+    return f"gfx{major}{minor:x}{stepping:x}"
+
+
+def apply_gfx_override(gpus: tuple[Gpu, ...], env: Mapping[str, str]) -> tuple[tuple[Gpu, ...], tuple[str, ...]]:
+    """The AMD GPUs as the ROCm runtime will run them: every one as the overriding target.
+
+    ``HSA_OVERRIDE_GFX_VERSION=10.3.0`` is how gfx1031/gfx1032 cards run builds made for gfx1030;
+    the decision must then look for gfx1030, and say why.
+    """
+    value = env.get(GFX_OVERRIDE_VARIABLE)
+    if value is None or not gpus:
+        return gpus, ()
+    target = parse_gfx_override(value)
+    if target is None:
+        return gpus, (f"{GFX_OVERRIDE_VARIABLE}={value!r} is not a version such as 10.3.0; ignored",)
+    overridden = tuple(
+        replace(gpu, gfx=target, source=f"{gpu.source}: the card is {gpu.gfx}, run as {target} by "
+                                        f"{GFX_OVERRIDE_VARIABLE}={value}")
+        if gpu.gfx != target else gpu
+        for gpu in gpus
+    )
+    return overridden, ()

@@ -96,6 +96,38 @@ def parse_smi_query(text: str) -> list[SmiRow]:
     return rows
 
 
+_LIST_GPU = re.compile(r"^GPU \d+: .*\(UUID: (GPU-[0-9A-Fa-f-]+)\)\s*$")
+_LIST_MIG = re.compile(r"^\s+MIG .*\(UUID: (MIG-[0-9A-Fa-f-]+)\)\s*$")
+
+
+def parse_smi_list(text: str) -> dict[str, str]:
+    """MIG instance UUID -> its parent GPU's UUID (lower case), from ``nvidia-smi -L``, which prints::
+
+        GPU 0: NVIDIA A100-SXM4-40GB (UUID: GPU-5d5ba0d6-d33d-2b2c-524d-9e3d8d2b8a77)
+          MIG 1g.5gb      Device  0: (UUID: MIG-c6d4f1ef-42e4-5de3-91c7-45d71c87eb3f)
+    """
+    parents: dict[str, str] = {}
+    parent: str | None = None
+    for line in text.splitlines():
+        if gpu := _LIST_GPU.match(line):
+            parent = gpu.group(1).lower()
+        elif (mig := _LIST_MIG.match(line)) and parent is not None:
+            parents[mig.group(1).lower()] = parent
+    return parents
+
+
+def read_mig_parents(run: Runner, which: Callable[[str], str | None]) -> dict[str, str]:
+    """``nvidia-smi -L``'s MIG instances and their parents; empty when it cannot be asked."""
+    path = which("nvidia-smi")
+    if path is None:
+        return {}
+    try:
+        result = run([path, "-L"], SMI_TIMEOUT_S)
+    except ProbeFailed:
+        return {}
+    return parse_smi_list(result.stdout) if result.returncode == 0 else {}
+
+
 def _parse_smi_line(line: str) -> SmiRow | None:
     fields = [field.strip() for field in line.split(",")]
     if len(fields) != 6:

@@ -12,10 +12,10 @@ from collections.abc import Callable, Mapping
 from functools import partial
 from pathlib import Path
 
-from layerenv.machine.amd import read_amd
+from layerenv.machine.amd import apply_gfx_override, read_amd
 from layerenv.machine.apple import read_apple
 from layerenv.machine.facts import Gpu, Machine
-from layerenv.machine.nvidia import read_nvidia
+from layerenv.machine.nvidia import read_mig_parents, read_nvidia
 from layerenv.machine.nvml import default_library, read_nvml
 from layerenv.machine.run_probe import CommandResult, ProbeFailed, Runner, run_command
 from layerenv.machine.visible import filter_visible
@@ -69,10 +69,15 @@ def read_machine(
         cuda_driver = cuda_for_driver(driver_version)
     if system == "linux":
         amd_gpus, rocm_version = read_amd(sysroot)
+        amd_gpus, override_notes = apply_gfx_override(amd_gpus, env)
         gpus.extend(amd_gpus)
+        notes.extend(override_notes)
     gpus.extend(read_apple(system, arch))
 
-    visible, hidden, visibility_notes = filter_visible(gpus, env)
+    mig_parents: dict[str, str] = {}
+    if any(entry.strip().upper().startswith("MIG-") for entry in env.get("CUDA_VISIBLE_DEVICES", "").split(",")):
+        mig_parents = read_mig_parents(run or run_command, which or _which)
+    visible, hidden, visibility_notes = filter_visible(gpus, env, mig_parents)
     return Machine(
         system=system,
         arch=arch,

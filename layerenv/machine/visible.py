@@ -2,6 +2,9 @@
 
 The rules follow the runtimes: a comma list of indexes or ``GPU-`` UUIDs (a unique prefix is
 enough), enumeration stops at the first entry that names no GPU, an empty value hides all.
+A MIG instance (``MIG-<uuid>``, R470 and later, or ``MIG-GPU-<uuid>/<gi>/<ci>`` before) has its
+parent GPU's compute capability: the parent comes from ``nvidia-smi -L`` (``mig_parents``), else,
+when every GPU has the same capability, any of them stands for it.
 On AMD, ``ROCR_VISIBLE_DEVICES`` applies first; ``HIP_VISIBLE_DEVICES`` (or, when unset,
 ``CUDA_VISIBLE_DEVICES``, which HIP honours too) then indexes the GPUs ROCR left.
 """
@@ -21,7 +24,7 @@ class _Selection(NamedTuple):
 
 
 def filter_visible(
-    gpus: Sequence[Gpu], env: Mapping[str, str]
+    gpus: Sequence[Gpu], env: Mapping[str, str], mig_parents: Mapping[str, str] | None = None
 ) -> tuple[tuple[Gpu, ...], int, tuple[str, ...]]:
     """The visible GPUs (original indexes kept, original order), how many were hidden, and notes."""
     nvidia = tuple(gpu for gpu in gpus if gpu.vendor == "nvidia")
@@ -30,7 +33,8 @@ def filter_visible(
 
     cuda_value = env.get("CUDA_VISIBLE_DEVICES")
     if nvidia and cuda_value is not None:
-        selection = _select(nvidia, cuda_value, "CUDA_VISIBLE_DEVICES", by_position=False)
+        selection = _select(nvidia, cuda_value, "CUDA_VISIBLE_DEVICES", by_position=False,
+                            mig_parents=mig_parents or {})
         if selection.used_index and _order_is_ambiguous(nvidia, env):
             notes.append(
                 "CUDA_VISIBLE_DEVICES uses indexes and the GPUs differ: CUDA numbers them fastest first "
@@ -57,7 +61,14 @@ def filter_visible(
     return visible, len(gpus) - len(visible), tuple(notes)
 
 
-def _select(candidates: tuple[Gpu, ...], value: str, variable: str, *, by_position: bool) -> _Selection:
+def _select(
+    candidates: tuple[Gpu, ...],
+    value: str,
+    variable: str,
+    *,
+    by_position: bool,
+    mig_parents: Mapping[str, str] | None = None,
+) -> _Selection:
     if not value.strip():
         return _Selection((), (f"{variable} is empty: no GPU is visible to it",), used_index=False)
     chosen: list[Gpu] = []
@@ -69,10 +80,12 @@ def _select(candidates: tuple[Gpu, ...], value: str, variable: str, *, by_positi
             used_index = True
             gpu = _by_index(candidates, int(entry), by_position=by_position)
         elif entry.upper().startswith("MIG-"):
-            gpu = _mig_parent(candidates, entry)
+            gpu, how = _mig_parent(candidates, entry, mig_parents or {})
             if gpu is None:
                 notes.append(f"{variable} entry {entry!r} is a MIG instance of an unidentified GPU; ignored")
                 continue
+            if how:
+                notes.append(f"{variable} entry {entry!r} is a MIG instance: {how}")
         elif entry.upper().startswith("GPU-"):
             gpu = _by_uuid_prefix(candidates, entry)
         else:
@@ -97,13 +110,24 @@ def _by_uuid_prefix(candidates: tuple[Gpu, ...], prefix: str) -> Gpu | None:
     return matches[0] if len(matches) == 1 else None
 
 
-def _mig_parent(candidates: tuple[Gpu, ...], entry: str) -> Gpu | None:
-    """``MIG-GPU-<uuid>/<gi>/<ci>`` (drivers before R470) names its parent; ``MIG-<uuid>`` does not."""
+def _mig_parent(
+    candidates: tuple[Gpu, ...], entry: str, mig_parents: Mapping[str, str]
+) -> tuple[Gpu | None, str]:
+    """The GPU a MIG instance runs on (or one with the same capability), and a note saying which."""
     rest = entry[len("MIG-") :]
-    if not rest.upper().startswith("GPU-"):
-        return None
-    parent_uuid = rest.split("/", 1)[0].lower()
-    return next((gpu for gpu in candidates if gpu.uuid is not None and gpu.uuid.lower() == parent_uuid), None)
+    if rest.upper().startswith("GPU-"):  # MIG-GPU-<uuid>/<gi>/<ci>: the parent is in the name
+        parent_uuid = rest.split("/", 1)[0].lower()
+    else:
+        parent_uuid = mig_parents.get(entry.lower(), "")
+    if parent_uuid:
+        parent = next((gpu for gpu in candidates if gpu.uuid is not None and gpu.uuid.lower() == parent_uuid), None)
+        return parent, f"a slice of GPU {parent.index} {parent.name}" if parent is not None else ""
+    capabilities = {gpu.compute_capability for gpu in candidates}
+    if len(capabilities) == 1 and None not in capabilities:
+        gpu = candidates[0]
+        return gpu, (f"its parent is not known (nvidia-smi -L did not list it), but every GPU here is "
+                     f"compute capability {gpu.compute_capability}")
+    return None, ""
 
 
 def _order_is_ambiguous(nvidia: tuple[Gpu, ...], env: Mapping[str, str]) -> bool:
