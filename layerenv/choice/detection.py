@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from layerenv.choice.decide import Decision, Policy, choose
+from layerenv.choice.outlook import outlook
 from layerenv.choice.table import load_matrix, newest_cuda_for_driver
 from layerenv.errors import ConflictError
 from layerenv.machine.facts import Machine
@@ -15,6 +16,7 @@ from layerenv.machine.facts import Machine
 class Detection:
     machine: Machine
     decision: Decision
+    outlook: tuple[str, ...] = ()  # what limits the choice and what would lift it (choice.outlook)
 
 
 def detect_with(policy: Policy, env: Mapping[str, str]) -> Detection:
@@ -22,8 +24,9 @@ def detect_with(policy: Policy, env: Mapping[str, str]) -> Detection:
     from layerenv.machine.reader import read_machine
 
     machine = read_machine(env=env, cuda_for_driver=newest_cuda_for_driver)
-    decision = choose(machine, policy, load_matrix())
+    matrix = load_matrix()
+    decision = choose(machine, policy, matrix)
     if policy.strict and decision.conflict:
         left_out = "; ".join(f"{item.gpu.label}: {item.why}" for item in decision.unserved)
         raise ConflictError(f"no torch build serves every visible GPU ({left_out})")
-    return Detection(machine, decision)
+    return Detection(machine, decision, outlook(machine, decision, policy, matrix))

@@ -28,7 +28,7 @@ def _detect(as_json: bool) -> int:
     if as_json:
         print(detect_json(result))
         return 0
-    print(render_summary(result.machine, result.decision))
+    print(render_summary(result.machine, result.decision, result.outlook))
     for warning in result.decision.warnings:
         print(f"warning: {warning}", file=sys.stderr)
     return 0

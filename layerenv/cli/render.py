@@ -13,13 +13,14 @@ from layerenv.machine.facts import Machine
 
 def detect_json(result: Detection, *, explain: bool = False) -> str:
     document: dict[str, Any] = result.decision.to_json(result.machine)
+    document["outlook"] = list(result.outlook)
     document["machine"] = result.machine.to_json()
     if explain:
         document["candidates"] = [candidate.to_json() for candidate in result.decision.candidates]
     return json.dumps(document, indent=2)
 
 
-def render_summary(machine: Machine, decision: Decision) -> str:
+def render_summary(machine: Machine, decision: Decision, outlook: tuple[str, ...] = ()) -> str:
     lines = []
     if machine.driver_version:
         cuda = f" (CUDA {machine.cuda_driver})" if machine.cuda_driver else ""
@@ -36,6 +37,9 @@ def render_summary(machine: Machine, decision: Decision) -> str:
     lines.append(f"torch    {decision.torch} ({decision.channel}; releases {span} fit)")
     lines.append("why")
     lines.extend(f"  - {reason}" for reason in decision.reasons)
+    if outlook:
+        lines.append("outlook")
+        lines.extend(f"  - {line}" for line in outlook)
     return "\n".join(lines)
 
 

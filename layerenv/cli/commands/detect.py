@@ -30,7 +30,7 @@ def command(
     if as_json:
         click.echo(detect_json(result, explain=explain))
         return
-    click.echo(render_summary(result.machine, result.decision))
+    click.echo(render_summary(result.machine, result.decision, result.outlook))
     if explain:
         click.echo(render_candidates(result.decision))
     for warning in result.decision.warnings:
