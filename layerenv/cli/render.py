@@ -63,13 +63,3 @@ def base_summary(manifest: Manifest, what: str, *, as_json: bool) -> str:
         summary["status"] = what
         return json.dumps(summary, indent=2)
     return f"{what}: {manifest.base_id}\n  torch {manifest.torch_build} ({manifest.variant}) at {manifest.path}"
-
-
-def format_size(value: int) -> str:
-    """Bytes for people: ``7565312`` -> ``7.2 MB``."""
-    size = float(value)
-    for unit in ("B", "KB", "MB", "GB"):
-        if size < 1024 or unit == "GB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    return f"{size:.1f} TB"  # pragma: no cover

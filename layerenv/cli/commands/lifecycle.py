@@ -10,9 +10,9 @@ from typing import TYPE_CHECKING
 import click
 
 from layerenv.cli.main import report_errors
-from layerenv.cli.render import format_size
 from layerenv.config import load_settings
 from layerenv.errors import EXIT_FAILURE
+from layerenv.reporter import format_size
 from layerenv.store.home import Store
 
 if TYPE_CHECKING:

@@ -9,8 +9,8 @@ import time
 import click
 
 from layerenv.cli.main import report_errors
-from layerenv.cli.render import format_size
 from layerenv.config import load_settings
+from layerenv.reporter import format_size
 from layerenv.store.home import Store
 
 
