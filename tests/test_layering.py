@@ -15,10 +15,11 @@ from pathlib import Path
 import pytest
 import virtualenv
 
+from layerenv.lifecycle.shadows import find_shadows, remove_shadows
 from layerenv.project import activation
 from layerenv.project import link as layering
 from layerenv.project.conflicts import explain_conflict
-from layerenv.project.link import LinkRecord, find_shadows, link, read_link, unlink_shadows, uv_environment
+from layerenv.project.link import LinkRecord, link, read_link, uv_environment
 from layerenv.venv.distinfo import is_family, read_distributions, site_packages_of, top_level_of
 from tests.support.index import isolated_installer_env, serve_index, write_simple_index
 from tests.support.pytest_fixtures import PYPI, VariantIndexes, wheel_path
@@ -347,7 +348,8 @@ def test_shadow_torch_never_loads_and_is_removed(project: Path, pip_env: dict[st
     info = probe(project, "import torch, json; print(json.dumps([torch.__file__, torch.__version__]))")
     assert isinstance(info, list) and under(info[0], site_packages_of(base_a)) and info[1] == TORCH_A
     assert [(s.name, s.version, s.kind) for s in find_shadows(project)] == [("torch", "2.9.1+cpu", "distribution")]
-    assert unlink_shadows(project) == ["torch 2.9.1+cpu"]
+    removal = remove_shadows(project)
+    assert [s.describe() for s in removal.removed] == ["torch 2.9.1+cpu"] and not removal.skipped
     assert not (site / "torch").exists() and find_shadows(project) == []
     link(project, base_id="cu128-a", base_venv=base_a)
     assert (site / f"torch-{TORCH_A}.dist-info" / "LAYERENV_STUB").is_file()
@@ -356,10 +358,10 @@ def test_shadow_torch_never_loads_and_is_removed(project: Path, pip_env: dict[st
     run([UV, "pip", "install", "--python", python(project), "--no-index", "--no-deps", cpu], env=pip_env)
     assert probe(project, TORCH_PROBE)["file"].startswith(str(site_packages_of(base_a)))  # type: ignore[index]
     assert [s.describe() for s in find_shadows(project)] == ["torch 2.9.1+cpu"]
-    unlink_shadows(project)
+    remove_shadows(project)
     shutil.copytree(site_packages_of(base_a) / "torch", site / "torch")
     assert [(s.name, s.kind) for s in find_shadows(project)] == [("torch", "module")]
-    unlink_shadows(project)
+    remove_shadows(project)
     assert not (site / "torch").exists()
     link(project, base_id="cu128-a", base_venv=base_a)
     run([UV, "pip", "check", "--python", python(project)], env=pip_env)

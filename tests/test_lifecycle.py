@@ -18,6 +18,8 @@ import pytest
 
 from layerenv.base.file_check import verify_base
 from layerenv.base.manifest import Manifest, PackageRecord, read_manifest
+from layerenv.reporter import format_size
+from layerenv.venv.distinfo import site_packages_of
 from tests.support.cli import layerenv_env, run_layerenv, tree_digest
 from tests.support.index import isolated_installer_env
 from tests.support.pytest_fixtures import VariantIndexes, wheel_path
@@ -195,17 +197,25 @@ def test_doctor_healthy_then_removes_a_shadowing_torch(store: Store, fake_wheels
     cpu = wheel_path(fake_wheels, "torch", "2.9.1+cpu")
     subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "install", "-q", "--no-index", "--no-deps", str(cpu)],
                    env=isolated_installer_env(), check=True, capture_output=True)
+    dist_info = next(site_packages_of(venv).glob("torch-2.9.1+cpu.dist-info"))
     found = layerenv(["doctor"], store.env, store.root)
     assert found.returncode == 1
-    assert found.stdout.startswith(f"problem: {venv} has its own torch 2.9.1+cpu, shadowing base {CU130}")
+    size = format_size(sum(path.lstat().st_size for path in (dist_info.parent / "torch").rglob("*")
+                           if path.is_file()) + sum(path.lstat().st_size for path in dist_info.iterdir()))
+    assert found.stdout.startswith(f"problem: {venv} has its own torch 2.9.1+cpu ({size}), shadowing base {CU130}")
     assert " -> fix: remove it and restore the base's stubs (`layerenv doctor --fix`)" in found.stdout
-    assert as_json(["doctor"], store.env, store.root, 1) == {"healthy": False, "findings": [
+    report = as_json(["doctor"], store.env, store.root, 1)
+    [distribution] = report["findings"][0].pop("distributions")
+    assert report == {"healthy": False, "findings": [
         {"kind": "shadow", "subject": str(store.project), "message": found.stdout.split(" -> ")[0][9:],
-         "fix": "remove it and restore the base's stubs (`layerenv doctor --fix`)", "fixed": False}]}
+         "fix": "remove it and restore the base's stubs (`layerenv doctor --fix`)", "fixed": False,
+         "bytes": distribution["bytes"]}]}
+    assert distribution == {"name": "torch", "version": "2.9.1+cpu", "kind": "distribution", "path": str(dist_info),
+                            "bytes": distribution["bytes"]} and format_size(distribution["bytes"]) == size
 
     fixed = layerenv(["doctor", "--fix"], store.env, store.root)
     assert fixed.returncode == 0, fixed.stdout
-    assert fixed.stdout.startswith("fixed: ") and f"-> removed torch 2.9.1+cpu from {venv}" in fixed.stdout
+    assert fixed.stdout.startswith("fixed: ") and f"-> removed torch 2.9.1+cpu from {venv}, freeing {size}" in fixed.stdout
     code = "import torch, importlib.metadata as m; print(torch.__version__, m.version('torch'), torch.__file__)"
     version, metadata, where = python_says(venv, code).split()
     assert (version, metadata) == ("2.11.0+cu130", "2.11.0+cu130") and where.startswith(str(store.site))

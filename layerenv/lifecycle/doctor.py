@@ -1,10 +1,10 @@
 """Find what is wrong with the machine, the store and the registered projects, and repair what is safe.
 
 :func:`diagnose` only reads. :func:`repair` applies the repairs that never touch a base or the
-network: remove a second torch from a project venv and link it again, link again a project whose
-link files are broken but whose base is there, forget registry entries whose venv is gone or that
-do not read. Rebuilding a base or moving a project to another base is left to the user: each
-finding names the command.
+network: remove every torch-family distribution a project venv holds of its own and link it again,
+link again a project whose link files are broken but whose base is there, forget registry
+entries whose venv is gone or that do not read. Rebuilding a base or moving a project to another base
+is left to the user: each finding names the command.
 """
 
 from __future__ import annotations
@@ -20,7 +20,9 @@ from layerenv.base.current import fits_machine
 from layerenv.base.manifest import Manifest
 from layerenv.choice.detection import Detection
 from layerenv.errors import LayerenvError
+from layerenv.lifecycle.shadows import Shadow, Skipped
 from layerenv.machine.interpreters import venv_python
+from layerenv.reporter import format_size
 from layerenv.store.home import Store
 
 if TYPE_CHECKING:
@@ -43,6 +45,24 @@ class Repair:
 
 
 @dataclass(frozen=True)
+class Outcome:
+    """What ``--fix`` did for a finding; ``complete`` False: something was left that it must not touch
+    or could not change, so the finding stays unfixed whatever the next look finds."""
+
+    change: str
+    complete: bool = True
+    freed_bytes: int | None = None  # "unshadow": the bytes its removal freed
+    skipped: tuple[Skipped, ...] = ()  # "unshadow": paths left alone, each with why
+
+    def to_json(self) -> dict[str, Any]:
+        document: dict[str, Any] = {"change": self.change}
+        if self.freed_bytes is not None:
+            document["freed_bytes"] = self.freed_bytes
+            document["not_removed"] = [skipped.to_json() for skipped in self.skipped]
+        return document
+
+
+@dataclass(frozen=True)
 class Finding:
     kind: str
     subject: str
@@ -50,15 +70,26 @@ class Finding:
     fix: str
     repair: Repair | None = None
     fixed: bool = False
-    change: str = ""  # what --fix did
+    outcome: Outcome | None = None  # what --fix did
+    shadows: tuple[Shadow, ...] = ()  # "shadow": each torch-family distribution or module, with its bytes
 
     @property
     def key(self) -> tuple[str, str]:
         return self.kind, self.subject
 
+    @property
+    def change(self) -> str:
+        return self.outcome.change if self.outcome else ""
+
     def to_json(self) -> dict[str, Any]:
-        return {"kind": self.kind, "subject": self.subject, "message": self.message, "fix": self.fix,
-                "fixed": self.fixed}
+        document: dict[str, Any] = {"kind": self.kind, "subject": self.subject, "message": self.message,
+                                    "fix": self.fix, "fixed": self.fixed}
+        if self.shadows:
+            document["distributions"] = [shadow.to_json() for shadow in self.shadows]
+            document["bytes"] = sum(shadow.size_bytes for shadow in self.shadows)
+        if self.outcome is not None:
+            document.update(self.outcome.to_json())
+        return document
 
 
 @dataclass(frozen=True)
@@ -145,7 +176,8 @@ def _project_findings(entries: list[dict[str, Any]], bases: dict[str, Manifest],
 
 def _check_project(venv: Path, project: str, base_id: str, bases: dict[str, Manifest],
                    used: dict[str, list[str]], pythons: dict[tuple[str, str], list[str]]) -> list[Finding]:
-    from layerenv.project.link import PTH_NAME, find_shadows, read_link, site_packages_of
+    from layerenv.lifecycle.shadows import find_shadows
+    from layerenv.project.link import PTH_NAME, read_link, site_packages_of
 
     if not venv.is_dir():
         return [Finding("project-gone", project, f"registered project {project} has no venv {venv} any more",
@@ -184,13 +216,18 @@ def _check_project(venv: Path, project: str, base_id: str, bases: dict[str, Mani
     if problem:
         return [Finding("link-broken", project, f"the link of {venv} to base {base_id} is broken: {problem}",
                         "link it again (`layerenv doctor --fix`)", relink)]
-    shadows = find_shadows(venv)
-    if not shadows:
-        return []
-    what = ", ".join(shadow.describe() for shadow in shadows)
-    return [Finding("shadow", project, f"{venv} has its own {what}, shadowing base {base_id}'s torch "
-                    f"{base.torch_build}", "remove it and restore the base's stubs (`layerenv doctor --fix`)",
-                    replace(relink, action="unshadow"))]
+    assert record is not None
+    findings = []
+    shadows = tuple(find_shadows(venv))
+    if shadows:
+        what = ", ".join(f"{shadow.describe()} ({format_size(shadow.size_bytes)})" for shadow in shadows)
+        if len(shadows) > 1:
+            what += f": {format_size(sum(shadow.size_bytes for shadow in shadows))} in all"
+        them = "it" if len(shadows) == 1 else "them"
+        findings.append(Finding("shadow", project, f"{venv} has its own {what}, shadowing base {base_id}'s torch "
+                                f"{base.torch_build}", f"remove {them} and restore the base's stubs (`layerenv doctor "
+                                "--fix`)", replace(relink, action="unshadow"), shadows=shadows))
+    return findings
 
 
 def _node_answer(per_node: PerNode) -> tuple[str | None, str]:
@@ -261,26 +298,34 @@ def diagnose(store: Store, detection: Detection, current: Manifest | None, env: 
     return Report(tuple(findings), len(entries), len(manifests))
 
 
-def repair(store: Store, finding: Finding) -> str:
+def repair(store: Store, finding: Finding) -> Outcome:
     """Apply one finding's repair; returns what changed. Raises ``LayerenvError``/``OSError``."""
-    from layerenv.project.link import link, unlink_shadows
+    from layerenv.lifecycle.shadows import remove_shadows
+    from layerenv.project.link import link
 
     action = finding.repair
     if action is None:
-        return ""
+        return Outcome("")
     if action.action == "drop-entry":
         action.path.unlink(missing_ok=True)
-        return f"deleted the unreadable registry entry {action.path}"
+        return Outcome(f"deleted the unreadable registry entry {action.path}")
     if action.action == "prune":
         store.unregister(action.path)
-        return f"forgot {finding.subject} (its venv {action.path} is gone)"
+        return Outcome(f"forgot {finding.subject} (its venv {action.path} is gone)")
     assert action.base_venv is not None
-    removed = unlink_shadows(action.path) if action.action == "unshadow" else []
+    removal = remove_shadows(action.path) if action.action == "unshadow" else None
     link(action.path, base_id=action.base_id, base_venv=action.base_venv)
     store.register(action.path, action.base_id, action.project or action.path.parent)
-    if removed:
-        return f"removed {', '.join(removed)} from {action.path} and linked it to base {action.base_id} again"
-    return f"linked {action.path} to base {action.base_id} again"
+    again = f"linked {action.path} to base {action.base_id} again"
+    if removal is None or not removal.removed:
+        return Outcome(again)
+    removed = ", ".join(shadow.describe() for shadow in removal.removed)
+    change = (f"removed {removed} from {action.path}, freeing {format_size(removal.freed_bytes)}, and linked it to "
+              f"base {action.base_id} again")
+    if removal.skipped:
+        left = "; ".join(skipped.describe() for skipped in removal.skipped)
+        change += f"; left alone: {left}"
+    return Outcome(change, not removal.skipped, removal.freed_bytes, removal.skipped)
 
 
 def doctor(store: Store, detection: Detection, current: Manifest | None, *, fix: bool,
@@ -291,16 +336,20 @@ def doctor(store: Store, detection: Detection, current: Manifest | None, *, fix:
     first = diagnose(store, detection, current, env, cache)
     if not fix or not any(finding.repair for finding in first.findings):
         return first
-    changes: dict[tuple[str, str], str] = {}
+    outcomes: dict[tuple[str, str], Outcome] = {}
     for finding in first.findings:
         if finding.repair is not None:
             try:
-                changes[finding.key] = repair(store, finding)
+                outcomes[finding.key] = repair(store, finding)
             except (LayerenvError, OSError) as error:
-                changes[finding.key] = f"could not fix: {getattr(error, 'message', None) or error}"
+                outcomes[finding.key] = Outcome(f"could not fix: {getattr(error, 'message', None) or error}", False)
     again = diagnose(store, detection, current, env, cache)
     remaining = {finding.key for finding in again.findings}
-    findings = [replace(f, fixed=f.key not in remaining, change=changes.get(f.key, "")) for f in first.findings]
+    findings = []
+    for finding in first.findings:
+        outcome = outcomes.get(finding.key)
+        fixed = finding.key not in remaining and (outcome is None or outcome.complete)
+        findings.append(replace(finding, fixed=fixed, outcome=outcome))
     seen = {finding.key for finding in first.findings}
     findings += [finding for finding in again.findings if finding.key not in seen]
     return Report(tuple(findings), again.projects, again.bases)

@@ -24,13 +24,11 @@ import json
 import os
 import py_compile
 import re
-import shutil
 import sys
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from hashlib import sha256
 from pathlib import Path
-from typing import Literal
 
 from layerenv import __version__
 from layerenv.errors import BadInput, OperationFailed
@@ -42,21 +40,17 @@ from layerenv.venv.distinfo import (
     is_family,
     pyvenv_cfg,
     read_distributions,
-    record_paths,
     site_packages_of,
 )
 
 __all__ = [
     "LinkRecord",
     "PerNode",
-    "Shadow",
-    "find_shadows",
     "is_family",
     "is_per_node",
     "link",
     "read_link",
     "site_packages_of",
-    "unlink_shadows",
     "uv_environment",
 ]
 
@@ -254,19 +248,6 @@ class LinkRecord:
         )
 
 
-@dataclass(frozen=True)
-class Shadow:
-    """A torch-family distribution or module really installed in the project venv."""
-
-    name: str
-    version: str | None
-    path: Path
-    kind: Literal["distribution", "module"]
-
-    def describe(self) -> str:
-        return f"{self.name} {self.version}" if self.kind == "distribution" else f"{self.name} ({self.path})"
-
-
 def _is_stub(dist: Distribution) -> bool:
     return (dist.dist_info / STUB_MARKER).is_file()
 
@@ -423,7 +404,7 @@ def link(project_venv: Path, *, base_id: str, base_venv: Path, per_node: PerNode
     stubs: list[str] = []
     scripts: dict[str, bytes] = {}
     for dist in base_dists:
-        if dist.name not in real:  # else the project's own copy (or a family shadow: find_shadows)
+        if dist.name not in real:  # else the project's own copy (or a family shadow: lifecycle.shadows)
             wrappers = _write_wrappers(venv, dist) if is_family(dist.name) else {}
             stubs.append(_write_stub(site, venv, dist, base_id, wrappers))
             scripts.update(wrappers)
@@ -490,55 +471,3 @@ def uv_environment(project_venv: Path, base_env: Mapping[str, str] | None = None
     ours = str(venv / CONSTRAINTS_FILE)
     prior = [item for item in (base_env or {}).get("UV_CONSTRAINT", "").split() if item != ours]
     return {"UV_CONSTRAINT": " ".join([ours, *prior]), "VIRTUAL_ENV": str(venv)}
-
-
-def find_shadows(project_venv: Path) -> list[Shadow]:
-    """Torch-family distributions and modules really installed in the project (never stubs):
-    those the base also provides, by name or by top-level module."""
-    site = site_packages_of(project_venv)
-    record = read_link(project_venv)
-    names = {name for name, _ in record.family} if record else set()
-    modules = set(record.family_modules) if record else set()
-    real = [d for d in read_distributions(site) if not _is_stub(d)]
-    shadows = [
-        Shadow(d.name, d.version, d.dist_info, "distribution")
-        for d in real
-        if is_family(d.name) and (record is None or d.name in names or modules & set(d.top_level))
-    ]
-    owned = {module for d in real for module in d.top_level}
-    for module in sorted(modules - owned):
-        found = [site / module, site / f"{module}.py", *site.glob(f"{module}.*.so"), *site.glob(f"{module}.*.pyd")]
-        shadows.extend(Shadow(module, None, path, "module") for path in found if path.exists())
-    return shadows
-
-
-def unlink_shadows(project_venv: Path) -> list[str]:
-    """Remove every shadow (a distribution through its RECORD, only files inside the venv) and
-    return what went. Link again afterwards to restore the family's stubs and wrappers."""
-    venv = Path(os.path.normpath(project_venv.absolute()))
-    site = site_packages_of(venv)
-    removed: list[str] = []
-    for shadow in find_shadows(venv):
-        parents: set[Path] = set()
-        record = shadow.path / "RECORD"
-        for rel in record_paths(record.read_text(encoding="utf-8")) if record.is_file() else []:
-            target = Path(os.path.normpath(site / rel))
-            if target.is_relative_to(venv) and (target.is_file() or target.is_symlink()):
-                target.unlink()
-                parents.add(target.parent)
-        remove_tree(shadow.path)
-        for deepest in sorted(parents, key=lambda p: len(p.parts), reverse=True):
-            _prune_empty(deepest, site)
-        removed.append(shadow.describe())
-    return removed
-
-
-def _prune_empty(directory: Path, site: Path) -> None:
-    while directory.is_relative_to(site) and directory != site and directory.is_dir():
-        entries = list(directory.iterdir())
-        if [e.name for e in entries] == ["__pycache__"]:
-            shutil.rmtree(entries[0])
-        elif entries:
-            return
-        directory.rmdir()
-        directory = directory.parent
