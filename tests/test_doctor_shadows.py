@@ -1,4 +1,4 @@
-"""``doctor`` tells the truth about a project's torch family, and ``doctor --fix`` removes all
+"""``doctor`` and ``status`` tell the truth about a project's torch family, and ``doctor --fix`` removes all
 of it safely: a real store built with uv, a project layered on it, and PyPI-style torch, nvidia-* and
 triton put into the project by real pip from a local index."""
 
@@ -133,6 +133,9 @@ def family_dist_infos(site: Path) -> dict[str, Path]:
 
 def test_doctor_names_each_family_distribution_with_its_bytes_and_fix_removes_them_all(store: Store) -> None:
     site = site_of(store.venv)
+    before = as_json(["status"], store, 0)["projects"]
+    assert [(p["state"], p["ok"], p["shadowed"]) for p in before] == [("ok", True, [])]
+
     install_pypi_torch(store)
     own = family_dist_infos(site)
     assert sorted(own) == ["nvidia_cublas_cu12-12.8.4.1.dist-info", "nvidia_cuda_runtime_cu12-12.8.90.dist-info",
@@ -141,6 +144,14 @@ def test_doctor_names_each_family_distribution_with_its_bytes_and_fix_removes_th
     sizes = {folder.name.split("-")[0].replace("_", "-"): record_bytes(folder) for folder in own.values()}
     total = sum(sizes.values())
     assert all(sizes[name] > payload for name, _, payload in PYPI_STACK), sizes
+
+    # status: shadowed, never ok, read from folder names alone
+    status = as_json(["status"], store, 0)["projects"]
+    expected = [{"name": n, "version": v} for n, v, _ in sorted(PYPI_STACK)]
+    assert [(p["state"], p["ok"], p["shadowed"]) for p in status] == [("shadowed", False, expected)]
+    line = next(line for line in layerenv(["status"], store, 0).stdout.splitlines() if str(store.venv.parent) in line)
+    assert line.endswith("shadowed by its own nvidia-cublas-cu12 12.8.4.1, nvidia-cuda-runtime-cu12 12.8.90, "
+                         "torch 2.15.0, triton 3.5.0: `layerenv doctor --fix` removes them"), line
 
     # doctor: one finding naming each distribution with its bytes, and the total
     report = as_json(["doctor"], store, 1)
@@ -166,6 +177,7 @@ def test_doctor_names_each_family_distribution_with_its_bytes_and_fix_removes_th
     code = "import torch, importlib.metadata as m; print(torch.__version__, m.version('torch'), torch.__file__)"
     version, metadata, where = python_says(store.venv, code).split()
     assert (version, metadata) == ("2.11.0+cu130", "2.11.0+cu130") and where.startswith(str(store.base_site))
+    assert [p["state"] for p in as_json(["status"], store, 0)["projects"]] == ["ok"]
     layerenv(["doctor"], store, 0)
 
 

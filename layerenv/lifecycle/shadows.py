@@ -12,6 +12,7 @@ anything reached through a symlinked directory.
 from __future__ import annotations
 
 import os
+import re
 import stat
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -21,6 +22,7 @@ from typing import Any, Literal
 from layerenv.project.link import STUB_MARKER, read_link
 from layerenv.venv.distinfo import (
     Distribution,
+    canonical_name,
     is_family,
     read_distributions,
     record_paths,
@@ -33,6 +35,7 @@ __all__ = [
     "Skipped",
     "find_shadows",
     "remove_shadows",
+    "shadowed_names",
 ]
 
 
@@ -77,9 +80,31 @@ class Removal:
     skipped: tuple[Skipped, ...]
 
 
+#: Every family name starts with one of these: a cheap test of a folder name before the exact one.
+_MAYBE_FAMILY = re.compile(r"(?i)(?:torch|triton|nvidia|cuda|pytorch).*\.dist-info\Z").match
+
+
 def is_stub_dir(dist_info: Path) -> bool:
     """Whether a dist-info is one of layerenv's stubs."""
     return (dist_info / STUB_MARKER).is_file()
+
+
+def _dist_info_name(folder: str) -> tuple[str, str]:
+    """``nvidia_cublas_cu12-12.8.4.1.dist-info`` -> (``nvidia-cublas-cu12``, ``12.8.4.1``)."""
+    name, _, version = folder[: -len(".dist-info")].partition("-")
+    return canonical_name(name), version
+
+
+def shadowed_names(venv: Path) -> list[tuple[str, str]]:
+    """(name, version) of each torch-family dist-info in the project that is not a stub, from folder
+    names alone: no METADATA or RECORD is read, so ``layerenv status`` stays fast."""
+    try:
+        site = site_packages_of(venv)
+        names = os.listdir(site)  # noqa: PTH208 - names only: status reads hundreds of these
+    except (OSError, ValueError):
+        return []
+    family = [name for name in names if _MAYBE_FAMILY(name) and is_family(_dist_info_name(name)[0])]
+    return sorted(_dist_info_name(name) for name in family if not is_stub_dir(site / name))
 
 
 class _Venv:

@@ -9,6 +9,7 @@ from typing import Any
 
 from layerenv.base.current import published
 from layerenv.base.manifest import Manifest
+from layerenv.lifecycle.shadows import shadowed_names
 from layerenv.machine.interpreters import venv_python
 from layerenv.project.link import is_per_node
 from layerenv.store.home import Store
@@ -22,10 +23,21 @@ class ProjectState:
     base_id: str
     problem: str | None
     per_node: bool = False
+    shadowed: tuple[tuple[str, str], ...] = ()  # (name, version): torch-family distributions of its own
+
+    @property
+    def state(self) -> str:
+        """``ok``, ``shadowed`` (its own torch family installed over the base's stubs) or ``broken``."""
+        return "broken" if self.problem is not None else "shadowed" if self.shadowed else "ok"
 
     def to_json(self) -> dict[str, Any]:
-        return {"path": self.project, "venv": self.venv, "base": self.base_id, "ok": self.problem is None,
-                "problem": self.problem, "per_node": self.per_node}
+        problem = self.problem
+        if problem is None and self.shadowed:
+            own = ", ".join(f"{name} {version}" for name, version in self.shadowed)
+            problem = f"shadowed by its own {own}: `layerenv doctor --fix` removes them"
+        return {"path": self.project, "venv": self.venv, "base": self.base_id, "ok": self.state == "ok",
+                "problem": problem, "per_node": self.per_node, "state": self.state,
+                "shadowed": [{"name": name, "version": version} for name, version in self.shadowed]}
 
 
 def disk_usage(path: Path) -> int:
@@ -61,7 +73,9 @@ def project_states(store: Store, bases: dict[str, Manifest]) -> list[ProjectStat
         elif base_id not in bases:
             problem = f"its base {base_id} is gone"
         per_node = problem is None and is_per_node(venv)
-        states.append(ProjectState(str(venv), str(entry.get("project", venv.parent)), base_id, problem, per_node))
+        shadowed = tuple(shadowed_names(venv)) if problem is None else ()
+        states.append(ProjectState(str(venv), str(entry.get("project", venv.parent)), base_id, problem, per_node,
+                                   shadowed))
     return states
 
 

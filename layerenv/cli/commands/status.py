@@ -18,7 +18,11 @@ from layerenv.store.home import Store
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for other tools.")
 @report_errors
 def command(as_json: bool) -> None:
-    """Show the bases (current or stale), registered projects (ok or broken) and which node uses which base."""
+    """Show the bases (current or stale), registered projects (ok, shadowed or broken) and which node uses which base.
+
+    A project is shadowed when torch, triton, nvidia-* or another torch-family distribution was
+    installed into it over the base's stubs; `layerenv doctor --fix` removes them.
+    """
     from layerenv.base.current import find_current
     from layerenv.base.request import request_from_settings
     from layerenv.cli.session import detect
@@ -54,7 +58,7 @@ def command(as_json: bool) -> None:
     if not document["projects"]:
         click.echo("  (none)")
     for project in document["projects"]:
-        health = "ok" if project["ok"] else f"broken: {project['problem']}"
+        health = {"ok": "ok", "shadowed": project["problem"]}.get(project["state"], f"broken: {project['problem']}")
         per_node = " (per node)" if project.get("per_node") else ""
         click.echo(f"  {project['path']:<48} {project['base']:<44} {health}{per_node}")
     if document["nodes"]:
