@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -216,3 +217,30 @@ def test_fix_never_follows_a_link_out_of_the_venv_and_says_what_it_left(store: S
         assert text.stdout.startswith("healthy: "), text.stdout
     finally:
         (site / "triton_data").unlink(missing_ok=True)
+
+
+def test_doctor_finds_and_relinks_missing_and_garbled_stubs(store: Store) -> None:
+    site = site_of(store.venv)
+    torch_stub, vision_stub = site / "torch-2.11.0+cu130.dist-info", site / "torchvision-0.26.0+cu130.dist-info"
+    vision_metadata = vision_stub / "METADATA"
+    vision_metadata.write_bytes(vision_metadata.read_bytes()[:40])  # truncated
+    shutil.rmtree(torch_stub)
+    report = as_json(["doctor"], store, 1)
+    assert [(f["kind"], f["subject"]) for f in report["findings"]] == [("stub-broken", str(store.venv.parent))]
+    message = report["findings"][0]["message"]
+    assert f"the stub {torch_stub} is missing (and 1 more)" in message, message
+    assert as_json(["status"], store, 0)["projects"][0]["state"] == "ok"  # not shadowed: nothing of its own
+
+    fixed = as_json(["doctor", "--fix"], store, 0)
+    assert [(f["kind"], f["fixed"]) for f in fixed["findings"]] == [("stub-broken", True)]
+    base_vision = next(store.base_site.glob("torchvision-*.dist-info")) / "METADATA"
+    assert vision_metadata.read_bytes() == base_vision.read_bytes()
+    assert (torch_stub / "LAYERENV_STUB").is_file()
+    assert python_says(store.venv, "import importlib.metadata as m; print(m.version('torch'))") == "2.11.0+cu130"
+
+    (torch_stub / "LAYERENV_STUB").unlink()  # its INSTALLER still says layerenv: a stub, not the project's torch
+    report = as_json(["doctor"], store, 1)
+    assert [f["kind"] for f in report["findings"]] == ["stub-broken"]
+    assert f"{torch_stub / 'LAYERENV_STUB'} is missing" in report["findings"][0]["message"]
+    as_json(["doctor", "--fix"], store, 0)
+    assert (torch_stub / "LAYERENV_STUB").is_file()

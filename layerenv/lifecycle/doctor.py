@@ -2,7 +2,7 @@
 
 :func:`diagnose` only reads. :func:`repair` applies the repairs that never touch a base or the
 network: remove every torch-family distribution a project venv holds of its own and link it again,
-link again a project whose link files are broken but whose base is there, forget registry
+link again a project whose link files or stubs are broken but whose base is there, forget registry
 entries whose venv is gone or that do not read. Rebuilding a base or moving a project to another base
 is left to the user: each finding names the command.
 """
@@ -176,7 +176,7 @@ def _project_findings(entries: list[dict[str, Any]], bases: dict[str, Manifest],
 
 def _check_project(venv: Path, project: str, base_id: str, bases: dict[str, Manifest],
                    used: dict[str, list[str]], pythons: dict[tuple[str, str], list[str]]) -> list[Finding]:
-    from layerenv.lifecycle.shadows import find_shadows
+    from layerenv.lifecycle.shadows import find_shadows, stub_problems
     from layerenv.project.link import PTH_NAME, read_link, site_packages_of
 
     if not venv.is_dir():
@@ -227,6 +227,11 @@ def _check_project(venv: Path, project: str, base_id: str, bases: dict[str, Mani
         findings.append(Finding("shadow", project, f"{venv} has its own {what}, shadowing base {base_id}'s torch "
                                 f"{base.torch_build}", f"remove {them} and restore the base's stubs (`layerenv doctor "
                                 "--fix`)", replace(relink, action="unshadow"), shadows=shadows))
+    stubs = stub_problems(venv, record)
+    if stubs:
+        more = f" (and {len(stubs) - 1} more)" if len(stubs) > 1 else ""
+        findings.append(Finding("stub-broken", project, f"{venv}: {stubs[0]}{more}; installers no longer see the "
+                                f"base's distributions", "link it again (`layerenv doctor --fix`)", relink))
     return findings
 
 

@@ -1,4 +1,5 @@
-"""What a project venv holds of the torch family on its own, what that takes on disk, and its safe removal.
+"""What a project venv holds of the torch family on its own, what that takes on disk, and its safe removal;
+and the stubs a link left that are gone or no longer what layerenv wrote.
 
 A *shadow* is a torch-family distribution (``layerenv.venv.distinfo.is_family``: torch, torchvision,
 torchaudio, triton, pytorch-triton, ``nvidia-*``, ``cuda-*``) really installed into the project by
@@ -11,6 +12,10 @@ anything reached through a symlinked directory.
 
 from __future__ import annotations
 
+import base64
+import csv
+import hashlib
+import io
 import os
 import re
 import stat
@@ -19,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from layerenv.project.link import STUB_MARKER, read_link
+from layerenv.project.link import STUB_INSTALLER, STUB_MARKER, LinkRecord, read_link
 from layerenv.venv.distinfo import (
     Distribution,
     canonical_name,
@@ -36,6 +41,7 @@ __all__ = [
     "find_shadows",
     "remove_shadows",
     "shadowed_names",
+    "stub_problems",
 ]
 
 
@@ -85,8 +91,13 @@ _MAYBE_FAMILY = re.compile(r"(?i)(?:torch|triton|nvidia|cuda|pytorch).*\.dist-in
 
 
 def is_stub_dir(dist_info: Path) -> bool:
-    """Whether a dist-info is one of layerenv's stubs."""
-    return (dist_info / STUB_MARKER).is_file()
+    """Whether a dist-info is one of layerenv's stubs: its marker, or (marker lost) its INSTALLER."""
+    if (dist_info / STUB_MARKER).is_file():
+        return True
+    try:
+        return (dist_info / "INSTALLER").read_text(encoding="utf-8", errors="replace").strip() == STUB_INSTALLER
+    except OSError:
+        return False
 
 
 def _dist_info_name(folder: str) -> tuple[str, str]:
@@ -310,3 +321,53 @@ def _rmdir(folder: Path) -> bool:
     except OSError:
         return False
     return True
+
+
+def _sha256_b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode("ascii")
+
+
+def _stub_problem(folder: Path, venv_site: Path) -> str | None:
+    """What is wrong with one stub folder, checked against the RECORD layerenv wrote for it (stubs are
+    a few small files: hashing them is cheap)."""
+    try:
+        record = (folder / "RECORD").read_text(encoding="utf-8")
+    except OSError:
+        return f"{folder / 'RECORD'} is missing"
+    rows = [row for row in csv.reader(io.StringIO(record)) if len(row) >= 3 and row[1].startswith("sha256=")]
+    if not any(row[0] == f"{folder.name}/METADATA" for row in rows):
+        return f"{folder / 'RECORD'} does not list its METADATA"
+    for rel, digest, size in (row[:3] for row in rows):
+        path = Path(os.path.normpath(venv_site / rel))
+        try:
+            data = path.read_bytes()
+        except OSError:
+            return f"{path} is missing"
+        if str(len(data)) != size or f"sha256={_sha256_b64(data)}" != digest:
+            return f"{path} is not what layerenv wrote (truncated or edited)"
+    return None
+
+
+def stub_problems(project_venv: Path, record: LinkRecord) -> list[str]:
+    """The stubs ``record`` names that are gone (and not replaced by the project's own install of that
+    distribution) or whose files differ from their RECORD: then installers no longer see the base's
+    distributions, and an install needing torch fails or pulls another torch in."""
+    site = site_packages_of(project_venv)
+    try:
+        present = {entry.name for entry in os.scandir(site) if entry.name.endswith(".dist-info")}
+    except OSError:
+        present = set()
+    installed = {_dist_info_name(name)[0] for name in present}
+    problems = []
+    for name in record.stubs:
+        folder = site / name
+        if name not in present:
+            if _dist_info_name(name)[0] not in installed:
+                problems.append(f"the stub {folder} is missing")
+            continue
+        if not is_stub_dir(folder) and (folder / "INSTALLER").is_file():
+            continue  # pip, uv or poetry installed the project's own copy in its place
+        problem = _stub_problem(folder, site)
+        if problem is not None:
+            problems.append(f"the stub {folder.name}: {problem}")
+    return problems

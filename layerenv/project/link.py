@@ -249,7 +249,8 @@ class LinkRecord:
 
 
 def _is_stub(dist: Distribution) -> bool:
-    return (dist.dist_info / STUB_MARKER).is_file()
+    """A stub: its marker, or (the marker lost) the INSTALLER layerenv writes, so linking again rewrites it."""
+    return (dist.dist_info / STUB_MARKER).is_file() or dist.installer == STUB_INSTALLER
 
 
 def _bin_dir(venv: Path) -> Path:

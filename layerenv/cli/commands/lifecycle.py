@@ -40,7 +40,7 @@ def _machine(settings: Settings, store: Store) -> tuple[Detection, Manifest | No
 
 @click.command("doctor")
 @click.option("--fix", is_flag=True,
-              help="Repair what is safe (a torch family shadowing the base's, broken links, stale registry).")
+              help="Repair what is safe (a torch family shadowing the base's, broken links or stubs, stale registry).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for other tools.")
 @report_errors
 def doctor_command(fix: bool, as_json: bool) -> None:
@@ -48,8 +48,8 @@ def doctor_command(fix: bool, as_json: bool) -> None:
 
     Checks: GPUs hidden by CUDA_VISIBLE_DEVICES; bases in use (or current) that no longer fit the
     machine or whose files changed since their manifest; projects holding torch-family distributions
-    of their own (torch, triton, nvidia-*..., each with its size), whose link or base is gone, or
-    whose Python has no base; per-node projects with no base recorded for this
+    of their own (torch, triton, nvidia-*..., each with its size), whose link, stubs or base are
+    gone or garbled, or whose Python has no base; per-node projects with no base recorded for this
     node; unreadable registry entries and manifests. --fix removes a shadowing family through its
     RECORDs (regular files inside the venv only, never through a symlink) and says how much it
     freed. Exit 0 when healthy (after --fix: when nothing is left and nothing had to be left
