@@ -190,7 +190,8 @@ def test_read_distributions_of_base(base_a: Path) -> None:
                                                                 None, None, None]
     assert all(map(is_family, ["torch", "TorchAudio", "pytorch-triton-rocm", "nvidia-cudnn-cu12",
                                "cuda-bindings", "triton"]))
-    assert not any(map(is_family, ["torchmetrics", "sympy", "nvidiaish", "cudatext", "pip"]))
+    assert not any(map(is_family, ["torchmetrics", "sympy", "nvidiaish", "cudatext", "pip", "nvidia-ml-py",
+                                   "nvidia_ml_py3"]))
 
 
 # --------------------------------------------------------------------------- (a) (f) (h) (j) (k)

@@ -32,6 +32,8 @@ __all__ = [
 #: Exact names of the torch family; every ``nvidia-*``, ``cuda-*`` and ``pytorch-triton*`` dist too.
 FAMILY_NAMES = frozenset({"torch", "torchvision", "torchaudio", "triton"})
 _FAMILY_PREFIXES = ("nvidia-", "cuda-", "pytorch-triton")
+# NVIDIA's NVML bindings (pynvml), which monitoring tools install: no torch build needs or ships them
+NOT_FAMILY = frozenset({"nvidia-ml-py", "nvidia-ml-py3"})
 _NOT_MODULES = frozenset({"", ".", "..", "bin", "__pycache__"})
 
 
@@ -66,7 +68,7 @@ def canonical_name(name: str) -> str:
 def is_family(name: str) -> bool:
     """Whether ``name`` belongs to the torch family, which always loads from the base."""
     norm = canonical_name(name)
-    return norm in FAMILY_NAMES or norm.startswith(_FAMILY_PREFIXES)
+    return norm in FAMILY_NAMES or (norm.startswith(_FAMILY_PREFIXES) and norm not in NOT_FAMILY)
 
 
 def pyvenv_cfg(venv: Path) -> dict[str, str]:
