@@ -15,13 +15,14 @@ _FAST_BASE = (["base"], ["base", "--json"])
 
 
 def _detect(as_json: bool) -> int:
+    import os
+
     from layerenv.cli.render import detect_json, render_summary
-    from layerenv.cli.session import detect
-    from layerenv.config import load_settings
+    from layerenv.cli.session import Session
     from layerenv.errors import LayerenvError
 
     try:
-        result = detect(load_settings())
+        result = Session.open(os.environ).detection
     except LayerenvError as error:
         print(f"layerenv: error: {error.message}", file=sys.stderr)
         return error.exit_code
@@ -40,21 +41,17 @@ def _reuse_base(as_json: bool) -> int | None:
 
     from layerenv.base.current import usable_current
     from layerenv.base.node_answer import remember_node
-    from layerenv.base.request import request_from_settings
     from layerenv.cli.render import base_summary
-    from layerenv.cli.session import detect
-    from layerenv.config import load_settings
+    from layerenv.cli.session import Session
     from layerenv.errors import LayerenvError
-    from layerenv.machine.interpreters import current
-    from layerenv.store.home import Store
 
     try:
-        settings = load_settings()
-        if settings.text("base.python"):
+        session = Session.open(os.environ)
+        if session.settings.text("base.python"):
             return None  # interpreter discovery and everything else: the full CLI
-        detection = detect(settings)
-        request = request_from_settings(settings, detection, current())
-        store = Store.from_settings(settings, os.environ)
+        detection = session.detection
+        request = session.base_request()
+        store = session.store
         manifest = usable_current(store, request)
     except LayerenvError:
         return None  # the full CLI reports it, with the same words

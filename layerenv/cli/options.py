@@ -1,11 +1,15 @@
-"""Options shared by several commands, as decorators, and their mapping to settings keys."""
+"""Options shared by several commands, as decorators, their mapping to settings keys, and the session."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import os
+from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any, TypeVar
 
 import click
+
+from layerenv.cli.session import Session
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -53,3 +57,10 @@ def verbosity_options(function: F) -> F:
 def verbosity(ctx: click.Context, local_verbose: int, local_quiet: int) -> int:
     root = ctx.find_root().obj or {}
     return int(root.get("verbosity", 0)) + local_verbose - local_quiet
+
+
+def open_session(
+    *, flags: Mapping[str, Any] | None = None, project_dir: Path | None = None, verbosity: int = 0
+) -> Session:
+    """The command's :class:`Session`, over this process's environment."""
+    return Session.open(os.environ, flags=flags, project_dir=project_dir, verbosity=verbosity)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import click
@@ -10,16 +9,11 @@ import click
 from layerenv.base.ensure import ensure_base
 from layerenv.base.manifest import Manifest
 from layerenv.base.node_answer import remember_node
-from layerenv.base.request import request_from_settings
 from layerenv.cli.main import report_errors
-from layerenv.cli.options import decision_flags, decision_options, verbosity_options
+from layerenv.cli.options import decision_flags, decision_options, open_session, verbosity_options
 from layerenv.cli.options import verbosity as verbosity_of
 from layerenv.cli.render import base_summary
-from layerenv.cli.session import detect
 from layerenv.cli.ui import Console
-from layerenv.config import load_settings
-from layerenv.machine.interpreters import find
-from layerenv.store.home import Store
 
 
 @click.command("base")
@@ -57,9 +51,9 @@ def command(
     console = Console(verbosity)
     flags = decision_flags(variant, channel, torch_pin, strict)
     flags.update({"base.python": python_spec, "base.installer": installer})
-    settings = load_settings(flags=flags)
-    store = Store.from_settings(settings, os.environ)
-    detection = detect(settings)
+    session = open_session(flags=flags, verbosity=verbosity)
+    store = session.store
+    detection = session.detection
     for warning in detection.decision.warnings:
         console.warn(warning)
     if adopt_path is not None:
@@ -70,10 +64,7 @@ def command(
             console.warn(unrecorded)
         _print(manifest, "adopted", as_json)
         return
-    request = request_from_settings(
-        settings, detection, find(settings.text("base.python"), os.environ), rebuild=rebuild, verbose=verbosity > 0
-    )
-    result = ensure_base(request, store, console)
+    result = ensure_base(session.base_request(rebuild=rebuild), store, console)
     if unrecorded := remember_node(store, result.manifest, detection):
         console.warn(unrecorded)
     _print(result.manifest, "reused" if result.reused else "built", as_json)

@@ -8,7 +8,8 @@ from typing import Any
 import click
 
 from layerenv.cli.main import report_errors
-from layerenv.config import SETTINGS, load_settings
+from layerenv.cli.options import open_session
+from layerenv.config import SETTINGS
 from layerenv.urls import redact
 
 
@@ -34,7 +35,7 @@ def _text(value: Any) -> str:
 @report_errors
 def command(as_json: bool) -> None:
     """Show every effective setting, its value and its source, then the config files read."""
-    settings = load_settings()
+    settings = open_session().settings
     rows = [(spec.key, _shown(spec.key, settings.get(spec.key)), settings.sources[spec.key]) for spec in SETTINGS]
     files = [str(path) for path in settings.files]
     if as_json:

@@ -5,10 +5,8 @@ from __future__ import annotations
 import click
 
 from layerenv.cli.main import report_errors
-from layerenv.cli.options import decision_flags, decision_options
+from layerenv.cli.options import decision_flags, decision_options, open_session
 from layerenv.cli.render import detect_json, render_candidates, render_summary
-from layerenv.cli.session import detect
-from layerenv.config import load_settings
 
 
 @click.command("detect")
@@ -25,8 +23,7 @@ def command(
     as_json: bool,
 ) -> None:
     """Read the GPUs and driver, and choose the torch variant for this machine."""
-    settings = load_settings(flags=decision_flags(variant, channel, torch_pin, strict))
-    result = detect(settings)
+    result = open_session(flags=decision_flags(variant, channel, torch_pin, strict)).detection
     if as_json:
         click.echo(detect_json(result, explain=explain))
         return

@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
 import time
 
 import click
 
 from layerenv.cli.main import report_errors
+from layerenv.cli.options import open_session
 from layerenv.cli.render import format_size
-from layerenv.config import load_settings
-from layerenv.store.home import Store
 
 
 @click.command("status")
@@ -19,17 +17,12 @@ from layerenv.store.home import Store
 @report_errors
 def command(as_json: bool) -> None:
     """Show the bases (current or stale), registered projects (ok or broken) and which node uses which base."""
-    from layerenv.base.current import find_current
-    from layerenv.base.request import request_from_settings
-    from layerenv.cli.session import detect
     from layerenv.lifecycle.status import status_document
-    from layerenv.machine.interpreters import current
 
-    settings = load_settings()
-    store = Store.from_settings(settings, os.environ)
-    detection = detect(settings)
-    request = request_from_settings(settings, detection, current())
-    fitting = find_current(store, request)
+    session = open_session()
+    store = session.store
+    fitting = session.current_base()
+    detection = session.detection
     document = status_document(store, {fitting.base_id} if fitting else set())
     document["machine"] = detection.decision.to_json(detection.machine)
     if as_json:
