@@ -35,12 +35,21 @@ def _detect(as_json: bool) -> int:
     return 0
 
 
+class _Warnings:
+    """The fast path's reporter: a reused base has no steps to show, only warnings."""
+
+    def step(self, text: str) -> None:
+        pass
+
+    def warn(self, text: str) -> None:
+        print(f"warning: {text}", file=sys.stderr)
+
+
 def _reuse_base(as_json: bool) -> int | None:
     """Answer ``layerenv base`` when a fitting base exists; ``None`` sends the call to the full CLI."""
     import os
 
-    from layerenv.base.current import usable_current
-    from layerenv.base.node_answer import remember_node
+    from layerenv.base.ensure import reuse_base
     from layerenv.cli.render import base_summary
     from layerenv.cli.session import Session
     from layerenv.errors import LayerenvError
@@ -49,17 +58,13 @@ def _reuse_base(as_json: bool) -> int | None:
         session = Session.open(os.environ)
         if session.settings.text("base.python"):
             return None  # interpreter discovery and everything else: the full CLI
-        detection = session.detection
         request = session.base_request()
-        store = session.store
-        manifest = usable_current(store, request)
+        manifest = reuse_base(request, session.store, _Warnings())
     except LayerenvError:
         return None  # the full CLI reports it, with the same words
     if manifest is None:
         return None
-    if recorded := remember_node(store, manifest, detection):
-        print(f"warning: {recorded}", file=sys.stderr)
-    for warning in detection.decision.warnings:
+    for warning in request.detection.decision.warnings:
         print(f"warning: {warning}", file=sys.stderr)
     print(base_summary(manifest, "reused", as_json=as_json))
     return 0

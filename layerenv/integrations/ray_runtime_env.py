@@ -70,7 +70,6 @@ class _LogReporter:
 def prepare(project: Path, python_spec: str | None, logger: logging.Logger) -> Prepared:
     """Ready this node: its base (built once per variant across the store) and the per-node project."""
     from layerenv.base.ensure import ensure_base
-    from layerenv.base.node_answer import remember_node
     from layerenv.cli.session import Session
     from layerenv.errors import LayerenvError
     from layerenv.project.create import ProjectRequest, check_project_dir, ensure_project, python_spec_for
@@ -81,10 +80,8 @@ def prepare(project: Path, python_spec: str | None, logger: logging.Logger) -> P
         project = check_project_dir(project)
         session = Session.open(os.environ, project_dir=project)
         store = session.store
-        detection = session.detection
         request = session.base_request(session.interpreter(python_spec_for(project, python_spec, session.settings)))
-        manifest = ensure_base(request, store, reporter).manifest
-        remember_node(store, manifest, detection)
+        ensure_base(request, store, reporter)
         venv = project / ".venv"
         if not is_per_node(venv):
             digest = hashlib.sha256(os.fsencode(str(project))).hexdigest()[:16]

@@ -8,7 +8,6 @@ import click
 
 from layerenv.base.ensure import ensure_base
 from layerenv.base.manifest import Manifest
-from layerenv.base.node_answer import remember_node
 from layerenv.cli.main import report_errors
 from layerenv.cli.options import decision_flags, decision_options, open_session, verbosity_options
 from layerenv.cli.options import verbosity as verbosity_of
@@ -59,14 +58,9 @@ def command(
     if adopt_path is not None:
         from layerenv.base.adopt import adopt
 
-        manifest = adopt(adopt_path, detection, store, console)
-        if unrecorded := remember_node(store, manifest, detection):
-            console.warn(unrecorded)
-        _print(manifest, "adopted", as_json)
+        _print(adopt(adopt_path, detection, store, console), "adopted", as_json)
         return
     result = ensure_base(session.base_request(rebuild=rebuild), store, console)
-    if unrecorded := remember_node(store, result.manifest, detection):
-        console.warn(unrecorded)
     _print(result.manifest, "reused" if result.reused else "built", as_json)
 
 

@@ -50,13 +50,8 @@ def command(
         for m in plan.moves
         if m.changes
     ]
-    if plan.nothing_to_do and not dry_run:
-        from layerenv.base.node_answer import remember_node
-
-        for target in plan.targets:
-            if target.manifest is not None:
-                remember_node(store, target.manifest, detection)
-    if dry_run or plan.nothing_to_do:
+    outcome = None if dry_run else execute(plan, store, console)
+    if outcome is None or plan.nothing_to_do:
         document = {
             "changed": not plan.nothing_to_do,
             "variant": decision.variant.name,
@@ -80,7 +75,6 @@ def command(
         for line in plan.skipped:
             console.warn(line)
         return
-    outcome = execute(plan, store, console)
     if as_json:
         click.echo(
             json.dumps(
