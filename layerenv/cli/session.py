@@ -109,5 +109,4 @@ class Session:
 
     def log_dir(self) -> Path | None:
         """Where an error log of this session goes: the store's ``logs/`` when the store exists."""
-        home = self.store.home
-        return home / "logs" if home.is_dir() else None
+        return self.store.logs if self.store.home.is_dir() else None

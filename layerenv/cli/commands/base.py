@@ -8,7 +8,6 @@ import click
 
 from layerenv.base.ensure import ensure_base
 from layerenv.base.manifest import Manifest
-from layerenv.cli.main import report_errors
 from layerenv.cli.options import decision_flags, decision_options, open_session, verbosity_options
 from layerenv.cli.options import verbosity as verbosity_of
 from layerenv.cli.render import base_summary
@@ -30,7 +29,6 @@ from layerenv.cli.ui import Console
 @click.option("--json", "as_json", is_flag=True, help="Print the base's manifest summary as JSON.")
 @verbosity_options
 @click.pass_context
-@report_errors
 def command(
     ctx: click.Context,
     local_verbose: int,
@@ -50,7 +48,7 @@ def command(
     console = Console(verbosity)
     flags = decision_flags(variant, channel, torch_pin, strict)
     flags.update({"base.python": python_spec, "base.installer": installer})
-    session = open_session(flags=flags, verbosity=verbosity)
+    session = open_session(flags=flags)
     store = session.store
     detection = session.detection
     for warning in detection.decision.warnings:

@@ -7,7 +7,6 @@ from typing import Any
 
 import click
 
-from layerenv.cli.main import report_errors
 from layerenv.cli.options import open_session
 from layerenv.config import SETTINGS
 from layerenv.urls import redact
@@ -32,7 +31,6 @@ def _text(value: Any) -> str:
 
 @click.command("config")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for other tools.")
-@report_errors
 def command(as_json: bool) -> None:
     """Show every effective setting, its value and its source, then the config files read."""
     settings = open_session().settings

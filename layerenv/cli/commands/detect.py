@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import click
 
-from layerenv.cli.main import report_errors
 from layerenv.cli.options import decision_flags, decision_options, open_session
 from layerenv.cli.render import detect_json, render_candidates, render_summary
 
@@ -13,7 +12,6 @@ from layerenv.cli.render import detect_json, render_candidates, render_summary
 @decision_options
 @click.option("--explain", is_flag=True, help="Show every candidate build and why it was kept or dropped.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for other tools.")
-@report_errors
 def command(
     variant: str | None,
     channel: str | None,

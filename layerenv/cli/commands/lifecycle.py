@@ -7,7 +7,6 @@ import sys
 
 import click
 
-from layerenv.cli.main import report_errors
 from layerenv.cli.options import open_session
 from layerenv.cli.render import format_size
 from layerenv.errors import EXIT_FAILURE
@@ -16,7 +15,6 @@ from layerenv.errors import EXIT_FAILURE
 @click.command("doctor")
 @click.option("--fix", is_flag=True, help="Repair what is safe (shadowing torch, broken links, stale registry).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for other tools.")
-@report_errors
 def doctor_command(fix: bool, as_json: bool) -> None:
     """Find what is wrong with the machine, the bases and the projects, each with its fix.
 
@@ -50,7 +48,6 @@ def doctor_command(fix: bool, as_json: bool) -> None:
 @click.command("verify")
 @click.argument("base", required=False, metavar="[BASE]")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for other tools.")
-@report_errors
 def verify_command(base: str | None, as_json: bool) -> None:
     """Check every file of BASE against the hashes its manifest captured (default: every published base).
 
@@ -81,7 +78,6 @@ def verify_command(base: str | None, as_json: bool) -> None:
 @click.command("gc")
 @click.option("--dry-run", is_flag=True, help="Only say what would be removed.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for other tools.")
-@report_errors
 def gc_command(dry_run: bool, as_json: bool) -> None:
     """Remove bases that no registered project uses and that are not current.
 

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import click
 
-from layerenv.cli.main import report_errors
 from layerenv.cli.options import open_session, verbosity_options
 from layerenv.cli.options import verbosity as verbosity_of
 from layerenv.cli.ui import Console
@@ -30,7 +29,6 @@ from layerenv.project.create import ProjectRequest, check_project_dir, ensure_pr
 )
 @verbosity_options
 @click.pass_context
-@report_errors
 def command(
     ctx: click.Context,
     local_verbose: int,
@@ -49,7 +47,6 @@ def command(
     session = open_session(
         project_dir=project_dir,
         flags={"base.installer": installer, "project.per_node": per_node},
-        verbosity=verbosity,
     )
     session.store.ensure_writable()
     spec = python_spec_for(project_dir, python_spec, session.settings)
@@ -75,7 +72,6 @@ def find_project_venv(start: Path) -> Path:
 
 @click.command("run", context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
 @click.argument("argv", nargs=-1, type=click.UNPROCESSED, required=True)
-@report_errors
 def run_command(argv: tuple[str, ...]) -> None:
     """Run a command inside the project's layered venv (like `uv run`)."""
     from layerenv.project.link import uv_environment
@@ -96,7 +92,6 @@ def run_command(argv: tuple[str, ...]) -> None:
 
 
 @click.command("shell")
-@report_errors
 def shell_command() -> None:
     """Print the line that activates the project's venv in this shell."""
     venv = find_project_venv(Path.cwd())

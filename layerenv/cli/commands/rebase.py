@@ -7,7 +7,6 @@ from pathlib import Path
 
 import click
 
-from layerenv.cli.main import report_errors
 from layerenv.cli.options import open_session, verbosity_options
 from layerenv.cli.options import verbosity as verbosity_of
 from layerenv.cli.ui import Console
@@ -23,7 +22,6 @@ from layerenv.errors import EXIT_FAILURE
 @click.option("--json", "as_json", is_flag=True, help="Print the plan or the outcome as JSON.")
 @verbosity_options
 @click.pass_context
-@report_errors
 def command(
     ctx: click.Context,
     local_verbose: int,
@@ -38,7 +36,7 @@ def command(
 
     verbosity = verbosity_of(ctx, local_verbose, local_quiet)
     console = Console(verbosity)
-    session = open_session(verbosity=verbosity)
+    session = open_session()
     store = session.store
     detection = session.detection
     only = project_path.resolve() if project_path is not None else None

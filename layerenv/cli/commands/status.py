@@ -7,14 +7,12 @@ import time
 
 import click
 
-from layerenv.cli.main import report_errors
 from layerenv.cli.options import open_session
 from layerenv.cli.render import format_size
 
 
 @click.command("status")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for other tools.")
-@report_errors
 def command(as_json: bool) -> None:
     """Show the bases (current or stale), registered projects (ok or broken) and which node uses which base."""
     from layerenv.lifecycle.status import status_document
