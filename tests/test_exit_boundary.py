@@ -142,6 +142,16 @@ def test_a_reader_that_went_away_ends_the_run_quietly(tmp_path: Path, argv: list
     assert (result.returncode, result.stderr) == (1, "")
 
 
-def test_an_interrupt_is_one_line_and_130(capsys: pytest.CaptureFixture[str]) -> None:
-    assert exit_code_for(KeyboardInterrupt(), Invocation()) == 130
+def test_an_interrupt_is_one_line_and_130(
+    home: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import layerenv.lifecycle.status
+
+    def status_document(*args: object, **kwargs: object) -> dict[str, object]:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(layerenv.lifecycle.status, "status_document", status_document)
+    assert _run_entry(["status"], monkeypatch) == 130
+    assert capsys.readouterr() == ("", "layerenv: interrupted\n")
+    assert exit_code_for(KeyboardInterrupt(), Invocation()) == 130  # the fast path's way in
     assert capsys.readouterr().err == "layerenv: interrupted\n"

@@ -42,6 +42,10 @@ def as_layerenv_error(error: click.ClickException) -> LayerenvError:
     return converted
 
 
+class _Interrupted(Exception):
+    """^C inside a command, carried past click (which would print a blank line first) to the boundary."""
+
+
 class LazyGroup(click.Group):
     def main(  # type: ignore[override]
         self,
@@ -58,11 +62,17 @@ class LazyGroup(click.Group):
         with exit_boundary(invocation):
             try:
                 result = super().main(args, prog_name, complete_var, False, obj=invocation, **extra)
-            except click.exceptions.Abort:
-                raise KeyboardInterrupt from None  # click's form of ^C
+            except (_Interrupted, click.exceptions.Abort):
+                raise KeyboardInterrupt from None  # Abort: click's form of ^C (while parsing, prompting)
             except click.ClickException as error:
                 raise as_layerenv_error(error) from None
         sys.exit(result if isinstance(result, int) else 0)
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except KeyboardInterrupt:
+            raise _Interrupted from None
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted(COMMANDS)
