@@ -274,6 +274,9 @@ def test_adopt_registers_without_touching(tmp_path: Path, env_for, variant_index
     assert summary["base_id"].endswith("-torch2.11.0-cu130-adopted")
     assert summary["adopted"] is True and summary["path"] == str(venv.resolve())
     assert tree_digest(venv) == before
+    status = json.loads(run_layerenv(["status", "--json"], env, tmp_path).stdout)
+    recorded = [entry["base_id"] for node in status["nodes"] for entry in node["bases"].values()]
+    assert recorded == [summary["base_id"]], "adopting records the adopted base as this node's answer"
     reuse = run_layerenv(["base", "--json"], env, tmp_path)
     assert reuse.returncode == 0, reuse.stderr
     assert json.loads(reuse.stdout)["base_id"] == summary["base_id"], "an adopted base that fits is current"

@@ -12,6 +12,7 @@ from pathlib import Path
 from layerenv import __version__
 from layerenv.base.file_check import baseline_of, verify_base
 from layerenv.base.manifest import Manifest, PackageRecord
+from layerenv.base.node_answer import remember_node
 from layerenv.base.request import interpreter_facts
 from layerenv.base.torch_check import TorchReport, inspect_torch, judge
 from layerenv.choice.detection import Detection
@@ -34,7 +35,7 @@ def _interpreter_of(report: TorchReport) -> Interpreter:
 
 
 def adopt(path: Path, detection: Detection, store: Store, reporter: Reporter) -> Manifest:
-    """Verify the environment at ``path`` on this machine and publish a manifest for it."""
+    """Verify the environment at ``path`` on this machine, publish a manifest for it, record it as this node's."""
     from layerenv.venv.distinfo import read_distributions, site_packages_of
 
     venv = path.expanduser().resolve()
@@ -88,4 +89,5 @@ def adopt(path: Path, detection: Detection, store: Store, reporter: Reporter) ->
             manifest = replace(manifest, baseline=baseline_of(check))
         write_json(store.base_dir(base_id) / MANIFEST_NAME, manifest.to_json())
     reporter.step(f"adopted {venv} as {base_id}")
+    remember_node(store, manifest, detection, reporter)
     return manifest

@@ -1,19 +1,33 @@
-"""Reuse the base that fits, or build one under the key's lock."""
+"""Reuse the base that fits, or build one under the key's lock; either way it becomes this node's answer."""
 
 from __future__ import annotations
 
 from layerenv.base.current import usable_current
+from layerenv.base.manifest import Manifest
+from layerenv.base.node_answer import remember_node
 from layerenv.base.request import BaseRequest, BaseResult, base_key
 from layerenv.reporter import Reporter
 from layerenv.store.atomic import remove_tree
 from layerenv.store.home import Store
 
 
+def reuse_base(request: BaseRequest, store: Store, reporter: Reporter) -> Manifest | None:
+    """The published base that fits ``request``, recorded as this node's; ``None`` when none fits.
+
+    Needs no write access to the store (a shared read-only store still answers; the node record is
+    then only warned about).
+    """
+    current = usable_current(store, request)
+    if current is not None:
+        remember_node(store, current, request.detection, reporter)
+    return current
+
+
 def ensure_base(request: BaseRequest, store: Store, reporter: Reporter) -> BaseResult:
-    """Reuse the fitting base or build one, under the key's lock; publish atomically."""
+    """Reuse the fitting base or build one, under the key's lock; publish atomically; record this node's."""
     store.ensure_writable()
     if not request.rebuild:
-        current = usable_current(store, request)
+        current = reuse_base(request, store, reporter)
         if current is not None:
             return BaseResult(current, reused=True)
     key = base_key(request)
@@ -23,7 +37,7 @@ def ensure_base(request: BaseRequest, store: Store, reporter: Reporter) -> BaseR
 
     with store.lock(key, purpose=f"building base {key}", on_wait=waiting):
         if not request.rebuild:
-            current = usable_current(store, request)
+            current = reuse_base(request, store, reporter)
             if current is not None:
                 return BaseResult(current, reused=True)
         for orphan in store.orphaned_staging(key):
@@ -33,4 +47,6 @@ def ensure_base(request: BaseRequest, store: Store, reporter: Reporter) -> BaseR
             remove_tree(replaced)
         from layerenv.base.build import build
 
-        return build(request, store, key, reporter)
+        result = build(request, store, key, reporter)
+    remember_node(store, result.manifest, request.detection, reporter)
+    return result

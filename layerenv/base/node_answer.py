@@ -5,6 +5,7 @@ from __future__ import annotations
 from layerenv.base.manifest import Manifest
 from layerenv.choice.detection import Detection
 from layerenv.errors import OperationFailed
+from layerenv.reporter import Reporter
 from layerenv.store.home import Store
 
 
@@ -16,10 +17,11 @@ def machine_line(detection: Detection) -> str:
     return f"{gpus}{driver}"
 
 
-def remember_node(store: Store, manifest: Manifest, detection: Detection) -> str | None:
+def remember_node(store: Store, manifest: Manifest, detection: Detection, reporter: Reporter) -> None:
     """Record that this node uses ``manifest``'s base (what per-node projects load here).
 
-    Returns a warning when the record could not be written to a store that per-node projects use.
+    Called wherever a base is chosen for use (reused, built, adopted, a project's, a rebase's target).
+    Warns through ``reporter`` when the record could not be written to a store that per-node projects use.
     """
     from layerenv.store.nodes import NODES_DIR, record
     from layerenv.venv.distinfo import site_packages_of
@@ -27,11 +29,11 @@ def remember_node(store: Store, manifest: Manifest, detection: Detection) -> str
     try:
         site = site_packages_of(manifest.venv)
     except (OSError, OperationFailed):
-        return None
+        return
     if record(store.home, store.node, python=manifest.python, base_id=manifest.base_id, site=site,
               variant=manifest.variant, machine=machine_line(detection)):
-        return None
+        return
     if not (store.home / NODES_DIR).is_dir():
-        return None  # no per-node project uses this store: nothing to say
-    return (f"could not record node {store.node}'s base in {store.home / NODES_DIR} (read-only?): "
-            "per-node projects on this node will ask `layerenv base` again at every start")
+        return  # no per-node project uses this store: nothing to say
+    reporter.warn(f"could not record node {store.node}'s base in {store.home / NODES_DIR} (read-only?): "
+                  "per-node projects on this node will ask `layerenv base` again at every start")

@@ -3,79 +3,86 @@
 ``layerenv detect [--json]`` and ``layerenv base [--json]`` on a machine whose base exists are what
 scripts, containers and shells call most, so those exact forms are answered without importing click
 (about half of the process's start-up); everything else, and a ``base`` that has to build, goes through
-the click CLI.
+the click CLI. Both end through the one exit boundary, :mod:`layerenv.cli.exit`.
 """
 
 from __future__ import annotations
 
 import sys
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from layerenv.cli.exit import Invocation
 
 _FAST_DETECT = (["detect"], ["detect", "--json"])
 _FAST_BASE = (["base"], ["base", "--json"])
 
 
-def _detect(as_json: bool) -> int:
-    from layerenv.cli.render import detect_json, render_summary
-    from layerenv.cli.session import detect
-    from layerenv.config import load_settings
-    from layerenv.errors import LayerenvError
+def _detect(invocation: Invocation, as_json: bool) -> None:
+    import os
 
-    try:
-        result = detect(load_settings())
-    except LayerenvError as error:
-        print(f"layerenv: error: {error.message}", file=sys.stderr)
-        return error.exit_code
+    from layerenv.cli.render import detect_json, render_summary
+    from layerenv.cli.session import Session
+
+    invocation.session = Session.open(os.environ)
+    result = invocation.session.detection
     if as_json:
         print(detect_json(result))
-        return 0
+        return
     print(render_summary(result.machine, result.decision, result.outlook))
     for warning in result.decision.warnings:
         print(f"warning: {warning}", file=sys.stderr)
-    return 0
 
 
-def _reuse_base(as_json: bool) -> int | None:
-    """Answer ``layerenv base`` when a fitting base exists; ``None`` sends the call to the full CLI."""
+class _Warnings:
+    """The fast path's reporter: a reused base has no steps to show, only warnings."""
+
+    def step(self, text: str) -> None:
+        pass
+
+    def warn(self, text: str) -> None:
+        print(f"warning: {text}", file=sys.stderr)
+
+
+def _reuse_base(invocation: Invocation, as_json: bool) -> bool:
+    """Answer ``layerenv base`` when a fitting base exists; False sends the call to the full CLI."""
     import os
 
-    from layerenv.base.current import usable_current
-    from layerenv.base.node_answer import remember_node
-    from layerenv.base.request import request_from_settings
+    from layerenv.base.ensure import reuse_base
     from layerenv.cli.render import base_summary
-    from layerenv.cli.session import detect
-    from layerenv.config import load_settings
+    from layerenv.cli.session import Session
     from layerenv.errors import LayerenvError
-    from layerenv.machine.interpreters import current
-    from layerenv.store.home import Store
 
     try:
-        settings = load_settings()
-        if settings.text("base.python"):
-            return None  # interpreter discovery and everything else: the full CLI
-        detection = detect(settings)
-        request = request_from_settings(settings, detection, current())
-        store = Store.from_settings(settings, os.environ)
-        manifest = usable_current(store, request)
+        invocation.session = session = Session.open(os.environ)
+        if session.settings.text("base.python"):
+            return False  # interpreter discovery and everything else: the full CLI
+        request = session.base_request()
+        manifest = reuse_base(request, session.store, _Warnings())
     except LayerenvError:
-        return None  # the full CLI reports it, with the same words
+        return False  # the full CLI reports it, with the same words
     if manifest is None:
-        return None
-    if recorded := remember_node(store, manifest, detection):
-        print(f"warning: {recorded}", file=sys.stderr)
-    for warning in detection.decision.warnings:
+        return False
+    for warning in request.detection.decision.warnings:
         print(f"warning: {warning}", file=sys.stderr)
     print(base_summary(manifest, "reused", as_json=as_json))
-    return 0
+    return True
 
 
 def main() -> None:
     arguments = sys.argv[1:]
-    if arguments in _FAST_DETECT:
-        sys.exit(_detect(as_json=len(arguments) == 2))
-    if arguments in _FAST_BASE:
-        answered = _reuse_base(as_json=len(arguments) == 2)
-        if answered is not None:
-            sys.exit(answered)
+    if arguments in _FAST_DETECT or arguments in _FAST_BASE:
+        from layerenv.cli.exit import Invocation, exit_boundary
+
+        invocation = Invocation()
+        with exit_boundary(invocation):
+            if arguments in _FAST_DETECT:
+                _detect(invocation, as_json=len(arguments) == 2)
+                answered = True
+            else:
+                answered = _reuse_base(invocation, as_json=len(arguments) == 2)
+        if answered:
+            sys.exit(0)
     from layerenv.cli.main import main as click_main
 
     click_main()

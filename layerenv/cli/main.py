@@ -1,4 +1,4 @@
-"""The ``layerenv`` command: parse, call one library function, render, map errors to exit codes.
+"""The ``layerenv`` command: parse, call one library function, render; the exit boundary ends it.
 
 Subcommands are imported only when invoked, so ``layerenv detect`` pays for nothing else.
 """
@@ -7,16 +7,13 @@ from __future__ import annotations
 
 import importlib
 import sys
-from collections.abc import Callable
-from functools import wraps
-from typing import Any, TypeVar
+from typing import Any
 
 import click
 
 from layerenv import __version__
-from layerenv.errors import LayerenvError
-
-F = TypeVar("F", bound=Callable[..., Any])
+from layerenv.cli.exit import Invocation, exit_boundary
+from layerenv.errors import BadInput, LayerenvError
 
 # command name -> (module under layerenv.cli.commands, attribute, one-line help shown by `layerenv --help`)
 COMMANDS: dict[str, tuple[str, str, str]] = {
@@ -34,21 +31,19 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
 }
 
 
-def report_errors(function: F) -> F:
-    """Turn a ``LayerenvError`` into one line on stderr and its exit code; no traceback."""
+def as_layerenv_error(error: click.ClickException) -> LayerenvError:
+    """click's refusal of the command line, in layerenv's words and with click's exit code."""
+    if isinstance(error, click.UsageError):
+        command = error.ctx.command_path if error.ctx is not None else "layerenv"
+        converted: LayerenvError = BadInput(f"{error.format_message()} (see `{command} --help`)")
+    else:
+        converted = LayerenvError(error.format_message())
+    converted.exit_code = error.exit_code
+    return converted
 
-    @wraps(function)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return function(*args, **kwargs)
-        except LayerenvError as error:
-            click.echo(f"layerenv: error: {error.message}", err=True)
-            sys.exit(error.exit_code)
-        except KeyboardInterrupt:
-            click.echo("layerenv: interrupted", err=True)
-            sys.exit(130)
 
-    return wrapper  # type: ignore[return-value]
+class _Interrupted(Exception):
+    """^C inside a command, carried past click (which would print a blank line first) to the boundary."""
 
 
 class LazyGroup(click.Group):
@@ -60,22 +55,24 @@ class LazyGroup(click.Group):
         standalone_mode: bool = True,
         **extra: Any,
     ) -> Any:
-        """click's standalone mode, except that a usage error is one ``layerenv: error:`` line (exit 2)."""
+        """click's standalone mode, ended by the one exit boundary (:mod:`layerenv.cli.exit`)."""
         if not standalone_mode:
             return super().main(args, prog_name, complete_var, False, **extra)
-        try:
-            result = super().main(args, prog_name, complete_var, False, **extra)
-        except click.UsageError as error:
-            command = error.ctx.command_path if error.ctx is not None else "layerenv"
-            click.echo(f"layerenv: error: {error.format_message()} (see `{command} --help`)", err=True)
-            sys.exit(error.exit_code)
-        except click.exceptions.Abort:
-            click.echo("layerenv: interrupted", err=True)
-            sys.exit(130)
-        except click.ClickException as error:
-            click.echo(f"layerenv: error: {error.format_message()}", err=True)
-            sys.exit(error.exit_code)
+        invocation = Invocation()
+        with exit_boundary(invocation):
+            try:
+                result = super().main(args, prog_name, complete_var, False, obj=invocation, **extra)
+            except (_Interrupted, click.exceptions.Abort):
+                raise KeyboardInterrupt from None  # Abort: click's form of ^C (while parsing, prompting)
+            except click.ClickException as error:
+                raise as_layerenv_error(error) from None
         sys.exit(result if isinstance(result, int) else 0)
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except KeyboardInterrupt:
+            raise _Interrupted from None
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted(COMMANDS)
@@ -101,11 +98,11 @@ class LazyGroup(click.Group):
 @click.pass_context
 def cli(ctx: click.Context, quiet: int, verbose: int) -> None:
     """Install the right PyTorch build once per machine, and layer every project on it."""
-    ctx.obj = {"verbosity": verbose - quiet}
+    ctx.ensure_object(Invocation).verbosity = verbose - quiet
 
 
 def main() -> None:
     cli(prog_name="layerenv")
 
 
-__all__ = ["cli", "main", "report_errors"]
+__all__ = ["cli", "main"]

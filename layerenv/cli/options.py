@@ -1,11 +1,16 @@
-"""Options shared by several commands, as decorators, and their mapping to settings keys."""
+"""Options shared by several commands, as decorators, their mapping to settings keys, and the session."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import os
+from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any, TypeVar
 
 import click
+
+from layerenv.cli.exit import Invocation
+from layerenv.cli.session import Session
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -51,5 +56,16 @@ def verbosity_options(function: F) -> F:
 
 
 def verbosity(ctx: click.Context, local_verbose: int, local_quiet: int) -> int:
-    root = ctx.find_root().obj or {}
-    return int(root.get("verbosity", 0)) + local_verbose - local_quiet
+    """The group's ``-v``/``-q`` and the command's together; the exit boundary and the session use it too."""
+    root = ctx.find_root().params
+    total = int(root.get("verbose") or 0) - int(root.get("quiet") or 0) + local_verbose - local_quiet
+    ctx.ensure_object(Invocation).verbosity = total
+    return total
+
+
+def open_session(*, flags: Mapping[str, Any] | None = None, project_dir: Path | None = None) -> Session:
+    """The command's :class:`Session` over this process's environment, made known to the exit boundary."""
+    invocation = click.get_current_context().ensure_object(Invocation)
+    session = Session.open(os.environ, flags=flags, project_dir=project_dir, verbosity=invocation.verbosity)
+    invocation.session = session
+    return session

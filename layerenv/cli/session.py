@@ -1,14 +1,28 @@
-"""What every command starts from: the effective settings turned into a policy and a detection."""
+"""What every command starts from: one :class:`Session` over the effective settings.
+
+A session holds the settings (flags, environment, files) and the environment mapping it was opened
+with, and derives the rest on first use: the store, this machine's detection, the base a command
+asks for and the base that is current. Every command, the click-free fast path and the Ray plugin
+open one, so none of them rebuilds that chain by hand. Nothing here reads ``os.environ``: the caller
+passes the environment in.
+"""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from layerenv.choice.decide import Policy
 from layerenv.choice.detection import Detection, detect_with
 from layerenv.choice.table import Channel
-from layerenv.config import Settings
+from layerenv.config import Settings, load_settings
+
+if TYPE_CHECKING:  # imported where used: `layerenv detect` never opens the store or reads a manifest
+    from layerenv.base.manifest import Manifest
+    from layerenv.base.request import BaseRequest
+    from layerenv.machine.interpreters import Interpreter
+    from layerenv.store.home import Store
 
 
 def policy_from_settings(settings: Settings) -> Policy:
@@ -27,6 +41,72 @@ def policy_from_settings(settings: Settings) -> Policy:
     )
 
 
-def detect(settings: Settings, env: Mapping[str, str] | None = None) -> Detection:
-    """Read the machine and choose its build under the settings' policy."""
-    return detect_with(policy_from_settings(settings), os.environ if env is None else env)
+class Session:
+    """Settings and environment, with the store, the detection and the bases derived lazily (and once)."""
+
+    def __init__(self, settings: Settings, env: Mapping[str, str], *, verbosity: int = 0) -> None:
+        self.settings = settings
+        self.env = env
+        self.verbosity = verbosity
+        self._store: Store | None = None
+        self._detection: Detection | None = None
+
+    @classmethod
+    def open(
+        cls,
+        env: Mapping[str, str],
+        *,
+        flags: Mapping[str, Any] | None = None,
+        project_dir: Path | None = None,
+        verbosity: int = 0,
+    ) -> Session:
+        """Load the settings (``flags`` strongest, then ``env``, then files) and nothing else yet."""
+        return cls(load_settings(project_dir=project_dir, env=env, flags=flags), env, verbosity=verbosity)
+
+    @property
+    def store(self) -> Store:
+        """The ``LAYERENV_HOME`` store, opened on first use (reads nothing on disk)."""
+        if self._store is None:
+            from layerenv.store.home import Store
+
+            self._store = Store.from_settings(self.settings, self.env)
+        return self._store
+
+    @property
+    def detection(self) -> Detection:
+        """The machine read and its build chosen under the settings' policy, on first use."""
+        if self._detection is None:
+            self._detection = detect_with(policy_from_settings(self.settings), self.env)
+        return self._detection
+
+    def interpreter(self, spec: str | None = None) -> Interpreter:
+        """The Python a base is for: ``spec`` if given, else ``base.python``, else the one running layerenv."""
+        from layerenv.machine.interpreters import find
+
+        return find(self.settings.text("base.python") if spec is None else spec, self.env)
+
+    def base_request(self, interpreter: Interpreter | None = None, *, rebuild: bool = False) -> BaseRequest:
+        """The base the settings ask for on ``interpreter`` (default: :meth:`interpreter`)."""
+        from layerenv.base.request import request_from_settings
+
+        return request_from_settings(
+            self.settings,
+            self.detection,
+            self.interpreter() if interpreter is None else interpreter,
+            rebuild=rebuild,
+            verbose=self.verbosity > 0,
+        )
+
+    def current_base(self) -> Manifest | None:
+        """The published base that fits this machine for the Python running layerenv (what status calls current).
+
+        Reads manifests only: no installer, no network, nothing written.
+        """
+        from layerenv.base.current import find_current
+        from layerenv.machine.interpreters import current
+
+        return find_current(self.store, self.base_request(current()))
+
+    def log_dir(self) -> Path | None:
+        """Where an error log of this session goes: the store's ``logs/`` when the store exists."""
+        return self.store.logs if self.store.home.is_dir() else None

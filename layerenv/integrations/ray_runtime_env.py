@@ -70,33 +70,25 @@ class _LogReporter:
 def prepare(project: Path, python_spec: str | None, logger: logging.Logger) -> Prepared:
     """Ready this node: its base (built once per variant across the store) and the per-node project."""
     from layerenv.base.ensure import ensure_base
-    from layerenv.base.node_answer import remember_node
-    from layerenv.base.request import request_from_settings
-    from layerenv.cli.session import detect
-    from layerenv.config import load_settings
+    from layerenv.cli.session import Session
     from layerenv.errors import LayerenvError
-    from layerenv.machine.interpreters import find
     from layerenv.project.create import ProjectRequest, check_project_dir, ensure_project, python_spec_for
     from layerenv.project.link import is_per_node
-    from layerenv.store.home import Store
 
     reporter = _LogReporter(logger)
     try:
         project = check_project_dir(project)
-        settings = load_settings(project_dir=project)
-        store = Store.from_settings(settings, os.environ)
-        detection = detect(settings)
-        spec = python_spec_for(project, python_spec, settings)
-        request = request_from_settings(settings, detection, find(spec, os.environ))
-        manifest = ensure_base(request, store, reporter).manifest
-        remember_node(store, manifest, detection)
+        session = Session.open(os.environ, project_dir=project)
+        store = session.store
+        request = session.base_request(session.interpreter(python_spec_for(project, python_spec, session.settings)))
+        ensure_base(request, store, reporter)
         venv = project / ".venv"
         if not is_per_node(venv):
             digest = hashlib.sha256(os.fsencode(str(project))).hexdigest()[:16]
             with store.lock(f"project-{digest}", purpose=f"creating {venv} for Ray"):
                 if not is_per_node(venv):
                     reporter.step(f"creating the per-node venv {venv}")
-                    ensure_project(ProjectRequest.from_settings(project, settings, request, per_node=True),
+                    ensure_project(ProjectRequest.from_settings(project, session.settings, request, per_node=True),
                                    store, reporter)
     except LayerenvError as error:
         raise RuntimeError(f"layerenv: {error.message}") from None

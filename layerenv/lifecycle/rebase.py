@@ -132,18 +132,24 @@ class Outcome:
 
 
 def execute(plan: Plan, store: Store, reporter: Reporter) -> Outcome:
-    """Build what the plan needs, then move each project; one project's failure does not stop the rest."""
+    """Build what the plan needs, record every target as this node's base, then move each project.
+
+    One project's failure does not stop the rest. A plan with nothing to do only records this node's
+    answer (a rebase after a reboot tells per-node projects the base again).
+    """
     bases = {manifest.base_id: manifest for manifest in published(store)}
     built: list[str] = []
     resolved: dict[tuple[str, str], str] = {}
     for target in plan.builds:
-        manifest = ensure_base(target.request, store, reporter).manifest
+        manifest = ensure_base(target.request, store, reporter).manifest  # which records this node's answer
         bases[manifest.base_id] = manifest
         built.append(manifest.base_id)
         resolved[(target.interpreter.tag, target.interpreter.platform)] = manifest.base_id
     for target in plan.targets:
-        chosen = target.manifest or bases[resolved[(target.interpreter.tag, target.interpreter.platform)]]
-        remember_node(store, chosen, target.request.detection)
+        if target.manifest is not None:
+            remember_node(store, target.manifest, target.request.detection, reporter)
+    if plan.nothing_to_do:
+        return Outcome((), {}, (), ())
     checkpoint("rebase:after-build")
     moved: list[Move] = []
     reinstalled: dict[str, list[str]] = {}

@@ -216,13 +216,13 @@ def ensure_project(request: ProjectRequest, store: Store, reporter: Reporter) ->
         )
     deps = read_dependencies(project_dir, request.requirement_files, request.extra_dependencies, request.extras)
     manifest = usable_current(store, request.base)
-    base_built = False
+    base_built = manifest is None
     if manifest is None:
         reporter.step("no base fits this project yet: building it first, as `layerenv base` would")
-        manifest = ensure_base(request.base, store, reporter).manifest
-        base_built = True
+        manifest = ensure_base(request.base, store, reporter).manifest  # which records this node's answer
     _guard_conflicts(deps, manifest)
-    remember_node(store, manifest, request.base.detection)
+    if not base_built:
+        remember_node(store, manifest, request.base.detection, reporter)
     final = project_dir / VENV_NAME
     fingerprint = _fingerprint(manifest, deps, request)
     state = _read_state(final) if final.is_dir() else {}

@@ -2,24 +2,16 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import click
 
 from layerenv.base.ensure import ensure_base
 from layerenv.base.manifest import Manifest
-from layerenv.base.node_answer import remember_node
-from layerenv.base.request import request_from_settings
-from layerenv.cli.main import report_errors
-from layerenv.cli.options import decision_flags, decision_options, verbosity_options
+from layerenv.cli.options import decision_flags, decision_options, open_session, verbosity_options
 from layerenv.cli.options import verbosity as verbosity_of
 from layerenv.cli.render import base_summary
-from layerenv.cli.session import detect
 from layerenv.cli.ui import Console
-from layerenv.config import load_settings
-from layerenv.machine.interpreters import find
-from layerenv.store.home import Store
 
 
 @click.command("base")
@@ -37,7 +29,6 @@ from layerenv.store.home import Store
 @click.option("--json", "as_json", is_flag=True, help="Print the base's manifest summary as JSON.")
 @verbosity_options
 @click.pass_context
-@report_errors
 def command(
     ctx: click.Context,
     local_verbose: int,
@@ -57,25 +48,17 @@ def command(
     console = Console(verbosity)
     flags = decision_flags(variant, channel, torch_pin, strict)
     flags.update({"base.python": python_spec, "base.installer": installer})
-    settings = load_settings(flags=flags)
-    store = Store.from_settings(settings, os.environ)
-    detection = detect(settings)
+    session = open_session(flags=flags)
+    store = session.store
+    detection = session.detection
     for warning in detection.decision.warnings:
         console.warn(warning)
     if adopt_path is not None:
         from layerenv.base.adopt import adopt
 
-        manifest = adopt(adopt_path, detection, store, console)
-        if unrecorded := remember_node(store, manifest, detection):
-            console.warn(unrecorded)
-        _print(manifest, "adopted", as_json)
+        _print(adopt(adopt_path, detection, store, console), "adopted", as_json)
         return
-    request = request_from_settings(
-        settings, detection, find(settings.text("base.python"), os.environ), rebuild=rebuild, verbose=verbosity > 0
-    )
-    result = ensure_base(request, store, console)
-    if unrecorded := remember_node(store, result.manifest, detection):
-        console.warn(unrecorded)
+    result = ensure_base(session.base_request(rebuild=rebuild), store, console)
     _print(result.manifest, "reused" if result.reused else "built", as_json)
 
 

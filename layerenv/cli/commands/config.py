@@ -7,8 +7,8 @@ from typing import Any
 
 import click
 
-from layerenv.cli.main import report_errors
-from layerenv.config import SETTINGS, load_settings
+from layerenv.cli.options import open_session
+from layerenv.config import SETTINGS
 from layerenv.urls import redact
 
 
@@ -31,10 +31,9 @@ def _text(value: Any) -> str:
 
 @click.command("config")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for other tools.")
-@report_errors
 def command(as_json: bool) -> None:
     """Show every effective setting, its value and its source, then the config files read."""
-    settings = load_settings()
+    settings = open_session().settings
     rows = [(spec.key, _shown(spec.key, settings.get(spec.key)), settings.sources[spec.key]) for spec in SETTINGS]
     files = [str(path) for path in settings.files]
     if as_json:

@@ -4,18 +4,14 @@ from __future__ import annotations
 
 import click
 
-from layerenv.cli.main import report_errors
-from layerenv.cli.options import decision_flags, decision_options
+from layerenv.cli.options import decision_flags, decision_options, open_session
 from layerenv.cli.render import detect_json, render_candidates, render_summary
-from layerenv.cli.session import detect
-from layerenv.config import load_settings
 
 
 @click.command("detect")
 @decision_options
 @click.option("--explain", is_flag=True, help="Show every candidate build and why it was kept or dropped.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for other tools.")
-@report_errors
 def command(
     variant: str | None,
     channel: str | None,
@@ -25,8 +21,7 @@ def command(
     as_json: bool,
 ) -> None:
     """Read the GPUs and driver, and choose the torch variant for this machine."""
-    settings = load_settings(flags=decision_flags(variant, channel, torch_pin, strict))
-    result = detect(settings)
+    result = open_session(flags=decision_flags(variant, channel, torch_pin, strict)).detection
     if as_json:
         click.echo(detect_json(result, explain=explain))
         return

@@ -3,46 +3,19 @@
 from __future__ import annotations
 
 import json
-import os
 import sys
-from typing import TYPE_CHECKING
 
 import click
 
-from layerenv.cli.main import report_errors
-from layerenv.config import load_settings
+from layerenv.cli.options import open_session
 from layerenv.errors import EXIT_FAILURE
 from layerenv.reporter import format_size
-from layerenv.store.home import Store
-
-if TYPE_CHECKING:
-    from layerenv.base.manifest import Manifest
-    from layerenv.choice.detection import Detection
-    from layerenv.config import Settings
-
-
-def _open() -> tuple[Settings, Store]:
-    settings = load_settings()
-    return settings, Store.from_settings(settings, os.environ)
-
-
-def _machine(settings: Settings, store: Store) -> tuple[Detection, Manifest | None]:
-    """The machine as detected now, and the base current for the running interpreter (as status says)."""
-    from layerenv.base.current import find_current
-    from layerenv.base.request import request_from_settings
-    from layerenv.cli.session import detect
-    from layerenv.machine.interpreters import current
-
-    detection = detect(settings)
-    request = request_from_settings(settings, detection, current())
-    return detection, find_current(store, request)
 
 
 @click.command("doctor")
 @click.option("--fix", is_flag=True,
               help="Repair what is safe (a torch family shadowing the base's, broken links or stubs, stale registry).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for other tools.")
-@report_errors
 def doctor_command(fix: bool, as_json: bool) -> None:
     """Find what is wrong with the machine, the bases and the projects, each with its fix.
 
@@ -57,9 +30,10 @@ def doctor_command(fix: bool, as_json: bool) -> None:
     """
     from layerenv.lifecycle.doctor import doctor
 
-    settings, store = _open()
-    detection, current = _machine(settings, store)
-    report = doctor(store, detection, current, fix=fix)
+    session = open_session()
+    store = session.store
+    current = session.current_base()
+    report = doctor(store, session.detection, current, fix=fix, env=session.env)
     if as_json:
         click.echo(json.dumps(report.to_json(), indent=2))
     elif not report.findings:
@@ -78,7 +52,6 @@ def doctor_command(fix: bool, as_json: bool) -> None:
 @click.command("verify")
 @click.argument("base", required=False, metavar="[BASE]")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for other tools.")
-@report_errors
 def verify_command(base: str | None, as_json: bool) -> None:
     """Check every file of BASE against the hashes its manifest captured (default: every published base).
 
@@ -87,7 +60,7 @@ def verify_command(base: str | None, as_json: bool) -> None:
     """
     from layerenv.base.file_check import verify_store
 
-    checks = verify_store(_open()[1], base)
+    checks = verify_store(open_session().store, base)
     ok = all(check.ok for check in checks)
     if as_json:
         click.echo(json.dumps({"ok": ok, "bases": [check.to_json() for check in checks]}, indent=2))
@@ -109,7 +82,6 @@ def verify_command(base: str | None, as_json: bool) -> None:
 @click.command("gc")
 @click.option("--dry-run", is_flag=True, help="Only say what would be removed.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for other tools.")
-@report_errors
 def gc_command(dry_run: bool, as_json: bool) -> None:
     """Remove bases that no registered project uses and that are not current.
 
@@ -120,8 +92,9 @@ def gc_command(dry_run: bool, as_json: bool) -> None:
     """
     from layerenv.lifecycle.gc import collect
 
-    settings, store = _open()
-    _detection, current = _machine(settings, store)
+    session = open_session()
+    store = session.store
+    current = session.current_base()
     result = collect(store, {current.base_id} if current else set(), dry_run=dry_run)
     if as_json:
         click.echo(json.dumps(result.to_json(), indent=2))

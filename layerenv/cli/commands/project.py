@@ -8,17 +8,11 @@ from pathlib import Path
 
 import click
 
-from layerenv.base.request import request_from_settings
-from layerenv.cli.main import report_errors
+from layerenv.cli.options import open_session, verbosity_options
 from layerenv.cli.options import verbosity as verbosity_of
-from layerenv.cli.options import verbosity_options
-from layerenv.cli.session import detect
 from layerenv.cli.ui import Console
-from layerenv.config import load_settings
 from layerenv.errors import BadInput
-from layerenv.machine.interpreters import find
 from layerenv.project.create import ProjectRequest, check_project_dir, ensure_project, python_spec_for
-from layerenv.store.home import Store
 
 
 @click.command("project")
@@ -35,7 +29,6 @@ from layerenv.store.home import Store
 )
 @verbosity_options
 @click.pass_context
-@report_errors
 def command(
     ctx: click.Context,
     local_verbose: int,
@@ -51,15 +44,16 @@ def command(
     verbosity = verbosity_of(ctx, local_verbose, local_quiet)
     console = Console(verbosity)
     project_dir = check_project_dir(path)
-    settings = load_settings(project_dir=project_dir, flags={"base.installer": installer, "project.per_node": per_node})
-    store = Store.from_settings(settings, os.environ)
-    store.ensure_writable()
-    detection = detect(settings)
-    spec = python_spec_for(project_dir, python_spec, settings)
-    base = request_from_settings(settings, detection, find(spec, os.environ), verbose=verbosity > 0)
-    request = ProjectRequest.from_settings(project_dir, settings, base, extras=tuple(extras),
+    session = open_session(
+        project_dir=project_dir,
+        flags={"base.installer": installer, "project.per_node": per_node},
+    )
+    session.store.ensure_writable()
+    spec = python_spec_for(project_dir, python_spec, session.settings)
+    base = session.base_request(session.interpreter(spec))
+    request = ProjectRequest.from_settings(project_dir, session.settings, base, extras=tuple(extras),
                                            system_site_packages=system_site_packages)
-    result = ensure_project(request, store, console)
+    result = ensure_project(request, session.store, console)
     state = "updated" if result.changed else "up to date"
     on = f"base {result.manifest.base_id} (torch {result.manifest.torch_build})"
     if request.per_node:
@@ -78,7 +72,6 @@ def find_project_venv(start: Path) -> Path:
 
 @click.command("run", context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
 @click.argument("argv", nargs=-1, type=click.UNPROCESSED, required=True)
-@report_errors
 def run_command(argv: tuple[str, ...]) -> None:
     """Run a command inside the project's layered venv (like `uv run`)."""
     from layerenv.project.link import uv_environment
@@ -99,7 +92,6 @@ def run_command(argv: tuple[str, ...]) -> None:
 
 
 @click.command("shell")
-@report_errors
 def shell_command() -> None:
     """Print the line that activates the project's venv in this shell."""
     venv = find_project_venv(Path.cwd())

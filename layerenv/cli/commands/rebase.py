@@ -3,18 +3,14 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import click
 
-from layerenv.cli.main import report_errors
+from layerenv.cli.options import open_session, verbosity_options
 from layerenv.cli.options import verbosity as verbosity_of
-from layerenv.cli.options import verbosity_options
 from layerenv.cli.ui import Console
-from layerenv.config import load_settings
 from layerenv.errors import EXIT_FAILURE
-from layerenv.store.home import Store
 
 
 @click.command("rebase")
@@ -26,7 +22,6 @@ from layerenv.store.home import Store
 @click.option("--json", "as_json", is_flag=True, help="Print the plan or the outcome as JSON.")
 @verbosity_options
 @click.pass_context
-@report_errors
 def command(
     ctx: click.Context,
     local_verbose: int,
@@ -37,22 +32,15 @@ def command(
     as_json: bool,
 ) -> None:
     """Re-detect; build the base that fits now if it changed; move registered projects onto it."""
-    from layerenv.base.request import BaseRequest, request_from_settings
-    from layerenv.cli.session import detect
     from layerenv.lifecycle.rebase import execute, plan_rebase
-    from layerenv.machine.interpreters import Interpreter
 
     verbosity = verbosity_of(ctx, local_verbose, local_quiet)
     console = Console(verbosity)
-    settings = load_settings()
-    store = Store.from_settings(settings, os.environ)
-    detection = detect(settings)
-
-    def request_for(interpreter: Interpreter) -> BaseRequest:
-        return request_from_settings(settings, detection, interpreter, verbose=verbosity > 0)
-
+    session = open_session()
+    store = session.store
+    detection = session.detection
     only = project_path.resolve() if project_path is not None else None
-    plan = plan_rebase(store, request_for, only=only, onto=base_id)
+    plan = plan_rebase(store, session.base_request, only=only, onto=base_id)
     decision = detection.decision
     builds = [f"{t.interpreter.tag}: build {decision.variant} torch {decision.torch_series[0]}" for t in plan.builds]
     moves = [
@@ -60,13 +48,8 @@ def command(
         for m in plan.moves
         if m.changes
     ]
-    if plan.nothing_to_do and not dry_run:
-        from layerenv.base.node_answer import remember_node
-
-        for target in plan.targets:
-            if target.manifest is not None:
-                remember_node(store, target.manifest, detection)
-    if dry_run or plan.nothing_to_do:
+    outcome = None if dry_run else execute(plan, store, console)
+    if outcome is None or plan.nothing_to_do:
         document = {
             "changed": not plan.nothing_to_do,
             "variant": decision.variant.name,
@@ -90,7 +73,6 @@ def command(
         for line in plan.skipped:
             console.warn(line)
         return
-    outcome = execute(plan, store, console)
     if as_json:
         click.echo(
             json.dumps(

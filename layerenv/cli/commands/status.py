@@ -3,37 +3,28 @@
 from __future__ import annotations
 
 import json
-import os
 import time
 
 import click
 
-from layerenv.cli.main import report_errors
-from layerenv.config import load_settings
+from layerenv.cli.options import open_session
 from layerenv.reporter import format_size
-from layerenv.store.home import Store
 
 
 @click.command("status")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for other tools.")
-@report_errors
 def command(as_json: bool) -> None:
     """Show the bases (current or stale), registered projects (ok, shadowed or broken) and which node uses which base.
 
     A project is shadowed when torch, triton, nvidia-* or another torch-family distribution was
     installed into it over the base's stubs; `layerenv doctor --fix` removes them.
     """
-    from layerenv.base.current import find_current
-    from layerenv.base.request import request_from_settings
-    from layerenv.cli.session import detect
     from layerenv.lifecycle.status import status_document
-    from layerenv.machine.interpreters import current
 
-    settings = load_settings()
-    store = Store.from_settings(settings, os.environ)
-    detection = detect(settings)
-    request = request_from_settings(settings, detection, current())
-    fitting = find_current(store, request)
+    session = open_session()
+    store = session.store
+    fitting = session.current_base()
+    detection = session.detection
     document = status_document(store, {fitting.base_id} if fitting else set())
     document["machine"] = detection.decision.to_json(detection.machine)
     if as_json:
