@@ -115,13 +115,12 @@ def _mig_parent(
 ) -> tuple[Gpu | None, str]:
     """The GPU a MIG instance runs on (or one with the same capability), and a note saying which."""
     rest = entry[len("MIG-") :]
-    if rest.upper().startswith("GPU-"):  # MIG-GPU-<uuid>/<gi>/<ci>: the parent is in the name
-        parent_uuid = rest.split("/", 1)[0].lower()
-    else:
-        parent_uuid = mig_parents.get(entry.lower(), "")
+    named = rest.upper().startswith("GPU-")  # MIG-GPU-<uuid>/<gi>/<ci>: the parent is in the name
+    parent_uuid = rest.split("/", 1)[0].lower() if named else mig_parents.get(entry.lower(), "")
     if parent_uuid:
         parent = next((gpu for gpu in candidates if gpu.uuid is not None and gpu.uuid.lower() == parent_uuid), None)
-        return parent, f"a slice of GPU {parent.index} {parent.name}" if parent is not None else ""
+        found = parent is not None and not named
+        return parent, f"a slice of GPU {parent.index} {parent.name} (nvidia-smi -L)" if found and parent else ""
     capabilities = {gpu.compute_capability for gpu in candidates}
     if len(capabilities) == 1 and None not in capabilities:
         gpu = candidates[0]
