@@ -492,10 +492,14 @@ def test_mig_entries() -> None:
 
     new_style = "MIG-5c89a0a8-d2d3-5c4e-9a1b-0123456789ab"
     shown, hidden, notes = filter_visible(NVIDIA, {"CUDA_VISIBLE_DEVICES": f"{new_style},2"})
-    assert indexes(shown) == [2]
+    # nvidia-smi -L was not asked (no mig_parents): every GPU here has one capability, so GPU 0 stands for it
+    assert indexes(shown) == [0, 2]
     assert notes == (
-        f"CUDA_VISIBLE_DEVICES entry {new_style!r} is a MIG instance of an unidentified GPU; ignored",
+        f"CUDA_VISIBLE_DEVICES entry {new_style!r} is a MIG instance: its parent is not known (nvidia-smi -L did "
+        f"not list it), but every GPU here is compute capability {NVIDIA[0].compute_capability}",
     )
+    shown, _hidden, _notes = filter_visible(NVIDIA, {"CUDA_VISIBLE_DEVICES": new_style}, {new_style.lower(): UUIDS[1].lower()})
+    assert indexes(shown) == [1]
 
 
 def test_index_order_note_only_for_mixed_gpus_without_pci_bus_order() -> None:
