@@ -39,6 +39,9 @@ class FakeInstaller:
         return False
 
     def newest(self, python: Path, requirement: str, sources: Sources, log: Log) -> Resolved | None:
+        return self._choose(requirement)
+
+    def _choose(self, requirement: str) -> Resolved | None:
         wanted = Requirement(requirement)
         versions = [
             version
@@ -51,22 +54,22 @@ class FakeInstaller:
         return self._resolved(canonical_name(wanted.name), newest)
 
     def install(self, python: Path, requirements: Sequence[str], sources: Sources, log: Log) -> list[Resolved]:
-        return self._unpack(python.parent.parent, requirements, sources)
+        return self._unpack(python.parent.parent, requirements)
 
     def install_project(self, venv: LayeredVenv, requirements: Sequence[str], log: Log) -> list[Resolved]:
-        return self._unpack(venv.path, requirements, Sources(None))
+        return self._unpack(venv.path, requirements)
 
     def reinstall(self, venv: LayeredVenv, names: Sequence[str], log: Log) -> list[Resolved]:
-        return self._unpack(venv.path, names, Sources(None))
+        return self._unpack(venv.path, names)
 
     def _resolved(self, name: str, version: str) -> Resolved:
         return Resolved(name, version, file_url(self.wheels[(name, version)]))
 
-    def _unpack(self, venv: Path, requirements: Sequence[str], sources: Sources) -> list[Resolved]:
+    def _unpack(self, venv: Path, requirements: Sequence[str]) -> list[Resolved]:
         site = site_packages_of(venv)
         done = []
         for requirement in requirements:
-            found = self.newest(venv, requirement, sources, Log(None))
+            found = self._choose(requirement)
             if found is None:
                 raise LookupError(f"the fake installer's table has no {requirement}")
             wheel = self.wheels[(found.name, found.version)]
