@@ -19,6 +19,10 @@ from layerenv.tomlcompat import TOMLDecodeError, loads
 
 SettingType = Literal["str", "bool", "list"]
 
+#: The installers layerenv can drive: the values ``base.installer`` and ``--installer`` accept, and
+#: the keys of :data:`layerenv.installers.INSTALLERS` (kept here: settings are read before any installer).
+INSTALLER_NAMES: tuple[str, ...] = ("pip", "uv")
+
 _TRUE = ("1", "true", "yes", "on")
 _FALSE = ("0", "false", "no", "off", "")
 
@@ -70,7 +74,7 @@ SETTINGS: tuple[SettingSpec, ...] = (
         "LAYERENV_PYTHON",
         "interpreter for the base: a version ('3.12') or a path (empty: the running one)",
     ),
-    SettingSpec("base.installer", "str", "pip", "LAYERENV_INSTALLER", "installer that fills the base", ("pip", "uv")),
+    SettingSpec("base.installer", "str", "pip", "LAYERENV_INSTALLER", "installer that fills the base", INSTALLER_NAMES),
     SettingSpec(
         "index.url",
         "str",

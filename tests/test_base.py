@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -13,8 +14,21 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.cli import layerenv_env, run_layerenv, tree_digest
-from tests.support.index import add_to_index, file_url, write_simple_index
+from layerenv.base.build import newest_known_series
+from layerenv.base.ensure import ensure_base
+from layerenv.base.request import BaseRequest, SourceSettings
+from layerenv.choice.decide import Policy, choose
+from layerenv.choice.detection import Detection
+from layerenv.choice.table import load_matrix, newest_cuda_for_driver
+from layerenv.errors import OperationFailed
+from layerenv.installers import Log, Resolved, Sources, UvInstaller, find_uv
+from layerenv.machine.interpreters import current
+from layerenv.machine.reader import read_machine
+from layerenv.store.home import Store
+from tests.support.cli import FIXTURE_MACHINES, layerenv_env, run_layerenv, tree_digest
+from tests.support.fake_installer import FakeInstaller
+from tests.support.fake_smi import install_fixture_smi
+from tests.support.index import add_to_index, file_url, write_find_links_dir, write_simple_index
 from tests.support.wheels import build_fake_torch
 
 pytestmark = pytest.mark.slow
@@ -285,3 +299,129 @@ def test_adopt_registers_without_touching(tmp_path: Path, env_for, variant_index
     (site / "torch" / "__init__.py").write_text((site / "torch" / "__init__.py").read_text() + "# tampered\n")
     tampered = run_layerenv(["verify"], env, tmp_path)
     assert tampered.returncode == 1 and str(site / "torch" / "__init__.py") in tampered.stdout
+
+
+# build() driven in-process with an installer passed in ----------------------------------------------
+
+
+class Steps:
+    """A Reporter that keeps what it was told."""
+
+    def __init__(self) -> None:
+        self.warnings: list[str] = []
+
+    def step(self, text: str) -> None:
+        pass
+
+    def warn(self, text: str) -> None:
+        self.warnings.append(text)
+
+
+def replayed_detection(tmp_path: Path, machine: str) -> Detection:
+    bin_dir = tmp_path / "smi"
+    bin_dir.mkdir()
+    install_fixture_smi(bin_dir, FIXTURE_MACHINES / machine)
+    found = read_machine(
+        sysroot=FIXTURE_MACHINES / machine,
+        env={},
+        which=lambda name: shutil.which(name, path=str(bin_dir)),
+        system="linux",
+        arch="x86_64",
+        cuda_for_driver=newest_cuda_for_driver,
+    )
+    return Detection(found, choose(found, Policy(), load_matrix()))
+
+
+def in_process_request(tmp_path: Path, detection: Detection, installer: str = "fake") -> BaseRequest:
+    index = tmp_path / "variant-index"
+    (index / detection.decision.variant.name).mkdir(parents=True)  # a reachable (empty) variant index
+    return BaseRequest(
+        interpreter=current(),
+        detection=detection,
+        packages=("torch",),
+        installer=installer,
+        sources=SourceSettings(index_template=file_url(index) + "/{variant}"),
+    )
+
+
+def test_a_newer_torch_that_fails_verification_falls_back_to_the_table(tmp_path: Path) -> None:
+    """The newest torch the sources offer is past the table and lacks the H100's kernels: the build
+    warns, plans again inside the table and publishes the table's release."""
+    detection = replayed_detection(tmp_path, "h100-580")
+    decision = detection.decision
+    request = in_process_request(tmp_path, detection)
+    newest_series = newest_known_series(request)
+    assert decision.torch_series[0] == newest_series and decision.variant.kind == "cuda"
+    major, minor = (int(part) for part in newest_series.split("."))
+    variant, cuda = decision.variant.name, decision.variant.version
+    wheels = tmp_path / "wheels"
+    newer = build_fake_torch(wheels, f"{major}.{minor + 1}.0+{variant}", cuda=cuda, arch_list=("sm_100", "sm_120"))
+    known = build_fake_torch(wheels, f"{newest_series}.0+{variant}", cuda=cuda, arch_list=("sm_80", "sm_90"))
+    installer = FakeInstaller([newer, known])
+    store = Store.open(str(tmp_path / "home"), {})
+    steps = Steps()
+
+    result = ensure_base(request, store, steps, installer)
+
+    assert result.manifest.torch == f"{newest_series}.0+{variant}"
+    assert result.manifest.verification["arch_list"] == ["sm_80", "sm_90"]
+    assert installer.installed == [f"torch=={major}.{minor + 1}.0+{variant}", f"torch=={newest_series}.0+{variant}"]
+    assert any("newer than the table" in text and "falling back" in text for text in steps.warnings), steps.warnings
+    assert [path.name for path in store.bases.iterdir()] == [result.manifest.base_id]
+    assert not any(store.staging.iterdir())
+
+
+def test_a_torch_inside_the_table_that_fails_verification_does_not_fall_back(tmp_path: Path) -> None:
+    detection = replayed_detection(tmp_path, "h100-580")
+    request = in_process_request(tmp_path, detection)
+    series, variant = newest_known_series(request), detection.decision.variant
+    broken = build_fake_torch(tmp_path / "w", f"{series}.0+{variant}", cuda=variant.version, arch_list=("sm_100",))
+    store = Store.open(str(tmp_path / "home"), {})
+    steps = Steps()
+    with pytest.raises(OperationFailed, match=r"failed verification: .*no kernels"):
+        ensure_base(request, store, steps, FakeInstaller([broken]))
+    assert steps.warnings == []
+    assert list(store.bases.iterdir()) == []
+
+
+class ResolverThatDisagrees(UvInstaller):
+    """Real uv installs; its resolution claims the variant's index serves an unlabelled torch, as an
+    index that changed between resolving and installing would."""
+
+    def __init__(self, uv: str, environ: dict[str, str], claimed: Resolved) -> None:
+        super().__init__(uv, environ)
+        self.claimed = claimed
+
+    def newest(self, python: Path, requirement: str, sources: Sources, log: Log) -> Resolved | None:
+        return self.claimed if requirement.startswith("torch") else None
+
+
+def test_a_uv_build_whose_torch_came_from_a_refused_place_fails(tmp_path: Path, installer_env: dict[str, str]) -> None:
+    """uv's post-install report is real: the torch uv took from find-links, not from the variant's
+    index the resolution named, is refused and nothing is published."""
+    uv = find_uv()
+    assert uv is not None
+    detection = replayed_detection(tmp_path, "no-gpu")
+    request = in_process_request(tmp_path, detection, installer="uv")
+    variant = detection.decision.variant.name
+    index = tmp_path / "variant-index" / variant
+    write_simple_index(index, [build_fake_torch(tmp_path / "w", "2.9.1+cpu", cuda=None)])
+    elsewhere = write_find_links_dir(tmp_path / "elsewhere", [build_fake_torch(tmp_path / "e", "2.14.0", cuda=None)])
+    request = BaseRequest(
+        interpreter=request.interpreter,
+        detection=detection,
+        packages=("torch",),
+        installer="uv",
+        sources=SourceSettings(index_template=file_url(tmp_path / "variant-index") + "/{variant}/simple",
+                               find_links=(str(elsewhere),)),
+    )
+    claimed = Resolved("torch", "2.14.0", file_url(index / "simple") + "/torch/")
+    store = Store.open(str(tmp_path / "home"), {})
+
+    with pytest.raises(OperationFailed) as failed:
+        ensure_base(request, store, Steps(), ResolverThatDisagrees(uv, installer_env, claimed))
+
+    assert "refusing the base: torch 2.14.0 is not a cpu build from the variant's index" in failed.value.message
+    assert file_url(elsewhere) in failed.value.message
+    assert list(store.bases.iterdir()) == []
+    assert not any(store.staging.iterdir())

@@ -13,6 +13,8 @@ from layerenv.project.link import link
 from layerenv.store.atomic import relocate_venv
 from layerenv.store.home import Store
 from tests.support.cli import run_layerenv
+from tests.support.index import add_to_index
+from tests.support.wheels import build_plain_package
 
 pytestmark = pytest.mark.slow
 
@@ -79,6 +81,31 @@ def test_driver_upgrade_moves_projects_to_a_new_cuda(tmp_path: Path, driver_upgr
     assert [torch_version(venv) for venv in projects] == ["2.9.1+cu128", "2.15.0+cu132"]
     bad = run_layerenv(["rebase", "--base", "no-such-base"], new_env, tmp_path)
     assert bad.returncode == 2 and "no-such-base" in bad.stderr and len(bad.stderr.splitlines()) == 1
+
+
+def test_a_dependency_the_new_torch_breaks_is_reinstalled(tmp_path: Path, driver_upgrade_env, served_indexes) -> None:  # type: ignore[no-untyped-def]
+    """caps-torch 1.0 wants torch<2.10, 2.0 wants torch>=2.10: the move to torch 2.15 reinstalls it."""
+    wheels = tmp_path / "caps"
+    add_to_index(served_indexes.root / "pypi", [build_plain_package(wheels, "caps-torch", "1.0", ("torch<2.10",)),
+                                                build_plain_package(wheels, "caps-torch", "2.0", ("torch>=2.10",))])
+    old_env, new_env = driver_upgrade_env("rtx5090-570"), driver_upgrade_env("rtx5090-580")
+    project = tmp_path / "gamma"
+    project.mkdir()
+    (project / "requirements.txt").write_text("caps-torch\n")
+    made = run_layerenv(["project", str(project)], old_env, tmp_path)
+    assert made.returncode == 0, made.stderr
+    venv = project / ".venv"
+    version_of = "import importlib.metadata as m; print(m.version('caps-torch'))"
+    assert subprocess.run([str(venv / "bin" / "python"), "-c", version_of], capture_output=True, text=True,
+                          check=True).stdout.strip() == "1.0"
+
+    done = run_layerenv(["rebase", "--json"], new_env, tmp_path)
+
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["reinstalled"] == {str(venv): ["caps-torch"]}
+    assert subprocess.run([str(venv / "bin" / "python"), "-c", version_of], capture_output=True, text=True,
+                          check=True).stdout.strip() == "2.0"
+    assert torch_version(venv) == "2.15.0+cu132"
 
 
 def test_kill_9_at_any_point_leaves_every_project_working(tmp_path: Path, driver_upgrade_env) -> None:  # type: ignore[no-untyped-def]

@@ -277,6 +277,26 @@ def test_index_credentials_never_leak(tmp_path: Path, env_in, served_indexes, in
     _no_secret_anywhere(home, outputs)
 
 
+@pytest.mark.parametrize("installer", ["uv", "pip"])
+def test_index_credentials_never_reach_a_project_install_log(tmp_path: Path, env_in, served_indexes, installer: str) -> None:  # type: ignore[no-untyped-def]
+    """The project's installer runs with the user's credentialed index and a requirement whose URL
+    carries a token: the project's install log names them only as ``***@``."""
+    home = tmp_path / "home"
+    secret = served_indexes.url_template.replace("http://", "http://user:s3cret@")
+    wheel = next((served_indexes.root / "pypi" / "files").glob("plain_lib-1.0-*.whl"))
+    direct = secret.format(variant="pypi").removesuffix("/simple") + f"/files/{wheel.name}"
+    env = env_in(home, LAYERENV_INDEX_URL=served_indexes.url_template, LAYERENV_INSTALLER=installer)
+    env.update(PIP_INDEX_URL=secret.format(variant="pypi"), UV_INDEX_URL=secret.format(variant="pypi"))
+    project = tmp_path / "repo"
+    project.mkdir()
+    (project / "requirements.txt").write_text(f"needs-torch\nplain-lib @ {direct}\n")
+    made = run_layerenv(["-v", "project", str(project)], env, tmp_path)
+    assert made.returncode == 0, made.stderr
+    project_logs = list(home.glob("logs/project-repo-*.log"))
+    assert project_logs and any("plain-lib @ http://***@127.0.0.1" in path.read_text() for path in project_logs)
+    _no_secret_anywhere(home, [made.stdout + made.stderr])
+
+
 def _literal_modes() -> list[tuple[str, int, int]]:
     """Every integer literal that layerenv's code passes as a file mode (``mode=``, ``chmod``,
     ``os.open``'s third argument, ``mkdir``)."""

@@ -111,25 +111,30 @@ def _package_records(venv: Path, installer: str) -> dict[str, PackageRecord]:
     }
 
 
-def build(request: BaseRequest, store: Store, key: str, reporter: Reporter) -> BaseResult:
-    """Build in staging; a torch newer than the table is kept only if its verified arch list fits."""
+def build(
+    request: BaseRequest, store: Store, key: str, reporter: Reporter, installer: Installer | None = None
+) -> BaseResult:
+    """Build in staging; a torch newer than the table is kept only if its verified arch list fits.
+    ``installer`` fills it (by default the one ``request.installer`` names)."""
     decision = request.detection.decision
+    installer = installer or get_installer(request.installer)
     may_be_newer = decision.torch_series[0] == newest_known_series(request) and not decision.unserved
     try:
-        return _build_once(request, store, key, reporter, open_ended=may_be_newer)
+        return _build_once(request, installer, store, key, reporter, open_ended=may_be_newer)
     except _NewerReleaseRejected as rejected:
         reporter.warn(f"{rejected.message}; falling back to the releases layerenv knows")
-        return _build_once(request, store, key, reporter, open_ended=False)
+        return _build_once(request, installer, store, key, reporter, open_ended=False)
 
 
 class _NewerReleaseRejected(OperationFailed):
     pass
 
 
-def _build_once(request: BaseRequest, store: Store, key: str, reporter: Reporter, *, open_ended: bool) -> BaseResult:
+def _build_once(
+    request: BaseRequest, installer: Installer, store: Store, key: str, reporter: Reporter, *, open_ended: bool
+) -> BaseResult:
     decision = request.detection.decision
     machine = request.detection.machine
-    installer = get_installer(request.installer)
     timings: dict[str, float] = {}
     started = time.monotonic()
     staging = store.new_staging_dir(key)

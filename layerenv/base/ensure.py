@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from layerenv.base.current import usable_current
 from layerenv.base.manifest import Manifest
 from layerenv.base.node_answer import remember_node
@@ -9,6 +11,9 @@ from layerenv.base.request import BaseRequest, BaseResult, base_key
 from layerenv.reporter import Reporter
 from layerenv.store.atomic import remove_tree
 from layerenv.store.home import Store
+
+if TYPE_CHECKING:  # the reuse path imports no installer
+    from layerenv.installers import Installer
 
 
 def reuse_base(request: BaseRequest, store: Store, reporter: Reporter) -> Manifest | None:
@@ -23,8 +28,11 @@ def reuse_base(request: BaseRequest, store: Store, reporter: Reporter) -> Manife
     return current
 
 
-def ensure_base(request: BaseRequest, store: Store, reporter: Reporter) -> BaseResult:
-    """Reuse the fitting base or build one, under the key's lock; publish atomically; record this node's."""
+def ensure_base(
+    request: BaseRequest, store: Store, reporter: Reporter, installer: Installer | None = None
+) -> BaseResult:
+    """Reuse the fitting base or build one, under the key's lock; publish atomically; record this node's.
+    A build uses ``installer``, by default the one ``request.installer`` names."""
     store.ensure_writable()
     if not request.rebuild:
         current = reuse_base(request, store, reporter)
@@ -47,6 +55,6 @@ def ensure_base(request: BaseRequest, store: Store, reporter: Reporter) -> BaseR
             remove_tree(replaced)
         from layerenv.base.build import build
 
-        result = build(request, store, key, reporter)
+        result = build(request, store, key, reporter, installer)
     remember_node(store, result.manifest, request.detection, reporter)
     return result

@@ -9,6 +9,7 @@ from layerenv.choice.decide import normalize_pin
 from layerenv.choice.table import Matrix
 from layerenv.choice.variant import parse_version_tuple
 from layerenv.installers import Resolved
+from layerenv.urls import without_credentials
 
 MAX_REJECTIONS = 6
 
@@ -43,8 +44,9 @@ class Acceptance:
         label = local_label(resolved.version)
         if label == self.variant:
             return None
-        trusted = [self.index_url] if self.index_url else []
-        if label is None and resolved.url and any(resolved.url.startswith(url) for url in trusted):
+        # installers report sources without credentials: compare the index URL without them too
+        trusted = [without_credentials(self.index_url)] if self.index_url else []
+        if label is None and resolved.url and any(without_credentials(resolved.url).startswith(url) for url in trusted):
             return None
         return (
             f"{resolved.name} {resolved.version} is not a {self.variant} build from the variant's index"

@@ -17,7 +17,7 @@ from layerenv.base.request import BaseRequest
 from layerenv.config import Settings
 from layerenv.errors import BadInput, OperationFailed
 from layerenv.faults import checkpoint
-from layerenv.installers import Log
+from layerenv.installers import Installer, InstallerFailed, LayeredVenv, Log, get_installer
 from layerenv.machine.interpreters import venv_python
 from layerenv.project.link import STATE_FILE, PerNode
 from layerenv.project.relink import Move, move_project
@@ -139,42 +139,26 @@ def _guard_conflicts(deps: ProjectDependencies, manifest: Manifest) -> None:
             )
 
 
-def _install(venv: Path, requirements: tuple[str, ...], installer: str, log: Log) -> None:
-    import subprocess
-
-    from layerenv.installers import find_uv
+def _install(venv: Path, requirements: tuple[str, ...], installer: Installer, log: Log) -> None:
+    """Install the project's requirements, held to the base; a failure names the conflict if it is one."""
     from layerenv.project.conflicts import explain_conflict
     from layerenv.project.link import read_link, uv_environment
 
     if not requirements:
         return
-    python = venv_python(venv)
-    if installer == "uv":
-        uv = find_uv()
-        if uv is None:
-            raise BadInput("installer 'uv' was asked for but uv is not installed (pip install uv)")
-        env = {**os.environ, **uv_environment(venv, os.environ)}
-        argv = [uv, "pip", "install", "--python", str(python), *requirements]
-    else:
-        env = dict(os.environ)
-        env.pop("PIP_CONSTRAINT", None)
-        argv = [str(python), "-m", "pip", "install", "--no-input", "--disable-pip-version-check", *requirements]
-    if log.path:
-        log.path.parent.mkdir(parents=True, exist_ok=True)
-    result = subprocess.run(
-        argv, capture_output=True, text=True, env=env, check=False, errors="replace", stdin=subprocess.DEVNULL
-    )
-    if log.path:
-        with log.path.open("a", encoding="utf-8") as handle:
-            handle.write("$ " + " ".join(argv) + "\n" + result.stdout + result.stderr)
-    if result.returncode != 0:
-        output = result.stdout + "\n" + result.stderr
+    layered = LayeredVenv(venv, venv_python(venv), uv_environment(venv, os.environ))
+    try:
+        installer.install_project(layered, requirements, log)
+    except InstallerFailed as failed:
+        output = failed.stdout + "\n" + failed.stderr
         record = read_link(venv)
         if record is not None and ("conflict" in output.lower() or "cannot be used" in output):
-            raise OperationFailed(f"{explain_conflict(output, record)} (log: {log.path})")
+            raise OperationFailed(f"{explain_conflict(output, record)} (log: {log.path})") from None
         lines = [line for line in output.splitlines() if line.strip()]
         detail = next((line for line in lines if "error" in line.lower()), lines[-1] if lines else "no output")
-        raise OperationFailed(f"installing the project's dependencies failed: {detail.strip()} (log: {log.path})")
+        raise OperationFailed(
+            f"installing the project's dependencies failed: {detail.strip()} (log: {log.path})"
+        ) from None
 
 
 def boot_mode(request: ProjectRequest, store: Store, manifest: Manifest) -> PerNode | None:
@@ -203,8 +187,12 @@ def _bring_up_to_date(final: Path, project_dir: Path, manifest: Manifest, linked
     return changed
 
 
-def ensure_project(request: ProjectRequest, store: Store, reporter: Reporter) -> ProjectResult:
-    """Create or update ``PATH/.venv``; an existing one is replaced only once the new one is complete."""
+def ensure_project(
+    request: ProjectRequest, store: Store, reporter: Reporter, installer: Installer | None = None
+) -> ProjectResult:
+    """Create or update ``PATH/.venv``; an existing one is replaced only once the new one is complete.
+    ``installer`` (by default the one ``request.installer`` names) fills the base if one is built, and
+    installs the project's requirements."""
     from layerenv.project.link import link
 
     project_dir = request.project_dir
@@ -219,7 +207,7 @@ def ensure_project(request: ProjectRequest, store: Store, reporter: Reporter) ->
     base_built = manifest is None
     if manifest is None:
         reporter.step("no base fits this project yet: building it first, as `layerenv base` would")
-        manifest = ensure_base(request.base, store, reporter).manifest  # which records this node's answer
+        manifest = ensure_base(request.base, store, reporter, installer).manifest  # which records this node's answer
     _guard_conflicts(deps, manifest)
     if not base_built:
         remember_node(store, manifest, request.base.detection, reporter)
@@ -245,7 +233,7 @@ def ensure_project(request: ProjectRequest, store: Store, reporter: Reporter) ->
         checkpoint("project:after-link")
         if deps.requirements:
             reporter.step(f"installing {len(deps.requirements)} requirement(s) with {request.installer}")
-        _install(staging, deps.requirements, request.installer, log)
+            _install(staging, deps.requirements, installer or get_installer(request.installer), log)
         checkpoint("project:after-install")
         write_json(
             staging / STATE_FILE,

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import json
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
 from layerenv.base.manifest import Manifest
 from layerenv.errors import OperationFailed
 from layerenv.faults import checkpoint
+from layerenv.installers import Installer, InstallerFailed, LayeredVenv, Log, PipInstaller
 from layerenv.machine.interpreters import venv_python
 from layerenv.project.link import STATE_FILE
 from layerenv.store.atomic import write_json
@@ -54,44 +54,38 @@ def packages_needing_reinstall(venv: Path, manifest: Manifest) -> list[str]:
     return needing
 
 
-def move_project(move: Move, manifest: Manifest, store: Store) -> list[str]:
-    """Relink one project onto ``manifest``'s base; reinstall only what the new torch requires."""
+def move_project(move: Move, manifest: Manifest, store: Store, installer: Installer | None = None) -> list[str]:
+    """Relink one project onto ``manifest``'s base; reinstall only what the new torch requires, with
+    ``installer`` (pip by default: every project venv has it seeded, whichever installer filled it)."""
     from layerenv.project.link import link
 
     link(move.venv, base_id=manifest.base_id, base_venv=manifest.venv)
     checkpoint("rebase:after-link")
     needing = packages_needing_reinstall(move.venv, manifest)
     if needing:
-        result = subprocess.run(
-            [
-                str(venv_python(move.venv)),
-                "-m",
-                "pip",
-                "install",
-                "--no-input",
-                "--disable-pip-version-check",
-                "--upgrade",
-                "--upgrade-strategy",
-                "only-if-needed",
-                *needing,
-            ],
-            capture_output=True,
-            text=True,
-            check=False,
-            stdin=subprocess.DEVNULL,
-            errors="replace",
-        )
-        if result.returncode != 0:
-            tail = (result.stderr.strip().splitlines() or ["pip failed"])[-1]
+        installer = installer or PipInstaller()
+        layered = LayeredVenv(move.venv, venv_python(move.venv), _uv_environment(move.venv))
+        try:
+            installer.reinstall(layered, needing, Log(store.log_path(f"rebase-{move.project.name or 'root'}")))
+        except InstallerFailed as failed:
+            tail = (failed.stderr.strip().splitlines() or [f"{installer.name} failed"])[-1]
             raise OperationFailed(
                 f"{move.venv}: {', '.join(needing)} need another torch and could not be "
                 f"reinstalled ({tail}); it still runs on {manifest.base_id}"
-            )
+            ) from None
     record_base(move.venv, manifest.base_id)
     checkpoint("rebase:after-record")
     store.register(move.venv, manifest.base_id, move.project)
     checkpoint("rebase:after-register")
     return needing
+
+
+def _uv_environment(venv: Path) -> dict[str, str]:
+    import os
+
+    from layerenv.project.link import uv_environment
+
+    return uv_environment(venv, os.environ)
 
 
 def record_base(venv: Path, base_id: str) -> None:

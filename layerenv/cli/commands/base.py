@@ -12,12 +12,13 @@ from layerenv.cli.options import decision_flags, decision_options, open_session,
 from layerenv.cli.options import verbosity as verbosity_of
 from layerenv.cli.render import base_summary
 from layerenv.cli.ui import Console
+from layerenv.config import INSTALLER_NAMES
 
 
 @click.command("base")
 @decision_options
 @click.option("--python", "python_spec", metavar="SPEC", help="Interpreter: a version (3.12) or a path.")
-@click.option("--installer", type=click.Choice(["pip", "uv"]), help="Installer to fill the base (default: pip).")
+@click.option("--installer", type=click.Choice(INSTALLER_NAMES), help="Installer to fill the base (default: pip).")
 @click.option("--rebuild", is_flag=True, help="Build again even if a fitting base exists.")
 @click.option(
     "--adopt",

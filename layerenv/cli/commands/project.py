@@ -11,6 +11,7 @@ import click
 from layerenv.cli.options import open_session, verbosity_options
 from layerenv.cli.options import verbosity as verbosity_of
 from layerenv.cli.ui import Console
+from layerenv.config import INSTALLER_NAMES
 from layerenv.errors import BadInput
 from layerenv.project.create import ProjectRequest, check_project_dir, ensure_project, python_spec_for
 
@@ -18,7 +19,7 @@ from layerenv.project.create import ProjectRequest, check_project_dir, ensure_pr
 @click.command("project")
 @click.argument("path", type=click.Path(path_type=Path), default=".", required=False)
 @click.option("--python", "python_spec", metavar="SPEC", help="Interpreter (default: .python-version, then current).")
-@click.option("--installer", type=click.Choice(["pip", "uv"]), help="Installer for the project's dependencies.")
+@click.option("--installer", type=click.Choice(INSTALLER_NAMES), help="Installer for the project's dependencies.")
 @click.option("--extra", "extras", multiple=True, metavar="NAME", help="Optional-dependency group to install.")
 @click.option("--system-site-packages", is_flag=True, help="Let the venv see the interpreter's global packages.")
 @click.option(
