@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from layerenv.base.manifest import Manifest
 from tests.support.cli import layerenv_env, run_layerenv, tree_digest
 from tests.support.index import add_to_index, file_url, write_simple_index
 from tests.support.wheels import build_fake_torch
@@ -64,7 +65,9 @@ def test_build_then_reuse_with_pip(tmp_path: Path, env_for) -> None:  # type: ig
     facts = torch_facts(base_python(home, summary["base_id"]))
     assert facts["v"] == "2.9.1+cu128" and facts["cuda"] == "12.8"
     assert str(home / "bases" / summary["base_id"]) in str(facts["file"])
-    manifest = json.loads((home / "bases" / summary["base_id"] / "layerenv-manifest.json").read_text())
+    text = (home / "bases" / summary["base_id"] / "layerenv-manifest.json").read_text()
+    manifest = json.loads(text)
+    assert json.dumps(Manifest.from_json(manifest).to_json(), indent=2, sort_keys=True) + "\n" == text
     assert manifest["machine"]["gpus"][0]["name"] == "NVIDIA H100 80GB HBM3"
     assert manifest["verification"]["arch_list"][:1] == ["sm_75"]
     assert len(manifest["packages"]["torch"]["record_sha256"]) == 64

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
+from dataclasses import replace
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from layerenv.choice.coverage import covering_arch, serves
-from layerenv.choice.decide import Policy, choose, driver_supports
+from layerenv.choice.decide import Decision, Policy, choose, driver_supports
 from layerenv.choice.table import load_matrix
 from layerenv.choice.variant import Variant, parse_version_tuple
 from layerenv.errors import BadInput
@@ -66,6 +69,17 @@ def test_choose_scenarios(name: str) -> None:
     assert (decision.variant.name, decision.torch_series[0], len(decision.unserved)) == (variant, series, left_out)
     assert decision.conflict == bool(left_out)
     assert decision.reasons, "a decision always carries its reasons"
+
+
+@pytest.mark.parametrize("name", list(SCENARIOS))
+def test_a_decision_reads_back_what_it_wrote(name: str) -> None:
+    machine = SCENARIOS[name][0]
+    decision = choose(machine, Policy(), MATRIX)
+    document = json.loads(json.dumps(decision.to_json(machine)))
+    again = Decision.from_json(document, machine)
+    assert again.to_json(machine) == document
+    assert again.candidates == (), "they are not written"
+    assert replace(again, candidates=decision.candidates) == decision
 
 
 def test_h100_accepts_the_preinstalled_cu130_build() -> None:

@@ -10,14 +10,14 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from layerenv.base.file_check import verify_base
-from layerenv.base.manifest import Manifest, PackageRecord, read_manifest
+from layerenv.base.manifest import PackageRecord, read_manifest
 from layerenv.reporter import format_size
 from layerenv.venv.distinfo import site_packages_of
 from tests.support.cli import layerenv_env, run_layerenv, tree_digest
@@ -172,11 +172,11 @@ def test_verify_puts_the_staging_path_back_into_relocated_scripts(tmp_path: Path
             f"../../../bin/demo,sha256={_b64(script.format(staging).encode())},99", "../../../../outside.txt,sha256=x,1"]
     record = "\n".join(rows) + "\ndemo-1.0.dist-info/RECORD,,\n"
     (site / "demo-1.0.dist-info" / "RECORD").write_text(record)
-    manifest = Manifest(
-        base_id="demo", path=str(final), created=0.0, layerenv_version="0", python={"tag": "cp311"}, variant="cpu",
-        channel="stable", torch="1.0", torch_build="1.0", requested=("demo",),
+    h100 = read_manifest(Path(__file__).parent / "fixtures" / "h100" / "adopt-manifest.json")
+    manifest = replace(
+        h100, base_id="demo", path=str(final), adopted=False, baseline={}, requested=("demo",),
         packages={"demo": PackageRecord("demo", "1.0", hashlib.sha256(record.encode()).hexdigest(), "uv")},
-        machine={}, decision={}, verification={"executable": str(staging / "bin" / "python")},
+        verification=replace(h100.verification, executable=str(staging / "bin" / "python")),
     )
     check = verify_base(manifest)
     assert check.ok and check.files == 2, check.problems

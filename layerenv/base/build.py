@@ -12,7 +12,7 @@ from pathlib import Path
 
 from layerenv import __version__
 from layerenv.base.manifest import Manifest, PackageRecord
-from layerenv.base.request import BaseRequest, BaseResult, base_id, interpreter_facts
+from layerenv.base.request import BaseRequest, BaseResult, base_id
 from layerenv.base.resolve import Acceptance, companion_specifier, newest_acceptable, series_specifier
 from layerenv.base.torch_check import TorchReport, inspect_torch, judge
 from layerenv.choice.table import load_matrix
@@ -167,16 +167,16 @@ def _build_once(request: BaseRequest, store: Store, key: str, reporter: Reporter
             path=str(final),
             created=time.time(),
             layerenv_version=__version__,
-            python=interpreter_facts(request.interpreter),
+            python=request.interpreter,
             variant=decision.variant.name,
             channel=decision.channel,
             torch=plan.torch.version,
             torch_build=report.version or plan.torch.version,
             requested=tuple(request.packages),
             packages=_package_records(staging, installer.name),
-            machine=machine.to_json(),
-            decision=decision.to_json(machine),
-            verification=report.data,
+            machine=machine,
+            decision=decision,
+            verification=report,
             indexes=tuple(sources.describe()),
             timings={name: round(value, 3) for name, value in timings.items()},
         )

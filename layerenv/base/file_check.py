@@ -109,8 +109,8 @@ def _record_rows(text: str, site: Path, venv: Path, distribution: str) -> list[_
 
 def _staging_prefix(manifest: Manifest) -> Path | None:
     """Where the base was built before it was moved into place, if it was moved."""
-    executable = manifest.verification.get("executable")
-    if manifest.adopted or not isinstance(executable, str) or not executable:
+    executable = manifest.verification.executable
+    if manifest.adopted or not executable:
         return None
     built_at = Path(executable).parent.parent
     return None if built_at == manifest.venv else built_at

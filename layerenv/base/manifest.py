@@ -7,7 +7,11 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from layerenv.base.torch_check import TorchReport
+from layerenv.choice.decide import Decision
 from layerenv.errors import OperationFailed
+from layerenv.machine.facts import Machine
+from layerenv.machine.interpreters import Interpreter
 
 SCHEMA = 1
 
@@ -35,16 +39,16 @@ class Manifest:
     path: str  # the virtualenv: the base dir itself, or the adopted environment
     created: float
     layerenv_version: str
-    python: dict[str, Any]
+    python: Interpreter
     variant: str
     channel: str
     torch: str  # distribution version, as pins need it ("2.11.0")
     torch_build: str  # torch.__version__ ("2.11.0+cu130")
     requested: tuple[str, ...]
     packages: dict[str, PackageRecord]
-    machine: dict[str, Any]
-    decision: dict[str, Any]
-    verification: dict[str, Any]
+    machine: Machine
+    decision: Decision
+    verification: TorchReport
     indexes: tuple[str, ...] = ()
     timings: dict[str, float] = field(default_factory=dict)
     adopted: bool = False
@@ -59,16 +63,16 @@ class Manifest:
             "path": self.path,
             "created": self.created,
             "layerenv_version": self.layerenv_version,
-            "python": self.python,
+            "python": self.python.to_json(),
             "variant": self.variant,
             "channel": self.channel,
             "torch": self.torch,
             "torch_build": self.torch_build,
             "requested": list(self.requested),
             "packages": {name: record.to_json() for name, record in sorted(self.packages.items())},
-            "machine": self.machine,
-            "decision": self.decision,
-            "verification": self.verification,
+            "machine": self.machine.to_json(),
+            "decision": self.decision.to_json(self.machine),
+            "verification": self.verification.to_json(),
             "indexes": list(self.indexes),
             "timings": self.timings,
             "adopted": self.adopted,
@@ -77,12 +81,13 @@ class Manifest:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Manifest:
+        machine = Machine.from_json(data["machine"])
         return cls(
             base_id=str(data["base_id"]),
             path=str(data["path"]),
             created=float(data["created"]),
             layerenv_version=str(data["layerenv_version"]),
-            python=dict(data["python"]),
+            python=Interpreter.from_json(data["python"]),
             variant=str(data["variant"]),
             channel=str(data.get("channel", "stable")),
             torch=str(data["torch"]),
@@ -92,9 +97,9 @@ class Manifest:
                 name: PackageRecord(name, str(entry["version"]), str(entry["record_sha256"]), str(entry["installer"]))
                 for name, entry in data["packages"].items()
             },
-            machine=dict(data.get("machine", {})),
-            decision=dict(data.get("decision", {})),
-            verification=dict(data.get("verification", {})),
+            machine=machine,
+            decision=Decision.from_json(data["decision"], machine),
+            verification=TorchReport.from_json(data["verification"]),
             indexes=tuple(data.get("indexes", ())),
             timings={key: float(value) for key, value in data.get("timings", {}).items()},
             adopted=bool(data.get("adopted", False)),

@@ -5,6 +5,7 @@ A pure function over facts and policy: no I/O, so every rule is testable without
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -99,6 +100,43 @@ class Decision:
             "warnings": list(self.warnings),
             "conflict": self.conflict,
         }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any], machine: Machine) -> Decision:
+        """Read back what :meth:`to_json` wrote for ``machine``.
+
+        The candidates are not written, so they come back empty; a GPU left out gets its reason back
+        from the warning that named it.
+        """
+        channel = str(data["channel"])
+        if channel not in CHANNELS:
+            raise ValueError(f"channel {channel!r} is not one of: {', '.join(CHANNELS)}")
+        warnings = tuple(str(warning) for warning in data["warnings"])
+        left_out = dict(warning.split(_LEFT_OUT, 1) for warning in warnings if _LEFT_OUT in warning)
+        known = {(gpu.vendor, gpu.index): gpu for gpu in machine.gpus}
+        served: list[Gpu] = []
+        unserved: list[Unserved] = []
+        for entry in data["gpus"]:
+            gpu = known.get((entry["vendor"], int(entry["index"]))) or Gpu.from_json(entry)
+            if entry["served"]:
+                served.append(gpu)
+            elif gpu.vendor in ("nvidia", "amd"):
+                unserved.append(Unserved(gpu, left_out.get(gpu.label, "")))
+        return cls(
+            variant=Variant(str(data["variant"])),
+            channel="nightly" if channel == "nightly" else "stable",
+            torch=str(data["torch"]),
+            torch_series=tuple(str(series) for series in data["torch_series"]),
+            served=tuple(served),
+            unserved=tuple(unserved),
+            reasons=tuple(str(reason) for reason in data["reasons"]),
+            warnings=warnings,
+            candidates=(),
+            archs=tuple(str(arch) for arch in data["archs"]),
+        )
+
+
+_LEFT_OUT = " is left out: "
 
 
 def normalize_pin(pin: str) -> str:
@@ -350,7 +388,7 @@ def choose(machine: Machine, policy: Policy, matrix: Matrix) -> Decision:
         reasons.append(f"torch {best.release.series} cpu: the newest release")
     if policy.torch_pin:
         reasons.append(f"torch pinned to {policy.torch_pin} ({policy.sources.get('torch_pin', 'config')})")
-    warnings = [f"{item.gpu.label} is left out: {item.why}" for item in unserved]
+    warnings = [f"{item.gpu.label}{_LEFT_OUT}{item.why}" for item in unserved]
     if unserved:
         warnings.append(
             f"no {policy.channel} build serves every visible GPU; chose {variant} for "

@@ -139,7 +139,7 @@ def unfit_reason(manifest: Manifest, detection: Detection) -> str:
         needed = f">= {runtime.min_driver(machine.system)}" if runtime else "a driver layerenv knows"
         have = machine.driver_version or "none"
         return f"CUDA {variant.version} needs NVIDIA driver {needed}, this machine has {have}"
-    archs = tuple(manifest.verification.get("arch_list") or ())
+    archs = manifest.verification.archs
     missing = [f"{gpu.label}: {why_not(archs, gpu)}" for gpu in gpus if not serves(archs, gpu)]
     return "its build serves no kernels for " + "; ".join(missing)
 
@@ -280,7 +280,7 @@ def _base_findings(bases: dict[str, Manifest], unreadable: list[Path], used: dic
 
 
 def _python_findings(pythons: dict[tuple[str, str], list[str]], bases: dict[str, Manifest]) -> list[Finding]:
-    tags = {manifest.python.get("tag") for manifest in bases.values() if _usable(manifest)}
+    tags = {manifest.python.tag for manifest in bases.values() if _usable(manifest)}
     return [
         Finding("python-no-base", f"Python {version}", f"no base is published for Python {version} ({tag}), which "
                 f"{', '.join(sorted(projects))} run(s)", f"`layerenv base --python {version}`")

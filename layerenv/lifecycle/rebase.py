@@ -64,16 +64,6 @@ def _node_answer(store: Store, venv: Path) -> str | None:
     return answer.base_id if answer else record.base_id
 
 
-def interpreter_of(manifest: Manifest) -> Interpreter:
-    version = tuple(int(part) for part in str(manifest.python["version"]).split(".")[:3])
-    return Interpreter(
-        executable=Path(str(manifest.python["executable"])),
-        implementation=str(manifest.python.get("implementation", "cpython")),
-        version=(version[0], version[1], version[2] if len(version) > 2 else 0),
-        platform=str(manifest.python["platform"]),
-    )
-
-
 def plan_rebase(
     store: Store,
     request_for: Callable[[Interpreter], BaseRequest],
@@ -104,15 +94,13 @@ def plan_rebase(
             skipped.append(f"{venv}: its base {entry.get('base_id')} is gone; run `layerenv project` there")
             continue
         if onto is not None:
-            if bases[onto].python.get("tag") != old.python.get("tag"):
-                raise BadInput(
-                    f"--base {onto} is for {bases[onto].python.get('tag')}, {venv} uses {old.python.get('tag')}"
-                )
+            if bases[onto].python.tag != old.python.tag:
+                raise BadInput(f"--base {onto} is for {bases[onto].python.tag}, {venv} uses {old.python.tag}")
             moves.append(Move(venv, Path(str(entry.get("project", venv.parent))), old.base_id, onto))
             continue
-        key = f"{old.python.get('tag')}-{old.python.get('platform')}"
+        key = f"{old.python.tag}-{old.python.platform}"
         if key not in targets:
-            interpreter = interpreter_of(old)
+            interpreter = old.python
             request = request_for(interpreter)
             targets[key] = Target(interpreter, usable_current(store, request), request)
         target = targets[key]
@@ -158,7 +146,7 @@ def execute(plan: Plan, store: Store, reporter: Reporter) -> Outcome:
         new_id = move.new_base
         if new_id is None:
             old = bases[move.old_base]
-            new_id = resolved[(str(old.python.get("tag")), str(old.python.get("platform")))]
+            new_id = resolved[(old.python.tag, old.python.platform)]
         if new_id == move.old_base:
             continue
         checkpoint(f"rebase:project-{index}")

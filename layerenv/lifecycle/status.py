@@ -89,7 +89,7 @@ def status_document(store: Store, current_ids: set[str], with_sizes: bool = True
             {
                 "id": base_id,
                 "path": manifest.path,
-                "python": manifest.python.get("version"),
+                "python": manifest.python.version_text,
                 "variant": manifest.variant,
                 "torch": manifest.torch_build,
                 "packages": {name: record.version for name, record in sorted(manifest.packages.items())},
