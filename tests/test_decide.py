@@ -78,8 +78,22 @@ def test_a_decision_reads_back_what_it_wrote(name: str) -> None:
     document = json.loads(json.dumps(decision.to_json(machine)))
     again = Decision.from_json(document, machine)
     assert again.to_json(machine) == document
-    assert again.candidates == (), "they are not written"
-    assert replace(again, candidates=decision.candidates) == decision
+    assert again.candidates == () and again.table.index_template == "", "neither is written"
+    assert replace(again, candidates=decision.candidates, table=decision.table) == decision
+
+
+def test_the_decision_carries_what_the_build_needs_from_the_table() -> None:
+    h100 = choose(nvidia("580.159.04", "9.0"), Policy(), MATRIX)
+    assert h100.table.index_template == "https://download.pytorch.org/whl/{variant}"
+    assert h100.table.newest_series == "2.15" and h100.may_be_newer, "a torch newer than the table may fit"
+    assert h100.table.torchaudio_series == ("2.5", "2.6", "2.7", "2.8", "2.9", "2.10", "2.11")
+    assert not choose(nvidia("580.159.04", "9.0"), Policy(torch_pin="2.9.*"), MATRIX).may_be_newer
+    a100 = choose(nvidia("470.256.02", "8.0"), Policy(), MATRIX)
+    assert (a100.variant.name, a100.table.newest_series, a100.may_be_newer) == ("cu118", "2.7", True)
+    mixed = choose(nvidia("580.95.05", "6.1", "12.0"), Policy(), MATRIX)
+    assert mixed.torch_series[0] == mixed.table.newest_series and not mixed.may_be_newer, "a GPU is left out"
+    nightly = choose(nvidia("580.159.04", "9.0"), Policy(channel="nightly"), MATRIX)
+    assert nightly.table.index_template == "https://download.pytorch.org/whl/nightly/{variant}"
 
 
 def test_h100_accepts_the_preinstalled_cu130_build() -> None:

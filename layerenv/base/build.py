@@ -15,7 +15,6 @@ from layerenv.base.manifest import Manifest, PackageRecord
 from layerenv.base.request import BaseRequest, BaseResult, base_id
 from layerenv.base.resolve import Acceptance, companion_specifier, newest_acceptable, series_specifier
 from layerenv.base.torch_check import TorchReport, inspect_torch, judge
-from layerenv.choice.table import load_matrix
 from layerenv.choice.variant import parse_version_tuple
 from layerenv.errors import OperationFailed
 from layerenv.faults import checkpoint
@@ -30,7 +29,7 @@ from layerenv.venv.create import create_virtualenv
 
 def resolve_sources(request: BaseRequest, reporter: Reporter) -> Sources:
     decision = request.detection.decision
-    template = request.sources.index_template or load_matrix().index_templates[decision.channel]
+    template = request.sources.index_template or decision.table.index_template
     index_url: str | None = fill_template(template, decision.variant.name, "index.url")
     problem = unreachable_reason(index_url) if index_url else None
     if problem is not None:
@@ -56,18 +55,6 @@ class _Plan:
     notes: tuple[str, ...]
 
 
-def newest_known_series(request: BaseRequest) -> str:
-    decision = request.detection.decision
-    return max(
-        (
-            r
-            for r in load_matrix().releases
-            if r.channel == decision.channel and any(b.variant == decision.variant for b in r.builds)
-        ),
-        key=lambda r: r.key,
-    ).series
-
-
 def _plan(
     request: BaseRequest, installer: Installer, python: Path, sources: Sources, log: Log, *, open_ended: bool
 ) -> _Plan:
@@ -90,7 +77,7 @@ def _plan(
     for name in request.packages:
         if name == "torch":
             continue
-        companion = companion_specifier(name, torch.version, load_matrix())
+        companion = companion_specifier(name, torch.version, decision.table.torchaudio_series)
         if companion is None:
             notes.append(f"{name}: no release pairs with torch {torch.version}; left out")
             continue
@@ -114,7 +101,7 @@ def _package_records(venv: Path, installer: str) -> dict[str, PackageRecord]:
 def build(request: BaseRequest, store: Store, key: str, reporter: Reporter) -> BaseResult:
     """Build in staging; a torch newer than the table is kept only if its verified arch list fits."""
     decision = request.detection.decision
-    may_be_newer = decision.torch_series[0] == newest_known_series(request) and not decision.unserved
+    may_be_newer = decision.may_be_newer
     try:
         return _build_once(request, store, key, reporter, open_ended=may_be_newer)
     except _NewerReleaseRejected as rejected:

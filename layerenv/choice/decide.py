@@ -58,6 +58,31 @@ class Unserved:
 
 
 @dataclass(frozen=True)
+class TableFacts:
+    """What building a decision needs from the table, read once by :func:`choose`.
+
+    Manifests do not record these: a decision read back from one has them empty.
+    """
+
+    index_template: str = ""  # the channel's official index, "{variant}" still to fill
+    newest_series: str = ""  # the newest release series the table has the variant in
+    torchaudio_series: tuple[str, ...] = ()  # the release series that have a torchaudio
+
+    @classmethod
+    def of(cls, matrix: Matrix, channel: Channel, variant: Variant) -> TableFacts:
+        with_variant = [
+            release
+            for release in matrix.releases
+            if release.channel == channel and any(build.variant == variant for build in release.builds)
+        ]
+        return cls(
+            index_template=matrix.index_templates[channel],
+            newest_series=max(with_variant, key=lambda release: release.key).series,
+            torchaudio_series=tuple(release.series for release in matrix.releases if release.torchaudio),
+        )
+
+
+@dataclass(frozen=True)
 class Decision:
     """The chosen variant, the torch releases that serve this machine with it, and why."""
 
@@ -71,10 +96,16 @@ class Decision:
     warnings: tuple[str, ...]
     candidates: tuple[Candidate, ...]
     archs: tuple[str, ...]
+    table: TableFacts = TableFacts()
 
     @property
     def conflict(self) -> bool:
         return bool(self.unserved)
+
+    @property
+    def may_be_newer(self) -> bool:
+        """A torch newer than the table may serve this machine: the decision is at the table's edge."""
+        return self.torch_series[:1] == (self.table.newest_series,) and not self.unserved
 
     def to_json(self, machine: Machine) -> dict[str, Any]:
         return {
@@ -105,8 +136,8 @@ class Decision:
     def from_json(cls, data: Mapping[str, Any], machine: Machine) -> Decision:
         """Read back what :meth:`to_json` wrote for ``machine``.
 
-        The candidates are not written, so they come back empty; a GPU left out gets its reason back
-        from the warning that named it.
+        The candidates and the table facts are not written, so they come back empty; a GPU left out
+        gets its reason back from the warning that named it.
         """
         channel = str(data["channel"])
         if channel not in CHANNELS:
@@ -411,4 +442,5 @@ def choose(machine: Machine, policy: Policy, matrix: Matrix) -> Decision:
         warnings=tuple(warnings),
         candidates=tuple(candidates),
         archs=best.archs,
+        table=TableFacts.of(matrix, policy.channel, variant),
     )
