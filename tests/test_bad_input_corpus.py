@@ -612,6 +612,7 @@ BAD_MANIFESTS: list[bytes] = [
     json.dumps({k: v for k, v in _GOOD_MANIFEST.items() if k != "base_id"}).encode(),
     json.dumps({**_GOOD_MANIFEST, "machine": "abc"}).encode(),
     json.dumps({**_GOOD_MANIFEST, "baseline": 7}).encode(),
+    json.dumps({**_GOOD_MANIFEST, "schema": "1"}).encode(),
     json.dumps({**_GOOD_MANIFEST, "python": {**_GOOD_MANIFEST["python"], "version": "three"}}).encode(),
     json.dumps({**_GOOD_MANIFEST, "decision": {**_GOOD_MANIFEST["decision"], "channel": "weekly"}}).encode(),
     json.dumps({**_GOOD_MANIFEST, "verification": {"arch_list": ["sm_90"]}}).encode(),

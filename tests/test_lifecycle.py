@@ -275,6 +275,37 @@ def test_doctor_reports_a_gone_base_and_fixes_nothing_then(store: Store) -> None
     assert tree_digest(store.project / ".venv") == venv_before
 
 
+def test_a_base_a_newer_layerenv_wrote_is_named_and_left_alone(store: Store) -> None:
+    manifest = store.home / "bases" / CU130 / "layerenv-manifest.json"
+    reason = "written by a newer layerenv (schema 2 > 1); upgrade layerenv"
+    with restored(manifest):
+        manifest.write_text(json.dumps({**json.loads(manifest.read_text()), "schema": 2}))
+        bases_before = tree_digest(store.home / "bases")
+
+        status = as_json(["status"], store.env, store.root, 0)
+        assert status["bases"] == []
+        assert status["unreadable_bases"] == [{"id": CU130, "manifest": str(manifest), "problem": reason, "newer": True}]
+        assert [project["problem"] for project in status["projects"]] == [f"its base {CU130} cannot be read: {reason}"]
+        assert f"\n  {CU130:<48} cannot be read: {reason}\n" in layerenv(["status"], store.env, store.root).stdout
+
+        doctor = as_json(["doctor"], store.env, store.root, 1)
+        assert doctor["findings"] == [{
+            "kind": "manifest-newer", "subject": CU130, "fixed": False,
+            "message": f"base {CU130}, which {store.project} use(s), was written by a newer layerenv "
+                       "(manifest schema 2 > 1), so this one cannot check it",
+            "fix": f"upgrade layerenv; this one leaves {manifest.parent} alone"}]
+
+        verify = layerenv(["verify", CU130], store.env, store.root)
+        assert (verify.returncode, verify.stderr) == (1, f"layerenv: error: {manifest}: {reason}\n")
+        rebase = layerenv(["rebase", "--dry-run"], store.env, store.root)
+        assert f"{store.project / '.venv'}: its base {CU130} cannot be read: {reason}" in rebase.stderr
+        assert layerenv(["gc"], store.env, store.root).returncode == 0
+        rebuild = layerenv(["base", "--rebuild"], store.env, store.root)  # same id: it would replace it
+        assert (rebuild.returncode, rebuild.stderr.splitlines()[-1]) == (1, f"layerenv: error: {manifest}: {reason}")
+        assert tree_digest(store.home / "bases") == bases_before
+    assert as_json(["doctor"], store.env, store.root, 0)["healthy"] is True
+
+
 def test_doctor_explains_a_machine_the_base_no_longer_fits(store: Store) -> None:
     env = {k: v for k, v in store.env.items() if k != "LAYERENV_VARIANT"}  # the machine decides
     for machine, driver in (("rtx5090-570", "570.153.02"), ("v100-535", "535.247.01")):

@@ -1,4 +1,4 @@
-"""The manifest's facts are typed, and read back what earlier releases wrote."""
+"""The manifest's facts are typed, read back what earlier releases wrote, and refuse a newer schema."""
 
 from __future__ import annotations
 
@@ -9,9 +9,10 @@ from typing import Any
 
 import pytest
 
-from layerenv.base.manifest import Manifest
+from layerenv.base.manifest import SCHEMA, Manifest, NewerManifest, read_manifest, refuse_newer
 from layerenv.base.torch_check import TorchReport, judge
 from layerenv.choice.variant import Variant
+from layerenv.errors import OperationFailed
 from layerenv.machine.interpreters import Interpreter, current
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -103,3 +104,39 @@ def test_judge_reads_the_typed_report() -> None:
     assert judge(replace(report, kernel=True, cuda_error=None), variant=Variant("cu130"), version="2.10.0",
                  gpus=[h100]) == ["torch.__version__ is 2.9.1+cu128, expected 2.10.0",
                                   "torch is a cu128 build (torch.version.cuda='12.8', hip=None), expected cu130"]
+
+
+def store_manifest(tmp_path: Path, **changes: Any) -> Path:
+    document = {**json.loads((FIXTURES / "manifests" / "built-h100-cu130.json").read_text()), **changes}
+    path = tmp_path / "bases" / document["base_id"] / "layerenv-manifest.json"
+    path.parent.mkdir(parents=True)
+    path.write_text(written(document))
+    return path
+
+
+def test_a_newer_schema_is_one_clear_line(tmp_path: Path) -> None:
+    path = store_manifest(tmp_path, schema=SCHEMA + 1)
+    with pytest.raises(NewerManifest) as raised:
+        read_manifest(path)
+    assert raised.value.message == (
+        f"{path}: written by a newer layerenv (schema {SCHEMA + 1} > {SCHEMA}); upgrade layerenv")
+    assert raised.value.exit_code == 1 and isinstance(raised.value, OperationFailed)
+    with pytest.raises(NewerManifest):
+        refuse_newer(path)
+
+
+@pytest.mark.parametrize("schema", [0, "1", None, True, 1.0])
+def test_a_schema_that_is_not_a_number_is_unreadable_not_newer(tmp_path: Path, schema: object) -> None:
+    path = store_manifest(tmp_path, schema=schema)
+    with pytest.raises(OperationFailed) as raised:
+        read_manifest(path)
+    assert not isinstance(raised.value, NewerManifest)
+    assert raised.value.message.startswith(f"{path}: unreadable manifest (ValueError: schema ")
+    refuse_newer(path)  # a broken manifest may be replaced
+
+
+def test_the_current_schema_reads_and_moves_with_the_store(tmp_path: Path) -> None:
+    path = store_manifest(tmp_path)
+    assert read_manifest(path).path == str(path.parent), "a built base is where its manifest is"
+    refuse_newer(path)
+    refuse_newer(tmp_path / "nothing-here.json")

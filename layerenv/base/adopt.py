@@ -11,7 +11,7 @@ from pathlib import Path
 
 from layerenv import __version__
 from layerenv.base.file_check import baseline_of, verify_base
-from layerenv.base.manifest import Manifest, PackageRecord
+from layerenv.base.manifest import Manifest, PackageRecord, refuse_newer
 from layerenv.base.node_answer import remember_node
 from layerenv.base.torch_check import inspect_torch, judge
 from layerenv.choice.detection import Detection
@@ -47,6 +47,7 @@ def adopt(path: Path, detection: Detection, store: Store, reporter: Reporter) ->
     base_id = f"{interpreter.tag}-{interpreter.platform}-torch{torch.version.split('+')[0]}-{variant}-adopted"
     key = base_id
     with store.lock(key, purpose=f"adopting {venv}"):
+        refuse_newer(store.base_dir(base_id) / MANIFEST_NAME)
         manifest = Manifest(
             base_id=base_id,
             path=str(venv),

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from layerenv import __version__
-from layerenv.base.manifest import Manifest, PackageRecord
+from layerenv.base.manifest import Manifest, PackageRecord, refuse_newer
 from layerenv.base.request import BaseRequest, BaseResult, base_id
 from layerenv.base.resolve import Acceptance, companion_specifier, newest_acceptable, series_specifier
 from layerenv.base.torch_check import TorchReport, inspect_torch, judge
@@ -148,6 +148,7 @@ def _build_once(request: BaseRequest, store: Store, key: str, reporter: Reporter
         timings["verify"] = time.monotonic() - mark
         new_id = base_id(key, plan.torch.version, decision.variant)
         final = store.base_dir(new_id)
+        refuse_newer(final / MANIFEST_NAME)
         timings["total"] = time.monotonic() - started
         manifest = Manifest(
             base_id=new_id,

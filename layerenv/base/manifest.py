@@ -13,7 +13,7 @@ from layerenv.errors import OperationFailed
 from layerenv.machine.facts import Machine
 from layerenv.machine.interpreters import Interpreter
 
-SCHEMA = 1
+SCHEMA = 1  # what this layerenv writes; a manifest with a higher one is a newer layerenv's
 
 
 @dataclass(frozen=True)
@@ -115,17 +115,79 @@ class Manifest:
         return ".".join(self.torch.split("+")[0].split(".")[:2])
 
 
+class NewerManifest(OperationFailed):
+    """A manifest a newer layerenv wrote: its facts may mean what this one cannot tell, so it is left alone."""
+
+    def __init__(self, path: Path, schema: int) -> None:
+        super().__init__(f"{path}: written by a newer layerenv (schema {schema} > {SCHEMA}); upgrade layerenv")
+        self.schema = schema
+
+
+@dataclass(frozen=True)
+class Unreadable:
+    """A published base whose manifest this layerenv cannot use."""
+
+    path: Path  # the manifest file
+    error: OperationFailed
+
+    @property
+    def base_id(self) -> str:
+        return self.path.parent.name
+
+    @property
+    def newer(self) -> bool:
+        return isinstance(self.error, NewerManifest)
+
+    @property
+    def reason(self) -> str:
+        """The error without the path it starts with."""
+        return self.error.message.removeprefix(f"{self.path}: ")
+
+
+_READ_ERRORS = (OSError, ValueError, KeyError, TypeError, AttributeError)
+
+
 def read_manifest(path: Path) -> Manifest:
-    """Load a manifest; a truncated or edited one is an ``OperationFailed`` naming the file.
+    """Load a manifest; a truncated or edited one is an ``OperationFailed`` naming the file, and one
+    with a newer ``schema`` a :class:`NewerManifest`.
 
     A base built by layerenv is the directory holding its manifest, wherever this machine sees the
     store (nodes may mount a shared store at different paths); an adopted one stays where it was.
     """
     try:
-        manifest = Manifest.from_json(json.loads(path.read_text(encoding="utf-8")))
-    except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
-        raise OperationFailed(f"{path}: unreadable manifest ({error.__class__.__name__}: {error})") from None
+        data = json.loads(path.read_text(encoding="utf-8"))
+        schema = _schema_of(data)
+    except _READ_ERRORS as error:
+        raise _unreadable(path, error) from None
+    if schema > SCHEMA:
+        raise NewerManifest(path, schema)
+    try:
+        manifest = Manifest.from_json(data)
+    except _READ_ERRORS as error:
+        raise _unreadable(path, error) from None
     here = str(path.parent.absolute())
     if not manifest.adopted and manifest.path != here and path.name == "layerenv-manifest.json":
         return replace(manifest, path=here)
     return manifest
+
+
+def refuse_newer(path: Path) -> None:
+    """Raise :class:`NewerManifest` if ``path`` holds a newer layerenv's manifest, before replacing it."""
+    if path.is_file():
+        try:
+            read_manifest(path)
+        except NewerManifest:
+            raise
+        except OperationFailed:
+            pass  # a broken manifest: what replaces it can only be better
+
+
+def _schema_of(data: Any) -> int:
+    schema = data["schema"]
+    if not isinstance(schema, int) or isinstance(schema, bool) or schema < 1:
+        raise ValueError(f"schema {schema!r} is not a whole number >= 1")
+    return schema
+
+
+def _unreadable(path: Path, error: Exception) -> OperationFailed:
+    return OperationFailed(f"{path}: unreadable manifest ({error.__class__.__name__}: {error})")

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from layerenv.base.current import published, usable_current
 from layerenv.base.ensure import ensure_base
+from layerenv.base.file_check import read_bases
 from layerenv.base.manifest import Manifest
 from layerenv.base.node_answer import remember_node
 from layerenv.base.request import BaseRequest
@@ -72,7 +73,9 @@ def plan_rebase(
     onto: str | None = None,
 ) -> Plan:
     """Which base each registered project should move to; reads the store only."""
-    bases = {manifest.base_id: manifest for manifest in published(store)}
+    manifests, problems = read_bases(store)
+    bases = {manifest.base_id: manifest for manifest in manifests}
+    unreadable = {item.base_id: item.reason for item in problems}
     if onto is not None and onto not in bases:
         raise BadInput(f"--base {onto!r} is not a published base; known: {', '.join(sorted(bases)) or 'none'}")
     targets: dict[str, Target] = {}
@@ -86,9 +89,13 @@ def plan_rebase(
         if only is not None and only not in (venv.parent, venv):
             continue
         per_node = _node_answer(store, venv)
-        old = bases.get(per_node or str(entry.get("base_id")))
+        old_id = per_node or str(entry.get("base_id"))
+        old = bases.get(old_id)
         if not venv_python(venv).exists():
             skipped.append(f"{venv}: the project venv is gone (layerenv doctor --fix prunes it)")
+            continue
+        if old_id in unreadable:
+            skipped.append(f"{venv}: its base {old_id} cannot be read: {unreadable[old_id]}")
             continue
         if old is None:
             skipped.append(f"{venv}: its base {entry.get('base_id')} is gone; run `layerenv project` there")
