@@ -51,9 +51,25 @@ def h100_checks() -> list[tuple[str, Callable[[], bool]]]:
     ]
 
 
+def manifest_checks() -> list[tuple[str, Callable[[], bool]]]:
+    """tests/fixtures/manifests/: written by layerenv 0.1.0 from fake wheels on replayed machines."""
+    served = _json(FIXTURES / "manifests" / "built-h100-cu130.json")
+    left_out = _json(FIXTURES / "manifests" / "built-gtx1080-cu130-left-out.json")
+    return [
+        ("manifests built-h100-cu130.json: a built cu130 base, schema 1, its H100 served, no kernel run (fake torch)",
+         lambda: served["schema"] == 1 and served["adopted"] is False and served["variant"] == "cu130"
+         and [g["served"] for g in served["decision"]["gpus"]] == [True] and served["decision"]["conflict"] is False
+         and served["verification"]["fake"] is True and "kernel" not in served["verification"]),
+        ("manifests built-gtx1080-cu130-left-out.json: its GTX 1080 left out, the reason in the warnings",
+         lambda: left_out["schema"] == 1 and left_out["decision"]["conflict"] is True
+         and [g["served"] for g in left_out["decision"]["gpus"]] == [False]
+         and left_out["decision"]["warnings"][0].startswith("GPU 0 NVIDIA GeForce GTX 1080 (sm_61) is left out: ")),
+    ]
+
+
 def main() -> int:
     failed = 0
-    checks = h100_checks()
+    checks = h100_checks() + manifest_checks()
     for name, check in checks:
         problem = ""
         try:

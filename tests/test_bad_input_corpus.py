@@ -577,13 +577,15 @@ def test_junk_from_nvidia_smi_falls_back(world: Path, data: bytes, code: int) ->
 
 # Truncated or edited manifests -----------------------------------------------------------------
 
-_GOOD_MANIFEST: dict[str, Any] = {
-    "schema": 1,
+_H100_MANIFEST: dict[str, Any] = json.loads((FIXTURE_MACHINES.parent / "h100" / "adopt-manifest.json").read_text())
+_GOOD_MANIFEST: dict[str, Any] = {  # the H100's facts, about a base that is not there
+    **{key: _H100_MANIFEST[key] for key in ("schema", "machine", "decision", "verification")},
     "base_id": "cp311-linux_x86_64-torch2.9.1-cu128",
     "path": "/nonexistent/base",
     "created": 1.0,
     "layerenv_version": "0",
-    "python": {"tag": "cp311", "platform": "linux_x86_64", "executable": "/nonexistent/python"},
+    "python": {"tag": "cp311", "platform": "linux_x86_64", "version": "3.11.7", "implementation": "cpython",
+               "executable": "/nonexistent/python"},
     "variant": "cu128",
     "channel": "stable",
     "torch": "2.9.1",
@@ -610,6 +612,10 @@ BAD_MANIFESTS: list[bytes] = [
     json.dumps({k: v for k, v in _GOOD_MANIFEST.items() if k != "base_id"}).encode(),
     json.dumps({**_GOOD_MANIFEST, "machine": "abc"}).encode(),
     json.dumps({**_GOOD_MANIFEST, "baseline": 7}).encode(),
+    json.dumps({**_GOOD_MANIFEST, "schema": "1"}).encode(),
+    json.dumps({**_GOOD_MANIFEST, "python": {**_GOOD_MANIFEST["python"], "version": "three"}}).encode(),
+    json.dumps({**_GOOD_MANIFEST, "decision": {**_GOOD_MANIFEST["decision"], "channel": "weekly"}}).encode(),
+    json.dumps({**_GOOD_MANIFEST, "verification": {"arch_list": ["sm_90"]}}).encode(),
 ]
 EDITED_MANIFESTS: list[bytes] = [  # still parse: verify reports the missing files, nothing tracebacks
     json.dumps({**_GOOD_MANIFEST, "torch": None}).encode(),

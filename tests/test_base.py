@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from layerenv.base.build import newest_known_series
 from layerenv.base.ensure import ensure_base
+from layerenv.base.manifest import Manifest
 from layerenv.base.request import BaseRequest, SourceSettings
 from layerenv.choice.decide import Policy, choose
 from layerenv.choice.detection import Detection
@@ -78,7 +78,9 @@ def test_build_then_reuse_with_pip(tmp_path: Path, env_for) -> None:  # type: ig
     facts = torch_facts(base_python(home, summary["base_id"]))
     assert facts["v"] == "2.9.1+cu128" and facts["cuda"] == "12.8"
     assert str(home / "bases" / summary["base_id"]) in str(facts["file"])
-    manifest = json.loads((home / "bases" / summary["base_id"] / "layerenv-manifest.json").read_text())
+    text = (home / "bases" / summary["base_id"] / "layerenv-manifest.json").read_text()
+    manifest = json.loads(text)
+    assert json.dumps(Manifest.from_json(manifest).to_json(), indent=2, sort_keys=True) + "\n" == text
     assert manifest["machine"]["gpus"][0]["name"] == "NVIDIA H100 80GB HBM3"
     assert manifest["verification"]["arch_list"][:1] == ["sm_75"]
     assert len(manifest["packages"]["torch"]["record_sha256"]) == 64
@@ -350,7 +352,7 @@ def test_a_newer_torch_that_fails_verification_falls_back_to_the_table(tmp_path:
     detection = replayed_detection(tmp_path, "h100-580")
     decision = detection.decision
     request = in_process_request(tmp_path, detection)
-    newest_series = newest_known_series(request)
+    newest_series = decision.table.newest_series
     assert decision.torch_series[0] == newest_series and decision.variant.kind == "cuda"
     major, minor = (int(part) for part in newest_series.split("."))
     variant, cuda = decision.variant.name, decision.variant.version
@@ -364,7 +366,7 @@ def test_a_newer_torch_that_fails_verification_falls_back_to_the_table(tmp_path:
     result = ensure_base(request, store, steps, installer)
 
     assert result.manifest.torch == f"{newest_series}.0+{variant}"
-    assert result.manifest.verification["arch_list"] == ["sm_80", "sm_90"]
+    assert result.manifest.verification.arch_list == ("sm_80", "sm_90")
     assert installer.installed == [f"torch=={major}.{minor + 1}.0+{variant}", f"torch=={newest_series}.0+{variant}"]
     assert any("newer than the table" in text and "falling back" in text for text in steps.warnings), steps.warnings
     assert [path.name for path in store.bases.iterdir()] == [result.manifest.base_id]
@@ -374,7 +376,7 @@ def test_a_newer_torch_that_fails_verification_falls_back_to_the_table(tmp_path:
 def test_a_torch_inside_the_table_that_fails_verification_does_not_fall_back(tmp_path: Path) -> None:
     detection = replayed_detection(tmp_path, "h100-580")
     request = in_process_request(tmp_path, detection)
-    series, variant = newest_known_series(request), detection.decision.variant
+    series, variant = detection.decision.table.newest_series, detection.decision.variant
     broken = build_fake_torch(tmp_path / "w", f"{series}.0+{variant}", cuda=variant.version, arch_list=("sm_100",))
     store = Store.open(str(tmp_path / "home"), {})
     steps = Steps()

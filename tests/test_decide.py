@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
+from dataclasses import replace
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from layerenv.choice.coverage import covering_arch, serves
-from layerenv.choice.decide import Policy, choose, driver_supports
+from layerenv.choice.decide import Decision, Policy, choose, driver_supports
 from layerenv.choice.table import load_matrix
 from layerenv.choice.variant import Variant, parse_version_tuple
 from layerenv.errors import BadInput
@@ -66,6 +69,31 @@ def test_choose_scenarios(name: str) -> None:
     assert (decision.variant.name, decision.torch_series[0], len(decision.unserved)) == (variant, series, left_out)
     assert decision.conflict == bool(left_out)
     assert decision.reasons, "a decision always carries its reasons"
+
+
+@pytest.mark.parametrize("name", list(SCENARIOS))
+def test_a_decision_reads_back_what_it_wrote(name: str) -> None:
+    machine = SCENARIOS[name][0]
+    decision = choose(machine, Policy(), MATRIX)
+    document = json.loads(json.dumps(decision.to_json(machine)))
+    again = Decision.from_json(document, machine)
+    assert again.to_json(machine) == document
+    assert again.candidates == () and again.table.index_template == "", "neither is written"
+    assert replace(again, candidates=decision.candidates, table=decision.table) == decision
+
+
+def test_the_decision_carries_what_the_build_needs_from_the_table() -> None:
+    h100 = choose(nvidia("580.159.04", "9.0"), Policy(), MATRIX)
+    assert h100.table.index_template == "https://download.pytorch.org/whl/{variant}"
+    assert h100.table.newest_series == "2.15" and h100.may_be_newer, "a torch newer than the table may fit"
+    assert h100.table.torchaudio_series == ("2.5", "2.6", "2.7", "2.8", "2.9", "2.10", "2.11")
+    assert not choose(nvidia("580.159.04", "9.0"), Policy(torch_pin="2.9.*"), MATRIX).may_be_newer
+    a100 = choose(nvidia("470.256.02", "8.0"), Policy(), MATRIX)
+    assert (a100.variant.name, a100.table.newest_series, a100.may_be_newer) == ("cu118", "2.7", True)
+    mixed = choose(nvidia("580.95.05", "6.1", "12.0"), Policy(), MATRIX)
+    assert mixed.torch_series[0] == mixed.table.newest_series and not mixed.may_be_newer, "a GPU is left out"
+    nightly = choose(nvidia("580.159.04", "9.0"), Policy(channel="nightly"), MATRIX)
+    assert nightly.table.index_template == "https://download.pytorch.org/whl/nightly/{variant}"
 
 
 def test_h100_accepts_the_preinstalled_cu130_build() -> None:

@@ -10,14 +10,14 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from layerenv.base.file_check import verify_base
-from layerenv.base.manifest import Manifest, PackageRecord, read_manifest
+from layerenv.base.manifest import PackageRecord, read_manifest
 from layerenv.reporter import format_size
 from layerenv.venv.distinfo import site_packages_of
 from tests.support.cli import layerenv_env, run_layerenv, tree_digest
@@ -172,11 +172,11 @@ def test_verify_puts_the_staging_path_back_into_relocated_scripts(tmp_path: Path
             f"../../../bin/demo,sha256={_b64(script.format(staging).encode())},99", "../../../../outside.txt,sha256=x,1"]
     record = "\n".join(rows) + "\ndemo-1.0.dist-info/RECORD,,\n"
     (site / "demo-1.0.dist-info" / "RECORD").write_text(record)
-    manifest = Manifest(
-        base_id="demo", path=str(final), created=0.0, layerenv_version="0", python={"tag": "cp311"}, variant="cpu",
-        channel="stable", torch="1.0", torch_build="1.0", requested=("demo",),
+    h100 = read_manifest(Path(__file__).parent / "fixtures" / "h100" / "adopt-manifest.json")
+    manifest = replace(
+        h100, base_id="demo", path=str(final), adopted=False, baseline={}, requested=("demo",),
         packages={"demo": PackageRecord("demo", "1.0", hashlib.sha256(record.encode()).hexdigest(), "uv")},
-        machine={}, decision={}, verification={"executable": str(staging / "bin" / "python")},
+        verification=replace(h100.verification, executable=str(staging / "bin" / "python")),
     )
     check = verify_base(manifest)
     assert check.ok and check.files == 2, check.problems
@@ -273,6 +273,37 @@ def test_doctor_reports_a_gone_base_and_fixes_nothing_then(store: Store) -> None
     assert report["findings"][0]["fix"] == f"`layerenv project {store.project}` layers it on a base that fits (building one)"
     assert report["findings"][1]["fix"] == f"`layerenv base --python {PY}`"
     assert tree_digest(store.project / ".venv") == venv_before
+
+
+def test_a_base_a_newer_layerenv_wrote_is_named_and_left_alone(store: Store) -> None:
+    manifest = store.home / "bases" / CU130 / "layerenv-manifest.json"
+    reason = "written by a newer layerenv (schema 2 > 1); upgrade layerenv"
+    with restored(manifest):
+        manifest.write_text(json.dumps({**json.loads(manifest.read_text()), "schema": 2}))
+        bases_before = tree_digest(store.home / "bases")
+
+        status = as_json(["status"], store.env, store.root, 0)
+        assert status["bases"] == []
+        assert status["unreadable_bases"] == [{"id": CU130, "manifest": str(manifest), "problem": reason, "newer": True}]
+        assert [project["problem"] for project in status["projects"]] == [f"its base {CU130} cannot be read: {reason}"]
+        assert f"\n  {CU130:<48} cannot be read: {reason}\n" in layerenv(["status"], store.env, store.root).stdout
+
+        doctor = as_json(["doctor"], store.env, store.root, 1)
+        assert doctor["findings"] == [{
+            "kind": "manifest-newer", "subject": CU130, "fixed": False,
+            "message": f"base {CU130}, which {store.project} use(s), was written by a newer layerenv "
+                       "(manifest schema 2 > 1), so this one cannot check it",
+            "fix": f"upgrade layerenv; this one leaves {manifest.parent} alone"}]
+
+        verify = layerenv(["verify", CU130], store.env, store.root)
+        assert (verify.returncode, verify.stderr) == (1, f"layerenv: error: {manifest}: {reason}\n")
+        rebase = layerenv(["rebase", "--dry-run"], store.env, store.root)
+        assert f"{store.project / '.venv'}: its base {CU130} cannot be read: {reason}" in rebase.stderr
+        assert layerenv(["gc"], store.env, store.root).returncode == 0
+        rebuild = layerenv(["base", "--rebuild"], store.env, store.root)  # same id: it would replace it
+        assert (rebuild.returncode, rebuild.stderr.splitlines()[-1]) == (1, f"layerenv: error: {manifest}: {reason}")
+        assert tree_digest(store.home / "bases") == bases_before
+    assert as_json(["doctor"], store.env, store.root, 0)["healthy"] is True
 
 
 def test_doctor_explains_a_machine_the_base_no_longer_fits(store: Store) -> None:

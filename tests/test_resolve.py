@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from layerenv.base.resolve import Acceptance, companion_specifier, newest_acceptable, series_specifier
+from layerenv.choice.decide import TableFacts
 from layerenv.choice.table import load_matrix
+from layerenv.choice.variant import Variant
 from layerenv.installers import Resolved
 
 
@@ -14,12 +16,13 @@ def test_series_specifier_covers_the_range_and_skips_gaps() -> None:
 
 
 def test_companions_follow_the_table() -> None:
-    matrix = load_matrix()
-    assert companion_specifier("torchvision", "2.9.1+cu128", matrix) == "==0.24.*"
-    assert companion_specifier("torchaudio", "2.11.0+cu130", matrix) == "==2.11.*"
-    assert companion_specifier("torchaudio", "2.13.0+cpu", matrix) is None, "torchaudio ends at 2.11"
-    assert companion_specifier("torchvision", "2.17.0+cu132", matrix) == "==0.32.*", "newer than the table"
-    assert companion_specifier("triton", "2.9.1", matrix) == ""
+    audio = TableFacts.of(load_matrix(), "stable", Variant("cu130")).torchaudio_series
+    assert companion_specifier("torchvision", "2.9.1+cu128", audio) == "==0.24.*"
+    assert companion_specifier("torchaudio", "2.11.0+cu130", audio) == "==2.11.*"
+    assert companion_specifier("torchaudio", "2.13.0+cpu", audio) is None, "torchaudio ends at 2.11"
+    assert companion_specifier("torchaudio", "2.17.0+cu132", audio) is None, "newer than the table"
+    assert companion_specifier("torchvision", "2.17.0+cu132", audio) == "==0.32.*", "newer than the table"
+    assert companion_specifier("triton", "2.9.1", audio) == ""
 
 
 def test_only_the_variants_builds_are_accepted() -> None:

@@ -11,27 +11,15 @@ from pathlib import Path
 
 from layerenv import __version__
 from layerenv.base.file_check import baseline_of, verify_base
-from layerenv.base.manifest import Manifest, PackageRecord
+from layerenv.base.manifest import Manifest, PackageRecord, refuse_newer
 from layerenv.base.node_answer import remember_node
-from layerenv.base.request import interpreter_facts
-from layerenv.base.torch_check import TorchReport, inspect_torch, judge
+from layerenv.base.torch_check import inspect_torch, judge
 from layerenv.choice.detection import Detection
 from layerenv.errors import BadInput, OperationFailed
-from layerenv.machine.interpreters import Interpreter, venv_python
+from layerenv.machine.interpreters import venv_python
 from layerenv.reporter import Reporter
 from layerenv.store.atomic import write_json
 from layerenv.store.home import MANIFEST_NAME, Store
-
-
-def _interpreter_of(report: TorchReport) -> Interpreter:
-    data = report.data
-    version = tuple(int(part) for part in data["version_info"])
-    return Interpreter(
-        executable=Path(str(data["base_executable"])),
-        implementation=str(data["implementation"]),
-        version=(version[0], version[1], version[2]),
-        platform=str(data["platform"]).replace("-", "_").replace(".", "_"),
-    )
 
 
 def adopt(path: Path, detection: Detection, store: Store, reporter: Reporter) -> Manifest:
@@ -47,7 +35,7 @@ def adopt(path: Path, detection: Detection, store: Store, reporter: Reporter) ->
     report = inspect_torch(python, run_kernel=True)
     variant = report.variant
     if variant is None:
-        raise OperationFailed(f"cannot adopt {venv}: {report.data.get('error', 'no torch found')}")
+        raise OperationFailed(f"cannot adopt {venv}: {report.error or 'no torch found'}")
     problems = judge(report, variant=variant, version=None, gpus=detection.machine.gpus)
     if problems:
         raise OperationFailed(f"cannot adopt {venv}: {'; '.join(problems)}")
@@ -55,16 +43,17 @@ def adopt(path: Path, detection: Detection, store: Store, reporter: Reporter) ->
     torch = distributions.get("torch")
     if torch is None:
         raise OperationFailed(f"cannot adopt {venv}: torch imports but has no installed distribution")
-    interpreter = _interpreter_of(report)
+    interpreter = report.interpreter
     base_id = f"{interpreter.tag}-{interpreter.platform}-torch{torch.version.split('+')[0]}-{variant}-adopted"
     key = base_id
     with store.lock(key, purpose=f"adopting {venv}"):
+        refuse_newer(store.base_dir(base_id) / MANIFEST_NAME)
         manifest = Manifest(
             base_id=base_id,
             path=str(venv),
             created=time.time(),
             layerenv_version=__version__,
-            python=interpreter_facts(interpreter),
+            python=interpreter,
             variant=variant.name,
             channel="stable",
             torch=torch.version,
@@ -74,9 +63,9 @@ def adopt(path: Path, detection: Detection, store: Store, reporter: Reporter) ->
                 dist.name: PackageRecord(dist.name, dist.version, dist.record_sha256, dist.installer or "unknown")
                 for dist in distributions.values()
             },
-            machine=detection.machine.to_json(),
-            decision=detection.decision.to_json(detection.machine),
-            verification=report.data,
+            machine=detection.machine,
+            decision=detection.decision,
+            verification=report,
             adopted=True,
         )
         reporter.step(f"hashing the files of {venv} as they are now")

@@ -11,11 +11,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from layerenv import __version__
-from layerenv.base.manifest import Manifest, PackageRecord
-from layerenv.base.request import BaseRequest, BaseResult, base_id, interpreter_facts
+from layerenv.base.manifest import Manifest, PackageRecord, refuse_newer
+from layerenv.base.request import BaseRequest, BaseResult, base_id
 from layerenv.base.resolve import Acceptance, companion_specifier, newest_acceptable, series_specifier
 from layerenv.base.torch_check import TorchReport, inspect_torch, judge
-from layerenv.choice.table import load_matrix
 from layerenv.choice.variant import parse_version_tuple
 from layerenv.errors import OperationFailed
 from layerenv.faults import checkpoint
@@ -30,7 +29,7 @@ from layerenv.venv.create import create_virtualenv
 
 def resolve_sources(request: BaseRequest, reporter: Reporter) -> Sources:
     decision = request.detection.decision
-    template = request.sources.index_template or load_matrix().index_templates[decision.channel]
+    template = request.sources.index_template or decision.table.index_template
     index_url: str | None = fill_template(template, decision.variant.name, "index.url")
     problem = unreachable_reason(index_url) if index_url else None
     if problem is not None:
@@ -56,18 +55,6 @@ class _Plan:
     notes: tuple[str, ...]
 
 
-def newest_known_series(request: BaseRequest) -> str:
-    decision = request.detection.decision
-    return max(
-        (
-            r
-            for r in load_matrix().releases
-            if r.channel == decision.channel and any(b.variant == decision.variant for b in r.builds)
-        ),
-        key=lambda r: r.key,
-    ).series
-
-
 def _plan(
     request: BaseRequest, installer: Installer, python: Path, sources: Sources, log: Log, *, open_ended: bool
 ) -> _Plan:
@@ -90,7 +77,7 @@ def _plan(
     for name in request.packages:
         if name == "torch":
             continue
-        companion = companion_specifier(name, torch.version, load_matrix())
+        companion = companion_specifier(name, torch.version, decision.table.torchaudio_series)
         if companion is None:
             notes.append(f"{name}: no release pairs with torch {torch.version}; left out")
             continue
@@ -118,7 +105,7 @@ def build(
     ``installer`` fills it (by default the one ``request.installer`` names)."""
     decision = request.detection.decision
     installer = installer or get_installer(request.installer)
-    may_be_newer = decision.torch_series[0] == newest_known_series(request) and not decision.unserved
+    may_be_newer = decision.may_be_newer
     try:
         return _build_once(request, installer, store, key, reporter, open_ended=may_be_newer)
     except _NewerReleaseRejected as rejected:
@@ -166,22 +153,23 @@ def _build_once(
         timings["verify"] = time.monotonic() - mark
         new_id = base_id(key, plan.torch.version, decision.variant)
         final = store.base_dir(new_id)
+        refuse_newer(final / MANIFEST_NAME)
         timings["total"] = time.monotonic() - started
         manifest = Manifest(
             base_id=new_id,
             path=str(final),
             created=time.time(),
             layerenv_version=__version__,
-            python=interpreter_facts(request.interpreter),
+            python=request.interpreter,
             variant=decision.variant.name,
             channel=decision.channel,
             torch=plan.torch.version,
             torch_build=report.version or plan.torch.version,
             requested=tuple(request.packages),
             packages=_package_records(staging, installer.name),
-            machine=machine.to_json(),
-            decision=decision.to_json(machine),
-            verification=report.data,
+            machine=machine,
+            decision=decision,
+            verification=report,
             indexes=tuple(sources.describe()),
             timings={name: round(value, 3) for name, value in timings.items()},
         )

@@ -28,7 +28,7 @@ def fits_machine(manifest: Manifest, detection: Detection) -> bool:
     from layerenv.choice.coverage import serves
     from layerenv.choice.decide import driver_supports
 
-    archs = tuple(manifest.verification.get("arch_list") or ())
+    archs = manifest.verification.archs
     variant = Variant(manifest.variant)
     machine = detection.machine
     gpus = [gpu for gpu in detection.decision.served]
@@ -49,8 +49,8 @@ def find_current(store: Store, request: BaseRequest) -> Manifest | None:
     same_python = [
         manifest
         for manifest in published(store)
-        if manifest.python.get("tag") == request.interpreter.tag
-        and manifest.python.get("platform") == request.interpreter.platform
+        if manifest.python.tag == request.interpreter.tag
+        and manifest.python.platform == request.interpreter.platform
         and venv_python(manifest.venv).exists()
     ]
     built = [

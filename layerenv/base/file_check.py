@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from layerenv.base.manifest import Manifest, read_manifest
+from layerenv.base.manifest import Manifest, Unreadable, read_manifest
 from layerenv.errors import BadInput, OperationFailed
 from layerenv.store.home import Store
 from layerenv.venv.distinfo import Distribution, read_distributions, site_packages_of
@@ -109,8 +109,8 @@ def _record_rows(text: str, site: Path, venv: Path, distribution: str) -> list[_
 
 def _staging_prefix(manifest: Manifest) -> Path | None:
     """Where the base was built before it was moved into place, if it was moved."""
-    executable = manifest.verification.get("executable")
-    if manifest.adopted or not isinstance(executable, str) or not executable:
+    executable = manifest.verification.executable
+    if manifest.adopted or not executable:
         return None
     built_at = Path(executable).parent.parent
     return None if built_at == manifest.venv else built_at
@@ -236,15 +236,15 @@ def verify_base(manifest: Manifest, workers: int | None = None, *, quick: bool =
     return result(problems, len(expected))
 
 
-def read_bases(store: Store) -> tuple[list[Manifest], list[Path]]:
-    """Every published base's manifest, and the manifest files that do not read."""
+def read_bases(store: Store) -> tuple[list[Manifest], list[Unreadable]]:
+    """Every published base's manifest, and the manifests that do not read (or are a newer layerenv's)."""
     manifests: list[Manifest] = []
-    unreadable: list[Path] = []
+    unreadable: list[Unreadable] = []
     for path in store.manifest_paths():
         try:
             manifests.append(read_manifest(path))
-        except OperationFailed:
-            unreadable.append(path)
+        except OperationFailed as error:
+            unreadable.append(Unreadable(path, error))
     return manifests, unreadable
 
 
@@ -256,8 +256,11 @@ def select_bases(store: Store, wanted: str | None) -> list[Manifest]:
     chosen = [manifest for manifest in manifests if manifest.base_id == wanted]
     if chosen:
         return chosen
-    if wanted in {path.parent.name for path in unreadable}:
-        raise OperationFailed(f"base {wanted}: its manifest is unreadable; `layerenv doctor` explains")
+    for item in unreadable:
+        if item.base_id == wanted and item.newer:
+            raise item.error
+        if item.base_id == wanted:
+            raise OperationFailed(f"base {wanted}: its manifest is unreadable; `layerenv doctor` explains")
     known = ", ".join(sorted(m.base_id for m in manifests)) or "none (run `layerenv base`)"
     raise BadInput(f"base {wanted!r} is not published in {store.home}; published: {known}")
 
@@ -266,7 +269,7 @@ def verify_store(store: Store, wanted: str | None = None) -> list[BaseCheck]:
     """Check ``wanted`` or every published base; an unreadable manifest is a problem of its own."""
     checks = [verify_base(manifest) for manifest in select_bases(store, wanted)]
     if wanted is None:
-        for path in read_bases(store)[1]:
-            problem = FileProblem("unreadable", "", str(path))
-            checks.append(BaseCheck(path.parent.name, str(path.parent), False, 0, 0, (problem,)))
+        for item in read_bases(store)[1]:
+            problem = FileProblem("unreadable", "", str(item.path))
+            checks.append(BaseCheck(item.base_id, str(item.path.parent), False, 0, 0, (problem,)))
     return sorted(checks, key=lambda check: check.base_id)

@@ -83,16 +83,6 @@ def base_id(key: str, torch_version: str, variant: Variant) -> str:
     return f"{interpreter_platform}-torch{torch_version.split('+', maxsplit=1)[0]}-{variant}{rest}"
 
 
-def interpreter_facts(interpreter: Interpreter) -> dict[str, str]:
-    return {
-        "tag": interpreter.tag,
-        "platform": interpreter.platform,
-        "version": ".".join(map(str, interpreter.version)),
-        "implementation": interpreter.implementation,
-        "executable": str(interpreter.executable),
-    }
-
-
 def require_torch(packages: tuple[str, ...]) -> tuple[str, ...]:
     if "torch" not in packages:
         raise BadInput(f"base.packages = {list(packages)!r} must include 'torch'")

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 
 from layerenv.choice.decide import normalize_pin
-from layerenv.choice.table import Matrix
 from layerenv.choice.variant import parse_version_tuple
 from layerenv.installers import Resolved
 from layerenv.urls import without_credentials
@@ -76,16 +75,16 @@ def newest_acceptable(
     return None, rejected
 
 
-def companion_specifier(name: str, torch_version: str, matrix: Matrix) -> str | None:
+def companion_specifier(name: str, torch_version: str, torchaudio_series: Collection[str]) -> str | None:
     """The release series of a companion that pairs with ``torch_version``; ``None`` if none exists.
 
-    The table says which torchvision pairs with each torch release (0.(minor+15)) and which releases
-    have a torchaudio; a torch newer than the table gets the torchvision rule and no torchaudio.
+    torchvision 0.(minor+15) pairs with torch 2.minor; the table says which releases have a
+    torchaudio (``torchaudio_series``), so a torch newer than the table gets none.
     """
     key = parse_version_tuple(torch_version)
-    release = matrix.release(f"{key[0]}.{key[1]}")
+    series = f"{key[0]}.{key[1]}"
     if name == "torchvision":
-        return f"=={release.torchvision_series}.*" if release else f"==0.{key[1] + 15}.*"
+        return f"==0.{key[1] + 15}.*"
     if name == "torchaudio":
-        return f"=={release.series}.*" if release and release.torchaudio else None
+        return f"=={series}.*" if series in torchaudio_series else None
     return ""

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import json
-import subprocess
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -13,6 +12,7 @@ from layerenv.choice.coverage import serves
 from layerenv.choice.variant import Variant
 from layerenv.errors import OperationFailed
 from layerenv.machine.facts import Gpu
+from layerenv.machine.interpreters import Interpreter, platform_tag
 
 # Runs inside the target interpreter; prints one JSON line. A tiny kernel runs where CUDA is up.
 _PROBE = r"""
@@ -51,36 +51,137 @@ print(json.dumps(out))
 
 
 @dataclass(frozen=True)
+class TorchDevice:
+    """One GPU as torch sees it."""
+
+    index: int
+    name: str
+    capability: str  # "9.0"
+
+    def to_json(self) -> dict[str, Any]:
+        return {"index": self.index, "name": self.name, "capability": self.capability}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> TorchDevice:
+        return cls(int(data["index"]), str(data["name"]), str(data["capability"]))
+
+
+@dataclass(frozen=True)
 class TorchReport:
-    data: dict[str, Any]
+    """What the probe says about an interpreter and its torch (the manifest's ``verification``).
+
+    ``None`` marks what the probe did not get to: everything after ``error`` when ``import torch``
+    failed, and the CUDA facts after a ``cuda_error``. The JSON keeps the probe's keys, and leaves out
+    the ones it did not write, so that a manifest reads back and writes out unchanged.
+    """
+
+    python: str  # "3.12.3"
+    executable: str  # the interpreter the probe ran in (a virtualenv's)
+    base_executable: str  # the system interpreter behind it
+    implementation: str  # "cpython"
+    version_info: tuple[int, int, int]
+    platform: str  # sysconfig.get_platform(): "linux-x86_64"
+    error: str | None = None  # "import torch failed: ..."
+    file: str | None = None
+    version: str | None = None  # torch.__version__
+    cuda: str | None = None  # torch.version.cuda
+    hip: str | None = None  # torch.version.hip
+    fake: bool = False  # the test suite's stand-in torch
+    available: bool | None = None  # torch.cuda.is_available()
+    arch_list: tuple[str, ...] | None = None  # torch.cuda.get_arch_list()
+    devices: tuple[TorchDevice, ...] | None = None
+    kernel: bool | None = None  # whether a test kernel gave the right result, where one ran
+    cuda_error: str | None = None
 
     @property
-    def version(self) -> str | None:
-        value = self.data.get("version")
-        return str(value) if value is not None else None
+    def archs(self) -> tuple[str, ...]:
+        return self.arch_list or ()
 
     @property
-    def arch_list(self) -> tuple[str, ...]:
-        return tuple(self.data.get("arch_list") or ())
+    def interpreter(self) -> Interpreter:
+        """The system interpreter the probed environment runs on."""
+        return Interpreter(
+            executable=Path(self.base_executable),
+            implementation=self.implementation,
+            version=self.version_info,
+            platform=platform_tag(self.platform),
+        )
 
     @property
     def variant(self) -> Variant | None:
         """The build's variant read from ``torch.version`` (never from the distribution version)."""
-        cuda = self.data.get("cuda")
-        hip = self.data.get("hip")
-        if cuda:
-            major, minor = str(cuda).split(".")[:2]
+        if self.cuda:
+            major, minor = self.cuda.split(".")[:2]
             return Variant(f"cu{major}{minor}")
-        if hip:
-            major, minor = str(hip).split(".")[:2]
+        if self.hip:
+            major, minor = self.hip.split(".")[:2]
             return Variant(f"rocm{major}.{minor}")
         if self.version is not None:
             return Variant("cpu")
         return None
 
+    def to_json(self) -> dict[str, Any]:
+        document: dict[str, Any] = {
+            "python": self.python,
+            "executable": self.executable,
+            "base_executable": self.base_executable,
+            "implementation": self.implementation,
+            "version_info": list(self.version_info),
+            "platform": self.platform,
+        }
+        if self.error is not None:
+            document["error"] = self.error
+            return document
+        document.update(file=self.file, version=self.version, cuda=self.cuda, hip=self.hip, fake=self.fake)
+        optional = {
+            "available": self.available,
+            "arch_list": None if self.arch_list is None else list(self.arch_list),
+            "devices": None if self.devices is None else [device.to_json() for device in self.devices],
+            "kernel": self.kernel,
+            "cuda_error": self.cuda_error,
+        }
+        document.update((key, value) for key, value in optional.items() if value is not None)
+        return document
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> TorchReport:
+        """Read what the probe printed (or a manifest kept); raises ``KeyError``/``TypeError``/``ValueError``."""
+        major, minor, micro = (int(part) for part in data["version_info"])
+        arch_list = data.get("arch_list")
+        devices = data.get("devices")
+        return cls(
+            python=str(data["python"]),
+            executable=str(data["executable"]),
+            base_executable=str(data["base_executable"]),
+            implementation=str(data["implementation"]),
+            version_info=(major, minor, micro),
+            platform=str(data["platform"]),
+            error=_text(data.get("error")),
+            file=_text(data.get("file")),
+            version=_text(data.get("version")),
+            cuda=_text(data.get("cuda")),
+            hip=_text(data.get("hip")),
+            fake=bool(data.get("fake", False)),
+            available=_flag(data.get("available")),
+            arch_list=None if arch_list is None else tuple(str(arch) for arch in arch_list),
+            devices=None if devices is None else tuple(TorchDevice.from_json(device) for device in devices),
+            kernel=_flag(data.get("kernel")),
+            cuda_error=_text(data.get("cuda_error")),
+        )
+
+
+def _text(value: object) -> str | None:
+    return None if value is None else str(value)
+
+
+def _flag(value: object) -> bool | None:
+    return None if value is None else bool(value)
+
 
 def inspect_torch(python: Path, *, timeout: float = 300.0, run_kernel: bool = True) -> TorchReport:
     """Run the probe in ``python`` (with a timeout: it touches the GPU)."""
+    import subprocess  # here: reading a manifest on the reuse path starts no process
+
     argv = [str(python), "-c", _PROBE] + (["--kernel"] if run_kernel else [])
     try:
         result = subprocess.run(
@@ -100,7 +201,10 @@ def inspect_torch(python: Path, *, timeout: float = 300.0, run_kernel: bool = Tr
     if result.returncode != 0 or not lines:
         tail = (result.stderr.strip().splitlines() or [f"exit {result.returncode}"])[-1]
         raise OperationFailed(f"{python}: inspecting torch failed: {tail}")
-    return TorchReport(json.loads(lines[-1]))
+    try:
+        return TorchReport.from_json(json.loads(lines[-1]))
+    except (ValueError, KeyError, TypeError) as error:
+        raise OperationFailed(f"{python}: inspecting torch printed what layerenv cannot read ({error})") from None
 
 
 def judge(
@@ -111,8 +215,8 @@ def judge(
     gpus: Sequence[Gpu],
 ) -> list[str]:
     """Every reason this torch does not fit (empty when it does)."""
-    if "error" in report.data:
-        return [str(report.data["error"])]
+    if report.error is not None:
+        return [report.error]
     problems: list[str] = []
     if version is not None and report.version is not None:
         wanted = version.split("+")[0]
@@ -120,22 +224,22 @@ def judge(
             problems.append(f"torch.__version__ is {report.version}, expected {version}")
     if variant is not None and report.variant != variant:
         problems.append(
-            f"torch is a {report.variant} build (torch.version.cuda={report.data.get('cuda')!r}, "
-            f"hip={report.data.get('hip')!r}), expected {variant}"
+            f"torch is a {report.variant} build (torch.version.cuda={report.cuda!r}, "
+            f"hip={report.hip!r}), expected {variant}"
         )
     gpus = [gpu for gpu in gpus if gpu.vendor in ("nvidia", "amd")]
     if gpus and report.variant is not None and report.variant.kind != "cpu":
-        archs = report.arch_list
+        archs = report.archs
         if not archs:
             problems.append(
                 "torch.cuda.get_arch_list() is empty: torch cannot use the GPU "
-                f"({report.data.get('cuda_error') or 'torch.cuda.is_available() is False'})"
+                f"({report.cuda_error or 'torch.cuda.is_available() is False'})"
             )
         for gpu in gpus:
             if archs and serves(archs, gpu) is None:
                 problems.append(f"{gpu.label} has no kernels in torch's arch list ({' '.join(archs)})")
-        if report.data.get("kernel") is False:
+        if report.kernel is False:
             problems.append("a test kernel on the GPU gave a wrong result")
-        if "cuda_error" in report.data:
-            problems.append(f"CUDA error: {report.data['cuda_error']}")
+        if report.cuda_error is not None:
+            problems.append(f"CUDA error: {report.cuda_error}")
     return problems

@@ -5,6 +5,7 @@ A pure function over facts and policy: no I/O, so every rule is testable without
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -57,6 +58,31 @@ class Unserved:
 
 
 @dataclass(frozen=True)
+class TableFacts:
+    """What building a decision needs from the table, read once by :func:`choose`.
+
+    Manifests do not record these: a decision read back from one has them empty.
+    """
+
+    index_template: str = ""  # the channel's official index, "{variant}" still to fill
+    newest_series: str = ""  # the newest release series the table has the variant in
+    torchaudio_series: tuple[str, ...] = ()  # the release series that have a torchaudio
+
+    @classmethod
+    def of(cls, matrix: Matrix, channel: Channel, variant: Variant) -> TableFacts:
+        with_variant = [
+            release
+            for release in matrix.releases
+            if release.channel == channel and any(build.variant == variant for build in release.builds)
+        ]
+        return cls(
+            index_template=matrix.index_templates[channel],
+            newest_series=max(with_variant, key=lambda release: release.key).series,
+            torchaudio_series=tuple(release.series for release in matrix.releases if release.torchaudio),
+        )
+
+
+@dataclass(frozen=True)
 class Decision:
     """The chosen variant, the torch releases that serve this machine with it, and why."""
 
@@ -70,10 +96,16 @@ class Decision:
     warnings: tuple[str, ...]
     candidates: tuple[Candidate, ...]
     archs: tuple[str, ...]
+    table: TableFacts = TableFacts()
 
     @property
     def conflict(self) -> bool:
         return bool(self.unserved)
+
+    @property
+    def may_be_newer(self) -> bool:
+        """A torch newer than the table may serve this machine: the decision is at the table's edge."""
+        return self.torch_series[:1] == (self.table.newest_series,) and not self.unserved
 
     def to_json(self, machine: Machine) -> dict[str, Any]:
         return {
@@ -99,6 +131,43 @@ class Decision:
             "warnings": list(self.warnings),
             "conflict": self.conflict,
         }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any], machine: Machine) -> Decision:
+        """Read back what :meth:`to_json` wrote for ``machine``.
+
+        The candidates and the table facts are not written, so they come back empty; a GPU left out
+        gets its reason back from the warning that named it.
+        """
+        channel = str(data["channel"])
+        if channel not in CHANNELS:
+            raise ValueError(f"channel {channel!r} is not one of: {', '.join(CHANNELS)}")
+        warnings = tuple(str(warning) for warning in data["warnings"])
+        left_out = dict(warning.split(_LEFT_OUT, 1) for warning in warnings if _LEFT_OUT in warning)
+        known = {(gpu.vendor, gpu.index): gpu for gpu in machine.gpus}
+        served: list[Gpu] = []
+        unserved: list[Unserved] = []
+        for entry in data["gpus"]:
+            gpu = known.get((entry["vendor"], int(entry["index"]))) or Gpu.from_json(entry)
+            if entry["served"]:
+                served.append(gpu)
+            elif gpu.vendor in ("nvidia", "amd"):
+                unserved.append(Unserved(gpu, left_out.get(gpu.label, "")))
+        return cls(
+            variant=Variant(str(data["variant"])),
+            channel="nightly" if channel == "nightly" else "stable",
+            torch=str(data["torch"]),
+            torch_series=tuple(str(series) for series in data["torch_series"]),
+            served=tuple(served),
+            unserved=tuple(unserved),
+            reasons=tuple(str(reason) for reason in data["reasons"]),
+            warnings=warnings,
+            candidates=(),
+            archs=tuple(str(arch) for arch in data["archs"]),
+        )
+
+
+_LEFT_OUT = " is left out: "
 
 
 def normalize_pin(pin: str) -> str:
@@ -350,7 +419,7 @@ def choose(machine: Machine, policy: Policy, matrix: Matrix) -> Decision:
         reasons.append(f"torch {best.release.series} cpu: the newest release")
     if policy.torch_pin:
         reasons.append(f"torch pinned to {policy.torch_pin} ({policy.sources.get('torch_pin', 'config')})")
-    warnings = [f"{item.gpu.label} is left out: {item.why}" for item in unserved]
+    warnings = [f"{item.gpu.label}{_LEFT_OUT}{item.why}" for item in unserved]
     if unserved:
         warnings.append(
             f"no {policy.channel} build serves every visible GPU; chose {variant} for "
@@ -373,4 +442,5 @@ def choose(machine: Machine, policy: Policy, matrix: Matrix) -> Decision:
         warnings=tuple(warnings),
         candidates=tuple(candidates),
         archs=best.archs,
+        table=TableFacts.of(matrix, policy.channel, variant),
     )

@@ -55,11 +55,6 @@ class Release:
     def key(self) -> tuple[int, ...]:
         return parse_version_tuple(self.series)
 
-    @property
-    def torchvision_series(self) -> str:
-        minor = self.key[1]
-        return f"0.{minor + 15}"
-
 
 @dataclass(frozen=True)
 class Matrix:

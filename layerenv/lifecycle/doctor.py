@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from layerenv.base.current import fits_machine
-from layerenv.base.manifest import Manifest
+from layerenv.base.manifest import SCHEMA, Manifest, NewerManifest, Unreadable
 from layerenv.choice.detection import Detection
 from layerenv.errors import LayerenvError
 from layerenv.lifecycle.shadows import Shadow, Skipped
@@ -139,7 +139,7 @@ def unfit_reason(manifest: Manifest, detection: Detection) -> str:
         needed = f">= {runtime.min_driver(machine.system)}" if runtime else "a driver layerenv knows"
         have = machine.driver_version or "none"
         return f"CUDA {variant.version} needs NVIDIA driver {needed}, this machine has {have}"
-    archs = tuple(manifest.verification.get("arch_list") or ())
+    archs = manifest.verification.archs
     missing = [f"{gpu.label}: {why_not(archs, gpu)}" for gpu in gpus if not serves(archs, gpu)]
     return "its build serves no kernels for " + "; ".join(missing)
 
@@ -154,8 +154,8 @@ def _machine_findings(detection: Detection, env: Mapping[str, str]) -> list[Find
                     f"unset {' '.join(names)}, or set it to the GPUs to use (e.g. {names[0]}=0)")]
 
 
-def _project_findings(entries: list[dict[str, Any]], bases: dict[str, Manifest], used: dict[str, list[str]],
-                      pythons: dict[tuple[str, str], list[str]]) -> list[Finding]:
+def _project_findings(entries: list[dict[str, Any]], bases: dict[str, Manifest], newer: set[str],
+                      used: dict[str, list[str]], pythons: dict[tuple[str, str], list[str]]) -> list[Finding]:
     findings: list[Finding] = []
     for entry in entries:
         if "error" in entry:
@@ -167,14 +167,14 @@ def _project_findings(entries: list[dict[str, Any]], bases: dict[str, Manifest],
         venv = Path(str(entry["venv"]))
         project = str(entry.get("project", venv.parent))
         try:
-            findings += _check_project(venv, project, str(entry.get("base_id", "")), bases, used, pythons)
+            findings += _check_project(venv, project, str(entry.get("base_id", "")), bases, newer, used, pythons)
         except LayerenvError as error:
             findings.append(Finding("venv-broken", project, f"the venv {venv} cannot be read: {error.message}",
                                     f"`layerenv project {project}` builds it again"))
     return findings
 
 
-def _check_project(venv: Path, project: str, base_id: str, bases: dict[str, Manifest],
+def _check_project(venv: Path, project: str, base_id: str, bases: dict[str, Manifest], newer: set[str],
                    used: dict[str, list[str]], pythons: dict[tuple[str, str], list[str]]) -> list[Finding]:
     from layerenv.lifecycle.shadows import find_shadows, stub_problems
     from layerenv.project.link import PTH_NAME, read_link, site_packages_of
@@ -203,6 +203,8 @@ def _check_project(venv: Path, project: str, base_id: str, bases: dict[str, Mani
         base_id = answer  # the primary base may not fit this node; the node's own answer must
     used.setdefault(base_id, []).append(project)
     base = bases.get(base_id)
+    if base_id in newer:
+        return []  # the base's own finding names it, and this project
     if base is None or not _usable(base):
         return [Finding("base-gone", project, f"project {project} is layered on base {base_id}, which is gone",
                         f"`layerenv project {project}` layers it on a base that fits (building one)")]
@@ -247,10 +249,20 @@ def _node_answer(per_node: PerNode) -> tuple[str | None, str]:
     return (answer.base_id if answer else None), node
 
 
-def _base_findings(bases: dict[str, Manifest], unreadable: list[Path], used: dict[str, list[str]],
+def _unreadable_finding(item: Unreadable, used: dict[str, list[str]]) -> Finding:
+    if isinstance(item.error, NewerManifest):
+        projects = sorted(used.get(item.base_id, []))
+        users = f", which {', '.join(projects)} use(s)," if projects else ""
+        return Finding("manifest-newer", item.base_id, f"base {item.base_id}{users} was written by a newer layerenv "
+                       f"(manifest schema {item.error.schema} > {SCHEMA}), so this one cannot check it",
+                       f"upgrade layerenv; this one leaves {item.path.parent} alone")
+    return Finding("manifest-unreadable", item.base_id, f"the manifest {item.path} is unreadable",
+                   f"remove {item.path.parent} and run `layerenv base`")
+
+
+def _base_findings(bases: dict[str, Manifest], unreadable: list[Unreadable], used: dict[str, list[str]],
                    current: Manifest | None, detection: Detection, cache: dict[str, BaseCheck]) -> list[Finding]:
-    findings = [Finding("manifest-unreadable", path.parent.name, f"the manifest {path} is unreadable",
-                        f"remove {path.parent} and run `layerenv base`") for path in unreadable]
+    findings = [_unreadable_finding(item, used) for item in unreadable]
     wanted = set(used) | ({current.base_id} if current else set())
     for base_id in sorted(wanted & set(bases)):
         manifest = bases[base_id]
@@ -279,12 +291,14 @@ def _base_findings(bases: dict[str, Manifest], unreadable: list[Path], used: dic
     return findings
 
 
-def _python_findings(pythons: dict[tuple[str, str], list[str]], bases: dict[str, Manifest]) -> list[Finding]:
-    tags = {manifest.python.get("tag") for manifest in bases.values() if _usable(manifest)}
+def _python_findings(pythons: dict[tuple[str, str], list[str]], bases: dict[str, Manifest],
+                     on_newer: set[str]) -> list[Finding]:
+    """Pythons that projects run with no base for them; a project on a newer layerenv's base has one."""
+    tags = {manifest.python.tag for manifest in bases.values() if _usable(manifest)}
     return [
         Finding("python-no-base", f"Python {version}", f"no base is published for Python {version} ({tag}), which "
                 f"{', '.join(sorted(projects))} run(s)", f"`layerenv base --python {version}`")
-        for (tag, version), projects in sorted(pythons.items()) if tag not in tags
+        for (tag, version), projects in sorted(pythons.items()) if tag not in tags and not set(projects) <= on_newer
     ]
 
 
@@ -296,10 +310,12 @@ def diagnose(store: Store, detection: Detection, current: Manifest | None, env: 
     entries = store.projects()
     used: dict[str, list[str]] = {}
     pythons: dict[tuple[str, str], list[str]] = {}
-    projects = _project_findings(entries, bases, used, pythons)  # fills used and pythons
+    newer = {item.base_id for item in unreadable if item.newer}
+    projects = _project_findings(entries, bases, newer, used, pythons)  # fills used and pythons
     findings = _machine_findings(detection, env)
     findings += _base_findings(bases, unreadable, used, current, detection, {} if cache is None else cache)
-    findings += projects + _python_findings(pythons, bases)
+    on_newer = {project for base_id in newer for project in used.get(base_id, [])}
+    findings += projects + _python_findings(pythons, bases, on_newer)
     return Report(tuple(findings), len(entries), len(manifests))
 
 

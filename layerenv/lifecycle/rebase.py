@@ -14,6 +14,7 @@ from pathlib import Path
 
 from layerenv.base.current import published, usable_current
 from layerenv.base.ensure import ensure_base
+from layerenv.base.file_check import read_bases
 from layerenv.base.manifest import Manifest
 from layerenv.base.node_answer import remember_node
 from layerenv.base.request import BaseRequest
@@ -64,16 +65,6 @@ def _node_answer(store: Store, venv: Path) -> str | None:
     return answer.base_id if answer else record.base_id
 
 
-def interpreter_of(manifest: Manifest) -> Interpreter:
-    version = tuple(int(part) for part in str(manifest.python["version"]).split(".")[:3])
-    return Interpreter(
-        executable=Path(str(manifest.python["executable"])),
-        implementation=str(manifest.python.get("implementation", "cpython")),
-        version=(version[0], version[1], version[2] if len(version) > 2 else 0),
-        platform=str(manifest.python["platform"]),
-    )
-
-
 def plan_rebase(
     store: Store,
     request_for: Callable[[Interpreter], BaseRequest],
@@ -82,7 +73,9 @@ def plan_rebase(
     onto: str | None = None,
 ) -> Plan:
     """Which base each registered project should move to; reads the store only."""
-    bases = {manifest.base_id: manifest for manifest in published(store)}
+    manifests, problems = read_bases(store)
+    bases = {manifest.base_id: manifest for manifest in manifests}
+    unreadable = {item.base_id: item.reason for item in problems}
     if onto is not None and onto not in bases:
         raise BadInput(f"--base {onto!r} is not a published base; known: {', '.join(sorted(bases)) or 'none'}")
     targets: dict[str, Target] = {}
@@ -96,23 +89,25 @@ def plan_rebase(
         if only is not None and only not in (venv.parent, venv):
             continue
         per_node = _node_answer(store, venv)
-        old = bases.get(per_node or str(entry.get("base_id")))
+        old_id = per_node or str(entry.get("base_id"))
+        old = bases.get(old_id)
         if not venv_python(venv).exists():
             skipped.append(f"{venv}: the project venv is gone (layerenv doctor --fix prunes it)")
+            continue
+        if old_id in unreadable:
+            skipped.append(f"{venv}: its base {old_id} cannot be read: {unreadable[old_id]}")
             continue
         if old is None:
             skipped.append(f"{venv}: its base {entry.get('base_id')} is gone; run `layerenv project` there")
             continue
         if onto is not None:
-            if bases[onto].python.get("tag") != old.python.get("tag"):
-                raise BadInput(
-                    f"--base {onto} is for {bases[onto].python.get('tag')}, {venv} uses {old.python.get('tag')}"
-                )
+            if bases[onto].python.tag != old.python.tag:
+                raise BadInput(f"--base {onto} is for {bases[onto].python.tag}, {venv} uses {old.python.tag}")
             moves.append(Move(venv, Path(str(entry.get("project", venv.parent))), old.base_id, onto))
             continue
-        key = f"{old.python.get('tag')}-{old.python.get('platform')}"
+        key = f"{old.python.tag}-{old.python.platform}"
         if key not in targets:
-            interpreter = interpreter_of(old)
+            interpreter = old.python
             request = request_for(interpreter)
             targets[key] = Target(interpreter, usable_current(store, request), request)
         target = targets[key]
@@ -158,7 +153,7 @@ def execute(plan: Plan, store: Store, reporter: Reporter) -> Outcome:
         new_id = move.new_base
         if new_id is None:
             old = bases[move.old_base]
-            new_id = resolved[(str(old.python.get("tag")), str(old.python.get("platform")))]
+            new_id = resolved[(old.python.tag, old.python.platform)]
         if new_id == move.old_base:
             continue
         checkpoint(f"rebase:project-{index}")

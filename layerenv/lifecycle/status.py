@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from layerenv.base.current import published
-from layerenv.base.manifest import Manifest
+from layerenv.base.file_check import read_bases
+from layerenv.base.manifest import Manifest, Unreadable
 from layerenv.lifecycle.shadows import shadowed_names
 from layerenv.machine.interpreters import venv_python
 from layerenv.project.link import is_per_node
@@ -57,7 +57,7 @@ def disk_usage(path: Path) -> int:
     return total
 
 
-def project_states(store: Store, bases: dict[str, Manifest]) -> list[ProjectState]:
+def project_states(store: Store, bases: dict[str, Manifest], unreadable: dict[str, Unreadable]) -> list[ProjectState]:
     states = []
     for entry in store.projects():
         if "error" in entry:
@@ -70,6 +70,8 @@ def project_states(store: Store, bases: dict[str, Manifest]) -> list[ProjectStat
             problem = "the project venv is gone"
         elif not venv_python(venv).exists():
             problem = "the project venv has no python"
+        elif base_id in unreadable:
+            problem = f"its base {base_id} cannot be read: {unreadable[base_id].reason}"
         elif base_id not in bases:
             problem = f"its base {base_id} is gone"
         per_node = problem is None and is_per_node(venv)
@@ -80,8 +82,10 @@ def project_states(store: Store, bases: dict[str, Manifest]) -> list[ProjectStat
 
 
 def status_document(store: Store, current_ids: set[str], with_sizes: bool = True) -> dict[str, Any]:
-    bases = {manifest.base_id: manifest for manifest in published(store)}
-    projects = project_states(store, bases)
+    manifests, problems = read_bases(store)
+    bases = {manifest.base_id: manifest for manifest in manifests}
+    unreadable = {item.base_id: item for item in problems}
+    projects = project_states(store, bases, unreadable)
     by_node = bases_used_by_nodes(store.home)
     document_bases = []
     for base_id, manifest in sorted(bases.items()):
@@ -89,7 +93,7 @@ def status_document(store: Store, current_ids: set[str], with_sizes: bool = True
             {
                 "id": base_id,
                 "path": manifest.path,
-                "python": manifest.python.get("version"),
+                "python": manifest.python.version_text,
                 "variant": manifest.variant,
                 "torch": manifest.torch_build,
                 "packages": {name: record.version for name, record in sorted(manifest.packages.items())},
@@ -105,6 +109,10 @@ def status_document(store: Store, current_ids: set[str], with_sizes: bool = True
         "home": str(store.home),
         "node": store.node,
         "bases": document_bases,
+        "unreadable_bases": [
+            {"id": item.base_id, "manifest": str(item.path), "problem": item.reason, "newer": item.newer}
+            for item in problems
+        ],
         "projects": [state.to_json() for state in projects],
         "nodes": [node_json(node, bases) for node in list_nodes(store.home)],
     }

@@ -7,6 +7,7 @@ import sysconfig
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from layerenv.errors import BadInput
 
@@ -29,8 +30,34 @@ class Interpreter:
     def minor(self) -> str:
         return f"{self.version[0]}.{self.version[1]}"
 
+    @property
+    def version_text(self) -> str:
+        return ".".join(map(str, self.version))
 
-def _platform_tag(sysconfig_platform: str) -> str:
+    def to_json(self) -> dict[str, str]:
+        """The manifest's ``python``: ``tag`` is written for readers that do not derive it."""
+        return {
+            "tag": self.tag,
+            "platform": self.platform,
+            "version": self.version_text,
+            "implementation": self.implementation,
+            "executable": str(self.executable),
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Interpreter:
+        """Read :meth:`to_json`'s document back; raises ``KeyError``/``ValueError``/``TypeError``."""
+        major, minor, *micro = (int(part) for part in str(data["version"]).split(".")[:3])
+        return cls(
+            executable=Path(str(data["executable"])),
+            implementation=str(data["implementation"]),
+            version=(major, minor, micro[0] if micro else 0),
+            platform=str(data["platform"]),
+        )
+
+
+def platform_tag(sysconfig_platform: str) -> str:
+    """``sysconfig.get_platform()`` as wheel tags spell it: ``linux-x86_64`` -> ``linux_x86_64``."""
     return sysconfig_platform.replace("-", "_").replace(".", "_")
 
 
@@ -41,7 +68,7 @@ def current() -> Interpreter:
         executable=Path(base),
         implementation=sys.implementation.name,
         version=(sys.version_info.major, sys.version_info.minor, sys.version_info.micro),
-        platform=_platform_tag(sysconfig.get_platform()),
+        platform=platform_tag(sysconfig.get_platform()),
     )
 
 
@@ -59,7 +86,7 @@ def find(spec: str, env: Mapping[str, str]) -> Interpreter:
         executable=Path(executable),
         implementation=info.implementation.lower(),
         version=(info.version_info.major, info.version_info.minor, info.version_info.micro),
-        platform=_platform_tag(info.sysconfig_platform or f"{info.platform}-{info.machine}"),
+        platform=platform_tag(info.sysconfig_platform or f"{info.platform}-{info.machine}"),
     )
 
 

@@ -95,7 +95,7 @@ def python_spec_for(project_dir: Path, flag: str | None, settings: Settings) -> 
 
 def _fingerprint(manifest: Manifest, deps: ProjectDependencies, request: ProjectRequest) -> str:
     document = {
-        "python": manifest.python.get("tag"),
+        "python": manifest.python.tag,
         "requirements": list(deps.requirements),
         "files": [[str(path), hashlib.sha256(path.read_bytes()).hexdigest()] for path in deps.files],
         "installer": request.installer,
@@ -167,7 +167,7 @@ def boot_mode(request: ProjectRequest, store: Store, manifest: Manifest) -> PerN
         return None
     from layerenv.store.nodes import python_key
 
-    return PerNode(store.home, python_key(manifest.python), str(manifest.python["executable"]))
+    return PerNode(store.home, python_key(manifest.python), str(manifest.python.executable))
 
 
 def _bring_up_to_date(final: Path, project_dir: Path, manifest: Manifest, linked_base: str,
@@ -224,7 +224,7 @@ def ensure_project(
         reporter.step(f"creating {final} on base {manifest.base_id}")
         create_virtualenv(
             staging,
-            Path(manifest.python["executable"]),
+            manifest.python.executable,
             prompt=project_dir.name or "project",
             system_site_packages=request.system_site_packages,
         )

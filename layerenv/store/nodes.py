@@ -18,11 +18,11 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from layerenv.machine.interpreters import Interpreter
 from layerenv.store.identity import boot_id
 
 NODES_DIR = "nodes"
@@ -48,15 +48,15 @@ class NodeBase:
         return cls(python, fields["base"], fields["site"], fields.get("boot", ""))
 
 
-def python_key(python: Mapping[str, Any]) -> str:
-    return f"{python.get('tag')}-{python.get('platform')}"
+def python_key(python: Interpreter) -> str:
+    return f"{python.tag}-{python.platform}"
 
 
 def node_dir(home: Path, node: str) -> Path:
     return home / NODES_DIR / node
 
 
-def record(home: Path, node: str, *, python: Mapping[str, Any], base_id: str, site: Path,
+def record(home: Path, node: str, *, python: Interpreter, base_id: str, site: Path,
            variant: str, machine: str) -> bool:
     """Record that ``node`` uses ``base_id`` for ``python``; False when the store cannot be written.
 

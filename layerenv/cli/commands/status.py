@@ -35,7 +35,7 @@ def command(as_json: bool) -> None:
     click.echo(f"machine  {gpus}; driver {detection.machine.driver_version or '-'}; wants {decision.variant}")
     click.echo(f"store    {document['home']}")
     click.echo("bases")
-    if not document["bases"]:
+    if not document["bases"] and not document["unreadable_bases"]:
         click.echo("  (none: run `layerenv base`)")
     for base in document["bases"]:
         state = "current" if base["current"] else "stale"
@@ -45,6 +45,8 @@ def command(as_json: bool) -> None:
             f"  {base['id']:<48} {base['torch']:<16} {size:>9}  {created}  {state}"
             f"  {len(base['projects'])} project(s)"
         )
+    for unreadable in document["unreadable_bases"]:
+        click.echo(f"  {unreadable['id']:<48} cannot be read: {unreadable['problem']}")
     click.echo("projects")
     if not document["projects"]:
         click.echo("  (none)")
