@@ -1,0 +1,383 @@
+"""The poetry plugin, driven by the real poetry (with layerenv installed into poetry's own environment,
+as `poetry self add` does) against a local index that mimics PyPI: an unlabelled torch whose metadata
+asks for nvidia-* wheels and triton under platform markers, beside the base's labelled CPU build."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import virtualenv
+
+from layerenv import tomlcompat
+from layerenv.project.link import find_shadows, link
+from layerenv.venv.distinfo import canonical_name, is_family, read_distributions, site_packages_of
+from tests.support.cli import REPO
+from tests.support.index import IndexServer, isolated_installer_env, serve_index, write_simple_index
+from tests.support.wheels import build_fake_companion, build_fake_torch, build_plain_package, parse_wheel_filename
+
+pytestmark = pytest.mark.slow
+UV = shutil.which("uv") or "uv"
+BASE_TORCH = "2.13.0+cpu"
+BASE_ID = "cp311-linux_x86_64-torch2.13.0-cpu"
+LINUX = "; platform_system == 'Linux'"
+TORCH_DEPS = ("sympy>=1.13.3", "networkx", "typing-extensions>=4.10")
+
+TORCH_PROBE = """
+import importlib.metadata as md, json, torch
+print(json.dumps({"file": torch.__file__, "version": torch.__version__, "dist": md.version("torch")}))
+"""
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def run(cmd: Sequence[str | Path], env: Mapping[str, str] | None = None, cwd: Path | None = None,
+        check: bool = True) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run([str(c) for c in cmd], env=dict(env) if env is not None else None, cwd=cwd, check=False,
+                          capture_output=True, text=True, timeout=300)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{cmd} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+def make_venv(dest: Path, *, seed: bool = True) -> Path:
+    args = [str(dest), "--no-periodic-update", "-p", sys.executable]
+    args += ["--no-setuptools"] if seed else ["--no-seed"]
+    virtualenv.cli_run(args, setup_logging=False)
+    return dest
+
+
+def python(venv: Path) -> Path:
+    return venv / "bin" / "python"
+
+
+def under(path: object, root: Path) -> bool:
+    return Path(str(path)).resolve().is_relative_to(root.resolve())
+
+
+# --------------------------------------------------------------------------- wheels, indexes, base
+
+
+@pytest.fixture(scope="module")
+def wheels(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[Path]]:
+    """``pypi``: what a PyPI-like index serves; ``cpu``: the variant index with the labelled build;
+    ``base``: what the base holds besides torch."""
+    dest = tmp_path_factory.mktemp("poetry-wheels")
+    common = [
+        build_fake_companion(dest, "sympy", "1.14.0", ("mpmath>=1.1",)),
+        build_fake_companion(dest, "mpmath", "1.3.0"),
+        build_fake_companion(dest, "networkx", "3.4"),
+        build_fake_companion(dest, "typing-extensions", "4.12.2"),
+    ]
+    pypi = [
+        *common,
+        build_fake_torch(dest, "2.15.0+cu132", dist_version="2.15.0", cuda="13.2", requires=(
+            f"nvidia-cuda-runtime==13.2.51{LINUX}", f"nvidia-cudnn-cu13==9.13.0{LINUX}", f"triton==3.6.0{LINUX}",
+            *TORCH_DEPS)),
+        # An older PyPI torch pinned sympy exactly, below what the base's torch needs.
+        build_fake_torch(dest, "2.13.0+cu130", dist_version="2.13.0", cuda="13.0", requires=(
+            f"nvidia-cuda-runtime==13.0.96{LINUX}", f"triton==3.5.0{LINUX}", "sympy==1.13.1", "networkx",
+            "typing-extensions>=4.10")),
+        build_fake_companion(dest, "nvidia-cuda-runtime", "13.2.51"),
+        build_fake_companion(dest, "nvidia-cuda-runtime", "13.0.96"),
+        build_fake_companion(dest, "nvidia-cudnn-cu13", "9.13.0", (f"nvidia-cublas==13.1.0{LINUX}",)),
+        build_fake_companion(dest, "nvidia-cublas", "13.1.0"),
+        build_fake_companion(dest, "triton", "3.6.0"),
+        build_fake_companion(dest, "triton", "3.5.0"),
+        build_fake_companion(dest, "sympy", "1.13.1", ("mpmath>=1.1",)),
+        build_fake_companion(dest, "typing-extensions", "4.15.0"),
+        build_plain_package(dest, "torchmetrics", "1.0", ("torch>=2.0", "typing-extensions")),
+        build_plain_package(dest, "torchmetrics", "1.1", ("torch>=2.0", "typing-extensions>=4.12")),
+        build_plain_package(dest, "plain-lib", "1.0"),
+        build_plain_package(dest, "needs-new-torch", "1.0", ("torch>=99",)),
+    ]
+    cpu = [build_fake_torch(dest / "cpu", BASE_TORCH, cuda=None, requires=TORCH_DEPS)]
+    base = [*common, build_plain_package(dest, "base-extra", "1.0")]
+    return {"pypi": pypi, "cpu": cpu, "base": base}
+
+
+@pytest.fixture(scope="module")
+def base(tmp_path_factory: pytest.TempPathFactory, wheels: dict[str, list[Path]]) -> Path:
+    """torch 2.13.0+cpu with its dependencies, and one package no torch needs (base-extra)."""
+    venv = make_venv(tmp_path_factory.mktemp("poetry-base") / "base", seed=False)
+    links = venv.parent / "links"
+    links.mkdir()
+    for wheel in [*wheels["cpu"], *wheels["base"]]:
+        shutil.copy(wheel, links)
+    run([UV, "pip", "install", "--python", python(venv), "--no-index", "--find-links", links,
+         "torch", "base-extra"], env=isolated_installer_env())
+    return venv
+
+
+@pytest.fixture
+def index(tmp_path: Path, wheels: dict[str, list[Path]]) -> Iterator[IndexServer]:
+    root = tmp_path / "index"
+    write_simple_index(root / "pypi", wheels["pypi"])
+    with serve_index(root) as server:
+        yield server
+
+
+def family_wheels(server: IndexServer) -> dict[str, int]:
+    return {name: count for name, count in server.wheel_downloads().items()
+            if is_family(parse_wheel_filename(name)[0])}
+
+
+# --------------------------------------------------------------------------- poetry with the plugin
+
+
+@pytest.fixture(scope="module")
+def poetry_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Poetry's own environment with this checkout of layerenv installed into it as an editable
+    distribution (its entry points read from pyproject.toml), as `poetry self add` would leave it."""
+    home = make_venv(tmp_path_factory.mktemp("poetry-home") / "venv", seed=False)
+    site = site_packages_of(home)
+    project = tomlcompat.loads((REPO / "pyproject.toml").read_text())["project"]
+    groups = {"console_scripts": project["scripts"], **project["entry-points"]}
+    entry_points = "".join(f"[{group}]\n" + "".join(f"{k} = {v}\n" for k, v in items.items()) + "\n"
+                           for group, items in groups.items())
+    from layerenv import __version__
+
+    dist_info = site / f"layerenv-{__version__}.dist-info"
+    dist_info.mkdir()
+    (dist_info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: layerenv\nVersion: {__version__}\n")
+    (dist_info / "entry_points.txt").write_text(entry_points)
+    (dist_info / "INSTALLER").write_text("pip\n")
+    (dist_info / "RECORD").write_text("")
+    poetry_site = Path(shutil.which("poetry") or "poetry").resolve().parent.parent
+    dev_site = site_packages_of(poetry_site)  # where the real poetry and its dependencies live
+    (site / "_layerenv_editable.pth").write_text(f"{REPO}\nimport site; site.addsitedir({str(dev_site)!r})\n")
+    script = home / "bin" / "poetry"
+    script.write_text(f"#!{python(home)}\nimport sys\nfrom poetry.console.application import main\n"
+                      "sys.exit(main())\n")
+    script.chmod(0o755)
+    return home
+
+
+@pytest.fixture
+def poetry_env(tmp_path: Path, poetry_home: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("POETRY_", "PIP_", "UV_", "LAYERENV_")) and k not in ("VIRTUAL_ENV", "PYTHONPATH")}
+    env.update(POETRY_VIRTUALENVS_IN_PROJECT="true", POETRY_CACHE_DIR=str(tmp_path / "poetry-cache"),
+               POETRY_CONFIG_DIR=str(tmp_path / "poetry-config"), POETRY_DATA_DIR=str(tmp_path / "poetry-data"),
+               POETRY_NO_INTERACTION="1", PYTHON_KEYRING_BACKEND="keyring.backends.null.Keyring",
+               PIP_CONFIG_FILE=os.devnull, PIP_DISABLE_PIP_VERSION_CHECK="1",
+               PATH=os.pathsep.join([str(poetry_home / "bin"), env.get("PATH", "")]))
+    return env
+
+
+def poetry(args: Sequence[str], env: Mapping[str, str], cwd: Path, check: bool = True
+           ) -> subprocess.CompletedProcess[str]:
+    return run(["poetry", *args], env=env, cwd=cwd, check=check)
+
+
+def test_poetry_loads_the_plugin(poetry_env: dict[str, str], tmp_path: Path) -> None:
+    out = run(["poetry", "self", "show", "plugins"], env=poetry_env, cwd=tmp_path).stdout
+    assert "layerenv" in out and "1 application plugin" in out
+
+
+# --------------------------------------------------------------------------- projects
+
+
+def pyproject(index: IndexServer, dependencies: Sequence[str]) -> str:
+    listed = ", ".join(json.dumps(d) for d in dependencies)
+    return f"""\
+[project]
+name = "app"
+version = "0.1.0"
+requires-python = ">=3.10"
+dependencies = [{listed}]
+
+[tool.poetry]
+package-mode = false
+
+[[tool.poetry.source]]
+name = "pypi-like"
+url = "{index.url_for('pypi/simple')}/"
+priority = "primary"
+"""
+
+
+@dataclass(frozen=True)
+class Pair:
+    """The same project twice: layered on the base, and in a plain venv (the reference lock)."""
+
+    layered: Path
+    plain: Path
+
+    @property
+    def venv(self) -> Path:
+        return self.layered / ".venv"
+
+    def write(self, text: str, name: str = "pyproject.toml") -> None:
+        (self.layered / name).write_text(text)
+        (self.plain / name).write_text(text)
+
+    def lock_bytes(self) -> tuple[bytes, bytes]:
+        return (self.layered / "poetry.lock").read_bytes(), (self.plain / "poetry.lock").read_bytes()
+
+
+@pytest.fixture
+def pair(tmp_path: Path, base: Path) -> Pair:
+    layered, plain = tmp_path / "layered" / "app", tmp_path / "plain" / "app"
+    venv = make_venv(layered / ".venv")
+    link(venv, base_id=BASE_ID, base_venv=base)
+    make_venv(plain / ".venv")
+    return Pair(layered, plain)
+
+
+def assert_layered(pair: Pair, base: Path, server: IndexServer) -> None:
+    """No torch-family wheel fetched or written; torch is the base's; installers see a clean venv."""
+    assert family_wheels(server) == {}
+    site = site_packages_of(pair.venv)
+    for dist in read_distributions(site):
+        if is_family(dist.name):
+            assert (dist.dist_info / "LAYERENV_STUB").is_file(), dist.dist_info
+    assert find_shadows(pair.venv) == []
+    assert not [p for p in site.iterdir() if p.name in ("torch", "triton", "nvidia")]
+    info = json.loads(run([python(pair.venv), "-c", TORCH_PROBE]).stdout)
+    assert under(info["file"], site_packages_of(base)) and info["version"] == BASE_TORCH
+    check = run([python(pair.venv), "-m", "pip", "check"], env=isolated_installer_env())
+    assert check.stdout.startswith("No broken requirements")
+
+
+def real_dists(venv: Path) -> dict[str, str]:
+    return {d.name: d.version for d in read_distributions(site_packages_of(venv))
+            if not (d.dist_info / "LAYERENV_STUB").is_file() and d.name not in ("pip", "wheel", "setuptools")}
+
+
+# --------------------------------------------------------------------------- one test per command
+
+
+@pytest.mark.parametrize("dependencies", [["torchmetrics"], ["torch==2.13.0", "torchmetrics"]],
+                         ids=["torch-pulled", "torch-named"])
+def test_install(pair: Pair, base: Path, index: IndexServer, poetry_env: dict[str, str],
+                 dependencies: list[str]) -> None:
+    pair.write(pyproject(index, dependencies))
+    poetry(["lock"], poetry_env, pair.plain)
+    shutil.copy(pair.plain / "poetry.lock", pair.layered / "poetry.lock")
+    index.reset()
+    out = poetry(["install"], poetry_env, pair.layered).stdout
+    assert "Installing torchmetrics (1.1)" in out and "torch (" not in out.replace("torchmetrics (", "")
+    # sympy, networkx, nvidia-*, triton: torch's only; typing-extensions: torchmetrics' too, as locked
+    assert real_dists(pair.venv) == {"torchmetrics": "1.1", "typing-extensions": "4.15.0"}
+    assert_layered(pair, base, index)
+    layered, plain = pair.lock_bytes()
+    assert layered == plain and b'name = "triton"' in layered and b"+cpu" not in layered
+    again = poetry(["install"], poetry_env, pair.layered).stdout
+    assert "No dependencies to install or update" in again
+
+
+def test_install_keeps_the_base_copy_a_locked_downgrade_would_break(
+        pair: Pair, base: Path, index: IndexServer, poetry_env: dict[str, str]) -> None:
+    """The lock's torch pins sympy==1.13.1; the base's torch needs >=1.13.3: the project's own
+    sympy requirement is met by the base's 1.14.0, so that copy stays the only one."""
+    pair.write(pyproject(index, ["torch==2.13.0", "sympy", "typing-extensions>=4.15"]))
+    poetry(["lock"], poetry_env, pair.plain)
+    shutil.copy(pair.plain / "poetry.lock", pair.layered / "poetry.lock")
+    index.reset()
+    out = poetry(["install", "-v"], poetry_env, pair.layered).stdout
+    assert "sympy (1.14.0 -> 1.13.1): Skipped for the following reason: the base's sympy 1.14.0 is kept" in out
+    assert real_dists(pair.venv) == {"typing-extensions": "4.15.0"}  # the project's, as locked
+    assert_layered(pair, base, index)
+    code = "import sympy, json; print(json.dumps([sympy.__version__, sympy.__file__]))"
+    version, where = json.loads(run([python(pair.venv), "-c", code]).stdout)
+    assert version == "1.14.0" and under(where, site_packages_of(base))
+
+
+def test_sync_keeps_the_stubs(pair: Pair, base: Path, index: IndexServer, poetry_env: dict[str, str]) -> None:
+    pair.write(pyproject(index, ["torchmetrics", "plain-lib"]))
+    poetry(["lock"], poetry_env, pair.plain)
+    shutil.copy(pair.plain / "poetry.lock", pair.layered / "poetry.lock")
+    index.reset()
+    poetry(["sync"], poetry_env, pair.layered)
+    site = site_packages_of(pair.venv)
+    assert (site / "base_extra-1.0.dist-info" / "LAYERENV_STUB").is_file()  # in no lock, yet not removed
+    assert real_dists(pair.venv) == {"torchmetrics": "1.1", "plain-lib": "1.0", "typing-extensions": "4.15.0"}
+    assert_layered(pair, base, index)
+    assert pair.lock_bytes()[0] == pair.lock_bytes()[1]
+
+
+def test_add(pair: Pair, base: Path, index: IndexServer, poetry_env: dict[str, str]) -> None:
+    pair.write(pyproject(index, ["plain-lib"]))
+    poetry(["add", "torchmetrics", "--lock"], poetry_env, pair.plain)
+    index.reset()
+    out = poetry(["add", "torchmetrics"], poetry_env, pair.layered).stdout
+    assert "Installing torchmetrics (1.1)" in out
+    assert real_dists(pair.venv) == {"torchmetrics": "1.1", "plain-lib": "1.0", "typing-extensions": "4.15.0"}
+    assert_layered(pair, base, index)
+    assert pair.lock_bytes()[0] == pair.lock_bytes()[1]
+    assert (pair.layered / "pyproject.toml").read_bytes() == (pair.plain / "pyproject.toml").read_bytes()
+
+
+def test_update(pair: Pair, base: Path, index: IndexServer, poetry_env: dict[str, str]) -> None:
+    pair.write(pyproject(index, ["torchmetrics"]))
+    old = pyproject(index, ["torchmetrics==1.0"])
+    (pair.layered / "pyproject.toml").write_text(old)
+    poetry(["install"], poetry_env, pair.layered)  # torchmetrics 1.0
+    pair.write(pyproject(index, ["torchmetrics"]))
+    poetry(["update", "--lock"], poetry_env, pair.plain)
+    index.reset()
+    out = poetry(["update"], poetry_env, pair.layered).stdout
+    assert "torchmetrics (1.0 -> 1.1)" in out
+    assert real_dists(pair.venv) == {"torchmetrics": "1.1", "typing-extensions": "4.15.0"}
+    assert_layered(pair, base, index)
+    assert pair.lock_bytes()[0] == pair.lock_bytes()[1]
+
+
+def test_lock(pair: Pair, base: Path, index: IndexServer, poetry_env: dict[str, str]) -> None:
+    pair.write(pyproject(index, ["torchmetrics", "torch>=2.0"]))
+    poetry(["lock"], poetry_env, pair.plain)
+    index.reset()
+    poetry(["lock"], poetry_env, pair.layered)
+    assert real_dists(pair.venv) == {}
+    assert_layered(pair, base, index)
+    assert pair.lock_bytes()[0] == pair.lock_bytes()[1]
+
+
+def test_run(pair: Pair, base: Path, index: IndexServer, poetry_env: dict[str, str]) -> None:
+    pair.write(pyproject(index, ["torchmetrics"]))
+    poetry(["install"], poetry_env, pair.layered)
+    index.reset()
+    code = TORCH_PROBE + "import os, torchmetrics; print(json.dumps(os.environ.get('UV_CONSTRAINT')))"
+    lines = poetry(["run", "python", "-c", code], poetry_env, pair.layered).stdout.splitlines()
+    info = json.loads(lines[-2])
+    assert under(info["file"], site_packages_of(base)) and info["version"] == BASE_TORCH
+    assert json.loads(lines[-1]) == str(pair.venv / "layerenv-constraints.txt")
+    assert index.wheel_downloads() == {}
+    assert_layered(pair, base, index)
+
+
+def test_a_torch_the_base_cannot_meet_stops_before_any_download(
+        pair: Pair, base: Path, index: IndexServer, poetry_env: dict[str, str], tmp_path: Path) -> None:
+    from tests.support.index import add_to_index
+
+    add_to_index(index.root / "pypi", [build_fake_torch(tmp_path / "w", "99.0+cu132", dist_version="99.0",
+                                                       cuda="13.2", requires=TORCH_DEPS)])
+    pair.write(pyproject(index, ["plain-lib"]))
+    poetry(["install"], poetry_env, pair.layered)
+    before = (pair.layered / "pyproject.toml").read_bytes(), (pair.layered / "poetry.lock").read_bytes()
+    index.reset()
+    proc = poetry(["add", "needs-new-torch"], poetry_env, pair.layered, check=False)
+    assert proc.returncode == 1
+    lines = [line for line in (proc.stdout + proc.stderr).splitlines() if "layerenv" in line]
+    assert lines == [
+        f"layerenv: error: needs-new-torch 1.0 requires torch>=99, but base {BASE_ID} (torch {BASE_TORCH}) has "
+        f'torch {BASE_TORCH}; set [torch] version = ">=99" in layerenv.toml, then run `layerenv project` again']
+    assert index.wheel_downloads() == {}
+    assert ((pair.layered / "pyproject.toml").read_bytes(), (pair.layered / "poetry.lock").read_bytes()) == before
+    assert real_dists(pair.venv) == {"plain-lib": "1.0"}
+
+
+def test_a_plain_venv_is_left_alone(pair: Pair, index: IndexServer, poetry_env: dict[str, str]) -> None:
+    pair.write(pyproject(index, ["torchmetrics"]))
+    out = poetry(["install"], poetry_env, pair.plain).stdout
+    assert "Installing torch (2.15.0)" in out and "Installing nvidia-cudnn-cu13 (9.13.0)" in out
+    assert canonical_name("torch") in real_dists(pair.plain / ".venv")
