@@ -381,3 +381,67 @@ def test_a_plain_venv_is_left_alone(pair: Pair, index: IndexServer, poetry_env: 
     out = poetry(["install"], poetry_env, pair.plain).stdout
     assert "Installing torch (2.15.0)" in out and "Installing nvidia-cudnn-cu13 (9.13.0)" in out
     assert canonical_name("torch") in real_dists(pair.plain / ".venv")
+
+
+# --------------------------------------------------------------------------- `layerenv project` says how to add the plugin
+
+
+def fake_poetry(venv: Path, *, pipx: bool = False) -> Path:
+    """A poetry console script in a venv without layerenv (it is only read, never run)."""
+    make_venv(venv, seed=False)
+    script = venv / "bin" / "poetry"
+    script.write_text(f"#!{python(venv)}\nimport sys\nfrom poetry.console.application import main\nsys.exit(main())\n")
+    script.chmod(0o755)
+    if pipx:
+        (venv / "pipx_metadata.json").write_text("{}")
+    return venv / "bin"
+
+
+def test_hint_names_the_line_for_the_poetry_on_path(tmp_path: Path, poetry_home: Path) -> None:
+    from layerenv.integrations.poetry_hint import plugin_hint
+
+    app = tmp_path / "app"
+    app.mkdir()
+    (app / "pyproject.toml").write_text('[project]\nname = "app"\n\n[tool.poetry.dependencies]\nplain-lib = "*"\n')
+    bare = fake_poetry(tmp_path / "pypoetry" / "venv")
+    assert plugin_hint(app, {"PATH": str(poetry_home / "bin")}) is None
+    hint = plugin_hint(app, {"PATH": f"{bare}:{poetry_home / 'bin'}"})
+    assert hint is not None and hint.startswith(f"{bare / 'poetry'} has no layerenv plugin")
+    assert hint.endswith("run `poetry self add layerenv` once")
+    pipx = fake_poetry(tmp_path / "pipx" / "venvs" / "poetry", pipx=True)
+    link_dir = tmp_path / "local-bin"
+    link_dir.mkdir()
+    (link_dir / "poetry").symlink_to(pipx / "poetry")  # how pipx exposes it
+    hint = plugin_hint(app, {"PATH": str(link_dir)})
+    assert hint is not None and hint.endswith("run `pipx inject poetry layerenv` once")
+    assert plugin_hint(app, {"PATH": str(tmp_path / "nowhere")}) is None  # no poetry at all
+    (app / "pyproject.toml").write_text('[project]\nname = "app"\n')
+    assert plugin_hint(app, {"PATH": str(bare)}) is None  # not a poetry project
+    (app / "poetry.lock").write_text("")
+    assert plugin_hint(app, {"PATH": str(bare)}) is not None  # a lock makes it one
+    (app / "pyproject.toml").write_text('[project]\nname = "app"\n\n[tool.poetry.requires-plugins]\nlayerenv = ">=0.1"\n')
+    assert plugin_hint(app, {"PATH": str(bare)}) is None  # poetry installs it for the project
+
+
+def test_layerenv_project_prints_the_note(tmp_path: Path, installer_env: dict[str, str], variant_indexes,  # type: ignore[no-untyped-def]
+                                          poetry_home: Path) -> None:
+    from tests.support.cli import layerenv_env, run_layerenv
+
+    app = tmp_path / "app"
+    app.mkdir()
+    (app / "pyproject.toml").write_text('[project]\nname = "app"\nversion = "0"\ndependencies = ["plain-lib"]\n\n'
+                                        "[tool.poetry]\npackage-mode = false\n")
+    bare = fake_poetry(tmp_path / "pypoetry" / "venv")
+    env = layerenv_env(tmp_path / "home", base_env={**installer_env, "PIP_INDEX_URL": variant_indexes.pypi_url},
+                       extra={"LAYERENV_INDEX_URL": variant_indexes.url_template})
+    env["PATH"] = f"{bare}:{env['PATH']}"
+    first = run_layerenv(["project", str(app)], env, tmp_path)
+    assert first.returncode == 0, first.stderr
+    notes = [line for line in first.stderr.splitlines() if line.startswith("note:")]
+    assert notes == [f"note: {bare / 'poetry'} has no layerenv plugin, so `poetry install` would put its own torch "
+                     "into this project; run `poetry self add layerenv` once"]
+    env["PATH"] = f"{poetry_home / 'bin'}:{env['PATH']}"
+    again = run_layerenv(["project", str(app)], env, tmp_path)
+    assert again.returncode == 0 and "note:" not in again.stderr
+    assert "note:" not in run_layerenv(["project", "-q", str(app)], {**env, "PATH": f"{bare}:{env['PATH']}"},
+                                       tmp_path).stderr
