@@ -186,7 +186,19 @@ def test_poetry_loads_the_plugin(poetry_env: dict[str, str], tmp_path: Path) -> 
 # --------------------------------------------------------------------------- projects
 
 
-def pyproject(index: IndexServer, dependencies: Sequence[str]) -> str:
+def pyproject(index: IndexServer, dependencies: Sequence[str], *, table: str = "project") -> str:
+    """A package-less poetry project; ``table="tool.poetry"`` declares them the poetry-1 way."""
+    source = f"""
+[[tool.poetry.source]]
+name = "pypi-like"
+url = "{index.url_for('pypi/simple')}/"
+priority = "primary"
+"""
+    if table == "tool.poetry":
+        listed = "".join(f'{name} = "{spec or "*"}"\n' for name, spec in
+                         (d.partition("==")[::2] for d in dependencies))
+        return ('[tool.poetry]\nname = "app"\nversion = "0.1.0"\ndescription = ""\nauthors = []\n'
+                f'package-mode = false\n\n[tool.poetry.dependencies]\npython = ">=3.10"\n{listed}{source}')
     listed = ", ".join(json.dumps(d) for d in dependencies)
     return f"""\
 [project]
@@ -197,12 +209,7 @@ dependencies = [{listed}]
 
 [tool.poetry]
 package-mode = false
-
-[[tool.poetry.source]]
-name = "pypi-like"
-url = "{index.url_for('pypi/simple')}/"
-priority = "primary"
-"""
+{source}"""
 
 
 @dataclass(frozen=True)
@@ -256,11 +263,13 @@ def real_dists(venv: Path) -> dict[str, str]:
 # --------------------------------------------------------------------------- one test per command
 
 
-@pytest.mark.parametrize("dependencies", [["torchmetrics"], ["torch==2.13.0", "torchmetrics"]],
-                         ids=["torch-pulled", "torch-named"])
+@pytest.mark.parametrize(("dependencies", "table"), [
+    (["torchmetrics"], "project"), (["torch==2.13.0", "torchmetrics"], "project"),
+    (["torch==2.13.0", "torchmetrics"], "tool.poetry")], ids=["torch-pulled", "torch-named", "poetry-1-table"])
 def test_install(pair: Pair, base: Path, index: IndexServer, poetry_env: dict[str, str],
-                 dependencies: list[str]) -> None:
-    pair.write(pyproject(index, dependencies))
+                 dependencies: list[str], table: str) -> None:
+    """Whether torch is named (at the base's own release) or only pulled in by torchmetrics."""
+    pair.write(pyproject(index, dependencies, table=table))
     poetry(["lock"], poetry_env, pair.plain)
     shutil.copy(pair.plain / "poetry.lock", pair.layered / "poetry.lock")
     index.reset()
