@@ -454,3 +454,15 @@ def test_layerenv_project_prints_the_note(tmp_path: Path, installer_env: dict[st
     assert again.returncode == 0 and "note:" not in again.stderr
     assert "note:" not in run_layerenv(["project", "-q", str(app)], {**env, "PATH": f"{bare}:{env['PATH']}"},
                                        tmp_path).stderr
+
+
+def test_the_plugin_names_the_files_link_writes() -> None:
+    """The plugin module loads in every poetry command, so it repeats two names rather than import link."""
+    from layerenv.integrations import poetry_plugin
+    from layerenv.project import link as layering
+
+    assert (poetry_plugin.RECORD_FILE, poetry_plugin.CONSTRAINTS_FILE) == (layering.RECORD_FILE,
+                                                                           layering.CONSTRAINTS_FILE)
+    loaded = run([sys.executable, "-c", "import sys, layerenv.integrations.poetry_plugin; "
+                  "print(sorted(m for m in sys.modules if m.startswith('layerenv.')))"], env={**os.environ}).stdout
+    assert json.loads(loaded.replace("'", '"')) == ["layerenv.integrations", "layerenv.integrations.poetry_plugin"]
