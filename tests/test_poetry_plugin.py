@@ -466,3 +466,15 @@ def test_the_plugin_names_the_files_link_writes() -> None:
     loaded = run([sys.executable, "-c", "import sys, layerenv.integrations.poetry_plugin; "
                   "print(sorted(m for m in sys.modules if m.startswith('layerenv.')))"], env={**os.environ}).stdout
     assert json.loads(loaded.replace("'", '"')) == ["layerenv.integrations", "layerenv.integrations.poetry_plugin"]
+
+
+def test_an_unreadable_link_record_stops_before_installing(pair: Pair, index: IndexServer,
+                                                           poetry_env: dict[str, str]) -> None:
+    pair.write(pyproject(index, ["plain-lib"]))
+    (pair.venv / "layerenv.json").write_text("{")
+    proc = poetry(["install"], poetry_env, pair.layered, check=False)
+    assert proc.returncode == 1
+    assert [line for line in proc.stderr.splitlines() if line.startswith("layerenv:")] == [
+        f"layerenv: error: {pair.venv / 'layerenv.json'} is unreadable (Expecting property name enclosed in "
+        "double quotes: line 1 column 2 (char 1)); link the project again"]
+    assert index.wheel_downloads() == {} and real_dists(pair.venv) == {}

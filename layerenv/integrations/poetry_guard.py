@@ -7,6 +7,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from layerenv.errors import LayerenvError
 from layerenv.integrations.poetry_plan import BaseView, Edge, Locked, Op, plan_operations
 from layerenv.project.link import LinkRecord, read_link
 from layerenv.venv.distinfo import canonical_name, is_family, read_distributions
@@ -102,10 +103,14 @@ class Guard:
         self._locked: dict[tuple[str, str], Package] | None = None
 
     def __call__(self, operations: list[Operation]) -> int:
-        record = read_link(self._venv)
-        if record is None:
+        try:
+            record = read_link(self._venv)
+            base = _base_view(record, self._marker_env) if record is not None else None
+        except LayerenvError as error:  # an unreadable layerenv.json: say so, change nothing
+            self._io.write_error_line(f"<error>layerenv: error: {error}</error>")
+            return 1
+        if base is None:
             return self._execute(operations)
-        base = _base_view(record, self._marker_env)
         root = self._root()
         # Installing from poetry.lock, the operations' packages carry no dependencies: read them there.
         kept = [self._with_dependencies(o.package) for o in operations if o.job_type != "uninstall"]
