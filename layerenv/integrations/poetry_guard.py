@@ -126,8 +126,12 @@ class Guard:
             for conflict in plan.conflicts:
                 self._io.write_error_line(f"<error>layerenv: error: {conflict.line}</error>")
             return 1
+        fresh = [index for index in plan.skip if not operations[index].skipped]
         for index, reason in plan.skip.items():
             operations[index].skip(reason)
+        if fresh:  # printed at normal verbosity, not under -q
+            self._io.write_line(f"layerenv: skipping {len(fresh)} operation(s) on the torch family and what only it "
+                                f"needs: base {base.base_id} provides them (torch {base.torch})")
         return self._execute(operations)
 
     def _with_dependencies(self, package: Package) -> Package:
