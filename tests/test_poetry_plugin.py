@@ -17,7 +17,8 @@ import pytest
 import virtualenv
 
 from layerenv import tomlcompat
-from layerenv.project.link import find_shadows, link
+from layerenv.lifecycle.shadows import find_shadows
+from layerenv.project.link import link
 from layerenv.venv.distinfo import canonical_name, is_family, read_distributions, site_packages_of
 from tests.support.cli import REPO
 from tests.support.index import IndexServer, isolated_installer_env, serve_index, write_simple_index

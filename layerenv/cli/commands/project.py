@@ -62,7 +62,7 @@ def command(
     click.echo(f"activate with: source {result.venv / 'bin' / 'activate'}")
     from layerenv.integrations.poetry_hint import plugin_hint
 
-    if hint := plugin_hint(project_dir, os.environ):
+    if hint := plugin_hint(project_dir, session.env):
         console.note(hint)
 
 
