@@ -416,7 +416,8 @@ def test_poetry_keeps_the_base_torch(tmp_path: Path, base_a: Path, pip_env: dict
            "PYTHON_KEYRING_BACKEND": "keyring.backends.null.Keyring", "POETRY_NO_INTERACTION": "1"}
     main, torch_url = poetry_indexes
     (app / "pyproject.toml").write_text(_POETRY_PROJECT.format(torch=">=2.0", main=main, torch_url=torch_url))
-    out = run([POETRY, "install"], env=env, cwd=app).stdout
+    # Poetry alone (--no-plugins: layerenv's plugin, tests/test_poetry_plugin.py, may be in its environment).
+    out = run([POETRY, "install", "--no-plugins"], env=env, cwd=app).stdout
     assert "Installing needs-torch (1.0)" in out
     assert "1 install, 0 updates, 0 removals" in out and "torch (" not in out.replace("needs-torch (", "")
     assert find_shadows(venv) == [] and probe(venv, TORCH_PROBE)["dist"] == TORCH_A  # type: ignore[index]
@@ -424,8 +425,8 @@ def test_poetry_keeps_the_base_torch(tmp_path: Path, base_a: Path, pip_env: dict
 
     # A lock naming another torch: poetry (which ignores pip.conf) installs it; it never loads.
     (app / "pyproject.toml").write_text(_POETRY_PROJECT.format(torch="==2.5.1", main=main, torch_url=torch_url))
-    run([POETRY, "lock"], env=env, cwd=app)
-    run([POETRY, "install"], env=env, cwd=app, check=False)
+    run([POETRY, "lock", "--no-plugins"], env=env, cwd=app)
+    run([POETRY, "install", "--no-plugins"], env=env, cwd=app, check=False)
     info = probe(venv, TORCH_PROBE)
     assert isinstance(info, dict) and under(info["file"], site_packages_of(base_a)) and info["version"] == TORCH_A
     assert ("torch", "2.5.1") in [(s.name, s.version) for s in find_shadows(venv)]

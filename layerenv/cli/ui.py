@@ -35,5 +35,11 @@ class Console:
         label = click.style("warning:", fg="yellow") if self.color else "warning:"
         click.echo(f"{label} {text}", err=True, color=self.color)
 
+    def note(self, text: str) -> None:
+        if self.verbosity < 0:
+            return
+        label = click.style("note:", fg="cyan") if self.color else "note:"
+        click.echo(f"{label} {text}", err=True, color=self.color)
+
     def result(self, text: str) -> None:
         click.echo(text)

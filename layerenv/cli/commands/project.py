@@ -61,6 +61,10 @@ def command(
         on = f"this node's base {result.manifest.base_id}; each node loads its own (per node)"
     click.echo(f"{result.venv}: {state}, on {on}")
     click.echo(f"activate with: source {result.venv / 'bin' / 'activate'}")
+    from layerenv.integrations.poetry_hint import plugin_hint
+
+    if hint := plugin_hint(project_dir, session.env):
+        console.note(hint)
 
 
 def find_project_venv(start: Path) -> Path:
