@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import select
 import shutil
@@ -15,6 +16,7 @@ import pytest
 
 from layerenv.project.link import link
 from tests.support.cli import REPO, layerenv_env, run_layerenv
+from tests.support.pytest_fixtures import VariantIndexes
 
 
 def test_a_mistyped_command_gets_the_nearest_name(tmp_path: Path) -> None:
@@ -110,3 +112,63 @@ def test_shell_on_a_terminal_starts_an_activated_subshell_and_exits_with_its_sta
     assert f"BIN=[{linked_project}/bin/python]" in shown
     if shell != "unknown":
         assert "PS=[(.venv) " in shown or "PS=[(project) " in shown, shown  # the activate script's prompt prefix
+
+
+OUTLOOK_570 = ("driver 570.153.02 limits this machine to CUDA 12.8 -> torch 2.11; "
+               "driver >= 580.65.06 gets torch 2.15 cu132")
+
+
+def test_status_and_doctor_say_what_limits_the_choice_and_doctor_stays_healthy(tmp_path: Path) -> None:
+    limited = layerenv_env(tmp_path / "home", base_env=os.environ, machine="rtx5090-570")
+    status = run_layerenv(["status"], limited, tmp_path)
+    assert status.returncode == 0, status.stderr
+    assert status.stdout.splitlines()[1] == f"outlook  {OUTLOOK_570}"
+    assert json.loads(run_layerenv(["status", "--json"], limited, tmp_path).stdout)["outlook"] == [OUTLOOK_570]
+    doctor = run_layerenv(["doctor"], limited, tmp_path)
+    assert (doctor.returncode, doctor.stdout.splitlines()) == (
+        0, ["healthy: 0 project(s), 0 base(s), nothing to fix", f"outlook: {OUTLOOK_570}"]), doctor.stderr
+    report = run_layerenv(["doctor", "--json"], limited, tmp_path)
+    assert report.returncode == 0 and json.loads(report.stdout) == {
+        "healthy": True, "findings": [], "outlook": [OUTLOOK_570]}
+
+    unlimited = layerenv_env(tmp_path / "home", base_env=os.environ, machine="rtx5090-580")
+    assert "outlook" not in run_layerenv(["status"], unlimited, tmp_path).stdout
+    assert run_layerenv(["doctor"], unlimited, tmp_path).stdout == "healthy: 0 project(s), 0 base(s), nothing to fix\n"
+    assert json.loads(run_layerenv(["status", "--json"], unlimited, tmp_path).stdout)["outlook"] == []
+
+
+@pytest.mark.slow
+def test_an_adopted_base_is_named_as_used_and_the_machines_own_choice_beside_it(
+    tmp_path: Path, variant_indexes: VariantIndexes, installer_env: dict[str, str]
+) -> None:
+    existing = tmp_path / "existing"
+    subprocess.run(["python3", "-m", "venv", str(existing)], check=True, env=installer_env)
+    subprocess.run([str(existing / "bin" / "python"), "-m", "pip", "install", "-q", "--index-url",
+                    variant_indexes.url("cu130"), "torch==2.11.0+cu130"], check=True, env=installer_env)
+    env = layerenv_env(tmp_path / "home", base_env={**installer_env, "PIP_INDEX_URL": variant_indexes.pypi_url},
+                       machine="h100-580", extra={"LAYERENV_INDEX_URL": variant_indexes.url_template,
+                                                  "LAYERENV_INSTALLER": "uv"})
+    adopted = run_layerenv(["base", "--adopt", str(existing), "--json"], env, tmp_path)
+    assert adopted.returncode == 0, adopted.stderr
+    base_id = json.loads(adopted.stdout)["base_id"]
+    project = tmp_path / "p"
+    project.mkdir()
+    made = run_layerenv(["project", str(project)], env, tmp_path)
+    assert made.returncode == 0 and base_id in made.stdout, (made.stdout, made.stderr)
+
+    status = run_layerenv(["status"], env, tmp_path)
+    line = next(line for line in status.stdout.splitlines() if line.startswith(f"  {base_id}"))
+    assert line.split()[2] == "adopted", line  # the size column: not measured, and saying so
+    assert line.endswith(f"1 project(s)  (adopted {existing.resolve()}, not measured)"), line
+    assert json.loads(run_layerenv(["status", "--json"], env, tmp_path).stdout)["bases"][0]["size_bytes"] is None
+
+    rebase = run_layerenv(["rebase", "--dry-run"], env, tmp_path)
+    assert rebase.returncode == 0, rebase.stderr
+    assert rebase.stdout == (
+        f"nothing changed: 1 project(s) already on the base that fits: {base_id} (adopted, torch 2.11.0+cu130); "
+        "this machine's own choice is cu132 torch 2.15 (`layerenv base --rebuild` builds it, then "
+        "`layerenv rebase` moves the projects)\n")
+    plan = json.loads(run_layerenv(["rebase", "--dry-run", "--json"], env, tmp_path).stdout)
+    assert plan["variant"] == "cu132" and plan["targets"] == [
+        {"python": f"cp{sys.version_info.major}{sys.version_info.minor}", "base": base_id, "variant": "cu130",
+         "torch": "2.11.0+cu130", "adopted": True}]
