@@ -172,3 +172,32 @@ def test_an_adopted_base_is_named_as_used_and_the_machines_own_choice_beside_it(
     assert plan["variant"] == "cu132" and plan["targets"] == [
         {"python": f"cp{sys.version_info.major}{sys.version_info.minor}", "base": base_id, "variant": "cu130",
          "torch": "2.11.0+cu130", "adopted": True}]
+
+
+def test_config_shows_the_installer_settings_that_change_what_is_found_with_their_source(tmp_path: Path) -> None:
+    xdg, user = tmp_path / "xdg", tmp_path / "user"
+    (xdg / "pip").mkdir(parents=True)
+    (xdg / "pip" / "pip.conf").write_text("[global]\nfind-links = /opt/wheels\n")
+    (user / ".config" / "pip").mkdir(parents=True)
+    (user / ".config" / "pip" / "pip.conf").write_text("[install]\nindex-url = https://me:token@mirror.example/simple\n")
+    outside = {k: v for k, v in os.environ.items() if not k.startswith(("PIP_", "UV_", "XDG_"))}
+    env = layerenv_env(tmp_path / "home", base_env=outside, extra={
+        "HOME": str(user), "XDG_CONFIG_DIRS": str(xdg), "PIP_INDEX_URL": "https://pypi.example/simple",
+        "UV_INDEX_URL": "https://bot:secret@uv.example/simple"})
+    shown = run_layerenv(["config"], env, tmp_path)
+    assert shown.returncode == 0, shown.stderr
+    lines = shown.stdout.splitlines()
+    section = lines[lines.index("installer settings (outside layerenv; they change what pip and uv find)") + 1:]
+    ours = [line for line in section if str(tmp_path) in line or "(environment)" in line]
+    assert ours == [
+        f"  pip  global.find-links = /opt/wheels ({xdg / 'pip' / 'pip.conf'})",
+        f"  pip  install.index-url = https://***@mirror.example/simple ({user / '.config' / 'pip' / 'pip.conf'})",
+        "  pip  PIP_INDEX_URL = https://pypi.example/simple (environment)",
+        "  uv   UV_INDEX_URL = https://***@uv.example/simple (environment)",
+    ]
+    assert "token" not in shown.stdout and "secret" not in shown.stdout
+    document = json.loads(run_layerenv(["config", "--json"], env, tmp_path).stdout)
+    assert {"installer": "uv", "key": "UV_INDEX_URL", "value": "https://***@uv.example/simple",
+            "source": "environment"} in document["installers"]
+    assert {"installer": "pip", "key": "global.find-links", "value": "/opt/wheels",
+            "source": str(xdg / "pip" / "pip.conf")} in document["installers"]
