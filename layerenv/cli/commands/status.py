@@ -17,7 +17,9 @@ def command(as_json: bool) -> None:
     """Show the bases (current or stale), registered projects (ok, shadowed or broken) and which node uses which base.
 
     A project is shadowed when torch, triton, nvidia-* or another torch-family distribution was
-    installed into it over the base's stubs; `layerenv doctor --fix` removes them.
+    installed into it over the base's stubs; `layerenv doctor --fix` removes them. `outlook` lines
+    under the machine say what limits its choice of torch and what would lift it. An adopted base's
+    size is not measured (it is not layerenv's, and walking it would slow status down).
     """
     from layerenv.lifecycle.status import status_document
 
