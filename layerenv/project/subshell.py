@@ -53,7 +53,7 @@ def plan_subshell(shell: str, venv: Path, environ: Mapping[str, str], private: P
     name = Path(shell).name
     env = {key: value for key, value in environ.items() if key != "PYTHONHOME"}
     env["PIP_CONSTRAINT"] = pip_constraint(venv, environ)
-    home = environ.get("HOME", "~")
+    home = environ.get("HOME") or str(Path.home())
     if name == "bash":
         rc = f'[ -f {_sh_quote(home + "/.bashrc")} ] && . {_sh_quote(home + "/.bashrc")}\n. {_sh_quote(activate)}\n'
         return Subshell((shell, "--rcfile", str(private / "bashrc"), "-i"), env, {"bashrc": rc})
