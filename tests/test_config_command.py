@@ -39,7 +39,8 @@ def test_config_table_names_every_setting_with_its_source(tmp_path: Path, env: d
     assert rows["store.home"].split()[1:] == [str(tmp_path / "home"), "LAYERENV_HOME"]
     assert "secret" not in result.stdout and "https://***@mirror/simple" in result.stdout
     assert lines[1 + len(SETTINGS)] == "files"
-    assert lines[2 + len(SETTINGS) :] == [f"  {project / 'layerenv.toml'}"]
+    assert lines[2 + len(SETTINGS) :][:2] == [
+        f"  {project / 'layerenv.toml'}", "installer settings (outside layerenv; they change what pip and uv find)"]
 
 
 def test_config_json(tmp_path: Path, env: dict[str, str]) -> None:
@@ -47,7 +48,7 @@ def test_config_json(tmp_path: Path, env: dict[str, str]) -> None:
     result = run_layerenv(["config", "--json"], {**env, "PYTORCH_FORCE_NIGHTLY": "1"}, tmp_path)
     assert result.returncode == 0, result.stderr
     document = json.loads(result.stdout)
-    assert set(document) == {"settings", "files"}
+    assert set(document) == {"settings", "files", "installers"}
     assert list(document["settings"]) == [spec.key for spec in SETTINGS]
     settings = document["settings"]
     assert settings["torch.strict"] == {"value": True, "source": str(tmp_path / "pyproject.toml")}

@@ -209,7 +209,7 @@ def test_doctor_healthy_then_removes_a_shadowing_torch(store: Store, fake_wheels
     assert report == {"healthy": False, "findings": [
         {"kind": "shadow", "subject": str(store.project), "message": found.stdout.split(" -> ")[0][9:],
          "fix": "remove it and restore the base's stubs (`layerenv doctor --fix`)", "fixed": False,
-         "bytes": distribution["bytes"]}]}
+         "bytes": distribution["bytes"]}], "outlook": []}
     assert distribution == {"name": "torch", "version": "2.9.1+cpu", "kind": "distribution", "path": str(dist_info),
                             "bytes": distribution["bytes"]} and format_size(distribution["bytes"]) == size
 

@@ -61,6 +61,7 @@ def test_driver_upgrade_moves_projects_to_a_new_cuda(tmp_path: Path, driver_upgr
     assert plan["changed"] and plan["variant"] == "cu132"
     assert sorted(move["project"] for move in plan["moves"]) == sorted(str(v.parent) for v in projects)
     assert all(move["from"] == old_id for move in plan["moves"])
+    assert not any(move["downgrade"] for move in plan["moves"]), "a driver upgrade is no downgrade"
     assert [torch_version(venv) for venv in projects] == ["2.9.1+cu128"] * 2, "--dry-run changed nothing"
     assert not (tmp_path / "home" / "bases" / "cp311-linux_x86_64-torch2.15.0-cu132").exists()
 
@@ -75,7 +76,25 @@ def test_driver_upgrade_moves_projects_to_a_new_cuda(tmp_path: Path, driver_upgr
     assert {p["base"] for p in status["projects"]} == {"cp311-linux_x86_64-torch2.15.0-cu132"}
     again = run_layerenv(["rebase"], new_env, tmp_path)
     assert again.returncode == 0 and again.stdout.startswith("nothing changed")
+    new_id = "cp311-linux_x86_64-torch2.15.0-cu132"
+    assert again.stdout == f"nothing changed: 2 project(s) already on the base that fits: {new_id} (torch 2.15.0+cu132)\n"
 
+    # the driver goes back to 570: the plan moves both projects to an older torch, and says so and why
+    down = run_layerenv(["rebase", "--dry-run", "--json"], old_env, tmp_path)
+    assert down.returncode == 0, down.stderr
+    down_moves = json.loads(down.stdout)["moves"]
+    assert [(m["from"], m["to"], m["downgrade"], m["from_torch"], m["to_torch"]) for m in down_moves] == [
+        (new_id, old_id, True, "2.15.0+cu132", "2.9.1+cu128")] * 2
+    assert {m["why"] for m in down_moves} == {"the driver 570.153.02 no longer supports cu132"}
+    down_text = run_layerenv(["rebase", "--dry-run"], old_env, tmp_path)
+    assert down_text.stdout.count(
+        "[downgrade: torch 2.15.0+cu132 -> 2.9.1+cu128, because the driver 570.153.02 no longer supports cu132]"
+    ) == 2, down_text.stdout
+    assert [torch_version(venv) for venv in projects] == ["2.15.0+cu132"] * 2, "--dry-run changed nothing"
+
+    asked = run_layerenv(["rebase", "--dry-run", "--json", "--project", str(projects[0].parent), "--base", old_id],
+                         new_env, tmp_path)
+    assert [m["why"] for m in json.loads(asked.stdout)["moves"]] == [f"asked for with --base {old_id}"]
     back = run_layerenv(["rebase", "--project", str(projects[0].parent), "--base", old_id], new_env, tmp_path)
     assert back.returncode == 0, back.stderr
     assert [torch_version(venv) for venv in projects] == ["2.9.1+cu128", "2.15.0+cu132"]

@@ -21,7 +21,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "base": ("base", "command", "Build (or reuse, or adopt) this machine's torch base."),
     "project": ("project", "command", "Create PATH/.venv layered on the base."),
     "run": ("project", "run_command", "Run a command inside the project's layered venv."),
-    "shell": ("project", "shell_command", "Print the line that activates the project's venv."),
+    "shell": ("project", "shell_command", "Start a shell in the project's venv (--print: print the activate line)."),
     "status": ("status", "command", "Show bases (current or stale) and projects."),
     "doctor": ("lifecycle", "doctor_command", "Find problems, each with its fix; --fix repairs."),
     "verify": ("lifecycle", "verify_command", "Check a base's files against its manifest."),
@@ -40,6 +40,15 @@ def as_layerenv_error(error: click.ClickException) -> LayerenvError:
         converted = LayerenvError(error.format_message())
     converted.exit_code = error.exit_code
     return converted
+
+
+def unknown_command_message(name: str) -> str:
+    """``no such command 'stauts'; did you mean 'status'?``: the nearest command name, when one is near."""
+    import difflib
+
+    near = difflib.get_close_matches(name, list(COMMANDS), n=1)
+    hint = f"; did you mean {near[0]!r}?" if near else ""
+    return f"no such command {name!r}{hint}"
 
 
 class _Interrupted(Exception):
@@ -73,6 +82,14 @@ class LazyGroup(click.Group):
             return super().invoke(ctx)
         except KeyboardInterrupt:
             raise _Interrupted from None
+
+    def resolve_command(
+        self, ctx: click.Context, args: list[str]
+    ) -> tuple[str | None, click.Command | None, list[str]]:
+        name = args[0]
+        if name in COMMANDS or name.startswith("-"):
+            return super().resolve_command(ctx, args)
+        raise click.UsageError(unknown_command_message(name), ctx)
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted(COMMANDS)

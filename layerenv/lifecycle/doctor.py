@@ -97,13 +97,17 @@ class Report:
     findings: tuple[Finding, ...]
     projects: int
     bases: int
+    # what limits this machine's choice and what would lift it (Detection.outlook): information, not a
+    # problem, so it never makes the report unhealthy
+    outlook: tuple[str, ...] = ()
 
     @property
     def healthy(self) -> bool:
         return all(finding.fixed for finding in self.findings)
 
     def to_json(self) -> dict[str, Any]:
-        return {"healthy": self.healthy, "findings": [finding.to_json() for finding in self.findings]}
+        return {"healthy": self.healthy, "findings": [finding.to_json() for finding in self.findings],
+                "outlook": list(self.outlook)}
 
 
 def _usable(manifest: Manifest | None) -> bool:
@@ -316,7 +320,7 @@ def diagnose(store: Store, detection: Detection, current: Manifest | None, env: 
     findings += _base_findings(bases, unreadable, used, current, detection, {} if cache is None else cache)
     on_newer = {project for base_id in newer for project in used.get(base_id, [])}
     findings += projects + _python_findings(pythons, bases, on_newer)
-    return Report(tuple(findings), len(entries), len(manifests))
+    return Report(tuple(findings), len(entries), len(manifests), detection.outlook)
 
 
 def repair(store: Store, finding: Finding) -> Outcome:
@@ -373,4 +377,4 @@ def doctor(store: Store, detection: Detection, current: Manifest | None, *, fix:
         findings.append(replace(finding, fixed=fixed, outcome=outcome))
     seen = {finding.key for finding in first.findings}
     findings += [finding for finding in again.findings if finding.key not in seen]
-    return Report(tuple(findings), again.projects, again.bases)
+    return Report(tuple(findings), again.projects, again.bases, again.outlook)

@@ -18,6 +18,8 @@ from layerenv.base.file_check import read_bases
 from layerenv.base.manifest import Manifest
 from layerenv.base.node_answer import remember_node
 from layerenv.base.request import BaseRequest
+from layerenv.choice.detection import Detection
+from layerenv.choice.variant import parse_version_tuple
 from layerenv.errors import BadInput, OperationFailed
 from layerenv.faults import checkpoint
 from layerenv.machine.interpreters import Interpreter, venv_python
@@ -36,10 +38,24 @@ class Target:
 
 
 @dataclass(frozen=True)
+class Downgrade:
+    """A move onto an older torch than the project has now, and what forces it."""
+
+    venv: Path
+    old_torch: str
+    new_torch: str
+    why: str
+
+
+@dataclass(frozen=True)
 class Plan:
     targets: tuple[Target, ...]
     moves: tuple[Move, ...]
     skipped: tuple[str, ...]
+    downgrades: tuple[Downgrade, ...] = ()
+
+    def downgrade_of(self, move: Move) -> Downgrade | None:
+        return next((downgrade for downgrade in self.downgrades if downgrade.venv == move.venv), None)
 
     @property
     def builds(self) -> tuple[Target, ...]:
@@ -65,6 +81,33 @@ def _node_answer(store: Store, venv: Path) -> str | None:
     return answer.base_id if answer else record.base_id
 
 
+def downgrade_reason(old: Manifest, detection: Detection) -> str:
+    """Why the base that fits now has an older torch than ``old``: what about ``old`` no longer fits."""
+    from layerenv.base.current import fits_machine
+    from layerenv.choice.coverage import serves
+    from layerenv.choice.decide import driver_supports
+    from layerenv.choice.table import load_matrix
+    from layerenv.choice.variant import Variant
+
+    machine, decision = detection.machine, detection.decision
+    variant = Variant(old.variant)
+    if variant.kind == "cuda" and machine.nvidia_gpus and not driver_supports(machine, variant, load_matrix()):
+        return f"the driver {machine.driver_version or '(none)'} no longer supports {old.variant}"
+    archs = old.verification.archs
+    unserved = [gpu for gpu in decision.served if variant.kind != "cpu" and archs and not serves(archs, gpu)]
+    if unserved:
+        return f"GPU changed: {old.base_id} has no kernels for {', '.join(gpu.name for gpu in unserved)}"
+    if variant.kind not in ("cpu", decision.variant.kind):
+        return f"GPU changed: this machine now takes {decision.variant} builds, not {old.variant}"
+    if not fits_machine(old, detection):
+        return f"{old.base_id} no longer fits this machine"
+    return f"the choice for this machine is {decision.variant} torch {decision.torch_series[0]}: {decision.reasons[-1]}"
+
+
+def _older(new_torch: str, old_torch: str) -> bool:
+    return parse_version_tuple(new_torch) < parse_version_tuple(old_torch)
+
+
 def plan_rebase(
     store: Store,
     request_for: Callable[[Interpreter], BaseRequest],
@@ -81,6 +124,7 @@ def plan_rebase(
     targets: dict[str, Target] = {}
     moves: list[Move] = []
     skipped: list[str] = []
+    downgrades: list[Downgrade] = []
     for entry in store.projects():
         if "error" in entry:
             skipped.append(f"{entry['entry']}: unreadable registry entry (layerenv doctor --fix prunes it)")
@@ -104,6 +148,9 @@ def plan_rebase(
             if bases[onto].python.tag != old.python.tag:
                 raise BadInput(f"--base {onto} is for {bases[onto].python.tag}, {venv} uses {old.python.tag}")
             moves.append(Move(venv, Path(str(entry.get("project", venv.parent))), old.base_id, onto))
+            if onto != old.base_id and _older(bases[onto].torch, old.torch):
+                asked = f"asked for with --base {onto}"
+                downgrades.append(Downgrade(venv, old.torch_build, bases[onto].torch_build, asked))
             continue
         key = f"{old.python.tag}-{old.python.platform}"
         if key not in targets:
@@ -113,9 +160,14 @@ def plan_rebase(
         target = targets[key]
         new = target.manifest.base_id if target.manifest else None
         moves.append(Move(venv, Path(str(entry.get("project", venv.parent))), old.base_id, new, bool(per_node)))
+        new_torch = target.manifest.torch_build if target.manifest else target.request.detection.decision.torch
+        if new != old.base_id and _older(new_torch, old.torch):
+            downgrades.append(
+                Downgrade(venv, old.torch_build, new_torch, downgrade_reason(old, target.request.detection))
+            )
     if only is not None and not moves:
         raise BadInput(f"--project {only} is not a registered project (run `layerenv project {only}` first)")
-    return Plan(tuple(targets.values()), tuple(moves), tuple(skipped))
+    return Plan(tuple(targets.values()), tuple(moves), tuple(skipped), tuple(downgrades))
 
 
 @dataclass(frozen=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import click
@@ -32,14 +33,24 @@ def _text(value: Any) -> str:
 @click.command("config")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for other tools.")
 def command(as_json: bool) -> None:
-    """Show every effective setting, its value and its source, then the config files read."""
-    settings = open_session().settings
+    """Show every effective setting, its value and its source, then the config files read, then the
+    pip and uv settings from outside layerenv that change what they find (PIP_INDEX_URL, PIP_FIND_LINKS,
+    UV_INDEX_URL, pip.conf files ...), each with its source; credentials redacted.
+    """
+    from layerenv.installers.settings import read_installer_settings
+
+    session = open_session()
+    settings = session.settings
     rows = [(spec.key, _shown(spec.key, settings.get(spec.key)), settings.sources[spec.key]) for spec in SETTINGS]
     files = [str(path) for path in settings.files]
+    installers = read_installer_settings(session.env, Path(session.env.get("HOME") or Path.home()))
     if as_json:
         document = {
             "settings": {key: {"value": value, "source": source} for key, value, source in rows},
             "files": files,
+            "installers": [
+                {"installer": s.installer, "key": s.key, "value": s.value, "source": s.source} for s in installers
+            ],
         }
         click.echo(json.dumps(document, indent=2))
         return
@@ -53,3 +64,8 @@ def command(as_json: bool) -> None:
         click.echo("  (none: defaults and environment only)")
     for path in files:
         click.echo(f"  {path}")
+    click.echo("installer settings (outside layerenv; they change what pip and uv find)")
+    if not installers:
+        click.echo("  (none: pip and uv use their defaults)")
+    for setting in installers:
+        click.echo(f"  {setting.installer:<4} {setting.describe()}")

@@ -26,7 +26,8 @@ def doctor_command(fix: bool, as_json: bool) -> None:
     node; unreadable registry entries and manifests. --fix removes a shadowing family through its
     RECORDs (regular files inside the venv only, never through a symlink) and says how much it
     freed. Exit 0 when healthy (after --fix: when nothing is left and nothing had to be left
-    alone), 1 otherwise.
+    alone), 1 otherwise. What limits this machine's choice of torch (the driver, a GPU newer
+    releases drop) is shown as `outlook:` lines: information, never a problem.
     """
     from layerenv.lifecycle.doctor import doctor
 
@@ -45,6 +46,8 @@ def doctor_command(fix: bool, as_json: bool) -> None:
             click.echo(f"problem: {finding.message} -> fix: {finding.fix}")
             if finding.change:
                 click.echo(f"  ({finding.change})")
+    for line in () if as_json else report.outlook:
+        click.echo(f"outlook: {line}")
     if not report.healthy:
         sys.exit(EXIT_FAILURE)
 

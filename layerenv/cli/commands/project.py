@@ -79,17 +79,10 @@ def find_project_venv(start: Path) -> Path:
 @click.argument("argv", nargs=-1, type=click.UNPROCESSED, required=True)
 def run_command(argv: tuple[str, ...]) -> None:
     """Run a command inside the project's layered venv (like `uv run`)."""
-    from layerenv.project.link import uv_environment
+    from layerenv.project.subshell import run_environment
 
     venv = find_project_venv(Path.cwd())
-    env = dict(os.environ)
-    env.update(uv_environment(venv, os.environ))
-    constraints = str(venv / "layerenv-constraints.txt")
-    env["PIP_CONSTRAINT"] = " ".join(
-        [constraints, *[c for c in env.get("PIP_CONSTRAINT", "").split() if c != constraints]]
-    )
-    env["PATH"] = os.pathsep.join([str(venv / "bin"), env.get("PATH", "")])
-    env.pop("PYTHONHOME", None)
+    env = run_environment(venv, os.environ)
     try:
         os.execvpe(argv[0], list(argv), env)  # noqa: S606 - argument list, no shell
     except FileNotFoundError:
@@ -97,11 +90,23 @@ def run_command(argv: tuple[str, ...]) -> None:
 
 
 @click.command("shell")
-def shell_command() -> None:
-    """Print the line that activates the project's venv in this shell."""
+@click.option("--print", "print_only", is_flag=True, help="Print the activation line, even on a terminal.")
+def shell_command(print_only: bool) -> None:
+    """Start $SHELL with the project's venv activated; exit leaves it (like `poetry shell`).
+
+    On a terminal, the subshell gets what `source .venv/bin/activate` gives (VIRTUAL_ENV, PATH, the
+    prompt prefix, UV_CONSTRAINT) plus PIP_CONSTRAINT as `layerenv run` sets it, and layerenv exits
+    with its status. When stdout is not a terminal, or with --print, it only prints the
+    `source .../activate` line, for `eval "$(layerenv shell)"` in this shell.
+    """
     venv = find_project_venv(Path.cwd())
-    shell = Path(os.environ.get("SHELL", "bash")).name
-    script = {"fish": "activate.fish", "csh": "activate.csh", "tcsh": "activate.csh"}.get(shell, "activate")
-    click.echo(f"source {venv / 'bin' / script}")
-    if sys.stdout.isatty():
-        click.echo('# or: eval "$(layerenv shell)"', err=True)
+    shell = os.environ.get("SHELL") or "/bin/sh"
+    if print_only or not sys.stdout.isatty():
+        name = Path(shell).name
+        script = {"fish": "activate.fish", "csh": "activate.csh", "tcsh": "activate.csh"}.get(name, "activate")
+        click.echo(f"source {venv / 'bin' / script}")
+        return
+    from layerenv.project.subshell import start_subshell
+
+    click.echo(f"starting {shell} with {venv} activated; `exit` leaves it (--print: only print the line)", err=True)
+    raise SystemExit(start_subshell(shell, venv, os.environ))

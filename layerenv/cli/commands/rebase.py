@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -11,6 +12,46 @@ from layerenv.cli.options import open_session, verbosity_options
 from layerenv.cli.options import verbosity as verbosity_of
 from layerenv.cli.ui import Console
 from layerenv.errors import EXIT_FAILURE
+
+if TYPE_CHECKING:
+    from layerenv.choice.detection import Detection
+    from layerenv.lifecycle.rebase import Plan, Target
+    from layerenv.project.relink import Move
+
+
+def move_json(move: Move, plan: Plan, variant: str) -> dict[str, Any]:
+    downgrade = plan.downgrade_of(move)
+    document: dict[str, Any] = {"project": str(move.project), "from": move.old_base,
+                                "to": move.new_base or f"(new {variant} base)", "downgrade": downgrade is not None}
+    if downgrade is not None:
+        document.update(from_torch=downgrade.old_torch, to_torch=downgrade.new_torch, why=downgrade.why)
+    return document
+
+
+def target_json(target: Target) -> dict[str, Any]:
+    """The base projects on one Python stand on after the rebase (``base`` None: to be built)."""
+    manifest = target.manifest
+    decision = target.request.detection.decision
+    return {"python": target.interpreter.tag, "base": manifest.base_id if manifest else None,
+            "variant": manifest.variant if manifest else decision.variant.name,
+            "torch": manifest.torch_build if manifest else decision.torch,
+            "adopted": bool(manifest and manifest.adopted)}
+
+
+def fitting(plan: Plan, detection: Detection) -> str:
+    """``the base that fits: ID (cu128)``, and, where that is not this machine's own choice, which is."""
+    decision = detection.decision
+    used = [target.manifest for target in plan.targets if target.manifest is not None]
+    if not used:
+        return f"the base that fits ({decision.variant})"
+    names = ", ".join(
+        f"{m.base_id} ({'adopted, ' if m.adopted else ''}torch {m.torch_build})" for m in used
+    )
+    text = f"the base that fits: {names}"
+    if any(m.variant != decision.variant.name or m.torch_series not in decision.torch_series for m in used):
+        text += (f"; this machine's own choice is {decision.variant} torch {decision.torch_series[0]}"
+                 " (`layerenv base --rebuild` builds it, then `layerenv rebase` moves the projects)")
+    return text
 
 
 @click.command("rebase")
@@ -43,11 +84,7 @@ def command(
     plan = plan_rebase(store, session.base_request, only=only, onto=base_id)
     decision = detection.decision
     builds = [f"{t.interpreter.tag}: build {decision.variant} torch {decision.torch_series[0]}" for t in plan.builds]
-    moves = [
-        {"project": str(m.project), "from": m.old_base, "to": m.new_base or f"(new {decision.variant} base)"}
-        for m in plan.moves
-        if m.changes
-    ]
+    moves = [move_json(m, plan, decision.variant.name) for m in plan.moves if m.changes]
     outcome = None if dry_run else execute(plan, store, console)
     if outcome is None or plan.nothing_to_do:
         document = {
@@ -57,19 +94,20 @@ def command(
             "moves": moves,
             "skipped": list(plan.skipped),
             "reasons": list(decision.reasons),
+            "targets": [target_json(t) for t in plan.targets],
         }
         if as_json:
             click.echo(json.dumps(document, indent=2))
         elif plan.nothing_to_do:
-            click.echo(
-                f"nothing changed: {len(plan.moves)} project(s) already on the base that fits ({decision.variant})"
-            )
+            click.echo(f"nothing changed: {len(plan.moves)} project(s) already on {fitting(plan, detection)}")
         else:
             click.echo(f"plan ({decision.variant}, because: {decision.reasons[-1]})")
             for line in builds:
                 click.echo(f"  {line}")
             for move in moves:
-                click.echo(f"  {move['project']}: {move['from']} -> {move['to']}")
+                downgrade = (f"  [downgrade: torch {move['from_torch']} -> {move['to_torch']}, because {move['why']}]"
+                             if move["downgrade"] else "")
+                click.echo(f"  {move['project']}: {move['from']} -> {move['to']}{downgrade}")
         for line in plan.skipped:
             console.warn(line)
         return

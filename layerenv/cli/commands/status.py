@@ -17,7 +17,9 @@ def command(as_json: bool) -> None:
     """Show the bases (current or stale), registered projects (ok, shadowed or broken) and which node uses which base.
 
     A project is shadowed when torch, triton, nvidia-* or another torch-family distribution was
-    installed into it over the base's stubs; `layerenv doctor --fix` removes them.
+    installed into it over the base's stubs; `layerenv doctor --fix` removes them. `outlook` lines
+    under the machine say what limits its choice of torch and what would lift it. An adopted base's
+    size is not measured (it is not layerenv's, and walking it would slow status down).
     """
     from layerenv.lifecycle.status import status_document
 
@@ -27,12 +29,15 @@ def command(as_json: bool) -> None:
     detection = session.detection
     document = status_document(store, {fitting.base_id} if fitting else set())
     document["machine"] = detection.decision.to_json(detection.machine)
+    document["outlook"] = list(detection.outlook)
     if as_json:
         click.echo(json.dumps(document, indent=2))
         return
     decision = detection.decision
     gpus = ", ".join(f"{g.name} ({g.compute_capability or g.gfx})" for g in detection.machine.gpus) or "no GPU"
     click.echo(f"machine  {gpus}; driver {detection.machine.driver_version or '-'}; wants {decision.variant}")
+    for line in detection.outlook:
+        click.echo(f"outlook  {line}")
     click.echo(f"store    {document['home']}")
     click.echo("bases")
     if not document["bases"] and not document["unreadable_bases"]:
@@ -40,10 +45,12 @@ def command(as_json: bool) -> None:
     for base in document["bases"]:
         state = "current" if base["current"] else "stale"
         created = time.strftime("%Y-%m-%d %H:%M", time.localtime(base["created"]))
-        size = format_size(base["size_bytes"]) if base["size_bytes"] is not None else "-"  # adopted: not ours
+        # an adopted environment is not layerenv's to size or free, and walking it would slow status down
+        size = format_size(base["size_bytes"]) if base["size_bytes"] is not None else "adopted"
+        adopted = f"  (adopted {base['path']}, not measured)" if base["adopted"] else ""
         click.echo(
             f"  {base['id']:<48} {base['torch']:<16} {size:>9}  {created}  {state}"
-            f"  {len(base['projects'])} project(s)"
+            f"  {len(base['projects'])} project(s){adopted}"
         )
     for unreadable in document["unreadable_bases"]:
         click.echo(f"  {unreadable['id']:<48} cannot be read: {unreadable['problem']}")
