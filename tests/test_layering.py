@@ -16,8 +16,7 @@ import pytest
 import virtualenv
 
 from layerenv.lifecycle.shadows import find_shadows, remove_shadows
-from layerenv.project import activation
-from layerenv.project import link as layering
+from layerenv.project import activation, boot, constraints, stubs
 from layerenv.project.conflicts import explain_conflict
 from layerenv.project.link import LinkRecord, link, read_link, uv_environment
 from layerenv.venv.distinfo import is_family, read_distributions, site_packages_of, top_level_of
@@ -476,7 +475,8 @@ def test_relink_to_another_base(project: Path, base_a: Path, base_b: Path, pip_e
 
 def test_interrupted_relink_leaves_a_working_torch(project: Path, base_a: Path, base_b: Path,
                                                    monkeypatch: pytest.MonkeyPatch) -> None:
-    real_write = layering.write_text
+    writers = (activation, boot, constraints, stubs)  # every module of link() that replaces a file
+    real_write = boot.write_text
     state = {"calls": 0, "budget": 0}
 
     def failing(path: Path, text: str, *, mode: int = 0o644, durable: bool = True) -> None:
@@ -485,8 +485,8 @@ def test_interrupted_relink_leaves_a_working_torch(project: Path, base_a: Path, 
             raise KeyboardInterrupt  # as if killed before this file was replaced
         real_write(path, text, mode=mode, durable=durable)
 
-    monkeypatch.setattr(layering, "write_text", failing)
-    monkeypatch.setattr(activation, "write_text", failing)
+    for module in writers:
+        monkeypatch.setattr(module, "write_text", failing)
     interrupted = 0
     for budget in range(40):  # kill the relink before each of its file replacements in turn
         state.update(calls=0, budget=budget)
@@ -499,8 +499,8 @@ def test_interrupted_relink_leaves_a_working_torch(project: Path, base_a: Path, 
             break
         assert probe(project, TORCH_PROBE)["version"] in (TORCH_A, "2.11.0+cu130")  # type: ignore[index]
     assert interrupted >= 8
-    monkeypatch.setattr(layering, "write_text", real_write)
-    monkeypatch.setattr(activation, "write_text", real_write)
+    for module in writers:
+        monkeypatch.setattr(module, "write_text", real_write)
     assert link(project, base_id="cu130-b", base_venv=base_b).base_id == "cu130-b"
     assert probe(project, TORCH_PROBE)["version"] == "2.11.0+cu130"  # type: ignore[index]
     assert not [p for p in site_packages_of(project).iterdir() if p.name.startswith(".layerenv")]

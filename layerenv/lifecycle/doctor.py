@@ -181,7 +181,8 @@ def _project_findings(entries: list[dict[str, Any]], bases: dict[str, Manifest],
 def _check_project(venv: Path, project: str, base_id: str, bases: dict[str, Manifest], newer: set[str],
                    used: dict[str, list[str]], pythons: dict[tuple[str, str], list[str]]) -> list[Finding]:
     from layerenv.lifecycle.shadows import find_shadows, stub_problems
-    from layerenv.project.link import PTH_NAME, read_link, site_packages_of
+    from layerenv.project.boot import PTH_NAME
+    from layerenv.project.link import read_link, site_packages_of
 
     if not venv.is_dir():
         return [Finding("project-gone", project, f"registered project {project} has no venv {venv} any more",

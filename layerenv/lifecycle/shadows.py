@@ -24,7 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from layerenv.project.link import STUB_INSTALLER, STUB_MARKER, LinkRecord, read_link
+from layerenv.project.link import LinkRecord, read_link
+from layerenv.project.stubs import STUB_INSTALLER, STUB_MARKER
 from layerenv.venv.distinfo import (
     Distribution,
     canonical_name,

@@ -1,0 +1,152 @@
+"""The boot module of a layered venv: ``_layerenv_boot.py``, whose ``sys.meta_path`` finder answers
+the torch family's top-level names from the base only, and ``_layerenv.pth``, which puts the base's
+site-packages after the project's own and imports it at start-up.
+"""
+
+from __future__ import annotations
+
+import py_compile
+import re
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from layerenv.store.atomic import write_text
+from layerenv.venv.distinfo import pyvenv_cfg
+
+__all__ = ["BOOT_NAME", "PTH_NAME", "Boot", "fixed_boot", "per_node_boot", "python_series", "write_boot"]
+
+PTH_NAME = "_layerenv.pth"  # neutral: a torch-like name makes poetry take torch for an editable install
+BOOT_NAME = "_layerenv_boot.py"
+
+_INSTALL_FINDER = '''
+if _SITE is not None:
+    if _SITE not in sys.path:
+        sys.path.append(_SITE)
+    # The interpreter's own PathFinder is on sys.meta_path already; importing importlib costs ~1 ms.
+    _FINDER = next((f for f in sys.meta_path if getattr(f, "__name__", "") == "PathFinder"), None)
+    if _FINDER is None:
+        from importlib.machinery import PathFinder as _FINDER
+
+    class LayerenvFamilyFinder:
+        @staticmethod
+        def find_spec(name, path=None, target=None):
+            return _FINDER.find_spec(name, [_SITE]) if name in _NAMES else None
+
+    if LayerenvFamilyFinder.__qualname__ not in {{getattr(f, "__qualname__", "") for f in sys.meta_path}}:
+        sys.meta_path.insert(0, LayerenvFamilyFinder)
+'''
+
+_BOOT = '''"""Written by layerenv for base {base_id}: the torch family loads from the base. Do not edit."""
+import sys
+
+_SITE = {site!r}
+_NAMES = frozenset({names!r})
+''' + _INSTALL_FINDER
+
+_BOOT_PER_NODE = '''"""Written by layerenv (per-node project, primary base {base_id}): the torch family loads from the
+base that `layerenv base` recorded for this node in {store}/nodes. Do not edit."""
+import os
+import sys
+
+_STORE = {store!r}
+_PYTHON_KEY = {python_key!r}
+_BASE_PYTHON = {base_python!r}
+_LAYERENV = {layerenv!r}
+_NAMES = frozenset({names!r})
+
+
+def _read(path):
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return handle.read()
+    except (OSError, UnicodeDecodeError):
+        return ""
+
+
+def _safe(name):
+    return name[:1].isalnum() and all(c.isalnum() or c in "._+-" for c in name) and ".." not in name and len(name) < 200
+
+
+def _node():
+    name = os.environ.get("LAYERENV_NODE")
+    if name:
+        return name if _safe(name) else ".invalid"
+    host = os.uname().nodename.split(".")[0] or "localhost"
+    return host if _safe(host) else "host-" + host.encode().hex()[:32]
+
+
+def _site():
+    text = _read(_STORE + "/nodes/" + _node() + "/" + _PYTHON_KEY + ".txt")
+    fields = dict(line.split("=", 1) for line in text.splitlines() if "=" in line)
+    boot = _read("/proc/sys/kernel/random/boot_id").strip()
+    site = fields.get("site", "")
+    return site if site and fields.get("boot", "") == boot and os.path.isdir(site) else None
+
+
+_SITE = _site()
+if _SITE is None and not os.environ.get("LAYERENV_RESOLVING"):
+    import subprocess
+
+    sys.stderr.write("layerenv: no base recorded for node " + _node() + " in this boot; asking `layerenv base`\\n")
+    _ENV = dict(os.environ, LAYERENV_HOME=_STORE, LAYERENV_RESOLVING="1")
+    try:
+        subprocess.run([*_LAYERENV, "base", "--python", _BASE_PYTHON, "--quiet"], env=_ENV, cwd=_STORE,
+                       stdin=subprocess.DEVNULL, stdout=2, check=False)
+    except OSError as error:
+        sys.stderr.write("layerenv: could not run layerenv (" + str(error) + ")\\n")
+    _SITE = _site()
+if _SITE is None:
+    sys.stderr.write("layerenv: node " + _node() + " has no base for " + _PYTHON_KEY + " in " + _STORE
+                     + "; run `layerenv base` on it (torch will not import until then)\\n")
+''' + _INSTALL_FINDER
+
+
+@dataclass(frozen=True)
+class Boot:
+    """The two start-up files of a layered venv, as text."""
+
+    module: str  # _layerenv_boot.py
+    pth: str  # _layerenv.pth
+
+
+def fixed_boot(base_id: str, base_site: Path, modules: Sequence[str]) -> Boot:
+    """The family always loads from ``base_site``."""
+    module = _BOOT.format(base_id=base_id, site=str(base_site), names=tuple(modules))
+    return Boot(module, f"{base_site}\nimport _layerenv_boot\n")
+
+
+def per_node_boot(base_id: str, modules: Sequence[str], *, store: Path, python_key: str, base_python: str,
+                  layerenv: Sequence[str]) -> Boot:
+    """The family loads from the base ``store`` records for the node the interpreter starts on."""
+    module = _BOOT_PER_NODE.format(base_id=base_id, store=str(store), python_key=python_key,
+                                   base_python=base_python, layerenv=list(layerenv), names=tuple(modules))
+    return Boot(module, "import _layerenv_boot\n")
+
+
+def write_boot(venv: Path, site: Path, boot: Boot) -> None:
+    """The boot module first and the ``.pth`` last, each replaced atomically, so that an interrupted
+    write leaves a venv that starts with the old boot or the new one."""
+    write_text(site / BOOT_NAME, boot.module)
+    _compile_boot(venv, site / BOOT_NAME)
+    write_text(site / PTH_NAME, boot.pth)
+
+
+def python_series(venv: Path) -> str | None:
+    """``"3.12"`` from the venv's ``pyvenv.cfg``, or None when it does not say."""
+    cfg = pyvenv_cfg(venv)
+    match = re.match(r"\d+\.\d+", cfg.get("version_info") or cfg.get("version") or "")
+    return match[0] if match else None
+
+
+def _compile_boot(venv: Path, boot: Path) -> None:
+    """Drop cached bytecode of an older boot module (same size, same second would pass the mtime
+    check) and, when this interpreter matches the venv's, write a source-hash-checked .pyc so that
+    start-up needs no compile even where bytecode is not written (PYTHONDONTWRITEBYTECODE)."""
+    for cached in (boot.parent / "__pycache__").glob("_layerenv_boot.*.pyc"):
+        cached.unlink(missing_ok=True)
+    cfg = pyvenv_cfg(venv)
+    same = python_series(venv) == "{}.{}".format(*sys.version_info) and sys.implementation.name == "cpython"
+    if same and cfg.get("implementation", "cpython").lower() == "cpython":
+        py_compile.compile(str(boot), doraise=False, invalidation_mode=py_compile.PycInvalidationMode.CHECKED_HASH)

@@ -1,0 +1,154 @@
+"""Stub ``*.dist-info`` folders that make pip, uv and poetry see the base's distributions as installed
+in a project venv, and wrappers that run the torch family's console scripts with the project's python.
+
+A stub carries the base distribution's METADATA, WHEEL and entry points, an ``INSTALLER`` of
+``layerenv``, the ``LAYERENV_STUB`` marker, and a RECORD naming only the stub's own files (and its
+wrappers), so that uninstalling a stub never touches the base.
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import io
+import json
+import os
+import re
+from collections.abc import Collection, Iterable, Mapping
+from hashlib import sha256
+from pathlib import Path
+
+from layerenv import __version__
+from layerenv.store.atomic import remove_tree, write_text
+from layerenv.venv.distinfo import Distribution, read_distributions
+
+__all__ = [
+    "STUB_INSTALLER",
+    "STUB_MARKER",
+    "WRAPPER_MARK",
+    "base_distributions",
+    "is_stub",
+    "remove_stale",
+    "write_stub",
+    "write_wrappers",
+]
+
+STUB_MARKER = "LAYERENV_STUB"
+STUB_INSTALLER = "layerenv"
+WRAPPER_MARK = "# layerenv-wrapper"
+_NOT_STUBBED = frozenset({"pip", "setuptools", "wheel", "distribute", "layerenv"})  # the project has its own
+_ENTRY = re.compile(r"^\s*([\w.]+)\s*:\s*([\w.]+)\s*(\[[^\]]*\])?\s*$")
+
+_WRAPPER = """{shebang}
+{mark}: {dist} console script of the base, run by this venv's python
+import sys
+from {module} import {head}
+
+if __name__ == "__main__":
+    sys.exit({attr}())
+"""
+
+
+def is_stub(dist: Distribution) -> bool:
+    """A stub: its marker, or (the marker lost) the INSTALLER layerenv writes, so linking again rewrites it."""
+    return (dist.dist_info / STUB_MARKER).is_file() or dist.installer == STUB_INSTALLER
+
+
+def _bin_dir(venv: Path) -> Path:
+    return venv / ("Scripts" if os.name == "nt" else "bin")
+
+
+def _head(path: Path) -> str:
+    try:
+        with path.open("rb") as handle:
+            return handle.read(400).decode("utf-8", errors="replace")
+    except OSError:
+        return ""
+
+
+def _shebang(python: Path) -> str:
+    text = str(python)
+    if " " not in text and len(text) < 120:
+        return f"#!{text}"
+    return f"#!/bin/sh\n'''exec' \"{text}\" \"$0\" \"$@\"\n' '''"  # pip's trick for awkward paths
+
+
+def write_wrappers(venv: Path, dist: Distribution) -> dict[str, bytes]:
+    """Console-script wrappers of a family dist; a script layerenv did not write is left alone."""
+    written: dict[str, bytes] = {}
+    for name, value in dist.console_scripts if os.name != "nt" else ():
+        match, target = _ENTRY.match(value), _bin_dir(venv) / name
+        if not match or "/" in name or (target.exists() and WRAPPER_MARK not in _head(target)):
+            continue
+        text = _WRAPPER.format(shebang=_shebang(venv / "bin" / "python"), mark=WRAPPER_MARK, dist=dist.name,
+                               module=match[1], head=match[2].split(".")[0], attr=match[2])
+        write_text(target, text, mode=0o755, durable=False)
+        written[name] = text.encode()
+    return written
+
+
+def write_stub(site: Path, venv: Path, dist: Distribution, base_id: str, scripts: Mapping[str, bytes]) -> str:
+    """Build the stub beside its place, then swap it in; RECORD names the stub's files only."""
+    final = site / dist.dist_info.name
+    marker = {"base_id": base_id, "dist_info": str(dist.dist_info), "layerenv_version": __version__}
+    files = {"INSTALLER": f"{STUB_INSTALLER}\n".encode(), STUB_MARKER: json.dumps(marker, indent=2).encode()}
+    for name in ("METADATA", "WHEEL", "entry_points.txt"):  # `uv pip check` wants WHEEL
+        if (dist.dist_info / name).is_file():
+            files[name] = (dist.dist_info / name).read_bytes()
+    staging, graveyard = site / f".layerenv-new-{final.name}", site / f".layerenv-old-{final.name}"
+    remove_tree(staging)
+    staging.mkdir()
+    listed = {f"{final.name}/{name}": data for name, data in files.items()}
+    for name, data in files.items():
+        (staging / name).write_bytes(data)
+    for name, data in scripts.items():
+        listed[os.path.relpath(_bin_dir(venv) / name, site).replace(os.sep, "/")] = data
+    record = io.StringIO()
+    writer = csv.writer(record, lineterminator="\n")
+    for rel, data in listed.items():
+        digest = sha256(data).digest()
+        writer.writerow([rel, "sha256=" + _b64(digest), len(data)])
+    writer.writerow([f"{final.name}/RECORD", "", ""])
+    (staging / "RECORD").write_text(record.getvalue(), encoding="utf-8")
+    if final.exists():
+        remove_tree(graveyard)
+        final.replace(graveyard)
+    staging.replace(final)
+    remove_tree(graveyard)
+    return final.name
+
+
+def _b64(digest: bytes) -> str:
+    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
+
+
+def remove_stale(venv: Path, project: Iterable[Distribution], stubs: Collection[str],
+                 scripts: Collection[str]) -> None:
+    """Remove the stubs and wrappers of an earlier link that this one did not write again."""
+    for old in project:
+        if is_stub(old) and old.dist_info.name not in stubs:
+            remove_tree(old.dist_info)
+    for path in _bin_dir(venv).iterdir() if _bin_dir(venv).is_dir() else ():
+        if path.name not in scripts and path.is_file() and WRAPPER_MARK in _head(path):
+            path.unlink()
+
+
+_BASE_CACHE: dict[tuple[Path, int], list[Distribution]] = {}
+
+
+def base_distributions(base_site: Path) -> list[Distribution]:
+    """The base's distributions to stub, read once per process while the base is unchanged.
+
+    ``rebase`` links many projects to one base; parsing its RECORDs once is most of the saving.
+    """
+    key = (base_site, base_site.stat().st_mtime_ns)
+    cached = _BASE_CACHE.get(key)
+    if cached is None:
+        seeded = {p.name.removesuffix(".virtualenv") for p in base_site.glob("*.virtualenv")}
+        cached = [
+            d for d in read_distributions(base_site)
+            if d.name not in _NOT_STUBBED and d.installer != STUB_INSTALLER
+            and d.dist_info.name.removesuffix(".dist-info") not in seeded
+        ]
+        _BASE_CACHE[key] = cached
+    return cached
