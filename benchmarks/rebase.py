@@ -17,8 +17,8 @@ from pathlib import Path
 from _common import REPO, clean_env, layerenv, timed
 
 from layerenv.project.link import link
-from layerenv.store.atomic import relocate_venv
 from layerenv.store.home import Store
+from layerenv.venv.relocate import relocate_venv
 from tests.support.index import file_url, write_simple_index
 from tests.support.wheels import build_fake_companion, build_fake_torch
 

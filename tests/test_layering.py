@@ -19,7 +19,8 @@ from layerenv.lifecycle.shadows import find_shadows, remove_shadows
 from layerenv.project import activation, boot, constraints, stubs
 from layerenv.project.conflicts import explain_conflict
 from layerenv.project.link import LinkRecord, link, read_link, uv_environment
-from layerenv.venv.distinfo import is_family, read_distributions, site_packages_of, top_level_of
+from layerenv.venv.distinfo import is_family, read_distributions, top_level_of
+from layerenv.venv.layout import VenvLayout
 from tests.support.index import isolated_installer_env, serve_index, write_simple_index
 from tests.support.pytest_fixtures import PYPI, VariantIndexes, wheel_path
 from tests.support.wheels import build_fake_companion, build_fake_torch, build_plain_package, build_wheel
@@ -48,6 +49,10 @@ def run(cmd: Sequence[str | Path], env: Mapping[str, str] | None = None, cwd: Pa
     if check and proc.returncode != 0:
         raise AssertionError(f"{cmd} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
     return proc
+
+
+def site_packages_of(venv: Path) -> Path:
+    return VenvLayout.for_venv(venv).site_packages
 
 
 def python(venv: Path) -> Path:

@@ -19,7 +19,7 @@ import pytest
 from layerenv.base.file_check import verify_base
 from layerenv.base.manifest import PackageRecord, read_manifest
 from layerenv.reporter import format_size
-from layerenv.venv.distinfo import site_packages_of
+from layerenv.venv.layout import VenvLayout
 from tests.support.cli import layerenv_env, run_layerenv, tree_digest
 from tests.support.index import isolated_installer_env
 from tests.support.pytest_fixtures import VariantIndexes, wheel_path
@@ -197,7 +197,7 @@ def test_doctor_healthy_then_removes_a_shadowing_torch(store: Store, fake_wheels
     cpu = wheel_path(fake_wheels, "torch", "2.9.1+cpu")
     subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "install", "-q", "--no-index", "--no-deps", str(cpu)],
                    env=isolated_installer_env(), check=True, capture_output=True)
-    dist_info = next(site_packages_of(venv).glob("torch-2.9.1+cpu.dist-info"))
+    dist_info = next(VenvLayout.for_venv(venv).site_packages.glob("torch-2.9.1+cpu.dist-info"))
     found = layerenv(["doctor"], store.env, store.root)
     assert found.returncode == 1
     size = format_size(sum(path.lstat().st_size for path in (dist_info.parent / "torch").rglob("*")

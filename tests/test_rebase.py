@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from layerenv.project.link import link
-from layerenv.store.atomic import relocate_venv
 from layerenv.store.home import Store
+from layerenv.venv.relocate import relocate_venv
 from tests.support.cli import run_layerenv
 from tests.support.index import add_to_index
 from tests.support.wheels import build_plain_package

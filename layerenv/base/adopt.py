@@ -16,7 +16,6 @@ from layerenv.base.node_answer import remember_node
 from layerenv.base.torch_check import inspect_torch, judge
 from layerenv.choice.detection import Detection
 from layerenv.errors import BadInput, OperationFailed
-from layerenv.machine.interpreters import venv_python
 from layerenv.reporter import Reporter
 from layerenv.store.atomic import write_json
 from layerenv.store.home import MANIFEST_NAME, Store
@@ -24,10 +23,12 @@ from layerenv.store.home import MANIFEST_NAME, Store
 
 def adopt(path: Path, detection: Detection, store: Store, reporter: Reporter) -> Manifest:
     """Verify the environment at ``path`` on this machine, publish a manifest for it, record it as this node's."""
-    from layerenv.venv.distinfo import read_distributions, site_packages_of
+    from layerenv.venv.distinfo import read_distributions
+    from layerenv.venv.layout import VenvLayout
 
     venv = path.expanduser().resolve()
-    python = venv_python(venv)
+    layout = VenvLayout.for_venv(venv)
+    python = layout.python
     if not python.exists():
         raise BadInput(f"--adopt {path}: no Python at {python}; give the root of a virtual environment")
     store.ensure_writable()
@@ -39,7 +40,7 @@ def adopt(path: Path, detection: Detection, store: Store, reporter: Reporter) ->
     problems = judge(report, variant=variant, version=None, gpus=detection.machine.gpus)
     if problems:
         raise OperationFailed(f"cannot adopt {venv}: {'; '.join(problems)}")
-    distributions = {dist.name: dist for dist in read_distributions(site_packages_of(venv))}
+    distributions = {dist.name: dist for dist in read_distributions(layout.site_packages)}
     torch = distributions.get("torch")
     if torch is None:
         raise OperationFailed(f"cannot adopt {venv}: torch imports but has no installed distribution")

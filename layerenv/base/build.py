@@ -19,12 +19,13 @@ from layerenv.choice.variant import parse_version_tuple
 from layerenv.errors import OperationFailed
 from layerenv.faults import checkpoint
 from layerenv.installers import Installer, Log, Resolved, Sources, get_installer
-from layerenv.machine.interpreters import venv_python
 from layerenv.reporter import Reporter
-from layerenv.store.atomic import relocate_venv, remove_tree, swap_in, write_json
+from layerenv.store.atomic import remove_tree, swap_in, write_json
 from layerenv.store.home import MANIFEST_NAME, Store
 from layerenv.urls import fill_template, redact, unreachable_reason
 from layerenv.venv.create import create_virtualenv
+from layerenv.venv.layout import VenvLayout
+from layerenv.venv.relocate import relocate_venv
 
 
 def resolve_sources(request: BaseRequest, reporter: Reporter) -> Sources:
@@ -90,11 +91,11 @@ def _plan(
 
 
 def _package_records(venv: Path, installer: str) -> dict[str, PackageRecord]:
-    from layerenv.venv.distinfo import read_distributions, site_packages_of
+    from layerenv.venv.distinfo import read_distributions
 
     return {
         dist.name: PackageRecord(dist.name, dist.version, dist.record_sha256, dist.installer or installer)
-        for dist in read_distributions(site_packages_of(venv))
+        for dist in read_distributions(VenvLayout.for_venv(venv).site_packages)
     }
 
 
@@ -129,7 +130,7 @@ def _build_once(
     try:
         reporter.step(f"creating a {request.interpreter.tag} virtualenv")
         create_virtualenv(staging, request.interpreter.executable, prompt="layerenv-base", seed_pip=installer.seeds_pip)
-        python = venv_python(staging)
+        python = VenvLayout.for_venv(staging).python
         checkpoint("base:after-venv")
         timings["venv"] = time.monotonic() - started
         sources = resolve_sources(request, reporter)

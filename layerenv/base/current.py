@@ -8,8 +8,8 @@ from layerenv.choice.detection import Detection
 from layerenv.choice.table import load_matrix
 from layerenv.choice.variant import Variant, parse_version_tuple
 from layerenv.errors import OperationFailed
-from layerenv.machine.interpreters import venv_python
 from layerenv.store.home import Store
+from layerenv.venv.layout import VenvLayout
 
 
 def published(store: Store) -> list[Manifest]:
@@ -51,7 +51,7 @@ def find_current(store: Store, request: BaseRequest) -> Manifest | None:
         for manifest in published(store)
         if manifest.python.tag == request.interpreter.tag
         and manifest.python.platform == request.interpreter.platform
-        and venv_python(manifest.venv).exists()
+        and VenvLayout.for_venv(manifest.venv).python.exists()
     ]
     built = [
         manifest
@@ -85,14 +85,12 @@ def refuse_writable_by_others(manifest: Manifest) -> None:
     import os
     import stat
 
-    from layerenv.venv.distinfo import site_packages_of
-
-    venv = manifest.venv
-    site_path = site_packages_of(venv)
+    layout = VenvLayout.for_venv(manifest.venv)
+    site_path = layout.site_packages
     site = str(site_path)
     names = {name.replace("-", "_") for name in (*manifest.requested, *manifest.packages)}
     packages = sorted(str(site_path / name) for name in names)
-    for path in (str(venv), str(venv / "bin"), site, *packages):
+    for path in (str(layout.root), str(layout.bin_dir), site, *packages):
         try:
             mode = os.lstat(path).st_mode
         except OSError:

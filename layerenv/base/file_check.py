@@ -7,7 +7,7 @@ chunks on a few threads (``hashlib`` releases the GIL), so a torch base of ~15k 
 GB is read once, never held in memory.
 
 Console scripts under ``bin/`` had the staging path in their shebang when installed and were
-rewritten on publishing (:func:`layerenv.store.atomic.relocate_venv`); such a file is checked by putting
+rewritten on publishing (:func:`layerenv.venv.relocate.relocate_venv`); such a file is checked by putting
 the staging path (from the manifest's verification) back before hashing.
 """
 
@@ -26,7 +26,8 @@ from typing import Any, Literal
 from layerenv.base.manifest import Manifest, Unreadable, read_manifest
 from layerenv.errors import BadInput, OperationFailed
 from layerenv.store.home import Store
-from layerenv.venv.distinfo import Distribution, read_distributions, site_packages_of
+from layerenv.venv.distinfo import Distribution, read_distributions
+from layerenv.venv.layout import VenvLayout
 
 CHUNK = 1024 * 1024
 _RELOCATED_MAX = 4 * 1024 * 1024  # relocate_venv rewrites files up to this size only
@@ -201,7 +202,7 @@ def verify_base(manifest: Manifest, workers: int | None = None, *, quick: bool =
     if not venv.is_dir():
         return result([FileProblem("missing", "", str(venv))])
     try:
-        site = site_packages_of(venv)
+        site = VenvLayout.for_venv(venv).site_packages
     except BadInput as error:
         return result([FileProblem("unreadable", "", f"{venv} ({error.message})")])
     installed: dict[str, list[Distribution]] = {}

@@ -24,10 +24,10 @@ def remember_node(store: Store, manifest: Manifest, detection: Detection, report
     Warns through ``reporter`` when the record could not be written to a store that per-node projects use.
     """
     from layerenv.store.nodes import NODES_DIR, record
-    from layerenv.venv.distinfo import site_packages_of
+    from layerenv.venv.layout import VenvLayout
 
     try:
-        site = site_packages_of(manifest.venv)
+        site = VenvLayout.for_venv(manifest.venv).site_packages
     except (OSError, OperationFailed):
         return
     if record(store.home, store.node, python=manifest.python, base_id=manifest.base_id, site=site,

@@ -13,7 +13,8 @@ from pathlib import Path
 
 from layerenv.installers.protocol import LayeredVenv, Log, Resolved, Sources
 from layerenv.installers.run import failure, run
-from layerenv.venv.distinfo import Distribution, read_distributions, site_packages_of
+from layerenv.venv.distinfo import Distribution, read_distributions
+from layerenv.venv.layout import VenvLayout
 
 
 def find_uv() -> str | None:
@@ -113,7 +114,7 @@ def parse_compiled(text: str) -> list[Resolved]:
 
 
 def _uv_installed(venv: Path) -> list[Distribution]:
-    site = site_packages_of(venv)
+    site = VenvLayout.for_venv(venv).site_packages
     return [dist for dist in read_distributions(site) if dist.installer == "uv"] if site.is_dir() else []
 
 

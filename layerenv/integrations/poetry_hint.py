@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from layerenv.errors import BadInput
-from layerenv.venv.distinfo import site_packages_of
+from layerenv.venv.layout import VenvLayout
 
 __all__ = ["PoetryInstall", "find_poetry", "has_plugin", "is_poetry_project", "plugin_hint", "read_interpreter"]
 
@@ -113,7 +113,7 @@ def has_plugin(poetry: PoetryInstall, project_dir: Path) -> bool | None:
         pass
     if poetry.venv is not None:
         try:
-            return _declares_plugin(site_packages_of(poetry.venv))
+            return _declares_plugin(VenvLayout.for_venv(poetry.venv).site_packages)
         except BadInput:  # an odd venv: ask its Python instead
             pass
     if poetry.python is None:

@@ -74,6 +74,7 @@ def prepare(project: Path, python_spec: str | None, logger: logging.Logger) -> P
     from layerenv.errors import LayerenvError
     from layerenv.project.create import ProjectRequest, check_project_dir, ensure_project, python_spec_for
     from layerenv.project.link import is_per_node
+    from layerenv.venv.layout import VenvLayout
 
     reporter = _LogReporter(logger)
     try:
@@ -93,7 +94,7 @@ def prepare(project: Path, python_spec: str | None, logger: logging.Logger) -> P
     except LayerenvError as error:
         raise RuntimeError(f"layerenv: {error.message}") from None
     _check_ray(venv, project)
-    return Prepared(venv / "bin" / "python", store.node, store.home)
+    return Prepared(VenvLayout.for_venv(venv).python, store.node, store.home)
 
 
 def _check_ray(venv: Path, project: Path) -> None:
@@ -105,9 +106,9 @@ def _check_ray(venv: Path, project: Path) -> None:
 
     import ray
 
-    from layerenv.venv.distinfo import site_packages_of
+    from layerenv.venv.layout import VenvLayout
 
-    site = str(site_packages_of(venv))
+    site = str(VenvLayout.for_venv(venv).site_packages)
     have = next((dist.version for dist in distributions(path=[site]) if dist.metadata["Name"] == "ray"), None)
     if have != ray.__version__:
         state = f"has ray {have}" if have else "has no ray"
@@ -146,7 +147,9 @@ class LayerenvPlugin(RuntimeEnvPlugin):  # type: ignore[misc,unused-ignore]  # A
             from layerenv.store.identity import node_name
 
             home = os.environ.get("LAYERENV_HOME")
-            prepared = Prepared(project / ".venv" / "bin" / "python", node_name(os.environ),
+            from layerenv.venv.layout import VenvLayout
+
+            prepared = Prepared(VenvLayout.for_venv(project / ".venv").python, node_name(os.environ),
                                 Path(home) if home else None)
         context.py_executable = str(prepared.python)
         context.env_vars["LAYERENV_NODE"] = prepared.node

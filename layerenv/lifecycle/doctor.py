@@ -21,9 +21,9 @@ from layerenv.base.manifest import SCHEMA, Manifest, NewerManifest, Unreadable
 from layerenv.choice.detection import Detection
 from layerenv.errors import LayerenvError
 from layerenv.lifecycle.shadows import Shadow, Skipped
-from layerenv.machine.interpreters import venv_python
 from layerenv.reporter import format_size
 from layerenv.store.home import Store
+from layerenv.venv.layout import VenvLayout
 
 if TYPE_CHECKING:
     from layerenv.project.link import PerNode
@@ -111,7 +111,7 @@ class Report:
 
 
 def _usable(manifest: Manifest | None) -> bool:
-    return manifest is not None and venv_python(manifest.venv).exists()
+    return manifest is not None and VenvLayout.for_venv(manifest.venv).python.exists()
 
 
 def _python_of(venv: Path) -> tuple[str, str] | None:
@@ -182,13 +182,14 @@ def _check_project(venv: Path, project: str, base_id: str, bases: dict[str, Mani
                    used: dict[str, list[str]], pythons: dict[tuple[str, str], list[str]]) -> list[Finding]:
     from layerenv.lifecycle.shadows import find_shadows, stub_problems
     from layerenv.project.boot import PTH_NAME
-    from layerenv.project.link import read_link, site_packages_of
+    from layerenv.project.link import read_link
 
     if not venv.is_dir():
         return [Finding("project-gone", project, f"registered project {project} has no venv {venv} any more",
                         f"forget it (`layerenv doctor --fix`), or `layerenv project {project}` to create it again",
                         Repair("prune", venv))]
-    if not venv_python(venv).exists():
+    layout = VenvLayout.for_venv(venv)
+    if not layout.python.exists():
         return [Finding("venv-broken", project, f"the venv {venv} has no python",
                         f"`layerenv project {project}` builds it again")]
     python = _python_of(venv)
@@ -218,8 +219,8 @@ def _check_project(venv: Path, project: str, base_id: str, bases: dict[str, Mani
         problem = problem or f"{venv / 'layerenv.json'} is missing"
     elif not record.base_site.is_dir():
         problem = f"the base site-packages it names, {record.base_site}, is missing"
-    elif not (site_packages_of(venv) / PTH_NAME).is_file():
-        problem = f"{site_packages_of(venv) / PTH_NAME} is missing"
+    elif not (layout.site_packages / PTH_NAME).is_file():
+        problem = f"{layout.site_packages / PTH_NAME} is missing"
     if problem:
         return [Finding("link-broken", project, f"the link of {venv} to base {base_id} is broken: {problem}",
                         "link it again (`layerenv doctor --fix`)", relink)]

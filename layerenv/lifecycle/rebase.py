@@ -22,10 +22,11 @@ from layerenv.choice.detection import Detection
 from layerenv.choice.variant import parse_version_tuple
 from layerenv.errors import BadInput, OperationFailed
 from layerenv.faults import checkpoint
-from layerenv.machine.interpreters import Interpreter, venv_python
+from layerenv.machine.interpreters import Interpreter
 from layerenv.project.relink import Move, move_project
 from layerenv.reporter import Reporter
 from layerenv.store.home import Store
+from layerenv.venv.layout import VenvLayout
 
 
 @dataclass(frozen=True)
@@ -135,7 +136,7 @@ def plan_rebase(
         per_node = _node_answer(store, venv)
         old_id = per_node or str(entry.get("base_id"))
         old = bases.get(old_id)
-        if not venv_python(venv).exists():
+        if not VenvLayout.for_venv(venv).python.exists():
             skipped.append(f"{venv}: the project venv is gone (layerenv doctor --fix prunes it)")
             continue
         if old_id in unreadable:

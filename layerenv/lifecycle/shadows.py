@@ -32,8 +32,8 @@ from layerenv.venv.distinfo import (
     is_family,
     read_distributions,
     record_paths,
-    site_packages_of,
 )
+from layerenv.venv.layout import VenvLayout
 
 __all__ = [
     "Removal",
@@ -111,7 +111,7 @@ def shadowed_names(venv: Path) -> list[tuple[str, str]]:
     """(name, version) of each torch-family dist-info in the project that is not a stub, from folder
     names alone: no METADATA or RECORD is read, so ``layerenv status`` stays fast."""
     try:
-        site = site_packages_of(venv)
+        site = VenvLayout.for_venv(venv).site_packages
         names = os.listdir(site)  # noqa: PTH208 - names only: status reads hundreds of these
     except (OSError, ValueError):
         return []
@@ -124,8 +124,9 @@ class _Venv:
 
     def __init__(self, venv: Path) -> None:
         self.root = Path(os.path.realpath(venv))
-        self.site = site_packages_of(self.root)
-        self.scripts = self.root / ("Scripts" if os.name == "nt" else "bin")
+        layout = VenvLayout.for_venv(self.root)
+        self.site = layout.site_packages
+        self.scripts = layout.bin_dir
         self._links: dict[Path, str | None] = {}
 
     def target(self, rel: str) -> Path:
@@ -353,7 +354,7 @@ def stub_problems(project_venv: Path, record: LinkRecord) -> list[str]:
     """The stubs ``record`` names that are gone (and not replaced by the project's own install of that
     distribution) or whose files differ from their RECORD: then installers no longer see the base's
     distributions, and an install needing torch fails or pulls another torch in."""
-    site = site_packages_of(project_venv)
+    site = VenvLayout.for_venv(project_venv).site_packages
     try:
         present = {entry.name for entry in os.scandir(site) if entry.name.endswith(".dist-info")}
     except OSError:

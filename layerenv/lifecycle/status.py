@@ -10,10 +10,10 @@ from typing import Any
 from layerenv.base.file_check import read_bases
 from layerenv.base.manifest import Manifest, Unreadable
 from layerenv.lifecycle.shadows import shadowed_names
-from layerenv.machine.interpreters import venv_python
 from layerenv.project.link import is_per_node
 from layerenv.store.home import Store
 from layerenv.store.nodes import NodeRecord, bases_used_by_nodes, list_nodes
+from layerenv.venv.layout import VenvLayout
 
 
 @dataclass(frozen=True)
@@ -68,7 +68,7 @@ def project_states(store: Store, bases: dict[str, Manifest], unreadable: dict[st
         problem = None
         if not venv.is_dir():
             problem = "the project venv is gone"
-        elif not venv_python(venv).exists():
+        elif not VenvLayout.for_venv(venv).python.exists():
             problem = "the project venv has no python"
         elif base_id in unreadable:
             problem = f"its base {base_id} cannot be read: {unreadable[base_id].reason}"

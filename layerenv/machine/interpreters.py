@@ -88,9 +88,3 @@ def find(spec: str, env: Mapping[str, str]) -> Interpreter:
         version=(info.version_info.major, info.version_info.minor, info.version_info.micro),
         platform=platform_tag(info.sysconfig_platform or f"{info.platform}-{info.machine}"),
     )
-
-
-def venv_python(venv: Path) -> Path:
-    if (venv / "Scripts" / "python.exe").exists():
-        return venv / "Scripts" / "python.exe"
-    return venv / "bin" / "python"

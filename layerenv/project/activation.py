@@ -7,7 +7,7 @@ PowerShell) and replaces its own block when linking again.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from layerenv.store.atomic import write_text
@@ -68,25 +68,27 @@ def _block(code: str, indent: str) -> str:
     return "".join(f"{indent}{line}\n" for line in lines)
 
 
-def patch_activation_scripts(bin_dir: Path, constraints: Path) -> None:
+def patch_activation_scripts(scripts: Iterable[Path], constraints: Path) -> None:
     """Export ``UV_CONSTRAINT`` (ours first) on activation, restore the previous value on deactivate.
 
-    A script whose deactivate cannot be found is left alone; so is csh without ``deactivate.csh``
-    (stdlib venv), whose deactivate is a one-line alias.
+    ``scripts``: the venv's activation scripts (``VenvLayout.activation_scripts``); those of a shell
+    not known here (cmd's ``activate.bat``, nushell) are left alone, and so is a script whose deactivate
+    cannot be found, or csh without ``deactivate.csh`` (stdlib venv), whose deactivate is a one-line alias.
     """
-    for name, (anchor, restore, export) in _SHELLS.items():
-        for path in {bin_dir / name, bin_dir / name.replace("activate.ps1", "Activate.ps1")}:
-            if not path.is_file() or (name == "activate.csh" and not (bin_dir / "deactivate.csh").is_file()):
+    for path in scripts:
+        name = path.name if path.name in _SHELLS else path.name.lower()  # the stdlib's Activate.ps1
+        if name not in _SHELLS or (name == "activate.csh" and not path.with_name("deactivate.csh").is_file()):
+            continue
+        anchor, restore, export = _SHELLS[name]
+        text = _BLOCK.sub("", path.read_text(encoding="utf-8"))
+        if anchor:
+            match = re.search(anchor, text, re.M)
+            if match is None:
                 continue
-            text = _BLOCK.sub("", path.read_text(encoding="utf-8"))
-            if anchor:
-                match = re.search(anchor, text, re.M)
-                if match is None:
-                    continue
-                cut = match.end()
-                text = text[:cut] + _block(restore, "    " if cut else "") + text[cut:]
-            if export:
-                code = _block(export.replace("{q}", _QUOTE[name](str(constraints))), "")
-                sig = text.find("# SIG # Begin signature block")
-                text = text + code if sig < 0 else text[:sig] + code + text[sig:]
-            write_text(path, text, mode=path.stat().st_mode & 0o777, durable=False)
+            cut = match.end()
+            text = text[:cut] + _block(restore, "    " if cut else "") + text[cut:]
+        if export:
+            code = _block(export.replace("{q}", _QUOTE[name](str(constraints))), "")
+            sig = text.find("# SIG # Begin signature block")
+            text = text + code if sig < 0 else text[:sig] + code + text[sig:]
+        write_text(path, text, mode=path.stat().st_mode & 0o777, durable=False)

@@ -1,5 +1,6 @@
 """The constraints that keep the base's torch family in a project venv: ``layerenv-constraints.txt``
-pinning the family, named in the venv's pip config so that every ``pip install`` in it reads them
+pinning the family, named in the venv's pip config (``pip.conf``, ``pip.ini`` on Windows) so that every
+``pip install`` in it reads them
 (uv reads them through ``UV_CONSTRAINT``: the activation scripts and ``link.uv_environment``)."""
 
 from __future__ import annotations

@@ -18,15 +18,16 @@ from layerenv.config import Settings
 from layerenv.errors import BadInput, OperationFailed
 from layerenv.faults import checkpoint
 from layerenv.installers import Installer, InstallerFailed, LayeredVenv, Log, get_installer
-from layerenv.machine.interpreters import venv_python
 from layerenv.project.link import STATE_FILE, PerNode
 from layerenv.project.relink import Move, move_project
 from layerenv.project.requirements import ProjectDependencies, read_dependencies
 from layerenv.reporter import Reporter
-from layerenv.store.atomic import relocate_venv, remove_tree, swap_in, write_json
+from layerenv.store.atomic import remove_tree, swap_in, write_json
 from layerenv.store.home import Store
 from layerenv.venv.create import create_virtualenv
 from layerenv.venv.distinfo import canonical_name
+from layerenv.venv.layout import VenvLayout
+from layerenv.venv.relocate import relocate_venv
 
 VENV_NAME = ".venv"
 
@@ -146,7 +147,7 @@ def _install(venv: Path, requirements: tuple[str, ...], installer: Installer, lo
 
     if not requirements:
         return
-    layered = LayeredVenv(venv, venv_python(venv), uv_environment(venv, os.environ))
+    layered = LayeredVenv(venv, VenvLayout.for_venv(venv).python, uv_environment(venv, os.environ))
     try:
         installer.install_project(layered, requirements, log)
     except InstallerFailed as failed:

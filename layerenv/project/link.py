@@ -10,16 +10,17 @@ replaces all of it and nothing else):
   (:mod:`layerenv.project.boot`);
 - a stub ``*.dist-info`` per base distribution (METADATA, WHEEL, entry points copied; RECORD naming
   only the stub's files) and wrappers for the family's console scripts (:mod:`layerenv.project.stubs`);
-- ``layerenv-constraints.txt`` pinning the family, read by pip through ``<venv>/pip.conf`` and by uv
-  through ``UV_CONSTRAINT`` (set by the activation scripts and :func:`uv_environment`)
-  (:mod:`layerenv.project.constraints`).
+- ``layerenv-constraints.txt`` pinning the family, read by pip through ``<venv>/pip.conf`` (``pip.ini``
+  on Windows) and by uv through ``UV_CONSTRAINT`` (set by the activation scripts and
+  :func:`uv_environment`) (:mod:`layerenv.project.constraints`).
+
+Where each of these goes in the venv (``bin``/``Scripts``, ``lib``/``Lib``) is :class:`VenvLayout`'s answer.
 """
 
 from __future__ import annotations
 
 import enum
 import json
-import os
 import sys
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
@@ -32,7 +33,8 @@ from layerenv.project.boot import fixed_boot, per_node_boot, python_series, writ
 from layerenv.project.constraints import CONSTRAINTS_FILE, write_constraints
 from layerenv.project.stubs import base_distributions, is_stub, remove_stale, write_stub, write_wrappers
 from layerenv.store.atomic import remove_tree, write_json
-from layerenv.venv.distinfo import canonical_name, is_family, read_distributions, site_packages_of
+from layerenv.venv.distinfo import canonical_name, is_family, read_distributions
+from layerenv.venv.layout import VenvLayout
 
 __all__ = [
     "LinkRecord",
@@ -41,7 +43,6 @@ __all__ = [
     "is_per_node",
     "link",
     "read_link",
-    "site_packages_of",
     "uv_environment",
 ]
 
@@ -152,7 +153,8 @@ def link(project_venv: Path, *, base_id: str, base_venv: Path, per_node: PerNode
     the new base; ``layerenv.json`` follows them once everything is in place.
     """
     venv, base = project_venv.absolute(), base_venv.absolute()
-    site, base_site = site_packages_of(venv), site_packages_of(base)
+    layout = VenvLayout.for_venv(venv)
+    site, base_site = layout.site_packages, VenvLayout.for_venv(base).site_packages
     if venv == base or not base_site.is_dir() or not site.is_dir():
         raise BadInput(f"cannot layer {venv} on {base}: not two venvs with site-packages")
     if None not in (ours := python_series(venv), theirs := python_series(base)) and ours != theirs:
@@ -170,12 +172,12 @@ def link(project_venv: Path, *, base_id: str, base_venv: Path, per_node: PerNode
     scripts: dict[str, bytes] = {}
     for dist in base_dists:
         if dist.name not in real:  # else the project's own copy (or a family shadow: lifecycle.shadows)
-            wrappers = write_wrappers(venv, dist) if is_family(dist.name) else {}
-            stubs.append(write_stub(site, venv, dist, base_id, wrappers))
+            wrappers = write_wrappers(layout, dist) if is_family(dist.name) else {}
+            stubs.append(write_stub(site, layout, dist, base_id, wrappers))
             scripts.update(wrappers)
-    remove_stale(venv, project, stubs, scripts)
-    constraints = write_constraints(venv, base_id, family, venv / ("pip.ini" if os.name == "nt" else "pip.conf"))
-    patch_activation_scripts(venv / ("Scripts" if os.name == "nt" else "bin"), constraints)
+    remove_stale(layout, project, stubs, scripts)
+    constraints = write_constraints(venv, base_id, family, layout.pip_config)
+    patch_activation_scripts(layout.activation_scripts, constraints)
     modules = tuple(sorted({m for d in family for m in d.top_level}))
     if per_node is None:
         boot = fixed_boot(base_id, base_site, modules)

@@ -10,11 +10,11 @@ from layerenv.base.manifest import Manifest
 from layerenv.errors import OperationFailed
 from layerenv.faults import checkpoint
 from layerenv.installers import Installer, InstallerFailed, LayeredVenv, Log, PipInstaller
-from layerenv.machine.interpreters import venv_python
 from layerenv.project.link import STATE_FILE
 from layerenv.store.atomic import write_json
 from layerenv.store.home import Store
-from layerenv.venv.distinfo import canonical_name, is_family, read_distributions, site_packages_of
+from layerenv.venv.distinfo import canonical_name, is_family, read_distributions
+from layerenv.venv.layout import VenvLayout
 
 
 @dataclass(frozen=True)
@@ -35,7 +35,7 @@ def packages_needing_reinstall(venv: Path, manifest: Manifest) -> list[str]:
     from packaging.requirements import InvalidRequirement, Requirement
 
     needing = []
-    for dist in read_distributions(site_packages_of(venv)):
+    for dist in read_distributions(VenvLayout.for_venv(venv).site_packages):
         if dist.installer == "layerenv" or is_family(dist.name):
             continue
         for line in dist.metadata_text.splitlines():
@@ -64,7 +64,7 @@ def move_project(move: Move, manifest: Manifest, store: Store, installer: Instal
     needing = packages_needing_reinstall(move.venv, manifest)
     if needing:
         installer = installer or PipInstaller()
-        layered = LayeredVenv(move.venv, venv_python(move.venv), _uv_environment(move.venv))
+        layered = LayeredVenv(move.venv, VenvLayout.for_venv(move.venv).python, _uv_environment(move.venv))
         try:
             installer.reinstall(layered, needing, Log(store.log_path(f"rebase-{move.project.name or 'root'}")))
         except InstallerFailed as failed:

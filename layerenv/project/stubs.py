@@ -21,6 +21,7 @@ from pathlib import Path
 from layerenv import __version__
 from layerenv.store.atomic import remove_tree, write_text
 from layerenv.venv.distinfo import Distribution, read_distributions
+from layerenv.venv.layout import VenvLayout
 
 __all__ = [
     "STUB_INSTALLER",
@@ -54,10 +55,6 @@ def is_stub(dist: Distribution) -> bool:
     return (dist.dist_info / STUB_MARKER).is_file() or dist.installer == STUB_INSTALLER
 
 
-def _bin_dir(venv: Path) -> Path:
-    return venv / ("Scripts" if os.name == "nt" else "bin")
-
-
 def _head(path: Path) -> str:
     try:
         with path.open("rb") as handle:
@@ -73,21 +70,24 @@ def _shebang(python: Path) -> str:
     return f"#!/bin/sh\n'''exec' \"{text}\" \"$0\" \"$@\"\n' '''"  # pip's trick for awkward paths
 
 
-def write_wrappers(venv: Path, dist: Distribution) -> dict[str, bytes]:
-    """Console-script wrappers of a family dist; a script layerenv did not write is left alone."""
+def write_wrappers(layout: VenvLayout, dist: Distribution) -> dict[str, bytes]:
+    """Console-script wrappers of a family dist; a script layerenv did not write is left alone.
+
+    None on Windows, where a console script is an ``.exe`` launcher, not a text file.
+    """
     written: dict[str, bytes] = {}
-    for name, value in dist.console_scripts if os.name != "nt" else ():
-        match, target = _ENTRY.match(value), _bin_dir(venv) / name
+    for name, value in dist.console_scripts if not layout.windows else ():
+        match, target = _ENTRY.match(value), layout.script(name)
         if not match or "/" in name or (target.exists() and WRAPPER_MARK not in _head(target)):
             continue
-        text = _WRAPPER.format(shebang=_shebang(venv / "bin" / "python"), mark=WRAPPER_MARK, dist=dist.name,
+        text = _WRAPPER.format(shebang=_shebang(layout.python), mark=WRAPPER_MARK, dist=dist.name,
                                module=match[1], head=match[2].split(".")[0], attr=match[2])
         write_text(target, text, mode=0o755, durable=False)
         written[name] = text.encode()
     return written
 
 
-def write_stub(site: Path, venv: Path, dist: Distribution, base_id: str, scripts: Mapping[str, bytes]) -> str:
+def write_stub(site: Path, layout: VenvLayout, dist: Distribution, base_id: str, scripts: Mapping[str, bytes]) -> str:
     """Build the stub beside its place, then swap it in; RECORD names the stub's files only."""
     final = site / dist.dist_info.name
     marker = {"base_id": base_id, "dist_info": str(dist.dist_info), "layerenv_version": __version__}
@@ -102,7 +102,7 @@ def write_stub(site: Path, venv: Path, dist: Distribution, base_id: str, scripts
     for name, data in files.items():
         (staging / name).write_bytes(data)
     for name, data in scripts.items():
-        listed[os.path.relpath(_bin_dir(venv) / name, site).replace(os.sep, "/")] = data
+        listed[os.path.relpath(layout.script(name), site).replace(os.sep, "/")] = data
     record = io.StringIO()
     writer = csv.writer(record, lineterminator="\n")
     for rel, data in listed.items():
@@ -122,13 +122,13 @@ def _b64(digest: bytes) -> str:
     return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
 
 
-def remove_stale(venv: Path, project: Iterable[Distribution], stubs: Collection[str],
+def remove_stale(layout: VenvLayout, project: Iterable[Distribution], stubs: Collection[str],
                  scripts: Collection[str]) -> None:
     """Remove the stubs and wrappers of an earlier link that this one did not write again."""
     for old in project:
         if is_stub(old) and old.dist_info.name not in stubs:
             remove_tree(old.dist_info)
-    for path in _bin_dir(venv).iterdir() if _bin_dir(venv).is_dir() else ():
+    for path in layout.bin_dir.iterdir() if layout.bin_dir.is_dir() else ():
         if path.name not in scripts and path.is_file() and WRAPPER_MARK in _head(path):
             path.unlink()
 

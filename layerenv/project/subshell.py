@@ -18,6 +18,7 @@ from pathlib import Path
 from types import FrameType
 
 from layerenv.project.link import CONSTRAINTS_FILE, uv_environment
+from layerenv.venv.layout import VenvLayout
 
 
 @dataclass(frozen=True)
@@ -36,7 +37,7 @@ def run_environment(venv: Path, environ: Mapping[str, str]) -> dict[str, str]:
     env = dict(environ)
     env.update(uv_environment(venv, environ))
     env["PIP_CONSTRAINT"] = pip_constraint(venv, environ)
-    env["PATH"] = os.pathsep.join([str(venv / "bin"), environ.get("PATH", "")])
+    env["PATH"] = os.pathsep.join([str(VenvLayout.for_venv(venv).bin_dir), environ.get("PATH", "")])
     env.pop("PYTHONHOME", None)
     return env
 
@@ -49,7 +50,7 @@ def pip_constraint(venv: Path, environ: Mapping[str, str]) -> str:
 def plan_subshell(shell: str, venv: Path, environ: Mapping[str, str], private: Path) -> Subshell:
     """How to start ``shell`` with ``venv`` activated; startup files go to ``private`` (a fresh directory)."""
     venv = venv.absolute()
-    activate = str(venv / "bin" / "activate")
+    activate = str(VenvLayout.for_venv(venv).bin_dir / "activate")
     name = Path(shell).name
     env = {key: value for key, value in environ.items() if key != "PYTHONHOME"}
     env["PIP_CONSTRAINT"] = pip_constraint(venv, environ)

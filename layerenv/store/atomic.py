@@ -85,32 +85,3 @@ def remove_tree(path: Path) -> None:
         path.unlink(missing_ok=True)
     elif path.exists():
         shutil.rmtree(path, ignore_errors=True)
-
-
-def relocate_venv(venv: Path, old_prefix: Path, new_prefix: Path) -> int:
-    """Rewrite the absolute venv path baked into ``bin/`` scripts and the venv's own config files.
-
-    Virtualenvs are not relocatable only because of script shebangs and activation scripts;
-    site-packages holds no absolute venv paths for wheels installed from an index, and Python
-    fixes ``co_filename`` of moved ``.pyc`` files on import. Returns the number of files changed.
-    """
-    old = os.fsencode(str(old_prefix))
-    new = os.fsencode(str(new_prefix))
-    changed = 0
-    candidates: list[Path] = []
-    for directory in (venv / "bin", venv / "Scripts", venv):
-        if directory.is_dir():
-            candidates.extend(directory.iterdir())
-    for lib in venv.glob("lib/python*/site-packages"):
-        candidates.extend(path for path in lib.iterdir() if path.suffix in (".pth", ".py"))
-    for entry in candidates:
-        if entry.is_symlink() or not entry.is_file() or entry.stat().st_size > 4 * 1024 * 1024:
-            continue
-        data = entry.read_bytes()
-        if old not in data or b"\0" in data[:1024]:
-            continue
-        mode = entry.stat().st_mode
-        entry.write_bytes(data.replace(old, new))
-        Path(entry).chmod(mode)
-        changed += 1
-    return changed

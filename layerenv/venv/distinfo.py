@@ -10,13 +10,10 @@ import configparser
 import csv
 import hashlib
 import io
-import os
 import re
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-
-from layerenv.errors import BadInput
 
 __all__ = [
     "Distribution",
@@ -25,7 +22,6 @@ __all__ = [
     "pyvenv_cfg",
     "read_distributions",
     "record_paths",
-    "site_packages_of",
     "top_level_of",
 ]
 
@@ -79,26 +75,6 @@ def pyvenv_cfg(venv: Path) -> dict[str, str]:
         return {}
     pairs = (line.partition("=") for line in text.splitlines() if "=" in line)
     return {key.strip().lower(): value.strip() for key, _, value in pairs}
-
-
-def site_packages_of(venv: Path) -> Path:
-    """The purelib site-packages of ``venv``: ``Lib/site-packages`` on Windows, else
-    ``lib/<python|pypy>X.Y[t]/site-packages`` with X.Y from ``pyvenv.cfg``."""
-    if os.name == "nt":
-        return venv / "Lib" / "site-packages"
-    cfg = pyvenv_cfg(venv)
-    version = cfg.get("version_info") or cfg.get("version") or ""
-    impl = "pypy" if cfg.get("implementation", "").lower() == "pypy" else "python"
-    match = re.match(r"(\d+)\.(\d+)", version)
-    if match:
-        for suffix in ("", "t"):
-            candidate = venv / "lib" / f"{impl}{match[1]}.{match[2]}{suffix}" / "site-packages"
-            if candidate.is_dir():
-                return candidate
-    found = sorted(venv.glob("lib/py*/site-packages"))
-    if len(found) == 1:
-        return found[0]
-    raise BadInput(f"{venv}: cannot tell which site-packages is the venv's (found {len(found)})")
 
 
 def record_paths(record_text: str) -> list[str]:

@@ -14,6 +14,7 @@ from layerenv.cli.ui import Console
 from layerenv.config import INSTALLER_NAMES
 from layerenv.errors import BadInput
 from layerenv.project.create import ProjectRequest, check_project_dir, ensure_project, python_spec_for
+from layerenv.venv.layout import VenvLayout
 
 
 @click.command("project")
@@ -60,7 +61,7 @@ def command(
     if request.per_node:
         on = f"this node's base {result.manifest.base_id}; each node loads its own (per node)"
     click.echo(f"{result.venv}: {state}, on {on}")
-    click.echo(f"activate with: source {result.venv / 'bin' / 'activate'}")
+    click.echo(f"activate with: source {VenvLayout.for_venv(result.venv).bin_dir / 'activate'}")
     from layerenv.integrations.poetry_hint import plugin_hint
 
     if hint := plugin_hint(project_dir, session.env):
@@ -104,7 +105,7 @@ def shell_command(print_only: bool) -> None:
     if print_only or not sys.stdout.isatty():
         name = Path(shell).name
         script = {"fish": "activate.fish", "csh": "activate.csh", "tcsh": "activate.csh"}.get(name, "activate")
-        click.echo(f"source {venv / 'bin' / script}")
+        click.echo(f"source {VenvLayout.for_venv(venv).bin_dir / script}")
         return
     from layerenv.project.subshell import start_subshell
 
