@@ -11,6 +11,7 @@ from __future__ import annotations
 import errno
 import os
 import signal
+import sys
 
 ENOSPC_PREFIX = "enospc:"
 
@@ -20,7 +21,10 @@ def checkpoint(point: str) -> None:
         return
     fault = os.environ.get("LAYERENV_FAULT", "")
     if fault == point:
-        os.kill(os.getpid(), signal.SIGKILL)
+        if sys.platform == "win32":  # no SIGKILL there; any signal but CTRL_* ends the process at once
+            os.kill(os.getpid(), signal.SIGTERM)
+        else:
+            os.kill(os.getpid(), signal.SIGKILL)
     if fault == ENOSPC_PREFIX + point:
         from layerenv.errors import OperationFailed
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -53,7 +54,10 @@ def disk_usage(path: Path) -> int:
             if (stat.st_dev, stat.st_ino) in seen:
                 continue
             seen.add((stat.st_dev, stat.st_ino))
-            total += stat.st_blocks * 512
+            if sys.platform == "win32":  # no st_blocks there
+                total += stat.st_size
+            else:
+                total += stat.st_blocks * 512
     return total
 
 

@@ -69,11 +69,22 @@ def _safe(name):
     return name[:1].isalnum() and all(c.isalnum() or c in "._+-" for c in name) and ".." not in name and len(name) < 200
 
 
+def _host():
+    # layerenv.store.identity.host_name is platform.node(), which is uname's nodename where os has
+    # uname; importing platform here would cost every start-up ~2 ms, so only Windows pays it.
+    uname = getattr(os, "uname", None)
+    if uname is not None:
+        return uname().nodename
+    import platform
+
+    return platform.node()
+
+
 def _node():
     name = os.environ.get("LAYERENV_NODE")
     if name:
         return name if _safe(name) else ".invalid"
-    host = os.uname().nodename.split(".")[0] or "localhost"
+    host = _host().split(".")[0] or "localhost"
     return host if _safe(host) else "host-" + host.encode().hex()[:32]
 
 

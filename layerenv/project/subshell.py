@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import sys
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -88,7 +89,11 @@ def start_subshell(shell: str, venv: Path, environ: Mapping[str, str]) -> int:
         plan = plan_subshell(shell, venv, environ, Path(private))
         for name, text in plan.files.items():
             (Path(private) / name).write_text(text, encoding="utf-8")
-        previous = {signum: signal.signal(signum, _ignore) for signum in (signal.SIGINT, signal.SIGQUIT)}
+        if sys.platform == "win32":  # no SIGQUIT there
+            stops: tuple[signal.Signals, ...] = (signal.SIGINT,)
+        else:
+            stops = (signal.SIGINT, signal.SIGQUIT)
+        previous = {signum: signal.signal(signum, _ignore) for signum in stops}
         try:
             try:
                 completed = subprocess.run(plan.argv, env=plan.env, check=False)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import os
+import platform
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -26,6 +26,11 @@ def boot_id() -> str:
         return ""
 
 
+def host_name() -> str:
+    """This machine's network name (``os.uname().nodename`` on POSIX; Windows has no ``os.uname``)."""
+    return platform.node()
+
+
 def node_name(env: Mapping[str, str]) -> str:
     configured = env.get("LAYERENV_NODE", "")
     if configured:
@@ -35,7 +40,7 @@ def node_name(env: Mapping[str, str]) -> str:
             raise BadInput(
                 f"LAYERENV_NODE={configured!r} is not allowed: use letters, digits, '.', '_', '+', '-'"
             ) from None
-    host = os.uname().nodename.split(".")[0] or "localhost"
+    host = host_name().split(".")[0] or "localhost"
     return host if check_safe(host) else "host-" + host.encode().hex()[:32]
 
 

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -33,7 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from layerenv.errors import BadInput
-from layerenv.store.identity import boot_id
+from layerenv.store.identity import boot_id, host_name
 
 LOCK_MODES = ("auto", "flock", "lease")
 SHARED_MARKER = "LEASE"
@@ -100,7 +101,7 @@ def pid_namespace() -> str:
 
 def this_holder(purpose: str, node: str) -> Holder:
     return Holder(
-        host=os.uname().nodename,
+        host=host_name(),
         boot_id=boot_id(),
         pid_namespace=pid_namespace(),
         pid=os.getpid(),
@@ -112,6 +113,8 @@ def this_holder(purpose: str, node: str) -> Holder:
 
 
 def pid_alive(pid: int) -> bool:
+    if sys.platform == "win32":
+        return True  # os.kill(pid, 0) would terminate it there; without a boot id this is never asked
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

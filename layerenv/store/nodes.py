@@ -16,14 +16,13 @@ A node is named by ``LAYERENV_NODE`` or else the host name.
 from __future__ import annotations
 
 import json
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from layerenv.machine.interpreters import Interpreter
-from layerenv.store.identity import boot_id
+from layerenv.store.identity import boot_id, host_name
 
 NODES_DIR = "nodes"
 
@@ -79,7 +78,7 @@ def record(home: Path, node: str, *, python: Interpreter, base_id: str, site: Pa
         entry = {"base_id": base_id, "variant": variant}
         if bases.get(key) != entry or document.get("boot_id") != answer.boot_id or document.get("machine") != machine:
             bases[key] = entry
-            document = {"node": node, "host": os.uname().nodename, "boot_id": answer.boot_id,
+            document = {"node": node, "host": host_name(), "boot_id": answer.boot_id,
                         "machine": machine, "bases": bases, "updated": time.time()}
             write_text(summary, json.dumps(document, indent=2, sort_keys=True) + "\n", durable=False)
     except OSError:
