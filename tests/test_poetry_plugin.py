@@ -19,7 +19,8 @@ import virtualenv
 from layerenv import tomlcompat
 from layerenv.lifecycle.shadows import find_shadows
 from layerenv.project.link import link
-from layerenv.venv.distinfo import canonical_name, is_family, read_distributions, site_packages_of
+from layerenv.venv.distinfo import canonical_name, is_family, read_distributions
+from layerenv.venv.layout import VenvLayout
 from tests.support.cli import REPO
 from tests.support.index import IndexServer, isolated_installer_env, serve_index, write_simple_index
 from tests.support.wheels import build_fake_companion, build_fake_torch, build_plain_package, parse_wheel_filename
@@ -35,6 +36,10 @@ TORCH_PROBE = """
 import importlib.metadata as md, json, torch
 print(json.dumps({"file": torch.__file__, "version": torch.__version__, "dist": md.version("torch")}))
 """
+
+
+def _site_packages(venv: Path) -> Path:
+    return VenvLayout.for_venv(venv).site_packages
 
 
 # --------------------------------------------------------------------------- helpers
@@ -139,7 +144,7 @@ def poetry_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Poetry's own environment with this checkout of layerenv installed into it as an editable
     distribution (its entry points read from pyproject.toml), as `poetry self add` would leave it."""
     home = make_venv(tmp_path_factory.mktemp("poetry-home") / "venv", seed=False)
-    site = site_packages_of(home)
+    site = _site_packages(home)
     project = tomlcompat.loads((REPO / "pyproject.toml").read_text())["project"]
     groups = {"console_scripts": project["scripts"], **project["entry-points"]}
     entry_points = "".join(f"[{group}]\n" + "".join(f"{k} = {v}\n" for k, v in items.items()) + "\n"
@@ -153,7 +158,7 @@ def poetry_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (dist_info / "INSTALLER").write_text("pip\n")
     (dist_info / "RECORD").write_text("")
     poetry_site = Path(shutil.which("poetry") or "poetry").resolve().parent.parent
-    dev_site = site_packages_of(poetry_site)  # where the real poetry and its dependencies live
+    dev_site = _site_packages(poetry_site)  # where the real poetry and its dependencies live
     (site / "_layerenv_editable.pth").write_text(f"{REPO}\nimport site; site.addsitedir({str(dev_site)!r})\n")
     script = home / "bin" / "poetry"
     script.write_text(f"#!{python(home)}\nimport sys\nfrom poetry.console.application import main\n"
@@ -244,20 +249,20 @@ def pair(tmp_path: Path, base: Path) -> Pair:
 def assert_layered(pair: Pair, base: Path, server: IndexServer) -> None:
     """No torch-family wheel fetched or written; torch is the base's; installers see a clean venv."""
     assert family_wheels(server) == {}
-    site = site_packages_of(pair.venv)
+    site = _site_packages(pair.venv)
     for dist in read_distributions(site):
         if is_family(dist.name):
             assert (dist.dist_info / "LAYERENV_STUB").is_file(), dist.dist_info
     assert find_shadows(pair.venv) == []
     assert not [p for p in site.iterdir() if p.name in ("torch", "triton", "nvidia")]
     info = json.loads(run([python(pair.venv), "-c", TORCH_PROBE]).stdout)
-    assert under(info["file"], site_packages_of(base)) and info["version"] == BASE_TORCH
+    assert under(info["file"], _site_packages(base)) and info["version"] == BASE_TORCH
     check = run([python(pair.venv), "-m", "pip", "check"], env=isolated_installer_env())
     assert check.stdout.startswith("No broken requirements")
 
 
 def real_dists(venv: Path) -> dict[str, str]:
-    return {d.name: d.version for d in read_distributions(site_packages_of(venv))
+    return {d.name: d.version for d in read_distributions(_site_packages(venv))
             if not (d.dist_info / "LAYERENV_STUB").is_file() and d.name not in ("pip", "wheel", "setuptools")}
 
 
@@ -304,7 +309,7 @@ def test_install_keeps_the_base_copy_a_locked_downgrade_would_break(
     assert_layered(pair, base, index)
     code = "import sympy, json; print(json.dumps([sympy.__version__, sympy.__file__]))"
     version, where = json.loads(run([python(pair.venv), "-c", code]).stdout)
-    assert version == "1.14.0" and under(where, site_packages_of(base))
+    assert version == "1.14.0" and under(where, _site_packages(base))
 
 
 def test_sync_keeps_the_stubs(pair: Pair, base: Path, index: IndexServer, poetry_env: dict[str, str]) -> None:
@@ -313,7 +318,7 @@ def test_sync_keeps_the_stubs(pair: Pair, base: Path, index: IndexServer, poetry
     shutil.copy(pair.plain / "poetry.lock", pair.layered / "poetry.lock")
     index.reset()
     poetry(["sync"], poetry_env, pair.layered)
-    site = site_packages_of(pair.venv)
+    site = _site_packages(pair.venv)
     assert (site / "base_extra-1.0.dist-info" / "LAYERENV_STUB").is_file()  # in no lock, yet not removed
     assert real_dists(pair.venv) == {"torchmetrics": "1.1", "plain-lib": "1.0", "typing-extensions": "4.15.0"}
     assert_layered(pair, base, index)
@@ -364,7 +369,7 @@ def test_run(pair: Pair, base: Path, index: IndexServer, poetry_env: dict[str, s
     code = TORCH_PROBE + "import os, torchmetrics; print(json.dumps(os.environ.get('UV_CONSTRAINT')))"
     lines = poetry(["run", "python", "-c", code], poetry_env, pair.layered).stdout.splitlines()
     info = json.loads(lines[-2])
-    assert under(info["file"], site_packages_of(base)) and info["version"] == BASE_TORCH
+    assert under(info["file"], _site_packages(base)) and info["version"] == BASE_TORCH
     assert json.loads(lines[-1]) == str(pair.venv / "layerenv-constraints.txt")
     assert index.wheel_downloads() == {}
     assert_layered(pair, base, index)
@@ -465,10 +470,11 @@ def test_layerenv_project_prints_the_note(tmp_path: Path, installer_env: dict[st
 def test_the_plugin_names_the_files_link_writes() -> None:
     """The plugin module loads in every poetry command, so it repeats two names rather than import link."""
     from layerenv.integrations import poetry_plugin
+    from layerenv.project import constraints
     from layerenv.project import link as layering
 
     assert (poetry_plugin.RECORD_FILE, poetry_plugin.CONSTRAINTS_FILE) == (layering.RECORD_FILE,
-                                                                           layering.CONSTRAINTS_FILE)
+                                                                           constraints.CONSTRAINTS_FILE)
     loaded = run([sys.executable, "-c", "import sys, layerenv.integrations.poetry_plugin; "
                   "print(sorted(m for m in sys.modules if m.startswith('layerenv.')))"], env={**os.environ}).stdout
     assert json.loads(loaded.replace("'", '"')) == ["layerenv.integrations", "layerenv.integrations.poetry_plugin"]

@@ -23,6 +23,7 @@ from layerenv.base.current import find_current, usable_current
 from layerenv.base.ensure import reuse_base
 from layerenv.base.manifest import Manifest, PackageRecord
 from layerenv.base.request import BaseRequest, SourceSettings
+from layerenv.base.torch_check import TorchReport
 from layerenv.choice.decide import Policy, choose
 from layerenv.choice.detection import Detection
 from layerenv.choice.table import load_matrix
@@ -39,8 +40,9 @@ from tests.support.wheels import build_fake_torch, build_wheel
 
 SERIES = f"{sys.version_info.major}.{sys.version_info.minor}"
 TAG = f"cp{sys.version_info.major}{sys.version_info.minor}"
-PYTHON = {"tag": TAG, "platform": "win_amd64", "version": f"{SERIES}.1", "implementation": "cpython",
-          "executable": "C:\\Python\\python.exe"}
+PYTHON = Interpreter(Path("C:/Python/python.exe"), "cpython", (sys.version_info.major, sys.version_info.minor, 1),
+                     "win_amd64")
+MACHINE = Machine("windows", "x86_64", f"{SERIES}.1")
 BASE_ID = f"{TAG}-win_amd64-torch2.9.1-cpu"
 TEMPLATES = Path(virtualenv.activation.__file__).parent
 
@@ -87,10 +89,16 @@ def windows_base(store: Store, wheels: Path) -> Manifest:
         variant="cpu", channel="stable", torch="2.9.1", torch_build="2.9.1+cpu", requested=("torch",),
         packages={"torch": PackageRecord("torch", "2.9.1+cpu", "", "uv"),
                   "triton": PackageRecord("triton", "3.5.0", "", "uv")},
-        machine={}, decision={}, verification={},
+        machine=MACHINE, decision=choose(MACHINE, Policy(), load_matrix()),
+        verification=TorchReport(f"{SERIES}.1", str(layout.python), str(PYTHON.executable), "cpython",
+                                 PYTHON.version, "win-amd64", version="2.9.1+cpu"),
     )
     write_json(root / MANIFEST_NAME, manifest.to_json())
     return manifest
+
+
+def _id(manifest: Manifest | None) -> str | None:
+    return manifest.base_id if manifest else None  # read back, its decision keeps only what the JSON holds
 
 
 class Warnings:
@@ -107,10 +115,7 @@ class Warnings:
 
 
 def windows_request() -> BaseRequest:
-    machine = Machine("windows", "x86_64", f"{SERIES}.1")
-    interpreter = Interpreter(Path("C:/Python/python.exe"), "cpython", (sys.version_info.major,
-                              sys.version_info.minor, 1), "win_amd64")
-    return BaseRequest(interpreter, Detection(machine, choose(machine, Policy(), load_matrix())), ("torch",), "uv",
+    return BaseRequest(PYTHON, Detection(MACHINE, choose(MACHINE, Policy(), load_matrix())), ("torch",), "uv",
                        SourceSettings(""))
 
 
@@ -165,11 +170,11 @@ def test_store_opens_registers_and_lists_projects_without_uname(tmp_path: Path, 
 
 def test_a_published_windows_base_is_reused(tmp_path: Path, no_uname: None) -> None:
     store = Store.open(str(tmp_path / "home"), {})
-    manifest = windows_base(store, tmp_path / "wheels")
-    assert find_current(store, windows_request()) == manifest
-    assert usable_current(store, windows_request()) == manifest  # reads its Scripts\ and Lib\site-packages
+    windows_base(store, tmp_path / "wheels")
+    assert _id(find_current(store, windows_request())) == BASE_ID
+    assert _id(usable_current(store, windows_request())) == BASE_ID  # reads its Scripts\ and Lib\site-packages
     reporter = Warnings()
-    assert reuse_base(windows_request(), store, reporter) == manifest  # and records it as this node's
+    assert _id(reuse_base(windows_request(), store, reporter)) == BASE_ID  # and records it as this node's
     assert reporter.warnings == []
     site = (store.home / "nodes" / store.node / f"{python_key(PYTHON)}.txt").read_text(encoding="utf-8")
     assert f"site={store.base_dir(BASE_ID) / 'Lib' / 'site-packages'}\n" in site
@@ -206,7 +211,7 @@ def test_link_puts_every_file_where_windows_expects_it(tmp_path: Path, no_uname:
 def test_a_per_node_link_finds_this_nodes_windows_base_at_start_up(tmp_path: Path, no_uname: None) -> None:
     store = Store.open(str(tmp_path / "home"), {})
     manifest = windows_base(store, tmp_path / "wheels")
-    assert reuse_base(windows_request(), store, Warnings()) == manifest
+    assert _id(reuse_base(windows_request(), store, Warnings())) == BASE_ID
     project = windows_venv(tmp_path / "app" / ".venv")
     link(project.root, base_id=BASE_ID, base_venv=manifest.venv,
          per_node=PerNode(store.home, python_key(PYTHON), "python"))

@@ -36,7 +36,7 @@ if TYPE_CHECKING:
 
 # Poetry loads this module for every command it runs: layerenv's own modules load only in a layered venv.
 RECORD_FILE = "layerenv.json"  # layerenv.project.link.RECORD_FILE
-CONSTRAINTS_FILE = "layerenv-constraints.txt"  # layerenv.project.link.CONSTRAINTS_FILE
+CONSTRAINTS_FILE = "layerenv-constraints.txt"  # layerenv.project.constraints.CONSTRAINTS_FILE
 
 __all__ = ["LayerenvPoetryPlugin"]
 

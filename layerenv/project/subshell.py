@@ -18,7 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 
-from layerenv.project.link import CONSTRAINTS_FILE, uv_environment
+from layerenv.project.constraints import CONSTRAINTS_FILE
+from layerenv.project.link import uv_environment
 from layerenv.venv.layout import VenvLayout
 
 

@@ -18,7 +18,8 @@ from packaging.requirements import Requirement
 from packaging.version import Version
 
 from layerenv.installers import LayeredVenv, Log, Resolved, Sources
-from layerenv.venv.distinfo import canonical_name, site_packages_of
+from layerenv.venv.distinfo import canonical_name
+from layerenv.venv.layout import VenvLayout
 
 from .index import file_url
 from .wheels import parse_wheel_filename
@@ -66,7 +67,7 @@ class FakeInstaller:
         return Resolved(name, version, file_url(self.wheels[(name, version)]))
 
     def _unpack(self, venv: Path, requirements: Sequence[str]) -> list[Resolved]:
-        site = site_packages_of(venv)
+        site = VenvLayout.for_venv(venv).site_packages
         done = []
         for requirement in requirements:
             found = self._choose(requirement)
