@@ -286,13 +286,14 @@ def test_unknown_keys_in_config_files(world: Path, section: str, name: str) -> N
 
 # Requirements files ----------------------------------------------------------------------------
 
-BAD_REQUIREMENT_LINES: list[str] = [
+BAD_REQUIREMENT_LINES: list[str] = [  # pip's options are read as pip reads them: only broken ones are bad
     "-r other.txt",
-    "--index-url https://evil.example/simple",
+    "--index-url",
     "-e .",
-    "--extra-index-url=http://x",
-    "-f ./wheels",
-    "--trusted-host x",
+    "--extra-index-url=",
+    "-f",
+    "--trusted-host",
+    "--use-pep517",
     "-c constraints.txt",
     "numpy===",
     "numpy>=",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +19,7 @@ from layerenv.config import Settings
 from layerenv.errors import BadInput, OperationFailed
 from layerenv.faults import checkpoint
 from layerenv.installers import Installer, InstallerFailed, LayeredVenv, Log, get_installer
+from layerenv.project.carry import installed
 from layerenv.project.link import STATE_FILE, PerNode
 from layerenv.project.relink import Move, move_project
 from layerenv.project.requirements import ProjectDependencies, read_dependencies
@@ -42,11 +44,16 @@ class ProjectRequest:
     extra_dependencies: tuple[str, ...]
     system_site_packages: bool = False
     per_node: bool = False
+    groups: tuple[str, ...] = ()  # dependency groups asked for, beside the default ones
+    default_groups: bool = True  # PEP 735 `dev` (as uv), poetry's non-optional groups (as poetry)
+    install_project: bool = False  # the project itself, editable, when it is a package (the CLI's default,
+    # as `uv sync`; the Ray plugin leaves it out, its working_dir being a copy)
 
     @classmethod
     def from_settings(cls, project_dir: Path, settings: Settings, base: BaseRequest, *,
                       extras: tuple[str, ...] = (), system_site_packages: bool = False,
-                      per_node: bool | None = None) -> ProjectRequest:
+                      per_node: bool | None = None, groups: tuple[str, ...] = (),
+                      default_groups: bool = True, install_project: bool = False) -> ProjectRequest:
         """What ``layerenv project`` asks for: flags first, then ``[project]`` settings."""
         return cls(
             project_dir=project_dir,
@@ -57,6 +64,9 @@ class ProjectRequest:
             extra_dependencies=tuple(settings.items("project.dependencies")),
             system_site_packages=system_site_packages,
             per_node=settings.flag("project.per_node") if per_node is None else per_node,
+            groups=groups,
+            default_groups=default_groups,
+            install_project=install_project,
         )
 
 
@@ -67,6 +77,8 @@ class ProjectResult:
     changed: bool
     installed: tuple[str, ...]
     base_built: bool
+    kept: tuple[str, ...] = ()  # installed by hand in the old venv, installed again in the new one
+    removed: tuple[str, ...] = ()  # in the old venv, gone from the new one (each also reported)
 
 
 def check_project_dir(path: Path) -> Path:
@@ -99,10 +111,25 @@ def _fingerprint(manifest: Manifest, deps: ProjectDependencies, request: Project
         "python": manifest.python.tag,
         "requirements": list(deps.requirements),
         "files": [[str(path), hashlib.sha256(path.read_bytes()).hexdigest()] for path in deps.files],
+        "plan": _plan_document(deps),
         "installer": request.installer,
         "system_site_packages": request.system_site_packages,
     }
     return hashlib.sha256(json.dumps(document, sort_keys=True).encode()).hexdigest()
+
+
+def _plan_document(deps: ProjectDependencies) -> dict[str, object] | None:
+    """What else decides the venv's contents; None for a plain list of requirements (so venvs made
+    before editables, constraints and groups existed keep their fingerprint)."""
+    document: dict[str, object] = {
+        "editables": list(deps.editables),
+        "constraints": list(deps.constraints),
+        "hashes": [[text, list(values)] for text, values in deps.hashes],
+        "index": deps.index.lines(),
+        "project": None if deps.project is None else [str(deps.project.path), deps.project.build_isolation,
+                                                      list(deps.project.build_requirements)],
+    }
+    return document if any(document.values()) else None
 
 
 def _read_state(venv: Path) -> dict[str, object]:
@@ -130,36 +157,117 @@ def _guard_conflicts(deps: ProjectDependencies, manifest: Manifest) -> None:
 
     for text, origin in deps.family_requirements:
         requirement = Requirement(text)
+        if requirement.marker is not None and not requirement.marker.evaluate({"extra": ""}):
+            continue
         installed = manifest.packages.get(canonical_name(requirement.name))
         if installed is None:
             continue
         if requirement.specifier and not requirement.specifier.contains(installed.version, prereleases=True):
+            wanted = re.sub(r"^[A-Za-z0-9._-]+(\[[^\]]*\])?\s*", "", text.split(";")[0]).strip()
+            fix = (f'set [torch] version = "{wanted}"' if canonical_name(requirement.name) == "torch"
+                   else "set [torch] version to a torch it fits")
             raise OperationFailed(
                 f"{origin}: {text} conflicts with the base: it has {requirement.name} {installed.version} "
-                f"({manifest.torch_build}, {manifest.variant}); relax the requirement or rebase"
+                f"({manifest.torch_build}, {manifest.variant}); relax the requirement, or {fix} in layerenv.toml "
+                "and run `layerenv project` again"
             )
 
 
-def _install(venv: Path, requirements: tuple[str, ...], installer: Installer, log: Log) -> None:
-    """Install the project's requirements, held to the base; a failure names the conflict if it is one."""
-    from layerenv.project.conflicts import explain_conflict
+def _run_step(venv: Path, args: list[str], installer: Installer, log: Log) -> None:
+    """One installer run into the layered venv; raises ``InstallerFailed``."""
     from layerenv.project.link import read_link, uv_environment
 
-    if not requirements:
-        return
+    if installer.name == "pip" and (record := read_link(venv)) is not None:
+        # named here too: PIP_CONFIG_FILE (set by many CI setups) makes pip skip the venv's pip.conf
+        args = ["-c", str(record.constraints), *args]
     layered = LayeredVenv(venv, VenvLayout.for_venv(venv).python, uv_environment(venv, os.environ))
-    try:
-        installer.install_project(layered, requirements, log)
-    except InstallerFailed as failed:
-        output = failed.stdout + "\n" + failed.stderr
-        record = read_link(venv)
-        if record is not None and ("conflict" in output.lower() or "cannot be used" in output):
-            raise OperationFailed(f"{explain_conflict(output, record)} (log: {log.path})") from None
-        lines = [line for line in output.splitlines() if line.strip()]
-        detail = next((line for line in lines if "error" in line.lower()), lines[-1] if lines else "no output")
-        raise OperationFailed(
-            f"installing the project's dependencies failed: {detail.strip()} (log: {log.path})"
-        ) from None
+    installer.install_project(layered, args, log)
+
+
+def _install(venv: Path, deps: ProjectDependencies, installer: Installer, log: Log) -> None:
+    """Each step of the plan, from a requirements file written into the venv (kept there as a record);
+    a failure names the conflict if it is one."""
+    from layerenv.project.conflicts import explain_conflict
+    from layerenv.project.link import read_link
+
+    constraints = venv / "layerenv-project-constraints.txt"
+    if deps.constraints:
+        constraints.write_text("".join(f"{line}\n" for line in deps.constraints), encoding="utf-8")
+    for number, step in enumerate(deps.steps(constraints), start=1):
+        listing = venv / f"layerenv-requirements-{number}.txt"
+        listing.write_text("".join(f"{line}\n" for line in step.lines), encoding="utf-8")
+        options = list(step.options)
+        if installer.name == "uv" and "--require-hashes" in options:
+            # uv's --require-hashes also wants a hash for the base's torch, which is installed, never downloaded;
+            # --verify-hashes checks every hash given (a pip-compiled file gives one for each package)
+            options[options.index("--require-hashes")] = "--verify-hashes"
+        try:
+            _run_step(venv, [*options, "-r", str(listing)], installer, log)
+        except InstallerFailed as failed:
+            output = failed.stdout + "\n" + failed.stderr
+            record = read_link(venv)
+            if record is not None and ("conflict" in output.lower() or "cannot be used" in output):
+                raise OperationFailed(f"{explain_conflict(output, record)} (log: {log.path})") from None
+            lines = [line for line in output.splitlines() if line.strip()]
+            detail = next((line for line in lines if "error" in line.lower()), lines[-1] if lines else "no output")
+            raise OperationFailed(
+                f"installing the project's {step.what} failed: {detail.strip()} (log: {log.path})"
+            ) from None
+
+
+def _carry_over(old: Path, new: Path, deps: ProjectDependencies, installer: Installer, log: Log,
+                reporter: Reporter) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """Install into ``new`` what was installed into ``old`` by hand; (kept, removed), each removal reported."""
+    from layerenv.project.carry import by_hand, installed, split_family
+
+    before = installed(old)
+    recorded = _read_state(old).get("installed")
+    now = {item.name for item in installed(new)}
+    if isinstance(recorded, list):
+        keep, family = split_family(item for item in by_hand(before, map(str, recorded)) if item.name not in now)
+        for item in family:
+            reporter.warn(f"not kept: {item.name} {item.version}, installed by hand, is torch family; "
+                          "the base provides it")
+        if keep:
+            reporter.step(f"installing again {len(keep)} package(s) installed by hand: "
+                          f"{', '.join(f'{item.name} {item.version}' for item in keep)}")
+            batches = [keep] if len(keep) == 1 else [keep, *([item] for item in keep)]  # all, else one by one
+            for batch in batches:
+                listing = new / "layerenv-requirements-kept.txt"
+                listing.write_text("".join(f"{line}\n" for line in [*deps.index.lines(),
+                                                                     *(item.spec for item in batch)]), encoding="utf-8")
+                try:
+                    _run_step(new, ["-r", str(listing)], installer, log)
+                except InstallerFailed:
+                    continue
+                if batch is keep:
+                    break
+    after = {item.name for item in installed(new)}
+    kept = tuple(item.name for item in before if item.name in after and item.name not in now)
+    removed = tuple(f"{item.name} {item.version}" for item in before if item.name not in after)
+    ours = set(map(str, recorded)) if isinstance(recorded, list) else set()
+    why = (f"installed by hand, could not be installed again; log: {log.path}" if isinstance(recorded, list)
+           else "not among the project's requirements now")
+    for item in before:
+        if item.name not in after and item.name not in ours:
+            reporter.warn(f"removed: {item.name} {item.version} ({why})")
+    return kept, removed
+
+
+def _fill(staging: Path, final: Path, deps: ProjectDependencies, request: ProjectRequest, installer: Installer,
+          log: Log, reporter: Reporter) -> tuple[list[str], tuple[str, ...], tuple[str, ...]]:
+    """Install the plan into the new venv, then what the old one held by hand: (ours, kept, removed)."""
+    for note in deps.notes:
+        reporter.step(note)
+    if deps.count:
+        reporter.step(f"installing {len(deps.requirements)} requirement(s) with {request.installer}"
+                      + (f", {len(deps.editables)} editable(s)" if deps.editables else "")
+                      + (f" and the project itself ({deps.project.path})" if deps.project else ""))
+        _install(staging, deps, installer, log)
+    ours = [item.name for item in installed(staging)]
+    if not final.is_dir():
+        return ours, (), ()
+    return ours, *_carry_over(final, staging, deps, installer, log, reporter)
 
 
 def boot_mode(request: ProjectRequest, store: Store, manifest: Manifest) -> PerNode | None:
@@ -203,7 +311,9 @@ def ensure_project(
         raise BadInput(
             f"{existing} exists and was not made by layerenv; move it away (or delete it) and run again"
         )
-    deps = read_dependencies(project_dir, request.requirement_files, request.extra_dependencies, request.extras)
+    deps = read_dependencies(project_dir, request.requirement_files, request.extra_dependencies, request.extras,
+                             groups=request.groups, default_groups=request.default_groups,
+                             install_project=request.install_project)
     manifest = usable_current(store, request.base)
     base_built = manifest is None
     if manifest is None:
@@ -232,9 +342,8 @@ def ensure_project(
         checkpoint("project:after-venv")
         link(staging, base_id=manifest.base_id, base_venv=manifest.venv, per_node=mode)
         checkpoint("project:after-link")
-        if deps.requirements:
-            reporter.step(f"installing {len(deps.requirements)} requirement(s) with {request.installer}")
-            _install(staging, deps.requirements, installer or get_installer(request.installer), log)
+        ours, kept, removed = _fill(staging, final, deps, request, installer or get_installer(request.installer),
+                                    log, reporter)
         checkpoint("project:after-install")
         write_json(
             staging / STATE_FILE,
@@ -242,6 +351,8 @@ def ensure_project(
                 "fingerprint": fingerprint,
                 "base_id": manifest.base_id,
                 "requirements": list(deps.requirements),
+                "installed": ours,
+                "groups": list(deps.groups),
                 "created": time.time(),
             },
         )
@@ -258,4 +369,5 @@ def ensure_project(
         remove_tree(staging)
     store.register(final, manifest.base_id, project_dir)
     checkpoint("project:after-register")
-    return ProjectResult(final, manifest, changed=True, installed=deps.requirements, base_built=base_built)
+    return ProjectResult(final, manifest, changed=True, installed=deps.requirements, base_built=base_built,
+                         kept=kept, removed=removed)

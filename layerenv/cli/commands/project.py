@@ -22,6 +22,12 @@ from layerenv.venv.layout import VenvLayout
 @click.option("--python", "python_spec", metavar="SPEC", help="Interpreter (default: .python-version, then current).")
 @click.option("--installer", type=click.Choice(INSTALLER_NAMES), help="Installer for the project's dependencies.")
 @click.option("--extra", "extras", multiple=True, metavar="NAME", help="Optional-dependency group to install.")
+@click.option("--group", "groups", multiple=True, metavar="NAME",
+              help="Dependency group to install ([dependency-groups] or poetry's); repeatable. "
+                   "`dev` (as uv) and poetry's non-optional groups are installed by default.")
+@click.option("--no-default-groups", is_flag=True, help="Install only the groups named by --group.")
+@click.option("--no-install-project", is_flag=True,
+              help="Do not install the project itself (by default it is installed editable when it is a package).")
 @click.option("--system-site-packages", is_flag=True, help="Let the venv see the interpreter's global packages.")
 @click.option(
     "--per-node/--one-base",
@@ -39,6 +45,9 @@ def command(
     python_spec: str | None,
     installer: str | None,
     extras: tuple[str, ...],
+    groups: tuple[str, ...],
+    no_default_groups: bool,
+    no_install_project: bool,
     system_site_packages: bool,
     per_node: bool | None,
 ) -> None:
@@ -54,7 +63,9 @@ def command(
     spec = python_spec_for(project_dir, python_spec, session.settings)
     base = session.base_request(session.interpreter(spec))
     request = ProjectRequest.from_settings(project_dir, session.settings, base, extras=tuple(extras),
-                                           system_site_packages=system_site_packages)
+                                           system_site_packages=system_site_packages, groups=tuple(groups),
+                                           default_groups=not no_default_groups,
+                                           install_project=not no_install_project)
     result = ensure_project(request, session.store, console)
     state = "updated" if result.changed else "up to date"
     on = f"base {result.manifest.base_id} (torch {result.manifest.torch_build})"
