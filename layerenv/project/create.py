@@ -20,6 +20,7 @@ from layerenv.faults import checkpoint
 from layerenv.installers import Installer, InstallerFailed, LayeredVenv, Log, get_installer
 from layerenv.machine.interpreters import venv_python
 from layerenv.project.link import STATE_FILE, PerNode
+from layerenv.project.locks import find_lock
 from layerenv.project.relink import Move, move_project
 from layerenv.project.requirements import ProjectDependencies, read_dependencies
 from layerenv.reporter import Reporter
@@ -93,8 +94,9 @@ def python_spec_for(project_dir: Path, flag: str | None, settings: Settings) -> 
     return settings.text("base.python")
 
 
-def _fingerprint(manifest: Manifest, deps: ProjectDependencies, request: ProjectRequest) -> str:
+def _fingerprint(manifest: Manifest, deps: ProjectDependencies, request: ProjectRequest, lock: Path | None) -> str:
     document = {
+        "lock": [lock.name, hashlib.sha256(lock.read_bytes()).hexdigest()] if lock else None,
         "python": manifest.python.tag,
         "requirements": list(deps.requirements),
         "files": [[str(path), hashlib.sha256(path.read_bytes()).hexdigest()] for path in deps.files],
@@ -161,6 +163,20 @@ def _install(venv: Path, requirements: tuple[str, ...], installer: Installer, lo
         ) from None
 
 
+def _install_lock(venv: Path, request: ProjectRequest, lock: Path, reporter: Reporter, log: Log) -> tuple[str, ...]:
+    """Install what ``lock`` pins (as ``layerenv sync --frozen``: the lock is never edited); return the
+    requirements still to install, those of requirements files and ``layerenv.toml``."""
+    from layerenv.project.locks import Selection
+    from layerenv.project.requirements import pyproject_requirements
+    from layerenv.project.sync import SyncRequest, sync
+
+    reporter.step(f"installing what {lock.name} pins (torch and what only torch needs from the base)")
+    sync(SyncRequest(venv, request.project_dir, Selection(extras=request.extras), frozen=True), reporter, log)
+    from_pyproject = set(pyproject_requirements(request.project_dir, request.extras))
+    deps = read_dependencies(request.project_dir, request.requirement_files, request.extra_dependencies, ())
+    return tuple(text for text in deps.requirements if text not in from_pyproject)
+
+
 def boot_mode(request: ProjectRequest, store: Store, manifest: Manifest) -> PerNode | None:
     """How the project's venv finds its base: per node from the store's node records, or fixed."""
     if not request.per_node:
@@ -212,7 +228,7 @@ def ensure_project(
     if not base_built:
         remember_node(store, manifest, request.base.detection, reporter)
     final = project_dir / VENV_NAME
-    fingerprint = _fingerprint(manifest, deps, request)
+    fingerprint = _fingerprint(manifest, deps, request, lock := find_lock(project_dir))
     state = _read_state(final) if final.is_dir() else {}
     mode = boot_mode(request, store, manifest)
     if state.get("fingerprint") == fingerprint and (final / "layerenv.json").is_file():
@@ -231,9 +247,10 @@ def ensure_project(
         checkpoint("project:after-venv")
         link(staging, base_id=manifest.base_id, base_venv=manifest.venv, per_node=mode)
         checkpoint("project:after-link")
-        if deps.requirements:
-            reporter.step(f"installing {len(deps.requirements)} requirement(s) with {request.installer}")
-            _install(staging, deps.requirements, installer or get_installer(request.installer), log)
+        requirements = _install_lock(staging, request, lock, reporter, log) if lock else deps.requirements
+        if requirements:
+            reporter.step(f"installing {len(requirements)} requirement(s) with {request.installer}")
+            _install(staging, requirements, installer or get_installer(request.installer), log)
         checkpoint("project:after-install")
         write_json(
             staging / STATE_FILE,

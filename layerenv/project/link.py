@@ -33,6 +33,7 @@ from pathlib import Path
 from layerenv import __version__
 from layerenv.errors import BadInput, OperationFailed
 from layerenv.project.activation import patch_activation_scripts
+from layerenv.project.uv_wrapper import write_uv_shim
 from layerenv.store.atomic import remove_tree, write_json, write_text
 from layerenv.venv.distinfo import (
     Distribution,
@@ -420,6 +421,7 @@ def link(project_venv: Path, *, base_id: str, base_venv: Path, per_node: PerNode
     write_text(constraints, f"# layerenv: the torch family of base {base_id}; installs must keep it.\n{pins}")
     _write_pip_conf(venv, constraints)
     patch_activation_scripts(_bin_dir(venv), constraints)
+    write_uv_shim(venv)
     modules = tuple(sorted({m for d in family for m in d.top_level}))
     if per_node is None:
         boot = _BOOT.format(base_id=base_id, site=str(base_site), names=modules)

@@ -72,6 +72,11 @@ def _pyproject(project_dir: Path, extras: tuple[str, ...]) -> list[tuple[str, st
     return found
 
 
+def pyproject_requirements(project_dir: Path, extras: tuple[str, ...]) -> list[str]:
+    """The requirements ``pyproject.toml`` names (``[project]`` dependencies and ``extras``)."""
+    return [text for text, _ in _pyproject(project_dir, extras)]
+
+
 def read_dependencies(
     project_dir: Path,
     requirement_files: tuple[str, ...],
