@@ -235,21 +235,32 @@ def check_base_meets(plan_: Plan, venv: Path, python: Path, base_id: str, log: L
         env.pop("VIRTUAL_ENV", None)
         result = _run(argv, env, log)
     if result.returncode != 0:
-        raise OperationFailed(f"{_explain_resolver(result.stderr + result.stdout, family, base_id)}; {_FIX}")
+        versions = {p.name: p.version for p in plan_.install}
+        raise OperationFailed(f"{_explain_resolver(result.stderr + result.stdout, family, base_id, versions)}; {_FIX}")
 
 
 _FIX = "to use another torch, set `[torch] version` in layerenv.toml, then run `layerenv project`"
 
 
-def _explain_resolver(output: str, family: Mapping[str, str], base_id: str) -> str:
+def _explain_resolver(output: str, family: Mapping[str, str], base_id: str, versions: Mapping[str, str]) -> str:
+    """uv's "X depends on torch==2.5.1" as one line naming the package, its requirement and the base."""
     import re
 
-    match = re.search(r"([A-Za-z0-9_.-]+)(?:==| )([0-9][^\s,]*) depends on ((?:torch|torchvision|torchaudio)[^\s,]*)",
-                      output)
-    if match:
-        name = re.split(r"[<>=!~ ]", match[3])[0]
-        return (f"{match[1]} {match[2]} requires {match[3]}, but base {base_id} has "
-                f"{name} {family.get(name, '(none)')}")
+    from packaging.specifiers import InvalidSpecifier, SpecifierSet
+
+    pattern = (r"(?:all versions of |only )?([A-Za-z0-9_.-]+?)(?:==[^\s,]+)? depends? on "
+               r"((torch|torchvision|torchaudio)([^\s,]*))")
+    for match in re.finditer(pattern, output):
+        name, requirement, family_name, specifier = match[1], match[2], match[3], match[4]
+        have = family.get(family_name)
+        try:
+            holds = have is not None and SpecifierSet(specifier).contains(have, prereleases=True)
+        except InvalidSpecifier:
+            holds = False
+        if not holds and name not in family:
+            version = versions.get(name, "")
+            return (f"{name} {version} requires {requirement}, but base {base_id} has "
+                    f"{family_name} {have or '(none)'}").replace("  ", " ")
     lines = [line.strip() for line in output.splitlines() if line.strip()]
     return f"the locked packages do not fit base {base_id}: {(lines or ['no output'])[-1]}"
 
@@ -295,11 +306,12 @@ def sync(request: SyncRequest, reporter: Reporter, log: Log) -> SyncResult:
                if not (d.dist_info / STUB_MARKER).is_file()}
     changed = [p for p in the_plan.install if present.get(p.name) != p.version]
     removed = sorted(name for name in previous if name not in wanted and name in present and not is_family(name))
+    removed += sorted(name for name in present if is_family(name))  # a plain `uv sync` put them there
     if changed:
         reporter.step(f"installing {len(changed)} locked package(s) from {lock_path.name} with their hashes")
         _install(changed, project_dir, python, log)
     if removed:
-        reporter.step(f"removing {', '.join(removed)}: {lock_path.name} no longer pins them")
+        reporter.step(f"removing {', '.join(removed)}: not pinned by {lock_path.name}, or the base's to provide")
         _uninstall(removed, python, log)
     if _project_install(lock, project_dir) and (changed or removed or not state):
         _install_editable(project_dir, python, _indexes(the_plan.install), log)

@@ -106,7 +106,7 @@ def sync_options(arguments: Sequence[str]) -> dict[str, object]:
     return options
 
 
-def _sync(venv: Path, arguments: Sequence[str]) -> None:
+def _sync(venv: Path, arguments: Sequence[str], command: str) -> None:
     from layerenv.installers import Log
     from layerenv.project.locks import Selection
     from layerenv.project.sync import SyncRequest, sync
@@ -124,7 +124,8 @@ def _sync(venv: Path, arguments: Sequence[str]) -> None:
         locked=bool(options.get("locked")),
     )
     console = _Stderr()
-    console.step("`uv sync` in a layered project runs `layerenv sync`: the lock's packages, torch from the base")
+    console.step(f"`uv {command}` in a layered project installs with `layerenv sync`: the lock's packages, "
+                 "torch from the base")
     result = sync(request, console, Log(None))
     state = "up to date" if result.unchanged else f"installed {len(result.installed)}, removed {len(result.removed)}"
     console.step(f"sync: {state} from {result.lock.name}")
@@ -167,25 +168,43 @@ def main(venv_text: str, argv: Sequence[str]) -> int:
         if command == "lock":
             return _exec([real, *argv], portable_env(env))
         if command == "sync":
-            _sync(venv, rest)
+            _sync(venv, rest, command)
             return 0
         if command in ("add", "remove"):
-            import subprocess
-
-            done = subprocess.run([real, *head, command, "--no-sync", *rest], env=portable_env(env), check=False)
-            if done.returncode != 0:
-                return done.returncode
-            _sync(venv, ["--frozen"])
-            return 0
+            return _add_or_remove(venv, [real, *head, command, "--no-sync", *rest], portable_env(env), command)
         # run
         if "--no-sync" not in rest:
             if is_stale(venv, venv.parent) or not read_state(venv):
-                _sync(venv, [arg for arg in rest[: _first_positional(rest)] if arg in ("--frozen", "--locked")])
+                own = rest[: _first_positional(rest)]
+                _sync(venv, [arg for arg in own if arg in ("--frozen", "--locked")], command)
             rest = ["--no-sync", *[arg for arg in rest if arg not in ("--frozen", "--locked")]]
         return _exec([real, *head, command, *rest], env)
     except LayerenvError as error:
         sys.stderr.write(f"layerenv: error: {error.message}\n")
         return error.exit_code
+
+
+def _add_or_remove(venv: Path, argv: Sequence[str], env: dict[str, str], command: str) -> int:
+    """The real ``uv add --no-sync`` (pyproject and uv.lock as uv writes them), then ``layerenv sync``;
+    when that sync fails, both files are put back, as uv itself does when its sync fails."""
+    import subprocess
+
+    project = venv.parent
+    saved = {path: path.read_bytes() if path.is_file() else None
+             for path in (project / "pyproject.toml", project / "uv.lock")}
+    done = subprocess.run(list(argv), env=env, check=False)
+    if done.returncode != 0:
+        return done.returncode
+    try:
+        _sync(venv, ["--frozen"], command)
+    except LayerenvError:
+        for path, data in saved.items():
+            if data is None:
+                path.unlink(missing_ok=True)
+            else:
+                path.write_bytes(data)
+        raise
+    return 0
 
 
 def _first_positional(arguments: Sequence[str]) -> int:
