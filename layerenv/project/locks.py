@@ -452,7 +452,8 @@ def plan(lock: Lock, environment: Mapping[str, str], selection: Selection,
         kept = [p for p in lock.packages if not is_family(p.name) and marker_holds(p.marker, environment)]
         wanted = [p for p in kept if _public(base_versions.get(p.name, "")) != _public(p.version)]
         covered = sorted(p.name for p in kept if p not in wanted)
-        family = tuple(FamilyNeed(p.name, f"=={p.version}", f"{lock.kind} ({p.name} {p.version})")
+        # The lock says which torch it resolved, not what asked for it: only presence is checked here.
+        family = tuple(FamilyNeed(p.name, None, f"{lock.kind} ({p.name} {p.version})")
                        for p in lock.packages if p.name in TOP_FAMILY and marker_holds(p.marker, environment))
         return Plan(tuple(wanted), family, tuple(covered), locked_family)
     install: dict[str, LockedPackage] = {}
