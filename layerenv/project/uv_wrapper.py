@@ -47,5 +47,6 @@ def write_uv_shim(venv: Path) -> Path | None:
         return None
     parent = str(Path(__file__).resolve().parents[2])
     text = _SHIM.format(shebang=_shebang(sys.executable), mark=SHIM_MARK, parent=parent, venv=str(venv))
-    write_text(target, text, mode=0o755, durable=False)
+    if not target.is_file() or target.read_text(encoding="utf-8", errors="replace") != text:
+        write_text(target, text, mode=0o755, durable=False)
     return target
