@@ -277,6 +277,19 @@ def _project_install(lock: Lock, project_dir: Path) -> bool:
     return False
 
 
+def _check_selection(pyproject: Mapping[str, object], selection: Selection, where: Path) -> None:
+    """Unknown ``--extra``/``--group`` names fail before ``uv lock`` writes anything."""
+    project = pyproject.get("project")
+    optional = project.get("optional-dependencies", {}) if isinstance(project, dict) else {}
+    groups = pyproject.get("dependency-groups", {})
+    for flag, asked, known in (("--extra", selection.extras, optional), ("--group", selection.groups, groups)):
+        names = sorted(known) if isinstance(known, dict) else []
+        for name in asked:
+            if name not in names:
+                listed = ", ".join(names) or "none"
+                raise BadInput(f"{flag} {name!r}: {where} defines no such {flag[2:]} (known: {listed})")
+
+
 def sync(request: SyncRequest, reporter: Reporter, log: Log) -> SyncResult:
     """Bring ``request.venv`` to exactly what the project's lock pins (the torch family left to the
     base); packages the last sync installed and the lock no longer pins are removed, packages
@@ -290,6 +303,7 @@ def sync(request: SyncRequest, reporter: Reporter, log: Log) -> SyncResult:
     pyproject = project_dir / "pyproject.toml"
     uv_project = lock_path is None or lock_path.name == "uv.lock"
     if uv_project and not request.frozen and pyproject.is_file():
+        _check_selection(read_toml(pyproject), request.selection, pyproject)
         reporter.step(f"locking {project_dir} with uv")
         refresh_uv_lock(project_dir, python, locked=request.locked, log=log)
         lock_path = find_lock(project_dir)
