@@ -20,9 +20,9 @@ from layerenv.faults import checkpoint
 from layerenv.installers import Installer, InstallerFailed, LayeredVenv, Log, get_installer
 from layerenv.machine.interpreters import venv_python
 from layerenv.project.link import STATE_FILE, PerNode
-from layerenv.project.locks import find_lock
 from layerenv.project.relink import Move, move_project
 from layerenv.project.requirements import ProjectDependencies, read_dependencies
+from layerenv.project.sync_state import find_lock
 from layerenv.reporter import Reporter
 from layerenv.store.atomic import relocate_venv, remove_tree, swap_in, write_json
 from layerenv.store.home import Store

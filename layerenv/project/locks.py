@@ -17,7 +17,6 @@ from layerenv import tomlcompat
 from layerenv.errors import BadInput
 from layerenv.venv.distinfo import canonical_name, is_family
 
-LOCK_FILES = ("uv.lock", "pylock.toml", "poetry.lock")  # the first present wins
 #: Family members a project may name itself; the rest (triton, nvidia-*, ...) come with torch.
 TOP_FAMILY = frozenset({"torch", "torchvision", "torchaudio"})
 
@@ -386,10 +385,6 @@ def read_lock(path: Path, pyproject: Mapping[str, object] | None = None) -> Lock
     if path.name == "poetry.lock":
         return read_poetry_lock(text, pyproject or {}, str(path))
     return read_pylock(text, str(path))
-
-
-def find_lock(project_dir: Path) -> Path | None:
-    return next((project_dir / name for name in LOCK_FILES if (project_dir / name).is_file()), None)
 
 
 # --------------------------------------------------------------------------- the plan

@@ -8,7 +8,6 @@ this is the door that installs the rest of the lock and leaves torch to the base
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import subprocess
@@ -28,15 +27,13 @@ from layerenv.project.locks import (
     Plan,
     Selection,
     conflicts,
-    find_lock,
     plan,
     read_lock,
 )
+from layerenv.project.sync_state import SYNC_STATE, file_digest, find_lock, portable_env, read_state
 from layerenv.reporter import Reporter
 from layerenv.store.atomic import write_json
 from layerenv.venv.distinfo import is_family, read_distributions
-
-SYNC_STATE = "layerenv-sync.json"  # in the venv: what the last sync installed, from which lock
 
 _MARKER_ENV = (
     "import json, os, platform, sys\n"
@@ -70,44 +67,11 @@ class SyncResult:
     unchanged: bool
 
 
-def file_digest(path: Path) -> str:
-    try:
-        return hashlib.sha256(path.read_bytes()).hexdigest()
-    except OSError:
-        return ""
-
-
-def read_state(venv: Path) -> dict[str, object]:
-    try:
-        data = json.loads((venv / SYNC_STATE).read_text(encoding="utf-8"))
-        return data if isinstance(data, dict) else {}
-    except (OSError, ValueError):
-        return {}
-
-
-def is_stale(venv: Path, project_dir: Path) -> bool:
-    """Whether the project's lock or pyproject changed since the venv's last sync."""
-    state = read_state(venv)
-    lock = find_lock(project_dir)
-    return (
-        lock is None
-        or state.get("lock_sha256") != file_digest(lock)
-        or state.get("pyproject_sha256") != file_digest(project_dir / "pyproject.toml")
-    )
-
-
 def real_uv() -> str:
     uv = find_uv()
     if uv is None:
         raise BadInput("uv is not installed (pip install uv): a uv.lock is installed with it")
     return uv
-
-
-def portable_env(environ: Mapping[str, str]) -> dict[str, str]:
-    """The environment for uv's project commands: no ``UV_CONSTRAINT`` (``uv add``/``uv lock`` would
-    add the base's labelled pin to the resolution, making ``torch>=2.0`` unsatisfiable from PyPI and
-    the lock unportable)."""
-    return {k: v for k, v in environ.items() if k not in ("UV_CONSTRAINT", "PIP_CONSTRAINT")}
 
 
 def _run(argv: Sequence[str], env: Mapping[str, str], log: Log,

@@ -151,7 +151,7 @@ def _exec(argv: Sequence[str], env: dict[str, str]) -> int:
 def main(venv_text: str, argv: Sequence[str]) -> int:
     import sys
 
-    from layerenv.project.sync import is_stale, portable_env, read_state
+    from layerenv.project.sync_state import is_stale, portable_env
 
     venv = Path(venv_text)
     real = real_uv(venv)
@@ -174,7 +174,7 @@ def main(venv_text: str, argv: Sequence[str]) -> int:
             return _add_or_remove(venv, [real, *head, command, "--no-sync", *rest], portable_env(env), command)
         # run
         if "--no-sync" not in rest:
-            if is_stale(venv, venv.parent) or not read_state(venv):
+            if is_stale(venv, venv.parent):
                 own = rest[: _first_positional(rest)]
                 _sync(venv, [arg for arg in own if arg in ("--frozen", "--locked")], command)
             rest = ["--no-sync", *[arg for arg in rest if arg not in ("--frozen", "--locked")]]
