@@ -263,9 +263,9 @@ def test_a_plain_uv_sync_outside_any_activation_is_caught_and_repaired(tmp_path:
     assert done.returncode == 0, done.stderr
     assert family_fetched(served)
     doctor = run_layerenv(["doctor"], env, project)
-    assert doctor.returncode == 1 and "has its own torch 2.5.1" in doctor.stdout
+    assert doctor.returncode == 1 and "torch 2.5.1" in doctor.stdout and "shadowing base" in doctor.stdout
     status = run_layerenv(["status", "--json"], env, project)
-    assert '"ok": false' in status.stdout and "layerenv sync" in status.stdout
+    assert '"state": "shadowed"' in status.stdout
     assert run_layerenv(["doctor", "--fix"], env, project).returncode == 0
     synced = run_layerenv(["sync"], env, project)
     assert synced.returncode == 0, synced.stderr

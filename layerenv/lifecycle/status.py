@@ -74,24 +74,11 @@ def project_states(store: Store, bases: dict[str, Manifest], unreadable: dict[st
             problem = f"its base {base_id} cannot be read: {unreadable[base_id].reason}"
         elif base_id not in bases:
             problem = f"its base {base_id} is gone"
-        elif shadows := _shadows(venv):
-            problem = (f"its own {shadows} shadows the base's (a plain `uv sync`/`uv run`?): "
-                       "`layerenv doctor --fix`, then install with `layerenv sync`")
         per_node = problem is None and is_per_node(venv)
         shadowed = tuple(shadowed_names(venv)) if problem is None else ()
         states.append(ProjectState(str(venv), str(entry.get("project", venv.parent)), base_id, problem, per_node,
                                    shadowed))
     return states
-
-
-def _shadows(venv: Path) -> str:
-    from layerenv.errors import LayerenvError
-    from layerenv.project.link import find_shadows
-
-    try:
-        return ", ".join(shadow.describe() for shadow in find_shadows(venv))
-    except (LayerenvError, OSError):
-        return ""
 
 
 def status_document(store: Store, current_ids: set[str], with_sizes: bool = True) -> dict[str, Any]:

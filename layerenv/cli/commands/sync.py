@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import click
 
-from layerenv.cli.main import report_errors
+from layerenv.cli.options import open_session, verbosity_options
 from layerenv.cli.options import verbosity as verbosity_of
-from layerenv.cli.options import verbosity_options
 from layerenv.cli.ui import Console
 from layerenv.errors import BadInput
 
@@ -26,25 +24,22 @@ from layerenv.errors import BadInput
 @click.option("--locked", is_flag=True, help="Fail if uv.lock is out of date instead of updating it.")
 @verbosity_options
 @click.pass_context
-@report_errors
 def command(ctx: click.Context, local_verbose: int, local_quiet: int, path: Path | None, extras: tuple[str, ...],
             all_extras: bool, groups: tuple[str, ...], all_groups: bool, no_default_groups: bool, frozen: bool,
             locked: bool) -> None:
     """Install exactly what uv.lock (or pylock.toml, poetry.lock) pins into the project's layered venv,
     with the lock's hashes; torch and what only torch needs come from the base, never downloaded."""
     from layerenv.cli.commands.project import find_project_venv
-    from layerenv.config import load_settings
     from layerenv.installers import Log
     from layerenv.project.locks import Selection
     from layerenv.project.sync import SyncRequest, sync
-    from layerenv.store.home import Store
 
     console = Console(verbosity_of(ctx, local_verbose, local_quiet))
     if path is not None and not path.is_dir():
         raise BadInput(f"project path {path} is not a directory")
     venv = find_project_venv((path or Path.cwd()).resolve())
     project_dir = venv.parent
-    store = Store.from_settings(load_settings(project_dir=project_dir), os.environ)
+    store = open_session(project_dir=project_dir).store
     request = SyncRequest(
         venv=venv,
         project_dir=project_dir,
