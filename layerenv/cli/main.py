@@ -20,6 +20,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "detect": ("detect", "command", "Read the GPUs and driver, and choose the torch variant."),
     "base": ("base", "command", "Build (or reuse, or adopt) this machine's torch base."),
     "project": ("project", "command", "Create PATH/.venv layered on the base."),
+    "sync": ("sync", "command", "Install what the project's lock pins; torch stays the base's."),
     "run": ("project", "run_command", "Run a command inside the project's layered venv."),
     "shell": ("project", "shell_command", "Start a shell in the project's venv (--print: print the activate line)."),
     "status": ("status", "command", "Show bases (current or stale) and projects."),

@@ -23,6 +23,7 @@ from layerenv.project.carry import installed
 from layerenv.project.link import STATE_FILE, PerNode
 from layerenv.project.relink import Move, move_project
 from layerenv.project.requirements import ProjectDependencies, read_dependencies
+from layerenv.project.sync_state import find_lock
 from layerenv.reporter import Reporter
 from layerenv.store.atomic import remove_tree, swap_in, write_json
 from layerenv.store.home import Store
@@ -106,8 +107,9 @@ def python_spec_for(project_dir: Path, flag: str | None, settings: Settings) -> 
     return settings.text("base.python")
 
 
-def _fingerprint(manifest: Manifest, deps: ProjectDependencies, request: ProjectRequest) -> str:
+def _fingerprint(manifest: Manifest, deps: ProjectDependencies, request: ProjectRequest, lock: Path | None) -> str:
     document = {
+        "lock": [lock.name, hashlib.sha256(lock.read_bytes()).hexdigest()] if lock else None,
         "python": manifest.python.tag,
         "requirements": list(deps.requirements),
         "files": [[str(path), hashlib.sha256(path.read_bytes()).hexdigest()] for path in deps.files],
@@ -270,6 +272,15 @@ def _fill(staging: Path, final: Path, deps: ProjectDependencies, request: Projec
     return ours, *_carry_over(final, staging, deps, installer, log, reporter)
 
 
+def _install_lock(venv: Path, request: ProjectRequest, lock: Path, reporter: Reporter, log: Log) -> None:
+    """Install what ``lock`` pins (as ``layerenv sync --frozen``: the lock is never edited)."""
+    from layerenv.project.locks import Selection
+    from layerenv.project.sync import SyncRequest, sync
+
+    reporter.step(f"installing what {lock.name} pins (torch and what only torch needs from the base)")
+    sync(SyncRequest(venv, request.project_dir, Selection(extras=request.extras), frozen=True), reporter, log)
+
+
 def boot_mode(request: ProjectRequest, store: Store, manifest: Manifest) -> PerNode | None:
     """How the project's venv finds its base: per node from the store's node records, or fixed."""
     if not request.per_node:
@@ -323,7 +334,7 @@ def ensure_project(
     if not base_built:
         remember_node(store, manifest, request.base.detection, reporter)
     final = project_dir / VENV_NAME
-    fingerprint = _fingerprint(manifest, deps, request)
+    fingerprint = _fingerprint(manifest, deps, request, lock := find_lock(project_dir))
     state = _read_state(final) if final.is_dir() else {}
     mode = boot_mode(request, store, manifest)
     if state.get("fingerprint") == fingerprint and (final / "layerenv.json").is_file():
@@ -342,6 +353,10 @@ def ensure_project(
         checkpoint("project:after-venv")
         link(staging, base_id=manifest.base_id, base_venv=manifest.venv, per_node=mode)
         checkpoint("project:after-link")
+        if lock:  # the lock pins what pyproject.toml declares; requirements files and layerenv.toml still count
+            _install_lock(staging, request, lock, reporter, log)
+            deps = read_dependencies(project_dir, request.requirement_files, request.extra_dependencies, (),
+                                     from_pyproject=False)
         ours, kept, removed = _fill(staging, final, deps, request, installer or get_installer(request.installer),
                                     log, reporter)
         checkpoint("project:after-install")

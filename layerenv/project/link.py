@@ -32,6 +32,7 @@ from layerenv.project.activation import patch_activation_scripts
 from layerenv.project.boot import fixed_boot, per_node_boot, python_series, write_boot
 from layerenv.project.constraints import CONSTRAINTS_FILE, write_constraints
 from layerenv.project.stubs import base_distributions, is_stub, remove_stale, write_stub, write_wrappers
+from layerenv.project.uv_wrapper import write_uv_shim
 from layerenv.store.atomic import remove_tree, write_json
 from layerenv.venv.distinfo import canonical_name, is_family, read_distributions
 from layerenv.venv.layout import VenvLayout
@@ -178,6 +179,7 @@ def link(project_venv: Path, *, base_id: str, base_venv: Path, per_node: PerNode
     remove_stale(layout, project, stubs, scripts)
     constraints = write_constraints(venv, base_id, family, layout.pip_config)
     patch_activation_scripts(layout.activation_scripts, constraints)
+    write_uv_shim(venv)
     modules = tuple(sorted({m for d in family for m in d.top_level}))
     if per_node is None:
         boot = fixed_boot(base_id, base_site, modules)

@@ -267,8 +267,11 @@ def read_dependencies(
     groups: tuple[str, ...] = (),
     default_groups: bool = True,
     install_project: bool = False,
+    from_pyproject: bool = True,
     env: Mapping[str, str] | None = None,
 ) -> ProjectDependencies:
+    """Everything the project declares; ``from_pyproject=False`` leaves out ``pyproject.toml`` (what a lock
+    file pins instead), keeping requirements files and ``layerenv.toml``."""
     import os
 
     from packaging.requirements import Requirement
@@ -283,7 +286,7 @@ def read_dependencies(
             raise BadInput(f"requirements file {path} does not exist")
     parsed: RequirementsFiles = read_requirements_files(paths, project_dir, os.environ if env is None else env)
     gathered = _Gathered()
-    document = _pyproject(project_dir, extras, groups, default_groups, gathered)
+    document = _pyproject(project_dir, extras, groups, default_groups, gathered) if from_pyproject else {}
     gathered.found += [(_parse(item, "layerenv.toml [project] dependencies"), "layerenv.toml")
                        for item in extra_dependencies]
     own: list[str] = []

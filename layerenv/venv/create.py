@@ -23,3 +23,17 @@ def create_virtualenv(
         # virtualenv's message can carry a whole traceback (a full disk while seeding pip): keep its last line
         lines = [line.strip() for line in str(error).splitlines() if line.strip()]
         raise OperationFailed(f"creating the virtualenv at {path} failed: {lines[-1] if lines else error}") from None
+    _drop_venv_redirect(path)
+
+
+def _drop_venv_redirect(path: Path) -> None:
+    """virtualenv 21.15+ writes a PEP 832 ``.venv`` redirect file beside a new venv in a folder with a
+    ``pyproject.toml``; for a staged project venv it would name the staging folder and, left behind
+    by a failed update, block the next ``layerenv project``."""
+    redirect = path.parent / ".venv"
+    if path.name != ".venv" and redirect.is_file() and not redirect.is_symlink():
+        try:
+            if redirect.read_text(encoding="utf-8").strip() == path.name:
+                redirect.unlink()
+        except (OSError, UnicodeDecodeError):
+            pass
