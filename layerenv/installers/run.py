@@ -3,9 +3,11 @@ error messages only with credentials redacted."""
 
 from __future__ import annotations
 
+import itertools
 import subprocess
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 from layerenv.installers.protocol import InstallerFailed, Log
 from layerenv.urls import redact_text
@@ -31,6 +33,7 @@ def run(argv: Sequence[str], log: Log, env: Mapping[str, str] | None = None) -> 
         log.path.parent.mkdir(parents=True, exist_ok=True)
         with log.path.open("a", encoding="utf-8") as handle:
             handle.write(redact_text("$ " + " ".join(argv)) + "\n")
+            handle.write(redact_text(_requirement_files(argv)))
     result = subprocess.run(
         list(argv),
         stdin=subprocess.DEVNULL,
@@ -49,6 +52,20 @@ def run(argv: Sequence[str], log: Log, env: Mapping[str, str] | None = None) -> 
 
         click.echo(ran.output, err=True, nl=False)
     return ran
+
+
+def _requirement_files(argv: Sequence[str]) -> str:
+    """What each ``-r FILE`` given asks for, indented under the command line: the log then says what
+    was installed, not only where the list was."""
+    text = ""
+    for flag, value in itertools.pairwise(argv):
+        if flag in ("-r", "--requirement"):
+            try:
+                lines = Path(value).read_text(encoding="utf-8", errors="replace").splitlines()
+            except OSError:
+                continue
+            text += "".join(f"  {value}: {line}\n" for line in lines if line.strip())
+    return text
 
 
 def failure_summary(ran: Ran) -> str:

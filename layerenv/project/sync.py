@@ -19,7 +19,7 @@ from pathlib import Path
 from layerenv.config import read_toml
 from layerenv.errors import BadInput, OperationFailed
 from layerenv.installers import Log, find_uv
-from layerenv.project.link import KEEP, link, read_link
+from layerenv.project.link import KEEP, STATE_FILE, link, read_link
 from layerenv.project.locks import (
     Lock,
     LockedPackage,
@@ -33,7 +33,7 @@ from layerenv.project.stubs import STUB_MARKER
 from layerenv.project.sync_state import SYNC_STATE, file_digest, find_lock, portable_env, read_state
 from layerenv.reporter import Reporter
 from layerenv.store.atomic import write_json
-from layerenv.venv.distinfo import is_family, read_distributions
+from layerenv.venv.distinfo import canonical_name, is_family, read_distributions
 from layerenv.venv.layout import VenvLayout
 
 _MARKER_ENV = (
@@ -284,7 +284,11 @@ def sync(request: SyncRequest, reporter: Reporter, log: Log) -> SyncResult:
     present = {d.name: d.version for d in read_distributions(VenvLayout.for_venv(venv).site_packages)
                if not (d.dist_info / STUB_MARKER).is_file()}
     changed = [p for p in the_plan.install if present.get(p.name) != p.version]
-    removed = sorted(name for name in previous if name not in wanted and name in present and not is_family(name))
+    # what layerenv itself installed: the last sync, and `layerenv project` for packages the lock knows
+    # (those of requirements files it does not know stay, as packages installed by hand do)
+    locked_names = {package.name for package in lock.packages}
+    managed = set(previous) | (_project_installed(venv) & locked_names)
+    removed = sorted(name for name in managed if name not in wanted and name in present and not is_family(name))
     removed += sorted(name for name in present if is_family(name))  # a plain `uv sync` put them there
     if changed:
         reporter.step(f"installing {len(changed)} locked package(s) from {lock_path.name} with their hashes")
@@ -350,3 +354,12 @@ def _fix_uv_lock_mode(python: Path) -> None:
     lock = python.parent.parent / ".lock"  # uv leaves its lock world-writable whatever the umask
     if lock.is_file():
         lock.chmod(0o644)
+
+
+def _project_installed(venv: Path) -> set[str]:
+    """The names `layerenv project` recorded as its own install (its state file's ``installed``)."""
+    try:
+        recorded = json.loads((venv / STATE_FILE).read_text(encoding="utf-8")).get("installed")
+    except (OSError, ValueError, AttributeError):
+        return set()
+    return {canonical_name(str(name)) for name in recorded} if isinstance(recorded, list) else set()
