@@ -311,7 +311,7 @@ def installer_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
 
 @pytest.fixture
 def driver_upgrade_env(tmp_path: Path, installer_env: dict[str, str], served_indexes: ServedIndexes):  # type: ignore[no-untyped-def]
-    """``make(machine)``: an environment for one store, served cu128 (2.9.1) and cu132 (2.15.0) torch
+    """``make(machine)``: an environment for one store, served cu129 (2.9.1) and cu132 (2.15.0) torch
     builds, project packages from the PyPI-like index (pip and uv), uv as installer; replay e.g.
     ``rtx5090-570`` then ``rtx5090-580`` for a driver upgrade."""
     cu132 = build_fake_torch(tmp_path / "wheels", "2.15.0+cu132", cuda="13.2")
