@@ -214,10 +214,10 @@ def test_a_live_holder_elsewhere_keeps_its_lease_past_stale_after_by_its_heartbe
 # --------------------------------------------------------------------------- a shared store
 
 NODES = {  # node -> (replayed machine, variant it needs)
-    "ws-5090": ("rtx5090-570", "cu128"),
+    "ws-5090": ("rtx5090-570", "cu129"),
     "gpu-v100-a": ("v100-535", "cu126"),
     "gpu-v100-b": ("v100-535", "cu126"),
-    "ws-5090-b": ("rtx5090-570", "cu128"),
+    "ws-5090-b": ("rtx5090-570", "cu129"),
     "cpu-1": ("no-gpu", "cpu"),
     "cpu-2": ("no-gpu", "cpu"),
 }
@@ -268,12 +268,12 @@ def test_each_variant_is_built_once_and_shared_by_its_nodes(cluster: Cluster) ->
         assert cluster.outputs[node]["base_id"] == base_id(variant), node
     statuses = sorted((out["variant"], out["status"]) for out in cluster.outputs.values())
     assert statuses == [("cpu", "built"), ("cpu", "reused"), ("cu126", "built"), ("cu126", "reused"),
-                        ("cu128", "built"), ("cu128", "reused")]
+                        ("cu129", "built"), ("cu129", "reused")]
     store = cluster.mounts[0]
     assert sorted(path.name for path in (store / "bases").iterdir()) == sorted(
-        base_id(v) for v in ("cpu", "cu126", "cu128"))
+        base_id(v) for v in ("cpu", "cu126", "cu129"))
     logs = sorted(path.name.split(f"-{time.strftime('%Y')}")[0] for path in (store / "logs").glob("*.log"))
-    assert logs == sorted(f"{KEY}-{v}" for v in ("cpu", "cu126", "cu128"))  # one build (one log) each
+    assert logs == sorted(f"{KEY}-{v}" for v in ("cpu", "cu126", "cu129"))  # one build (one log) each
     assert not list((store / "locks").glob("*.lease"))
     for node, (_machine, variant) in NODES.items():
         answer = (store / "nodes" / node / f"{KEY}.txt").read_text().splitlines()
@@ -320,7 +320,7 @@ def test_one_per_node_project_loads_each_nodes_own_base(cluster: Cluster) -> Non
     assert made.returncode == 0, made.stderr
     assert "each node loads its own (per node)" in made.stdout
     venv = project / ".venv"
-    expected = {"ws-5090": "2.9.1+cu128 12.8", "gpu-v100-b": "2.9.1+cu126 12.6", "cpu-2": "2.9.1+cpu None"}
+    expected = {"ws-5090": "2.9.1+cu129 12.9", "gpu-v100-b": "2.9.1+cu126 12.6", "cpu-2": "2.9.1+cpu None"}
     for node, answer in expected.items():
         ran = python_in(venv, WHAT, cluster.env(node, NODES[node][0], mount=1))
         assert (ran.returncode, ran.stdout.strip(), ran.stderr) == (0, answer, ""), node
@@ -337,7 +337,7 @@ def test_one_per_node_project_loads_each_nodes_own_base(cluster: Cluster) -> Non
     answer_file = cluster.mounts[0] / "nodes" / "ws-5090" / f"{KEY}.txt"
     answer_file.write_text(answer_file.read_text().replace("boot=", "boot=0-earlier-boot-"))
     rebooted = python_in(venv, WHAT, cluster.env("ws-5090", "rtx5090-570"))
-    assert rebooted.stdout.strip() == "2.9.1+cu128 12.8" and "asking `layerenv base`" in rebooted.stderr
+    assert rebooted.stdout.strip() == "2.9.1+cu129 12.9" and "asking `layerenv base`" in rebooted.stderr
     assert "boot=0-earlier" not in answer_file.read_text()
 
     # A node with no base to be had: Python still starts, says why, and torch does not import.
@@ -367,7 +367,7 @@ def test_gc_keeps_the_bases_other_nodes_recorded(cluster: Cluster) -> None:
     kept = {entry["id"]: entry["reason"] for entry in document["kept"]}
     assert kept[base_id("cu126")].startswith("recorded by node(s) gpu-v100-a, gpu-v100-b")  # (, gtx-1080)
     assert f"(forget one: rm -r {cluster.mounts[0]}/nodes/NODE)" in kept[base_id("cu126")]
-    assert "recorded by node(s) ws-5090, ws-5090-b (" in kept[base_id("cu128")]  # (and the per-node project)
+    assert "recorded by node(s) ws-5090, ws-5090-b (" in kept[base_id("cu129")]  # (and the per-node project)
     assert kept[base_id("cpu")].startswith("current; recorded by node(s) cpu-2 (")
 
 
@@ -417,7 +417,7 @@ def test_rebase_after_a_driver_upgrade_moves_only_that_nodes_answer(tmp_path: Pa
     assert made.returncode == 0, made.stderr
     assert run_layerenv(["base"], env("v100", "v100-535"), tmp_path).returncode == 0
     venv, code = project / ".venv", "import torch; print(torch.__version__)"
-    assert python_in(venv, code, env("ws", "rtx5090-570")).stdout.strip() == "2.9.1+cu128"
+    assert python_in(venv, code, env("ws", "rtx5090-570")).stdout.strip() == "2.9.1+cu129"
 
     upgraded = env("ws", "rtx5090-580")
     rebased = run_layerenv(["rebase", "--json"], upgraded, tmp_path)

@@ -81,8 +81,8 @@ def test_slurm_job_script_runs_each_node_on_its_own_base(tmp_path: Path, variant
                          env=env, cwd=tmp_path, capture_output=True, text=True, timeout=600, check=False)
     assert job.returncode == 0, job.stdout + job.stderr
     ran = sorted(line for line in job.stdout.splitlines() if line.startswith(("gpu-", "cpu-")))
-    assert ran == ["cpu-only 2.9.1+cpu", "gpu-5090 2.9.1+cu128", "gpu-v100 2.9.1+cu126"]
-    assert sorted(path.name.rsplit("-", 1)[-1] for path in (store / "bases").iterdir()) == ["cpu", "cu126", "cu128"]
+    assert ran == ["cpu-only 2.9.1+cpu", "gpu-5090 2.9.1+cu129", "gpu-v100 2.9.1+cu126"]
+    assert sorted(path.name.rsplit("-", 1)[-1] for path in (store / "bases").iterdir()) == ["cpu", "cu126", "cu129"]
     assert sorted(path.name for path in (store / "nodes").iterdir()) == ["cpu-only", "gpu-5090", "gpu-v100"]
 
 
@@ -124,7 +124,7 @@ def test_kubernetes_job_init_container_then_doctor_then_the_app(tmp_path: Path,
                  LAYERENV_SYSROOT=str(FIXTURE_MACHINES / "rtx5090-570")),
         capture_output=True, text=True, timeout=600, check=False)
     assert created.returncode == 0, created.stderr
-    for node, machine, torch in (("node-a", "rtx5090-570", "2.9.1+cu128"), ("node-b", "v100-535", "2.9.1+cu126")):
+    for node, machine, torch in (("node-a", "rtx5090-570", "2.9.1+cu129"), ("node-b", "v100-535", "2.9.1+cu126")):
         for container in (init, app):
             result = run_container(container, node, machine, shared, env)
             assert result.returncode == 0, (node, container["name"], result.stdout + result.stderr)

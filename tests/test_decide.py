@@ -4,19 +4,23 @@ from __future__ import annotations
 
 import json
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import layerenv.choice.table
 from layerenv.choice.coverage import covering_arch, serves
 from layerenv.choice.decide import Decision, Policy, choose, driver_supports
-from layerenv.choice.table import load_matrix
+from layerenv.choice.table import load_matrix, parse_matrix
 from layerenv.choice.variant import Variant, parse_version_tuple
 from layerenv.errors import BadInput
 from layerenv.machine.facts import ComputeCapability, Gpu, Machine
+from layerenv.tomlcompat import loads
 
 MATRIX = load_matrix()
+TABLE = Path(layerenv.choice.table.__file__).parent / "data" / "variants.toml"
 
 
 def nvidia(driver: str, *capabilities: str, arch: str = "x86_64", system: str = "linux") -> Machine:
@@ -39,19 +43,25 @@ SCENARIOS = {
     "T4 + 580": (nvidia("580.95.05", "7.5"), "cu132", "2.15", 0),
     "T4 + 550": (nvidia("550.163.01", "7.5"), "cu126", "2.14", 0),
     "RTX 4090 + 580": (nvidia("580.95.05", "8.9"), "cu132", "2.15", 0),
-    "RTX 5070 Ti + 570": (nvidia("570.172.08", "12.0"), "cu128", "2.11", 0),
+    "RTX 5070 Ti + 570": (nvidia("570.172.08", "12.0"), "cu129", "2.13", 0),
+    "RTX 5070 Ti + 570 on Windows (no cu129 wheel)": (nvidia("572.16", "12.0", system="windows"), "cu128", "2.11", 0),
     "RTX 5090 + 580": (nvidia("580.95.05", "12.0"), "cu132", "2.15", 0),
     "H100 + 580": (nvidia("580.159.04", "9.0"), "cu132", "2.15", 0),
     "B200 + 580": (nvidia("580.95.05", "10.0"), "cu132", "2.15", 0),
-    "B200 + 570": (nvidia("570.172.08", "10.0"), "cu128", "2.11", 0),
+    "B200 + 570": (nvidia("570.172.08", "10.0"), "cu129", "2.13", 0),
     "GB10 (aarch64) + 580": (nvidia("580.95.05", "12.1", arch="aarch64"), "cu132", "2.15", 0),
     "Orin (aarch64, 8.7)": (nvidia("540.4.0", "8.7", arch="aarch64"), "cpu", "2.15", 1),
     "RTX 4090 + RTX 5090 + 580": (nvidia("580.95.05", "8.9", "12.0"), "cu132", "2.15", 0),
-    "RTX 4090 + RTX 5090 + 570": (nvidia("570.172.08", "8.9", "12.0"), "cu128", "2.11", 0),
+    "RTX 4090 + RTX 5090 + 570": (nvidia("570.172.08", "8.9", "12.0"), "cu129", "2.13", 0),
+    "Tesla K80 + 470": (nvidia("470.256.02", "3.7"), "cu118", "2.7", 0),
+    "Tesla K80 + 418 (too old for CUDA 11.8)": (nvidia("418.226.00", "3.7"), "cpu", "2.15", 1),
+    "Tesla K40 (3.5) + 470": (nvidia("470.256.02", "3.5"), "cpu", "2.15", 1),
     "GTX 1080 + RTX 5090 + 580": (nvidia("580.95.05", "6.1", "12.0"), "cu132", "2.15", 1),
     "RTX 5090 + 565 (too old for Blackwell)": (nvidia("565.57.01", "12.0"), "cpu", "2.15", 1),
     "no GPU": (Machine("linux", "x86_64", "3.11.7"), "cpu", "2.15", 0),
-    "AMD gfx1100": (amd("gfx1100"), "rocm7.2", "2.15", 0),
+    "AMD gfx1100": (amd("gfx1100"), "rocm7.14", "2.15", 0),
+    "AMD gfx1103 (Radeon 780M)": (amd("gfx1103"), "rocm7.14", "2.15", 0),
+    "AMD gfx1031 (RX 6700 XT)": (amd("gfx1031"), "cpu", "2.15", 1),
     "AMD gfx906": (amd("gfx906"), "rocm7.2", "2.15", 0),
     "macOS arm64": (
         Machine("darwin", "arm64", "3.12.1", (Gpu("apple", 0, "Apple silicon GPU (MPS)"),)),
@@ -156,10 +166,16 @@ def test_nightly_channel_uses_nightly_releases() -> None:
 
 
 def test_low_confidence_rows_are_used_only_by_name() -> None:
+    # the shipped table has no low row left (issue 16); the rule is checked on a copy with one
+    data = loads(TABLE.read_text(encoding="utf-8"))
+    release = next(entry for entry in data["release"] if entry["series"] == "2.13")
+    release["confidence"] = {"cu129": "low"}
+    matrix = parse_matrix(data)
     machine = nvidia("575.64.03", "9.0")
-    auto = choose(machine, Policy(torch_pin="2.13.*"), MATRIX)
+    auto = choose(machine, Policy(torch_pin="2.13.*"), matrix)
     assert auto.variant == Variant("cu126")
-    named = choose(machine, Policy(variant="cu129", torch_pin="2.13.*"), MATRIX)
+    assert any(c.variant == "cu129" and not c.kept and "low confidence" in c.reason for c in auto.candidates)
+    named = choose(machine, Policy(variant="cu129", torch_pin="2.13.*"), matrix)
     assert named.variant == Variant("cu129")
 
 
@@ -239,3 +255,85 @@ def test_choice_serves_what_it_claims(driver: str, caps: list[str], arch: str, p
         assert all(serves(archs, gpu) for gpu in decision.served)
     newest = parse_version_tuple(decision.torch_series[0])
     assert all(parse_version_tuple(s) <= newest for s in decision.torch_series)
+
+
+# Issue 16, settled from PyTorch's build scripts and RELEASE.md (sources cited in variants.toml):
+# each release's variants, and the rows that are not high confidence.
+SETTLED = {
+    "2.7": ({"cu118", "cu126", "cu128", "cpu", "rocm6.3"}, {}),
+    "2.10": ({"cu126", "cu128", "cu129", "cu130", "cpu", "rocm7.0", "rocm7.1"}, {}),
+    "2.11": ({"cu126", "cu128", "cu129", "cu130", "cpu", "rocm7.1", "rocm7.2"}, {}),
+    "2.12": ({"cu126", "cu129", "cu130", "cu132", "cpu", "rocm7.1", "rocm7.2"}, {"cu129": "medium"}),
+    "2.13": ({"cu126", "cu129", "cu130", "cu132", "cpu", "rocm7.1", "rocm7.2"}, {}),
+    "2.14": ({"cu126", "cu130", "cu132", "cpu", "rocm7.2", "rocm7.14"}, {}),
+    "2.15": (
+        {"cu130", "cu132", "cpu", "rocm7.2", "rocm7.14"},
+        {"cu130": "medium", "rocm7.2": "medium", "rocm7.14": "medium"},
+    ),
+}
+
+
+@pytest.mark.parametrize("series", list(SETTLED))
+def test_settled_variant_sets(series: str) -> None:
+    variants, unsure = SETTLED[series]
+    release = MATRIX.release(series)
+    assert release is not None
+    assert {build.variant.name for build in release.builds} == variants
+    assert {b.variant.name: b.confidence for b in release.builds if b.confidence != "high"} == unsure
+
+
+def test_cu129_is_linux_only_from_2_9_and_absent_from_2_14() -> None:
+    for series in ("2.9", "2.10", "2.11", "2.12", "2.13"):
+        release = MATRIX.release(series)
+        assert release is not None
+        (cu129,) = [b for b in release.builds if b.variant.name == "cu129"]
+        assert cu129.linux_only and cu129.archs_for("x86_64", "windows") is None, series
+        assert cu129.archs_for("x86_64", "linux") == cu129.archs
+    windows = choose(nvidia("572.16", "12.0", system="windows"), Policy(torch_pin="2.13.*"), MATRIX)
+    dropped = [c for c in windows.candidates if c.variant == "cu129"]
+    assert dropped and all(not c.kept and "Linux only" in c.reason for c in dropped)
+    with pytest.raises(BadInput, match=r"not built for torch 2\.14"):
+        choose(nvidia("575.64.03", "12.0"), Policy(variant="cu129", torch_pin="2.14.*"), MATRIX)
+
+
+def test_blackwell_on_a_575_driver_gets_2_13_cu129() -> None:
+    decision = choose(nvidia("575.64.03", "12.0"), Policy(), MATRIX)
+    assert (decision.variant.name, decision.torch_series) == ("cu129", ("2.13", "2.12", "2.11", "2.10", "2.9", "2.8"))
+    assert not decision.warnings, "2.13 cu129 is high confidence"
+
+
+def test_kepler_k80_on_r470_gets_cu118_torch_2_7_through_sm_37() -> None:
+    decision = choose(nvidia("470.256.02", "3.7"), Policy(), MATRIX)
+    assert (decision.variant.name, decision.torch_series) == ("cu118", ("2.7", "2.6", "2.5"))
+    assert "sm_37" in decision.archs and not decision.warnings
+    kept = [c for c in decision.candidates if c.kept and c.variant == "cu118" and c.series == "2.7"]
+    assert kept and kept[0].reason.endswith("(sm_37) via sm_37")
+    assert any("compute capability 3.7" in reason for reason in decision.reasons)
+    assert all("sm_37" not in b.archs for r in MATRIX.releases if r.key >= (2, 8) for b in r.builds)
+
+
+def test_kepler_left_out_is_named_with_the_build_that_would_serve_it() -> None:
+    old_driver = choose(nvidia("418.226.00", "3.7"), Policy(), MATRIX)
+    (item,) = old_driver.unserved
+    assert "Kepler: torch 2.7 cu118 is the newest build with sm_37 kernels (it needs driver >= 450.80.02)" in item.why
+    k40 = choose(nvidia("470.256.02", "3.5"), Policy(), MATRIX)
+    (item,) = k40.unserved
+    assert "carries sm_35 kernels; Kepler: no torch build carries it" in item.why
+
+
+def test_rocm_7_14_serves_rdna3_igpus_but_not_rdna2_beyond_gfx1030_nor_gcn5() -> None:
+    rocm714 = next(b for b in MATRIX.release("2.14").builds if b.variant.name == "rocm7.14")  # type: ignore[union-attr]
+    assert "gfx1103" in rocm714.archs and "gfx1030" in rocm714.archs
+    assert not {"gfx900", "gfx906", "gfx1031", "gfx1032"} & set(rocm714.archs)
+    gfx1031 = choose(amd("gfx1031"), Policy(), MATRIX)
+    (item,) = gfx1031.unserved
+    assert gfx1031.variant.name == "cpu" and "carries gfx1031 kernels" in item.why
+    # the MI50 (gfx906) stays on the legacy-image rocm7.2 build
+    gfx906 = choose(amd("gfx906"), Policy(torch_pin="2.14.*"), MATRIX)
+    assert gfx906.variant.name == "rocm7.2" and not gfx906.unserved
+
+
+def test_rocm_builds_of_2_10_are_7_0_and_7_1() -> None:
+    decision = choose(amd("gfx1100"), Policy(torch_pin="2.10.*"), MATRIX)
+    assert (decision.variant.name, decision.torch_series) == ("rocm7.1", ("2.10",))
+    assert choose(amd("gfx1103"), Policy(torch_pin="2.12.*"), MATRIX).variant.name == "cpu"  # gfx1103 from 2.13

@@ -114,7 +114,7 @@ def test_shell_on_a_terminal_starts_an_activated_subshell_and_exits_with_its_sta
         assert "PS=[(.venv) " in shown or "PS=[(project) " in shown, shown  # the activate script's prompt prefix
 
 
-OUTLOOK_570 = ("driver 570.153.02 limits this machine to CUDA 12.8 -> torch 2.11; "
+OUTLOOK_570 = ("driver 570.153.02 limits this machine to CUDA 12.8 -> torch 2.13; "
                "driver >= 580.65.06 gets torch 2.15 cu132")
 
 

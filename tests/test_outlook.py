@@ -28,7 +28,7 @@ def lines_for(machine: Machine, policy: Policy | None = None) -> tuple[str, ...]
 
 def test_an_old_driver_is_named_with_the_driver_that_lifts_it() -> None:
     assert lines_for(nvidia("570.153.02", "NVIDIA GeForce RTX 5090", "12.0")) == (
-        "driver 570.153.02 limits this machine to CUDA 12.8 -> torch 2.11; "
+        "driver 570.153.02 limits this machine to CUDA 12.8 -> torch 2.13; "
         "driver >= 580.65.06 gets torch 2.15 cu132",
     )
 
@@ -49,6 +49,13 @@ def test_both_limits_at_once() -> None:
     )
 
 
+def test_a_k80_stays_on_torch_2_7_and_no_driver_lifts_it() -> None:
+    # only the cu118 builds of 2.5-2.7 carry sm_37; a newer driver reaches no build that serves it
+    assert lines_for(nvidia("470.256.02", "Tesla K80", "3.7", count=2)) == (
+        "Tesla K80 (sm_37) is served only by cu118 builds; torch 2.15 has none, so this machine stays on torch 2.7",
+    )
+
+
 @pytest.mark.parametrize("policy", [Policy(variant="cu128"), Policy(torch_pin="2.11.*")])
 def test_nothing_is_said_when_the_user_pinned_the_choice(policy: Policy) -> None:
     assert lines_for(nvidia("570.153.02", "NVIDIA GeForce RTX 5090", "12.0"), policy) == ()
@@ -63,9 +70,9 @@ def test_detect_prints_the_outlook_in_its_summary_and_json(tmp_path: Path) -> No
     env = layerenv_env(tmp_path / "home", base_env={"PATH": "/usr/bin:/bin"}, machine="rtx5090-570")
     summary = run_layerenv(["detect"], env, tmp_path)
     assert summary.returncode == 0, summary.stderr
-    assert ("outlook\n  - driver 570.153.02 limits this machine to CUDA 12.8 -> torch 2.11; "
+    assert ("outlook\n  - driver 570.153.02 limits this machine to CUDA 12.8 -> torch 2.13; "
             "driver >= 580.65.06 gets torch 2.15 cu132") in summary.stdout
     document = json.loads(run_layerenv(["detect", "--json"], env, tmp_path).stdout)
     assert document["outlook"] == [
-        "driver 570.153.02 limits this machine to CUDA 12.8 -> torch 2.11; driver >= 580.65.06 gets torch 2.15 cu132"
+        "driver 570.153.02 limits this machine to CUDA 12.8 -> torch 2.13; driver >= 580.65.06 gets torch 2.15 cu132"
     ]

@@ -80,7 +80,8 @@ def test_known_devices(device_id: int, chip: str, capability: str) -> None:
 
 def test_every_device_in_the_table_has_a_capability_the_arch_tables_judge() -> None:
     """Each id names a known chip; each chip's capability is served by some build in the release
-    table, or is older than every build's oldest architecture (Kepler), which coverage says."""
+    table, or is a Kepler the builds left behind: only the K80's GK210 (3.7) has sm_37 kernels, in
+    the cu118 builds of torch 2.5-2.7; sm_30/sm_35 were never in these releases."""
     table = device_table()
     assert len(table) > 700
     built = {arch for release in load_matrix().releases for build in release.builds
@@ -90,7 +91,7 @@ def test_every_device_in_the_table_has_a_capability_the_arch_tables_judge() -> N
         assert chip is not None, f"{device_id:04x} {name}"
         capability = ComputeCapability.parse(CHIP_CAPABILITY[chip])
         gpu = Gpu("nvidia", 0, name, capability)
-        if capability.major >= 5:
+        if capability.major >= 5 or capability == ComputeCapability(3, 7):
             assert serves(built, gpu) is not None, f"{device_id:04x} {name}: {capability} served by no build"
         else:
             assert serves(built, gpu) is None
@@ -124,6 +125,32 @@ def test_a_gpu_seen_only_in_sysfs_is_listed_from_pci(tmp_path: Path) -> None:
     ]  # the card's audio function (class 0x0403) is not a GPU
     decision = choose(machine, Policy(), load_matrix())  # type: ignore[arg-type]
     assert (decision.variant.name, decision.torch_series[0]) == ("cu118", "2.7")
+
+
+def test_kepler_k80_on_an_r470_driver_gets_cu118_torch_2_7_through_sm_37(tmp_path: Path) -> None:
+    machine = replay(MACHINES / "k80-470", tmp_path)
+    assert [(g.name, g.compute_capability, g.pci_bus_id, g.source) for g in machine.gpus] == [  # type: ignore[attr-defined]
+        ("Tesla K80", ComputeCapability(3, 7), "0000:05:00.0", "pci-id"),
+        ("Tesla K80", ComputeCapability(3, 7), "0000:06:00.0", "pci-id"),
+    ]  # one board, two GK210 GPUs behind its PCIe switch
+    decision = choose(machine, Policy(), load_matrix())  # type: ignore[arg-type]
+    assert (decision.variant.name, decision.torch_series) == ("cu118", ("2.7", "2.6", "2.5"))
+    assert decision.served == machine.gpus and "sm_37" in decision.archs  # type: ignore[attr-defined]
+    assert any("compute capability 3.7 (from pci-id)" in reason for reason in decision.reasons)
+    assert "torch 2.7 cu118: the newest release, then the newest CUDA, that serves 2 of 2 GPU(s)" in decision.reasons
+
+
+def test_the_same_k80_on_a_driver_too_old_for_cuda_11_8_gets_cpu_naming_kepler(tmp_path: Path) -> None:
+    sysroot = tmp_path / "root"
+    shutil.copytree(MACHINES / "k80-470", sysroot)
+    (sysroot / "sys" / "module" / "nvidia" / "version").write_text("418.226.00\n")
+    (sysroot / "proc" / "driver" / "nvidia" / "version").write_text(
+        "NVRM version: NVIDIA UNIX x86_64 Kernel Module  418.226.00  Mon Jan  3 11:03:40 UTC 2022\n")
+    machine = replay(sysroot, tmp_path)
+    decision = choose(machine, Policy(), load_matrix())  # type: ignore[arg-type]
+    assert decision.variant.name == "cpu" and len(decision.unserved) == 2
+    assert all("Kepler: torch 2.7 cu118 is the newest build with sm_37 kernels (it needs driver >= 450.80.02)"
+               in item.why for item in decision.unserved)
 
 
 def test_read_pci_gpus_skips_other_vendors_and_unreadable_entries(tmp_path: Path) -> None:

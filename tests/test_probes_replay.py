@@ -104,6 +104,12 @@ EXPECTED: dict[
         [("nvidia", 0, "Quadro K620", "5.0", "pci-id")],
         ("nvidia-smi not found; compute capability from the PCI device id",),
     ),
+    "k80-470": (
+        "470.256.02",
+        None,
+        [("nvidia", 0, "Tesla K80", "3.7", "pci-id"), ("nvidia", 1, "Tesla K80", "3.7", "pci-id")],
+        ("nvidia-smi not found; compute capability from the PCI device id",),
+    ),
     "a100-h100-mig-580": (
         "580.159.04",
         None,

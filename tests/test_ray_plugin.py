@@ -137,7 +137,7 @@ def test_each_ray_node_runs_the_project_on_its_own_base(tmp_path: Path, ray_temp
         answers = [json.loads(line) for line in driver.stdout.splitlines() if line.startswith("{")]
         python = str(project / ".venv" / "bin" / "python")
         assert [(a["node"], a["torch"], a["python"]) for a in answers] == [
-            ("node-a", "2.9.1+cu128", python), ("node-b", "2.9.1+cu126", python), ("node-a", "2.9.1+cu128", python)]
+            ("node-a", "2.9.1+cu129", python), ("node-b", "2.9.1+cu126", python), ("node-a", "2.9.1+cu129", python)]
         logging.getLogger(__name__).info("first task per node: %s", [a["seconds"] for a in answers])
 
         no_ray = tmp_path / "no-ray"
@@ -152,7 +152,7 @@ def test_each_ray_node_runs_the_project_on_its_own_base(tmp_path: Path, ray_temp
                        check=False)
     bases = sorted(path.name for path in (store / "bases").iterdir())
     assert bases == [f"cp{sys.version_info.major}{sys.version_info.minor}-linux_x86_64-torch2.9.1-{v}"
-                     for v in ("cu126", "cu128")]
+                     for v in ("cu126", "cu129")]
     assert sorted(path.name for path in (store / "nodes").iterdir()) == ["node-a", "node-b"]
     assert os.path.isfile(project / ".venv" / "layerenv.json")
 

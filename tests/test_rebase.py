@@ -49,8 +49,8 @@ def test_driver_upgrade_moves_projects_to_a_new_cuda(tmp_path: Path, driver_upgr
         result = run_layerenv(["project", str(project)], old_env, tmp_path)
         assert result.returncode == 0, result.stderr
         projects.append(project / ".venv")
-    assert [torch_version(venv) for venv in projects] == ["2.9.1+cu128"] * 2
-    old_id = "cp311-linux_x86_64-torch2.9.1-cu128"
+    assert [torch_version(venv) for venv in projects] == ["2.9.1+cu129"] * 2
+    old_id = "cp311-linux_x86_64-torch2.9.1-cu129"
 
     nothing = run_layerenv(["rebase"], old_env, tmp_path)
     assert nothing.returncode == 0 and nothing.stdout.startswith("nothing changed: 2 project(s)")
@@ -62,7 +62,7 @@ def test_driver_upgrade_moves_projects_to_a_new_cuda(tmp_path: Path, driver_upgr
     assert sorted(move["project"] for move in plan["moves"]) == sorted(str(v.parent) for v in projects)
     assert all(move["from"] == old_id for move in plan["moves"])
     assert not any(move["downgrade"] for move in plan["moves"]), "a driver upgrade is no downgrade"
-    assert [torch_version(venv) for venv in projects] == ["2.9.1+cu128"] * 2, "--dry-run changed nothing"
+    assert [torch_version(venv) for venv in projects] == ["2.9.1+cu129"] * 2, "--dry-run changed nothing"
     assert not (tmp_path / "home" / "bases" / "cp311-linux_x86_64-torch2.15.0-cu132").exists()
 
     done = run_layerenv(["rebase", "--json"], new_env, tmp_path)
@@ -84,11 +84,11 @@ def test_driver_upgrade_moves_projects_to_a_new_cuda(tmp_path: Path, driver_upgr
     assert down.returncode == 0, down.stderr
     down_moves = json.loads(down.stdout)["moves"]
     assert [(m["from"], m["to"], m["downgrade"], m["from_torch"], m["to_torch"]) for m in down_moves] == [
-        (new_id, old_id, True, "2.15.0+cu132", "2.9.1+cu128")] * 2
+        (new_id, old_id, True, "2.15.0+cu132", "2.9.1+cu129")] * 2
     assert {m["why"] for m in down_moves} == {"the driver 570.153.02 no longer supports cu132"}
     down_text = run_layerenv(["rebase", "--dry-run"], old_env, tmp_path)
     assert down_text.stdout.count(
-        "[downgrade: torch 2.15.0+cu132 -> 2.9.1+cu128, because the driver 570.153.02 no longer supports cu132]"
+        "[downgrade: torch 2.15.0+cu132 -> 2.9.1+cu129, because the driver 570.153.02 no longer supports cu132]"
     ) == 2, down_text.stdout
     assert [torch_version(venv) for venv in projects] == ["2.15.0+cu132"] * 2, "--dry-run changed nothing"
 
@@ -97,7 +97,7 @@ def test_driver_upgrade_moves_projects_to_a_new_cuda(tmp_path: Path, driver_upgr
     assert [m["why"] for m in json.loads(asked.stdout)["moves"]] == [f"asked for with --base {old_id}"]
     back = run_layerenv(["rebase", "--project", str(projects[0].parent), "--base", old_id], new_env, tmp_path)
     assert back.returncode == 0, back.stderr
-    assert [torch_version(venv) for venv in projects] == ["2.9.1+cu128", "2.15.0+cu132"]
+    assert [torch_version(venv) for venv in projects] == ["2.9.1+cu129", "2.15.0+cu132"]
     bad = run_layerenv(["rebase", "--base", "no-such-base"], new_env, tmp_path)
     assert bad.returncode == 2 and "no-such-base" in bad.stderr and len(bad.stderr.splitlines()) == 1
 
@@ -133,7 +133,7 @@ def test_kill_9_at_any_point_leaves_every_project_working(tmp_path: Path, driver
     first.mkdir()
     assert run_layerenv(["project", str(first)], old_env, tmp_path).returncode == 0
     store = Store(tmp_path / "home")
-    old_id = "cp311-linux_x86_64-torch2.9.1-cu128"
+    old_id = "cp311-linux_x86_64-torch2.9.1-cu129"
     base_venv = store.base_dir(old_id)
     venvs = [first / ".venv"] + [
         clone_project(first, tmp_path / f"p{i:02d}", old_id, base_venv, store) for i in range(1, 20)
@@ -145,7 +145,7 @@ def test_kill_9_at_any_point_leaves_every_project_working(tmp_path: Path, driver
         )
         assert killed.returncode == -9, (fault, killed.stderr)
         versions = {torch_version(venv) for venv in venvs}
-        assert versions <= {"2.9.1+cu128", "2.15.0+cu132"}, (fault, versions)
+        assert versions <= {"2.9.1+cu129", "2.15.0+cu132"}, (fault, versions)
     final = run_layerenv(["rebase"], new_env, tmp_path)
     assert final.returncode == 0, final.stderr
     assert {torch_version(venv) for venv in venvs} == {"2.15.0+cu132"}

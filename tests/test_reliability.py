@@ -19,7 +19,7 @@ from tests.support.wheels import build_fake_torch
 
 pytestmark = pytest.mark.slow
 
-OLD_ID = "cp311-linux_x86_64-torch2.9.1-cu128"
+OLD_ID = "cp311-linux_x86_64-torch2.9.1-cu129"
 NEW_ID = "cp311-linux_x86_64-torch2.15.0-cu132"
 CPU_ID = "cp311-linux_x86_64-torch2.9.1-cpu"
 
@@ -150,7 +150,7 @@ def test_kill_9_at_each_point_keeps_everything_working(tmp_path: Path, driver_up
     projects = _two_projects(tmp_path, envs["old"])
     home = tmp_path / "home"
     venvs = [home / "bases" / OLD_ID] + [project / ".venv" for project in projects]
-    versions = {"old": "2.9.1+cu128", "new": "2.15.0+cu132"}
+    versions = {"old": "2.9.1+cu129", "new": "2.15.0+cu132"}
     points = {"base": BASE_POINTS, "project": PROJECT_POINTS, "rebase": REBASE_POINTS}[area]
     toward = "new"
     for number, fault in enumerate(points):
@@ -160,7 +160,7 @@ def test_kill_9_at_each_point_keeps_everything_working(tmp_path: Path, driver_up
             extra = "needs-torch\n" if number % 2 == 0 else ""
             (projects[0] / "requirements.txt").write_text("plain-lib==1.0\n" + extra)
             args, env, after = ["project", str(projects[0])], envs["old"], "old"
-        else:  # rebase back and forth between the 570 (cu128) and 580 (cu132) machines
+        else:  # rebase back and forth between the 570 (cu129) and 580 (cu132) machines
             args, env, after = ["rebase"], envs[toward], toward
         killed = run_layerenv(args, faulty(env, fault), tmp_path)
         assert killed.returncode == -9, (fault, killed.returncode, killed.stderr)
@@ -170,7 +170,7 @@ def test_kill_9_at_each_point_keeps_everything_working(tmp_path: Path, driver_up
         assert again.returncode == 0, (fault, again.stderr)
         _assert_clean(home, projects, OLD_ID if after == "old" else NEW_ID)
         assert {torch_version(venv) for venv in venvs[1:]} == {versions[after]}, fault
-        assert torch_version(home / "bases" / OLD_ID) == "2.9.1+cu128"
+        assert torch_version(home / "bases" / OLD_ID) == "2.9.1+cu129"
         if area == "project" and number % 2 == 0:
             imported = subprocess.run(
                 [str(projects[0] / ".venv" / "bin" / "python"), "-c", "import needs_torch"], check=False

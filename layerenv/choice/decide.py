@@ -268,7 +268,9 @@ def _evaluate(
 
     if forced and variant.name != policy.variant:
         return dropped(f"{policy.variant} was asked for ({policy.sources.get('variant', 'override')})")
-    archs = build.archs_for(machine.arch)
+    if build.linux_only and machine.system != "linux":
+        return dropped(f"{variant} wheels are built for Linux only")
+    archs = build.archs_for(machine.arch, machine.system)
     if archs is None:
         return dropped(f"no {machine.arch} wheel for {variant}")
     if machine.system == "darwin" and variant.kind != "cpu":
@@ -341,6 +343,25 @@ def _machine_reasons(machine: Machine) -> list[str]:
     return reasons
 
 
+def _newest_build_carrying(machine: Machine, gpu: Gpu, policy: Policy, matrix: Matrix) -> str | None:
+    """``"torch 2.7 cu118 is the newest build with sm_37 kernels"``, whatever the driver; ``None`` if none."""
+    carrying = [
+        (release, build)
+        for release in matrix.releases
+        if release.channel == policy.channel
+        for build in release.builds
+        if serves(build.archs_for(machine.arch, machine.system) or (), gpu)
+    ]
+    if not carrying:
+        return None
+    release, build = max(carrying, key=lambda item: (item[0].key, item[1].variant.sort_key))
+    needs = ""
+    runtime = matrix.cuda.get(build.variant.version or "")
+    if runtime is not None:
+        needs = f" (it needs driver >= {runtime.min_driver(machine.system)})"
+    return f"torch {release.series} {build.variant} is the newest build with {serves(build.archs, gpu)} kernels{needs}"
+
+
 def _why_unserved(machine: Machine, gpu: Gpu, best: _Evaluated, policy: Policy, matrix: Matrix) -> str:
     blocked = _blackwell_blocked(machine, gpu, matrix)
     if blocked:
@@ -354,6 +375,8 @@ def _why_unserved(machine: Machine, gpu: Gpu, best: _Evaluated, policy: Policy, 
     hint = ""
     if gpu.compute_capability and gpu.compute_capability == ComputeCapability(8, 7):
         hint = "; Jetson boards need NVIDIA's JetPack wheels"
+    elif gpu.compute_capability and gpu.compute_capability.major == 3:
+        hint = f"; Kepler: {_newest_build_carrying(machine, gpu, policy, matrix) or 'no torch build carries it'}"
     return (
         f"no {policy.channel} {vendor_kind.upper()} build of torch for {machine.arch} "
         f"that this driver can run carries {target} kernels{hint}"

@@ -74,7 +74,8 @@ def _gpus_leaving_builds(machine: Machine, decision: Decision, policy: Policy, m
     lines = []
     for gpu in decision.served:
         serving = [
-            (release, sorted({str(b.variant) for b in release.builds if serves(b.archs_for(machine.arch) or (), gpu)}))
+            (release, sorted({str(b.variant) for b in release.builds
+                              if serves(b.archs_for(machine.arch, machine.system) or (), gpu)}))
             for release in releases
         ]
         last, variants = next((release, names) for release, names in serving if names)

@@ -35,9 +35,12 @@ class Build:
     archs: tuple[str, ...]
     aarch64_archs: tuple[str, ...] | None
     confidence: Confidence
+    linux_only: bool = False  # built for Linux only (cu129 from 2.9 on): no Windows wheel
 
-    def archs_for(self, arch: str) -> tuple[str, ...] | None:
-        """The arch list on a CPU architecture, ``None`` where no wheel exists for it."""
+    def archs_for(self, arch: str, system: str = "linux") -> tuple[str, ...] | None:
+        """The arch list on a CPU architecture and OS, ``None`` where no wheel exists for it."""
+        if self.linux_only and system != "linux":
+            return None
         if arch in ("aarch64", "arm64") and self.variant.kind != "cpu":
             return self.aarch64_archs
         return self.archs
@@ -87,6 +90,7 @@ def parse_matrix(data: dict[str, Any]) -> Matrix:
     releases = []
     for entry in data["release"]:
         confidence: dict[str, Confidence] = entry.get("confidence", {})
+        linux_only = frozenset(entry.get("linux_only", ()))
         builds = tuple(
             Build(
                 series=entry["series"],
@@ -94,6 +98,7 @@ def parse_matrix(data: dict[str, Any]) -> Matrix:
                 archs=tuple(archsets[archset]),
                 aarch64_archs=tuple(archsets[aarch64[name]]) if name in aarch64 else None,
                 confidence=confidence.get(name, "high"),
+                linux_only=name in linux_only,
             )
             for name, archset in entry["variants"].items()
         )

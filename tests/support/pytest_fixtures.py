@@ -13,6 +13,7 @@ variant  torch           cuda   torchvision               runtime dep of torch (
 cu124    2.5.1+cu124     12.4   0.20.1+cu124              nvidia-cuda-runtime-cu12 12.4.127
 cu126    2.9.1+cu126     12.6   0.24.1+cu126              nvidia-cuda-runtime-cu12 12.6.77
 cu128    2.9.1+cu128     12.8   0.24.1+cu128              nvidia-cuda-runtime-cu12 12.8.90
+cu129    2.9.1+cu129     12.9   0.24.1+cu129              nvidia-cuda-runtime-cu12 12.9.79
 cu130    2.11.0+cu130    13.0   0.26.0+cu130              nvidia-cuda-runtime 13.0.96
 cpu      2.9.1+cpu       None   0.24.1+cpu                (none)
 =======  ==============  =====  ========================  ===============================
@@ -125,6 +126,14 @@ TORCH_BUILDS: dict[str, FakeTorchBuild] = {
             _NEW_ARCHS,
             "0.24.1+cu128",
             ("nvidia-cuda-runtime-cu12", "12.8.90"),
+        ),
+        FakeTorchBuild(
+            "cu129",
+            "2.9.1+cu129",
+            "12.9",
+            _NEW_ARCHS,
+            "0.24.1+cu129",
+            ("nvidia-cuda-runtime-cu12", "12.9.79"),
         ),
         FakeTorchBuild("cu130", "2.11.0+cu130", "13.0", _NEW_ARCHS, "0.26.0+cu130", ("nvidia-cuda-runtime", "13.0.96")),
         FakeTorchBuild("cpu", "2.9.1+cpu", None, (), "0.24.1+cpu", None),
@@ -302,7 +311,7 @@ def installer_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
 
 @pytest.fixture
 def driver_upgrade_env(tmp_path: Path, installer_env: dict[str, str], served_indexes: ServedIndexes):  # type: ignore[no-untyped-def]
-    """``make(machine)``: an environment for one store, served cu128 (2.9.1) and cu132 (2.15.0) torch
+    """``make(machine)``: an environment for one store, served cu129 (2.9.1) and cu132 (2.15.0) torch
     builds, project packages from the PyPI-like index (pip and uv), uv as installer; replay e.g.
     ``rtx5090-570`` then ``rtx5090-580`` for a driver upgrade."""
     cu132 = build_fake_torch(tmp_path / "wheels", "2.15.0+cu132", cuda="13.2")
