@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,7 +23,7 @@ from layerenv.choice.variant import parse_version_tuple
 from layerenv.errors import OperationFailed
 from layerenv.faults import checkpoint
 from layerenv.installers import Installer, Log, Resolved, Sources, get_installer
-from layerenv.reporter import Reporter
+from layerenv.reporter import Reporter, progress
 from layerenv.store.atomic import remove_tree, swap_in, write_json
 from layerenv.store.home import MANIFEST_NAME, Store
 from layerenv.urls import fill_template, redact, unreachable_reason
@@ -169,24 +171,18 @@ def _build_once(
         python = VenvLayout.for_venv(staging).python
         checkpoint("base:after-venv")
         timings["venv"] = time.monotonic() - started
-        reporter.step(f"resolving torch for {decision.variant}")
-        mark = time.monotonic()
-        plan = _plan(request, installer, python, sources, log, open_ended=open_ended, offline=offline)
-        timings["resolve"] = time.monotonic() - mark
+        with _stage(reporter, timings, "resolve", f"resolving torch for {decision.variant}"):
+            plan = _plan(request, installer, python, sources, log, open_ended=open_ended, offline=offline)
         checkpoint("base:after-resolve")
         for note in plan.notes:
             reporter.warn(note)
-        reporter.step(f"installing {' '.join(plan.requirements)} with {installer.name}")
-        mark = time.monotonic()
-        installed = installer.install(python, plan.requirements, sources, log)
-        _check_sources(installed, plan, sources, decision.variant.name)
-        timings["install"] = time.monotonic() - mark
+        with _stage(reporter, timings, "install", f"installing {' '.join(plan.requirements)} with {installer.name}"):
+            installed = installer.install(python, plan.requirements, sources, log)
+            _check_sources(installed, plan, sources, decision.variant.name)
         checkpoint("base:after-install")
-        reporter.step("verifying torch in the new base")
-        mark = time.monotonic()
-        report = _verify(python, request, plan, log, open_ended=open_ended)
+        with _stage(reporter, timings, "verify", "verifying torch in the new base"):
+            report = _verify(python, request, plan, log, open_ended=open_ended)
         checkpoint("base:after-verify")
-        timings["verify"] = time.monotonic() - mark
         new_id = base_id(key, plan.torch.version, decision.variant)
         final = store.base_dir(new_id)
         refuse_newer(final / MANIFEST_NAME)
@@ -222,6 +218,17 @@ def _build_once(
         return BaseResult(manifest, reused=False, log=log.path)
     finally:
         remove_tree(staging)
+
+
+@contextmanager
+def _stage(reporter: Reporter, timings: dict[str, float], name: str, text: str) -> Iterator[None]:
+    """A long step: its line, its progress on a terminal (the installer's output goes to the log, so
+    the time it has taken), its duration in ``timings``."""
+    reporter.step(text)
+    mark = time.monotonic()
+    with progress(reporter, name):
+        yield
+    timings[name] = time.monotonic() - mark
 
 
 def _verify(python: Path, request: BaseRequest, plan: _Plan, log: Log, *, open_ended: bool) -> TorchReport:
