@@ -89,3 +89,12 @@ def test_installer_settings_come_with_their_source_and_no_credentials(tmp_path: 
     assert offers_other_sources(settings, "uv") is False  # PyPI only: no labelled torch there
     assert offers_other_sources(read_installer_settings({"XDG_CONFIG_DIRS": str(tmp_path / "none")}, tmp_path / "h",
                                                         prefix=tmp_path), "pip") is False
+
+
+def test_pip_config_file_devnull_means_no_pip_config_at_all(tmp_path: Path) -> None:
+    import os
+
+    from layerenv.installers.settings import pip_config_files
+
+    assert pip_config_files({"PIP_CONFIG_FILE": os.devnull}, tmp_path) == []
+    assert Path("/etc/pip.conf") in pip_config_files({}, tmp_path)

@@ -5,35 +5,83 @@ The adopted environment is only read: its manifest lives in the store, never bes
 
 from __future__ import annotations
 
+import hashlib
 import time
 from dataclasses import replace
 from pathlib import Path
 
 from layerenv import __version__
-from layerenv.base.file_check import baseline_of, verify_base
+from layerenv.base.file_check import baseline_of, read_bases, verify_base
 from layerenv.base.manifest import Manifest, PackageRecord, refuse_newer
 from layerenv.base.node_answer import remember_node
 from layerenv.base.torch_check import inspect_torch, judge
 from layerenv.choice.detection import Detection
 from layerenv.errors import BadInput, OperationFailed
-from layerenv.reporter import Reporter
+from layerenv.reporter import Reporter, progress
 from layerenv.store.atomic import write_json
 from layerenv.store.home import MANIFEST_NAME, Store
+from layerenv.venv.layout import VenvLayout
 
 
-def adopt(path: Path, detection: Detection, store: Store, reporter: Reporter) -> Manifest:
-    """Verify the environment at ``path`` on this machine, publish a manifest for it, record it as this node's."""
-    from layerenv.venv.distinfo import read_distributions
-    from layerenv.venv.layout import VenvLayout
+def adopt(path: Path, detection: Detection, store: Store, reporter: Reporter, *, again: bool = False) -> Manifest:
+    """Verify the environment at ``path`` on this machine, publish a manifest for it, record it as this node's.
 
+    Under a lock on the path, like a build under its key's: of processes adopting the same environment
+    at once one inspects and hashes it, the others wait and reuse its manifest. An environment already
+    adopted, unchanged since (by size and time) and fitting this machine is reused; ``again`` adopts anew.
+    """
     venv = path.expanduser().resolve()
     layout = VenvLayout.for_venv(venv)
     python = layout.python
     if not python.exists():
         raise BadInput(f"--adopt {path}: no Python at {python}; give the root of a virtual environment")
     store.ensure_writable()
+    waited: list[str] = []
+
+    def waiting(owner: str) -> None:
+        waited.append(owner)
+        reporter.step(f"waiting for the lock on {venv}: held by {owner}")
+
+    with store.lock(adopt_lock_name(venv), purpose=f"adopting {venv}", on_wait=waiting):
+        existing = None if again else already_adopted(store, venv, detection)
+        if existing is None:
+            manifest = _adopt(venv, layout, detection, store, reporter)
+        else:
+            manifest = existing
+            by = "by another process" if waited else "before"
+            reporter.step(f"{venv} was adopted {by} as {manifest.base_id} and is unchanged since; reusing it")
+    remember_node(store, manifest, detection, reporter)
+    return manifest
+
+
+def adopt_lock_name(venv: Path) -> str:
+    """One lock per adopted path (a build's lock is per base key; two paths may share a base id)."""
+    return f"adopt-{hashlib.sha256(str(venv).encode()).hexdigest()[:16]}"
+
+
+def already_adopted(store: Store, venv: Path, detection: Detection) -> Manifest | None:
+    """The published adoption of ``venv`` if its files are unchanged since (a stat per file, no
+    hashing) and its recorded torch still fits this machine's GPUs."""
+    manifests, _ = read_bases(store)
+    for manifest in manifests:
+        if not manifest.adopted or Path(manifest.path) != venv:
+            continue
+        verification = manifest.verification
+        if judge(verification, variant=verification.variant, version=None, gpus=detection.machine.gpus):
+            continue
+        if verify_base(manifest, quick=True).ok:
+            return manifest
+    return None
+
+
+def _adopt(venv: Path, layout: VenvLayout, detection: Detection, store: Store, reporter: Reporter) -> Manifest:
+    from layerenv.venv.distinfo import read_distributions
+
+    python = layout.python
+
     reporter.step(f"inspecting torch in {venv}")
-    report = inspect_torch(python, run_kernel=True)
+    with progress(reporter, "importing torch and running a kernel"):
+        report = inspect_torch(python, run_kernel=True)
     variant = report.variant
     if variant is None:
         raise OperationFailed(f"cannot adopt {venv}: {report.error or 'no torch found'}")
@@ -46,8 +94,7 @@ def adopt(path: Path, detection: Detection, store: Store, reporter: Reporter) ->
         raise OperationFailed(f"cannot adopt {venv}: torch imports but has no installed distribution")
     interpreter = report.interpreter
     base_id = f"{interpreter.tag}-{interpreter.platform}-torch{torch.version.split('+')[0]}-{variant}-adopted"
-    key = base_id
-    with store.lock(key, purpose=f"adopting {venv}"):
+    with store.lock(base_id, purpose=f"adopting {venv}"):
         refuse_newer(store.base_dir(base_id) / MANIFEST_NAME)
         manifest = Manifest(
             base_id=base_id,
@@ -70,7 +117,8 @@ def adopt(path: Path, detection: Detection, store: Store, reporter: Reporter) ->
             adopted=True,
         )
         reporter.step(f"hashing the files of {venv} as they are now")
-        check = verify_base(manifest)
+        with progress(reporter, "hashing") as shown:
+            check = verify_base(manifest, on_progress=shown.update)
         if not check.ok:
             reporter.warn(
                 f"{len(check.problems)} file(s) of {venv} already differ from their RECORD "
@@ -79,5 +127,4 @@ def adopt(path: Path, detection: Detection, store: Store, reporter: Reporter) ->
             manifest = replace(manifest, baseline=baseline_of(check))
         write_json(store.base_dir(base_id) / MANIFEST_NAME, manifest.to_json())
     reporter.step(f"adopted {venv} as {base_id}")
-    remember_node(store, manifest, detection, reporter)
     return manifest

@@ -6,12 +6,16 @@ base (the common case) imports none of this.
 
 from __future__ import annotations
 
+import os
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 from layerenv import __version__
 from layerenv.base.manifest import Manifest, PackageRecord, refuse_newer
+from layerenv.base.offline import Unreachable
 from layerenv.base.request import BaseRequest, BaseResult, base_id
 from layerenv.base.resolve import Acceptance, companion_specifier, newest_acceptable, series_specifier
 from layerenv.base.torch_check import TorchReport, inspect_torch, judge
@@ -19,7 +23,7 @@ from layerenv.choice.variant import parse_version_tuple
 from layerenv.errors import OperationFailed
 from layerenv.faults import checkpoint
 from layerenv.installers import Installer, Log, Resolved, Sources, get_installer
-from layerenv.reporter import Reporter
+from layerenv.reporter import Reporter, progress
 from layerenv.store.atomic import remove_tree, swap_in, write_json
 from layerenv.store.home import MANIFEST_NAME, Store
 from layerenv.urls import fill_template, redact, unreachable_reason
@@ -28,25 +32,49 @@ from layerenv.venv.layout import VenvLayout
 from layerenv.venv.relocate import relocate_venv
 
 
-def resolve_sources(request: BaseRequest, reporter: Reporter) -> Sources:
+def resolve_sources(
+    request: BaseRequest, reporter: Reporter, log: Log, prefix: Path | None = None
+) -> tuple[Sources, Unreachable | None]:
+    """Where the base's wheels come from; when the variant's index does not answer, say so at once
+    with what would work here, and fail at once when nothing else could be tried (no slow probes).
+
+    ``prefix`` is the environment the installer will run in (its ``pip.conf`` counts).
+    """
     decision = request.detection.decision
     template = request.sources.index_template or decision.table.index_template
     index_url: str | None = fill_template(template, decision.variant.name, "index.url")
     problem = unreachable_reason(index_url) if index_url else None
-    if problem is not None:
-        fallback = request.sources.find_links or request.sources.extra_index_urls or request.installer == "pip"
-        if not fallback:
-            raise OperationFailed(
-                f"the {decision.variant} index {redact(index_url or '')} is unreachable ({problem}); "
-                "set LAYERENV_INDEX_URL to a mirror or LAYERENV_FIND_LINKS to a directory of wheels"
-            )
-        reporter.warn(
-            f"the {decision.variant} index {redact(index_url or '')} is unreachable ({problem}); "
-            "using find-links and the installer's own configuration, accepting only +"
-            f"{decision.variant} builds"
-        )
-        index_url = None
-    return Sources(index_url, request.sources.extra_index_urls, request.sources.find_links)
+    if problem is None:
+        return Sources(index_url, request.sources.extra_index_urls, request.sources.find_links), None
+    offline = _offline(request, redact(index_url or ""), problem)
+    _write_log(log, offline.log_lines())
+    if not (request.sources.find_links or request.sources.extra_index_urls or _installer_offers(request, prefix)):
+        raise OperationFailed(f"{offline.dead_end(request.installer)} (log: {log.path})")
+    reporter.warn(offline.warning(request.installer))
+    return Sources(None, request.sources.extra_index_urls, request.sources.find_links), offline
+
+
+def _offline(request: BaseRequest, index_url: str, problem: str) -> Unreachable:
+    from layerenv.base.adoptable import find_adoptable
+    from layerenv.choice.table import load_matrix
+
+    installs = find_adoptable(request.detection, load_matrix(), os.environ, Path.home())
+    return Unreachable(request.detection.decision.variant, index_url, problem, tuple(installs))
+
+
+def _installer_offers(request: BaseRequest, prefix: Path | None) -> bool:
+    """Whether pip's or uv's own settings point anywhere but PyPI (which has no labelled Linux torch)."""
+    from layerenv.installers.settings import offers_other_sources, read_installer_settings
+
+    return offers_other_sources(read_installer_settings(os.environ, Path.home(), prefix), request.installer)
+
+
+def _write_log(log: Log, lines: list[str]) -> None:
+    if log.path is None:
+        return
+    log.path.parent.mkdir(parents=True, exist_ok=True)
+    with log.path.open("a", encoding="utf-8") as handle:
+        handle.writelines(f"{line}\n" for line in lines)
 
 
 @dataclass(frozen=True)
@@ -57,7 +85,14 @@ class _Plan:
 
 
 def _plan(
-    request: BaseRequest, installer: Installer, python: Path, sources: Sources, log: Log, *, open_ended: bool
+    request: BaseRequest,
+    installer: Installer,
+    python: Path,
+    sources: Sources,
+    log: Log,
+    *,
+    open_ended: bool,
+    offline: Unreachable | None = None,
 ) -> _Plan:
     decision = request.detection.decision
     acceptance = Acceptance(decision.variant.name, sources.index_url, sources.find_links)
@@ -69,6 +104,8 @@ def _plan(
     torch, rejected = newest_acceptable("torch", specifier, newest, acceptance)
     if torch is None:
         detail = f"; skipped: {rejected[-1]}" if rejected else ""
+        if offline is not None:
+            detail += f"; {offline.headline()}: {offline.what_would_work()}"
         raise OperationFailed(
             f"no torch{specifier} {decision.variant} build found in {', '.join(sources.describe())}{detail} "
             f"(log: {log.path})"
@@ -128,30 +165,24 @@ def _build_once(
     staging = store.new_staging_dir(key)
     log = Log(store.log_path(key), verbose=request.verbose)
     try:
+        sources, offline = resolve_sources(request, reporter, log, prefix=staging)
         reporter.step(f"creating a {request.interpreter.tag} virtualenv")
         create_virtualenv(staging, request.interpreter.executable, prompt="layerenv-base", seed_pip=installer.seeds_pip)
         python = VenvLayout.for_venv(staging).python
         checkpoint("base:after-venv")
         timings["venv"] = time.monotonic() - started
-        sources = resolve_sources(request, reporter)
-        reporter.step(f"resolving torch for {decision.variant}")
-        mark = time.monotonic()
-        plan = _plan(request, installer, python, sources, log, open_ended=open_ended)
-        timings["resolve"] = time.monotonic() - mark
+        with _stage(reporter, timings, "resolve", f"resolving torch for {decision.variant}"):
+            plan = _plan(request, installer, python, sources, log, open_ended=open_ended, offline=offline)
         checkpoint("base:after-resolve")
         for note in plan.notes:
             reporter.warn(note)
-        reporter.step(f"installing {' '.join(plan.requirements)} with {installer.name}")
-        mark = time.monotonic()
-        installed = installer.install(python, plan.requirements, sources, log)
-        _check_sources(installed, plan, sources, decision.variant.name)
-        timings["install"] = time.monotonic() - mark
+        with _stage(reporter, timings, "install", f"installing {' '.join(plan.requirements)} with {installer.name}"):
+            installed = installer.install(python, plan.requirements, sources, log)
+            _check_sources(installed, plan, sources, decision.variant.name)
         checkpoint("base:after-install")
-        reporter.step("verifying torch in the new base")
-        mark = time.monotonic()
-        report = _verify(python, request, plan, log, open_ended=open_ended)
+        with _stage(reporter, timings, "verify", "verifying torch in the new base"):
+            report = _verify(python, request, plan, log, open_ended=open_ended)
         checkpoint("base:after-verify")
-        timings["verify"] = time.monotonic() - mark
         new_id = base_id(key, plan.torch.version, decision.variant)
         final = store.base_dir(new_id)
         refuse_newer(final / MANIFEST_NAME)
@@ -187,6 +218,17 @@ def _build_once(
         return BaseResult(manifest, reused=False, log=log.path)
     finally:
         remove_tree(staging)
+
+
+@contextmanager
+def _stage(reporter: Reporter, timings: dict[str, float], name: str, text: str) -> Iterator[None]:
+    """A long step: its line, its progress on a terminal (the installer's output goes to the log, so
+    the time it has taken), its duration in ``timings``."""
+    reporter.step(text)
+    mark = time.monotonic()
+    with progress(reporter, name):
+        yield
+    timings[name] = time.monotonic() - mark
 
 
 def _verify(python: Path, request: BaseRequest, plan: _Plan, log: Log, *, open_ended: bool) -> TorchReport:

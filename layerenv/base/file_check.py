@@ -18,6 +18,7 @@ import csv
 import hashlib
 import io
 import os
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -187,8 +188,15 @@ def _batches(expected: list[_Expected], most_bytes: int = 64 * CHUNK, most_files
     return [*batches, batch] if batch else batches
 
 
-def verify_base(manifest: Manifest, workers: int | None = None, *, quick: bool = False) -> BaseCheck:
-    """Check every distribution the manifest lists, and every hashed file of each.
+def verify_base(
+    manifest: Manifest,
+    workers: int | None = None,
+    *,
+    quick: bool = False,
+    on_progress: Callable[[int, int], None] | None = None,
+) -> BaseCheck:
+    """Check every distribution the manifest lists, and every hashed file of each; ``on_progress(done,
+    total)`` hears the files checked so far as batches finish.
 
     ``quick`` (what ``doctor`` uses) hashes only files whose size differs from RECORD or whose mtime is
     newer than the manifest: a stat per file instead of reading gigabytes. ``layerenv verify`` hashes all.
@@ -231,9 +239,15 @@ def verify_base(manifest: Manifest, workers: int | None = None, *, quick: bool =
         expected.extend(_record_rows(text, site, venv, name))
     context = _Context(venv, _staging_prefix(manifest), manifest.baseline, manifest.created if quick else None)
     count = max(1, workers or min(8, os.cpu_count() or 1))
+    batches = _batches(expected)
+    done = 0
     with ThreadPoolExecutor(max_workers=count) as pool:
-        for batch_problems in pool.map(lambda batch: _check_files(batch, context), _batches(expected)):
+        outcomes = pool.map(lambda batch: _check_files(batch, context), batches)
+        for batch, batch_problems in zip(batches, outcomes, strict=True):
             problems.extend(batch_problems)
+            done += len(batch)
+            if on_progress is not None:
+                on_progress(done, len(expected))
     return result(problems, len(expected))
 
 

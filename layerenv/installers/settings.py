@@ -7,6 +7,7 @@ Read directly, without running pip: ``pip config list`` costs a Python start; th
 from __future__ import annotations
 
 import configparser
+import os
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -37,7 +38,7 @@ class InstallerSetting:
 
 def pip_config_files(env: Mapping[str, str], home: Path, prefix: Path | None = None) -> list[Path]:
     """pip's configuration files in the order pip reads them (later ones win), as ``pip config`` lists."""
-    if env.get("PIP_CONFIG_FILE") == "os.devnull":
+    if env.get("PIP_CONFIG_FILE") == os.devnull:  # pip then reads no configuration file at all
         return []
     xdg_dirs = env.get("XDG_CONFIG_DIRS", "/etc/xdg").split(":")
     files = [Path(directory) / "pip" / "pip.conf" for directory in xdg_dirs if directory] + [Path("/etc/pip.conf")]

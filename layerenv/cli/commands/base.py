@@ -19,13 +19,15 @@ from layerenv.config import INSTALLER_NAMES
 @decision_options
 @click.option("--python", "python_spec", metavar="SPEC", help="Interpreter: a version (3.12) or a path.")
 @click.option("--installer", type=click.Choice(INSTALLER_NAMES), help="Installer to fill the base (default: pip).")
-@click.option("--rebuild", is_flag=True, help="Build again even if a fitting base exists.")
+@click.option(
+    "--rebuild", is_flag=True, help="Build again even if a fitting base exists (with --adopt: inspect and hash again)."
+)
 @click.option(
     "--adopt",
     "adopt_path",
     type=click.Path(path_type=Path),
     metavar="PATH",
-    help="Register an existing virtualenv holding a working torch as a base.",
+    help="Register an existing virtualenv holding a working torch as a base (reused if already adopted and unchanged).",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the base's manifest summary as JSON.")
 @verbosity_options
@@ -57,7 +59,7 @@ def command(
     if adopt_path is not None:
         from layerenv.base.adopt import adopt
 
-        _print(adopt(adopt_path, detection, store, console), "adopted", as_json)
+        _print(adopt(adopt_path, detection, store, console, again=rebuild), "adopted", as_json)
         return
     result = ensure_base(session.base_request(rebuild=rebuild), store, console)
     _print(result.manifest, "reused" if result.reused else "built", as_json)
