@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from layerenv.base.adoptable import candidate_prefixes, find_adoptable, torch_version_in
 from layerenv.choice.decide import Policy, choose
 from layerenv.choice.detection import Detection
@@ -31,6 +33,24 @@ def torch_env(prefix: Path, version: str, python: str = "python3.12") -> Path:
 def test_torch_version_in_reads_the_dist_info(tmp_path: Path) -> None:
     assert torch_version_in(torch_env(tmp_path / "venv", "2.11.0+cu130")) == "2.11.0+cu130"
     assert torch_version_in(tmp_path) is None
+
+
+@pytest.mark.parametrize(("requirement", "label"), [
+    ("nvidia-cuda-runtime==13.0.96; platform_system == \"Linux\"", "+cu130"),
+    ("nvidia-cuda-runtime-cu12==12.8.90; platform_system == \"Linux\" and platform_machine == \"x86_64\"", "+cu128"),
+    ("cuda-toolkit[cublas,cudart]==13.0.2; platform_system == \"Linux\"", "+cu130"),
+    ("filelock", ""),
+])
+def test_an_unlabelled_pypi_torch_is_named_by_the_cuda_it_requires(tmp_path: Path, requirement: str,
+                                                                    label: str) -> None:
+    """PyPI's Linux torch (the preinstalled /opt/torch/.venv of the H200 is one) has no label."""
+    prefix = torch_env(tmp_path / "venv", "2.11.0")
+    metadata = next(prefix.glob("lib/*/site-packages/torch-*.dist-info")) / "METADATA"
+    metadata.write_text(f"Metadata-Version: 2.1\nName: torch\nVersion: 2.11.0\nRequires-Dist: {requirement}\n\nbody\n")
+    assert torch_version_in(prefix) == f"2.11.0{label}"
+    if label == "+cu130":
+        (install,) = find_adoptable(detection("580.159.04", "9.0"), MATRIX, {}, tmp_path, [prefix])
+        assert install.fits and install.suggestion().startswith(f"layerenv base --adopt {prefix} (torch 2.11.0+cu130")
 
 
 def test_each_install_is_judged_against_this_machine(tmp_path: Path) -> None:

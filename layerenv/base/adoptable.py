@@ -7,6 +7,7 @@ interpreter is started and nothing is imported.
 
 from __future__ import annotations
 
+import re
 import sys
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -54,18 +55,34 @@ def candidate_prefixes(env: Mapping[str, str], home: Path) -> list[Path]:
     return unique[:MOST_PLACES]
 
 
+_CUDA_REQUIREMENT = re.compile(
+    r"^Requires-Dist:\s*(?:nvidia-cuda-runtime(?:-cu\d+)?|cuda-toolkit(?:\[[^\]]*\])?)\s*[=~]=\s*(\d+)\.(\d+)",
+    re.MULTILINE | re.IGNORECASE,
+)
+
+
 def torch_version_in(prefix: Path) -> str | None:
-    """The version of torch installed in an environment, from its dist-info (``2.11.0+cu130``)."""
+    """The version of torch installed in an environment, from its dist-info (``2.11.0+cu130``).
+
+    PyPI's Linux builds carry no label (``2.11.0``); their CUDA is the one their metadata requires
+    (``nvidia-cuda-runtime==13.0.96``, or ``cuda-toolkit[...]==13.0.2``), named here as the label
+    (``2.11.0+cu130``) so the install can be judged like a labelled one.
+    """
     patterns = ("lib/python3*/site-packages/torch-*.dist-info", "Lib/site-packages/torch-*.dist-info")
     for pattern in patterns:
         for dist_info in sorted(prefix.glob(pattern)):
             try:
-                head = (dist_info / "METADATA").read_text(encoding="utf-8", errors="replace")[:4096]
+                head = (dist_info / "METADATA").read_text(encoding="utf-8", errors="replace").split("\n\n", 1)[0]
             except OSError:
                 continue
-            for line in head.splitlines():
-                if line.startswith("Version:"):
-                    return line.split(":", 1)[1].strip()
+            version = next((line.split(":", 1)[1].strip() for line in head.splitlines()
+                            if line.startswith("Version:")), None)
+            if version is None:
+                continue
+            cuda = _CUDA_REQUIREMENT.search(head)
+            if "+" not in version and cuda is not None:
+                version += f"+cu{cuda.group(1)}{cuda.group(2)}"
+            return version
     return None
 
 
