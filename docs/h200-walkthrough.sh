@@ -19,7 +19,7 @@ step() { echo; echo "===== $* ====="; }
   uuid=$(nvidia-smi --query-gpu=uuid --format=csv,noheader | head -1)
   for v in "" 0 1 "$uuid"; do step "CUDA_VISIBLE_DEVICES='$v' layerenv detect"; CUDA_VISIBLE_DEVICES=$v lay detect; done
 } > "$O/detect.txt" 2>&1
-lay detect --json > "$O/detect.json" 2>&1
+lay detect --json > "$O/detect.json" 2> "$O/detect-json.err"
 {
   step "the first run on an empty store, PyTorch's index unreachable (no network here)"
   python3 - <<'PY'
