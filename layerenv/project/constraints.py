@@ -10,12 +10,12 @@ import io
 from collections.abc import Iterable
 from pathlib import Path
 
+from layerenv.project.run_env import CONSTRAINTS_FILE
 from layerenv.store.atomic import write_text
 from layerenv.venv.distinfo import Distribution
 
 __all__ = ["CONSTRAINTS_FILE", "write_constraints"]
 
-CONSTRAINTS_FILE = "layerenv-constraints.txt"
 
 
 def write_constraints(venv: Path, base_id: str, family: Iterable[Distribution], pip_config: Path) -> Path:
