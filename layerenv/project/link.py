@@ -34,7 +34,7 @@ from layerenv.project.constraints import write_constraints
 from layerenv.project.run_env import RECORD_FILE, constraint_variables
 from layerenv.project.stubs import base_distributions, is_stub, remove_stale, write_stub, write_wrappers
 from layerenv.project.uv_wrapper import write_uv_shim
-from layerenv.store.atomic import remove_tree, write_json
+from layerenv.store.atomic import json_text, remove_tree, update_text
 from layerenv.venv.distinfo import canonical_name, is_family, read_distributions
 from layerenv.venv.layout import VenvLayout
 
@@ -190,7 +190,7 @@ def link(project_venv: Path, *, base_id: str, base_venv: Path, per_node: PerNode
     record = LinkRecord(base_id, base, base_site, tuple((d.name, d.version) for d in family), modules,
                         tuple(stubs), tuple(sorted(scripts)), constraints,
                         per_node=per_node)
-    write_json(venv / RECORD_FILE, record.to_json())
+    update_text(venv / RECORD_FILE, json_text(record.to_json()))
     return record
 
 
