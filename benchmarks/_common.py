@@ -70,3 +70,27 @@ def du(path: Path) -> int:
     from layerenv.lifecycle.status import disk_usage
 
     return disk_usage(path)
+
+
+CONSOLE_SCRIPTS = {
+    "pip": "import re, sys; from layerenv.cli.entry import main; sys.exit(main())",  # pip and pipx write this
+    "uv": "import sys; from layerenv.cli.entry import main; sys.exit(main())",  # uv tool install: no re
+}
+
+
+def console_script(*args: str, writer: str = "pip") -> list[str]:
+    """``layerenv ARGS`` as users start it: the console script pip (or uv) writes; ``-m`` adds runpy's cost."""
+    return [sys.executable, "-c", CONSOLE_SCRIPTS[writer], *args]
+
+
+def interleaved_medians(
+    commands: Mapping[str, Sequence[str]], runs: int, env: Mapping[str, str], cwd: Path | None = None
+) -> dict[str, float]:
+    """Median seconds of each command; one untimed warm-up each, then runs interleaved so drift hits all."""
+    for argv in commands.values():
+        timed(argv, env, cwd)
+    samples: dict[str, list[float]] = {name: [] for name in commands}
+    for _ in range(runs):
+        for name, argv in commands.items():
+            samples[name].append(timed(argv, env, cwd))
+    return {name: statistics.median(values) for name, values in samples.items()}

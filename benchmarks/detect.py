@@ -28,6 +28,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 TARGET_MS = 150.0
 TARGET_SMI_RATIO = 2.0
+TARGET_STARTUP_RATIO = 1.5  # issue 19: the process costs at most 1.5x the interpreter's own start-up
 SMI_QUERY = ("--query-gpu=name,compute_cap,driver_version", "--format=csv,noheader")
 TORCH_SNIPPET = "import torch; torch.cuda.get_device_capability()"
 
@@ -152,10 +153,14 @@ def benchmark(runs: int, torch_runs: int, timeout: float, python: str) -> dict[s
 
     smi_ratio = _ratio(layerenv, smi)
     torch_ratio = _ratio(layerenv, torch)
+    startup_ratio = _ratio(layerenv, startup)
     targets: dict[str, bool | None] = {
         f"layerenv_under_{TARGET_MS:g}ms": None if layerenv.median is None else layerenv.median < TARGET_MS,
         f"layerenv_at_most_{TARGET_SMI_RATIO:g}x_nvidia_smi": (
             None if smi_ratio is None else smi_ratio <= TARGET_SMI_RATIO
+        ),
+        f"layerenv_at_most_{TARGET_STARTUP_RATIO:g}x_python_c_pass": (
+            None if startup_ratio is None else startup_ratio <= TARGET_STARTUP_RATIO
         ),
     }
     return {
@@ -167,6 +172,7 @@ def benchmark(runs: int, torch_runs: int, timeout: float, python: str) -> dict[s
         "ratios": {
             "layerenv/nvidia-smi": None if smi_ratio is None else round(smi_ratio, 3),
             "layerenv/torch": None if torch_ratio is None else round(torch_ratio, 3),
+            "layerenv/python -c pass": None if startup_ratio is None else round(startup_ratio, 3),
         },
         "targets": targets,
         "detected": detected,

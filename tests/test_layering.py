@@ -16,9 +16,9 @@ import pytest
 import virtualenv
 
 from layerenv.lifecycle.shadows import find_shadows, remove_shadows
-from layerenv.project import activation, boot, constraints, stubs
 from layerenv.project.conflicts import explain_conflict
 from layerenv.project.link import LinkRecord, link, read_link, uv_environment
+from layerenv.store import atomic
 from layerenv.venv.distinfo import is_family, read_distributions, top_level_of
 from layerenv.venv.layout import VenvLayout
 from tests.support.index import isolated_installer_env, serve_index, write_simple_index
@@ -480,8 +480,7 @@ def test_relink_to_another_base(project: Path, base_a: Path, base_b: Path, pip_e
 
 def test_interrupted_relink_leaves_a_working_torch(project: Path, base_a: Path, base_b: Path,
                                                    monkeypatch: pytest.MonkeyPatch) -> None:
-    writers = (activation, boot, constraints, stubs)  # every module of link() that replaces a file
-    real_write = boot.write_text
+    real_write = atomic.write_text  # every file link() replaces goes through it (update_text included)
     state = {"calls": 0, "budget": 0}
 
     def failing(path: Path, text: str, *, mode: int = 0o644, durable: bool = True) -> None:
@@ -490,22 +489,21 @@ def test_interrupted_relink_leaves_a_working_torch(project: Path, base_a: Path, 
             raise KeyboardInterrupt  # as if killed before this file was replaced
         real_write(path, text, mode=mode, durable=durable)
 
-    for module in writers:
-        monkeypatch.setattr(module, "write_text", failing)
     interrupted = 0
-    for budget in range(40):  # kill the relink before each of its file replacements in turn
+    for budget in range(40):  # kill the move to b before each of its file replacements in turn
+        monkeypatch.setattr(atomic, "write_text", real_write)
+        link(project, base_id="cu128-a", base_venv=base_a)  # from a, whole, each time: every file b changes
+        monkeypatch.setattr(atomic, "write_text", failing)
         state.update(calls=0, budget=budget)
-        base, base_id = (base_b, "cu130-b") if budget % 2 == 0 else (base_a, "cu128-a")
         try:
-            link(project, base_id=base_id, base_venv=base)
+            link(project, base_id="cu130-b", base_venv=base_b)
         except KeyboardInterrupt:
             interrupted += 1
         else:
             break
         assert probe(project, TORCH_PROBE)["version"] in (TORCH_A, "2.11.0+cu130")  # type: ignore[index]
-    assert interrupted >= 8
-    for module in writers:
-        monkeypatch.setattr(module, "write_text", real_write)
+    assert interrupted >= 4  # at least the constraints, the boot module, the .pth and the record
+    monkeypatch.setattr(atomic, "write_text", real_write)
     assert link(project, base_id="cu130-b", base_venv=base_b).base_id == "cu130-b"
     assert probe(project, TORCH_PROBE)["version"] == "2.11.0+cu130"  # type: ignore[index]
     assert not [p for p in site_packages_of(project).iterdir() if p.name.startswith(".layerenv")]

@@ -222,15 +222,21 @@ def find_shadows(project_venv: Path) -> list[Shadow]:
     distribution owning it; each with the bytes its files inside the venv take."""
     place = _Venv(project_venv)
     record = read_link(place.root)
+    present: dict[str, list[Path]] = {}  # family modules with files in the project: stat calls, no parsing
+    for module in sorted(set(record.family_modules if record else ())):
+        paths = [place.site / module, place.site / f"{module}.py", *place.site.glob(f"{module}.*.so"),
+                 *place.site.glob(f"{module}.*.pyd")]
+        if existing := [path for path in paths if os.path.lexists(path)]:
+            present[module] = existing
+    if not present and not shadowed_names(project_venv):
+        return []  # the healthy project, most of them: no METADATA or RECORD read (doctor at 1,000 projects)
     real = [d for d in read_distributions(place.site) if not _is_stub(d)]
     found: list[tuple[str, str | None, Path, Literal["distribution", "module"]]] = [
         (d.name, d.version, d.dist_info, "distribution") for d in real if is_family(d.name)
     ]
-    owned = {module for d in real for module in d.top_level}
-    for module in sorted(set(record.family_modules if record else ()) - owned):
-        paths = [place.site / module, place.site / f"{module}.py", *place.site.glob(f"{module}.*.so"),
-                 *place.site.glob(f"{module}.*.pyd")]
-        found += [(module, None, path, "module") for path in paths if os.path.lexists(path)]
+    owned = {module for d in real for module in d.top_level} if present else set()
+    for module in sorted(set(present) - owned):
+        found += [(module, None, path, "module") for path in present[module]]
     return [Shadow(name, version, path, kind, _measure(place, path, kind)) for name, version, path, kind in found]
 
 

@@ -10,7 +10,7 @@ import re
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-from layerenv.store.atomic import write_text
+from layerenv.store.atomic import update_text
 
 _BLOCK = re.compile(r"[ \t]*# >>> layerenv >>>\n.*?# <<< layerenv <<<\n", re.S)
 _V, _OLD, _ON = "UV_CONSTRAINT", "_LAYERENV_OLD_UV_CONSTRAINT", "_LAYERENV_UV_ACTIVE"
@@ -91,4 +91,4 @@ def patch_activation_scripts(scripts: Iterable[Path], constraints: Path) -> None
             code = _block(export.replace("{q}", _QUOTE[name](str(constraints))), "")
             sig = text.find("# SIG # Begin signature block")
             text = text + code if sig < 0 else text[:sig] + code + text[sig:]
-        write_text(path, text, mode=path.stat().st_mode & 0o777, durable=False)
+        update_text(path, text, mode=path.stat().st_mode & 0o777, durable=False)

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from layerenv.store.atomic import write_text
+from layerenv.store.atomic import update_text
 from layerenv.venv.distinfo import pyvenv_cfg
 
 __all__ = ["BOOT_NAME", "PTH_NAME", "Boot", "fixed_boot", "per_node_boot", "python_series", "write_boot"]
@@ -139,9 +139,9 @@ def per_node_boot(base_id: str, modules: Sequence[str], *, store: Path, python_k
 def write_boot(venv: Path, site: Path, boot: Boot) -> None:
     """The boot module first and the ``.pth`` last, each replaced atomically, so that an interrupted
     write leaves a venv that starts with the old boot or the new one."""
-    write_text(site / BOOT_NAME, boot.module)
-    _compile_boot(venv, site / BOOT_NAME)
-    write_text(site / PTH_NAME, boot.pth)
+    if update_text(site / BOOT_NAME, boot.module) or not _boot_compiled(site / BOOT_NAME):
+        _compile_boot(venv, site / BOOT_NAME)
+    update_text(site / PTH_NAME, boot.pth)
 
 
 def python_series(venv: Path) -> str | None:
@@ -149,6 +149,10 @@ def python_series(venv: Path) -> str | None:
     cfg = pyvenv_cfg(venv)
     match = re.match(r"\d+\.\d+", cfg.get("version_info") or cfg.get("version") or "")
     return match[0] if match else None
+
+
+def _boot_compiled(boot: Path) -> bool:
+    return any((boot.parent / "__pycache__").glob("_layerenv_boot.*.pyc"))
 
 
 def _compile_boot(venv: Path, boot: Path) -> None:

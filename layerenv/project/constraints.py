@@ -10,19 +10,19 @@ import io
 from collections.abc import Iterable
 from pathlib import Path
 
-from layerenv.store.atomic import write_text
+from layerenv.project.run_env import CONSTRAINTS_FILE
+from layerenv.store.atomic import update_text
 from layerenv.venv.distinfo import Distribution
 
 __all__ = ["CONSTRAINTS_FILE", "write_constraints"]
 
-CONSTRAINTS_FILE = "layerenv-constraints.txt"
 
 
 def write_constraints(venv: Path, base_id: str, family: Iterable[Distribution], pip_config: Path) -> Path:
     """Pin ``family`` in ``<venv>/layerenv-constraints.txt`` and name that file in ``pip_config``."""
     constraints = venv / CONSTRAINTS_FILE
     pins = "".join(f"{d.name}=={d.version}\n" for d in family)
-    write_text(constraints, f"# layerenv: the torch family of base {base_id}; installs must keep it.\n{pins}")
+    update_text(constraints, f"# layerenv: the torch family of base {base_id}; installs must keep it.\n{pins}")
     _write_pip_conf(pip_config, constraints)
     return constraints
 
@@ -39,4 +39,4 @@ def _write_pip_conf(path: Path, constraints: Path) -> None:
     parser.set("global", "constraint", " ".join([str(constraints), *others]))
     text = io.StringIO()
     parser.write(text)
-    write_text(path, text.getvalue())
+    update_text(path, text.getvalue())

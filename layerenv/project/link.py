@@ -30,10 +30,11 @@ from layerenv import __version__
 from layerenv.errors import BadInput, OperationFailed
 from layerenv.project.activation import patch_activation_scripts
 from layerenv.project.boot import fixed_boot, per_node_boot, python_series, write_boot
-from layerenv.project.constraints import CONSTRAINTS_FILE, write_constraints
+from layerenv.project.constraints import write_constraints
+from layerenv.project.run_env import RECORD_FILE, constraint_variables
 from layerenv.project.stubs import base_distributions, is_stub, remove_stale, write_stub, write_wrappers
 from layerenv.project.uv_wrapper import write_uv_shim
-from layerenv.store.atomic import remove_tree, write_json
+from layerenv.store.atomic import json_text, remove_tree, update_text
 from layerenv.venv.distinfo import canonical_name, is_family, read_distributions
 from layerenv.venv.layout import VenvLayout
 
@@ -47,7 +48,6 @@ __all__ = [
     "uv_environment",
 ]
 
-RECORD_FILE = "layerenv.json"
 STATE_FILE = "layerenv-project.json"  # what `layerenv project` installed, and onto which base
 
 
@@ -190,7 +190,7 @@ def link(project_venv: Path, *, base_id: str, base_venv: Path, per_node: PerNode
     record = LinkRecord(base_id, base, base_site, tuple((d.name, d.version) for d in family), modules,
                         tuple(stubs), tuple(sorted(scripts)), constraints,
                         per_node=per_node)
-    write_json(venv / RECORD_FILE, record.to_json())
+    update_text(venv / RECORD_FILE, json_text(record.to_json()))
     return record
 
 
@@ -224,6 +224,4 @@ def uv_environment(project_venv: Path, base_env: Mapping[str, str] | None = None
     venv = project_venv.absolute()
     if read_link(venv) is None:
         raise BadInput(f"{venv} is not linked to a base")
-    ours = str(venv / CONSTRAINTS_FILE)
-    prior = [item for item in (base_env or {}).get("UV_CONSTRAINT", "").split() if item != ours]
-    return {"UV_CONSTRAINT": " ".join([ours, *prior]), "VIRTUAL_ENV": str(venv)}
+    return constraint_variables(str(venv), base_env or {})

@@ -19,7 +19,7 @@ from hashlib import sha256
 from pathlib import Path
 
 from layerenv import __version__
-from layerenv.store.atomic import remove_tree, write_text
+from layerenv.store.atomic import remove_tree, update_text
 from layerenv.venv.distinfo import Distribution, read_distributions
 from layerenv.venv.layout import VenvLayout
 
@@ -82,7 +82,7 @@ def write_wrappers(layout: VenvLayout, dist: Distribution) -> dict[str, bytes]:
             continue
         text = _WRAPPER.format(shebang=_shebang(layout.python), mark=WRAPPER_MARK, dist=dist.name,
                                module=match[1], head=match[2].split(".")[0], attr=match[2])
-        write_text(target, text, mode=0o755, durable=False)
+        update_text(target, text, mode=0o755, durable=False)
         written[name] = text.encode()
     return written
 

@@ -8,7 +8,6 @@ run`` sets it. A shell with no startup hook layerenv knows gets the variables al
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -18,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 
-from layerenv.project.constraints import CONSTRAINTS_FILE
+from layerenv.project import run_env
 from layerenv.project.link import uv_environment
 from layerenv.venv.layout import VenvLayout
 
@@ -35,18 +34,14 @@ def _sh_quote(text: str) -> str:
 
 
 def run_environment(venv: Path, environ: Mapping[str, str]) -> dict[str, str]:
-    """What ``layerenv run`` and a subshell without an activate hook run under: the venv's variables."""
-    env = dict(environ)
-    env.update(uv_environment(venv, environ))
-    env["PIP_CONSTRAINT"] = pip_constraint(venv, environ)
-    env["PATH"] = os.pathsep.join([str(VenvLayout.for_venv(venv).bin_dir), environ.get("PATH", "")])
-    env.pop("PYTHONHOME", None)
+    """What a subshell without an activate hook runs under: ``layerenv run``'s variables, the record checked."""
+    env = run_env.run_environment(str(venv), environ)
+    env.update(uv_environment(venv, environ))  # the same two variables; refuses a venv that is not linked
     return env
 
 
 def pip_constraint(venv: Path, environ: Mapping[str, str]) -> str:
-    ours = str(venv.absolute() / CONSTRAINTS_FILE)
-    return " ".join([ours, *[c for c in environ.get("PIP_CONSTRAINT", "").split() if c != ours]])
+    return run_env.pip_constraint(str(venv), environ)
 
 
 def plan_subshell(shell: str, venv: Path, environ: Mapping[str, str], private: Path) -> Subshell:

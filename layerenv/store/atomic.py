@@ -35,8 +35,29 @@ def write_text(path: Path, text: str, *, mode: int = 0o644, durable: bool = True
         raise
 
 
+def update_text(path: Path, text: str, *, mode: int = 0o644, durable: bool = True) -> bool:
+    """:func:`write_text`, unless ``path`` already holds ``text`` with ``mode``; whether it wrote.
+
+    Relinking a project rewrites a dozen small files of which a rebase changes half: reading one is
+    far cheaper than a temporary file, an fsync and a rename.
+    """
+    try:
+        same = path.stat().st_mode & 0o777 == mode and path.read_text(encoding="utf-8") == text
+    except (OSError, ValueError):
+        same = False
+    if same:
+        return False
+    write_text(path, text, mode=mode, durable=durable)
+    return True
+
+
+def json_text(document: Any) -> str:
+    """How layerenv writes every JSON file: indented, keys sorted, a final newline."""
+    return json.dumps(document, indent=2, sort_keys=True) + "\n"
+
+
 def write_json(path: Path, document: Any) -> None:
-    write_text(path, json.dumps(document, indent=2, sort_keys=True) + "\n")
+    write_text(path, json_text(document))
 
 
 def _renameat2_exchange(first: Path, second: Path) -> bool:

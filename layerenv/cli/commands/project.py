@@ -12,7 +12,6 @@ from layerenv.cli.options import open_session, verbosity_options
 from layerenv.cli.options import verbosity as verbosity_of
 from layerenv.cli.ui import Console
 from layerenv.config import INSTALLER_NAMES
-from layerenv.errors import BadInput
 from layerenv.project.create import ProjectRequest, check_project_dir, ensure_project, python_spec_for
 from layerenv.venv.layout import VenvLayout
 
@@ -80,25 +79,20 @@ def command(
 
 
 def find_project_venv(start: Path) -> Path:
-    for directory in (start, *start.parents):
-        candidate = directory / ".venv"
-        if (candidate / "layerenv.json").is_file():
-            return candidate
-    raise BadInput(f"no layerenv project venv at or above {start}; run `layerenv project` first")
+    from layerenv.project import run_env
+
+    return Path(run_env.find_project_venv(str(start)))
 
 
 @click.command("run", context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
 @click.argument("argv", nargs=-1, type=click.UNPROCESSED, required=True)
 def run_command(argv: tuple[str, ...]) -> None:
     """Run a command inside the project's layered venv (like `uv run`)."""
+    from layerenv.project.run_env import exec_command
     from layerenv.project.subshell import run_environment
 
     venv = find_project_venv(Path.cwd())
-    env = run_environment(venv, os.environ)
-    try:
-        os.execvpe(argv[0], list(argv), env)  # noqa: S606 - argument list, no shell
-    except FileNotFoundError:
-        raise BadInput(f"command not found: {argv[0]}") from None
+    exec_command(list(argv), run_environment(venv, os.environ))
 
 
 @click.command("shell")

@@ -1,0 +1,118 @@
+"""What ``layerenv run`` needs, and nothing more: the nearest project venv and the variables to run under.
+
+``layerenv run`` goes in front of every script, test run and notebook server, so this module is what
+its start-up path imports: ``os`` only (no json, whose ``re`` costs more than the rest of the start-up;
+no pathlib, no click, no packaging, no store). :mod:`layerenv.project.link` writes the record read here,
+and reads it in full.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Mapping
+
+RECORD_FILE = "layerenv.json"
+CONSTRAINTS_FILE = "layerenv-constraints.txt"
+# the keys :class:`layerenv.project.link.LinkRecord` cannot do without
+RECORD_KEYS = frozenset(
+    {"base_id", "base_venv", "base_site", "family", "family_modules", "stubs", "scripts", "constraints"}
+)
+
+
+def nearest_project_venv(start: str) -> str | None:
+    """``.venv`` holding a link record, in ``start`` or the nearest directory above it."""
+    directory = start
+    while True:
+        candidate = os.path.join(directory, ".venv")
+        if os.path.isfile(os.path.join(candidate, RECORD_FILE)):
+            return candidate
+        parent = os.path.dirname(directory)
+        if parent == directory:
+            return None
+        directory = parent
+
+
+def find_project_venv(start: str) -> str:
+    """:func:`nearest_project_venv`, or the line that says there is none."""
+    found = nearest_project_venv(start)
+    if found is None:
+        from layerenv.errors import BadInput
+
+        raise BadInput(f"no layerenv project venv at or above {start}; run `layerenv project` first")
+    return found
+
+
+def plainly_linked(venv: str) -> bool:
+    """Whether the venv's record reads, at a glance, as a link record: a JSON object with the link's keys.
+
+    At a glance, not parsed: a record cut short, emptied or of another kind fails it, and the full reader
+    (:func:`layerenv.project.link.read_link`, behind the click command) then names what is wrong.
+    """
+    try:
+        with open(os.path.join(venv, RECORD_FILE), encoding="utf-8") as file:
+            text = file.read().strip()
+    except (OSError, ValueError):
+        return False
+    return text.startswith("{") and text.endswith("}") and all(f'"{key}":' in text for key in RECORD_KEYS)
+
+
+def constraint_variables(venv: str, environ: Mapping[str, str]) -> dict[str, str]:
+    """``UV_CONSTRAINT`` (ours first, any already set kept after it) and ``VIRTUAL_ENV`` for ``venv``.
+
+    No ``UV_PYTHON``: ``VIRTUAL_ENV`` already selects the venv for ``uv pip``, and ``UV_PYTHON`` would
+    also steer ``uv venv``/``uv run`` inside the user's command.
+    """
+    venv = os.path.abspath(venv)
+    ours = os.path.join(venv, CONSTRAINTS_FILE)
+    prior = [item for item in environ.get("UV_CONSTRAINT", "").split() if item != ours]
+    return {"UV_CONSTRAINT": " ".join([ours, *prior]), "VIRTUAL_ENV": venv}
+
+
+def pip_constraint(venv: str, environ: Mapping[str, str]) -> str:
+    """``PIP_CONSTRAINT`` with the venv's constraints first, any the caller set kept after them."""
+    ours = os.path.join(os.path.abspath(venv), CONSTRAINTS_FILE)
+    return " ".join([ours, *[c for c in environ.get("PIP_CONSTRAINT", "").split() if c != ours]])
+
+
+def scripts_dir(venv: str) -> str:
+    """``bin`` or ``Scripts``, as on disk (:meth:`layerenv.venv.layout.VenvLayout.for_venv`, without pathlib)."""
+    for name in ("bin", "Scripts"):
+        if os.path.isdir(os.path.join(venv, name)):
+            return os.path.join(venv, name)
+    return os.path.join(venv, "Scripts" if sys.platform == "win32" else "bin")
+
+
+def run_environment(venv: str, environ: Mapping[str, str]) -> dict[str, str]:
+    """What ``layerenv run`` (and a subshell without an activate hook) runs under: the venv's variables."""
+    env = dict(environ)
+    env.update(constraint_variables(venv, environ))
+    env["PIP_CONSTRAINT"] = pip_constraint(venv, environ)
+    env["PATH"] = os.pathsep.join([scripts_dir(venv), environ.get("PATH", "")])
+    env.pop("PYTHONHOME", None)
+    return env
+
+
+def exec_command(argv: list[str], env: dict[str, str]) -> None:
+    """Become ``argv``: its exit code, its signals and the terminal are the command's, as with ``uv run``.
+
+    Python ignores SIGPIPE and SIGXFSZ for itself and an ignored signal stays ignored across exec, so
+    they get their default back first (as :mod:`subprocess` does): ``layerenv run yes | head -1`` ends.
+    """
+    try:
+        import _signal as signals  # type: ignore[import-not-found]  # `signal` is this plus an enum import
+    except ImportError:  # pragma: no cover - another interpreter
+        import signal as signals
+
+    for name in ("SIGPIPE", "SIGXFSZ"):
+        if hasattr(signals, name):
+            signals.signal(getattr(signals, name), signals.SIG_DFL)
+    try:
+        os.execvpe(argv[0], argv, env)  # noqa: S606 - argument list, no shell
+    except OSError as error:
+        from layerenv.errors import BadInput
+
+        if isinstance(error, FileNotFoundError):
+            raise BadInput(f"command not found: {argv[0]}") from None
+        # not executable, not a program at all: the user's command, not a bug
+        raise BadInput(f"cannot run {argv[0]}: {error.strerror}") from None
