@@ -11,13 +11,17 @@ from layerenv.errors import BadInput
 
 def redact(url: str) -> str:
     """``https://user:token@host/x`` -> ``https://***@host/x``: never print or store secrets."""
+    return _replace_userinfo(url, "***@")
+
+
+def _replace_userinfo(url: str, userinfo: str) -> str:
     parts = urllib.parse.urlsplit(url)
     if parts.username is None and parts.password is None:
         return url
     host = parts.hostname or ""
     if parts.port:
         host = f"{host}:{parts.port}"
-    return urllib.parse.urlunsplit((parts.scheme, f"***@{host}", parts.path, parts.query, parts.fragment))
+    return urllib.parse.urlunsplit((parts.scheme, f"{userinfo}{host}", parts.path, parts.query, parts.fragment))
 
 
 _USERINFO = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)[^\s/@'\"]+@")
@@ -30,13 +34,7 @@ def redact_text(text: str) -> str:
 
 def without_credentials(url: str) -> str:
     """``https://user:token@host/x`` -> ``https://host/x``: what installers report as a source."""
-    parts = urllib.parse.urlsplit(url)
-    if parts.username is None and parts.password is None:
-        return url
-    host = parts.hostname or ""
-    if parts.port:
-        host = f"{host}:{parts.port}"
-    return urllib.parse.urlunsplit((parts.scheme, host, parts.path, parts.query, parts.fragment))
+    return _replace_userinfo(url, "")
 
 
 def check_url(url: str, where: str, *, allow_paths: bool = False) -> str:
