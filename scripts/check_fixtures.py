@@ -10,6 +10,7 @@ parsers and decision over the same files. Prints one line per failed check; exit
 from __future__ import annotations
 
 import json
+import re
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -67,9 +68,29 @@ def manifest_checks() -> list[tuple[str, Callable[[], bool]]]:
     ]
 
 
+def h200_checks() -> list[tuple[str, Callable[[], bool]]]:
+    h200 = FIXTURES / "h200"
+    first_run = (h200 / "first-run.txt").read_text(encoding="utf-8")
+    adopt = (h200 / "adopt.txt").read_text(encoding="utf-8")
+    summary = re.search(r"exit (\d+); first stderr line after ([\d.]+) s", first_run)
+    return [
+        ("h200 first-run.txt: offline first run ends at once (exit 1, within 10 s), naming find-links, a mirror"
+         " and --adopt",
+         lambda: summary is not None and summary.group(1) == "1" and float(summary.group(2)) < 10
+         and "LAYERENV_FIND_LINKS" in first_run and "LAYERENV_INDEX_URL" in first_run
+         and "layerenv base --adopt" in first_run),
+        ("h200 adopt.txt: 16 concurrent adopts, one adoption, 15 reuses, all exit 0",
+         lambda: re.search(r"^\s+16 exit 0$", adopt, re.MULTILINE) is not None
+         and re.search(r"^\s+1 hashing the files of /opt/torch/.venv", adopt, re.MULTILINE) is not None
+         and re.search(r"^\s+15 .*was adopted by another process", adopt, re.MULTILINE) is not None),
+        ("h200 adopt.txt: the project on the adopted base ran a CUDA matmul on the H200",
+         lambda: "NVIDIA H200 /opt/torch/.venv" in adopt and "matmul ok (4096, 4096)" in adopt),
+    ]
+
+
 def main() -> int:
     failed = 0
-    checks = h100_checks() + manifest_checks()
+    checks = h100_checks() + h200_checks() + manifest_checks()
     for name, check in checks:
         problem = ""
         try:
