@@ -75,10 +75,10 @@ def h200_checks() -> list[tuple[str, Callable[[], bool]]]:
     summary = re.search(r"exit (\d+); first stderr line after ([\d.]+) s", first_run)
     return [
         ("h200 first-run.txt: offline first run ends at once (exit 1, within 10 s), naming find-links, a mirror"
-         " and --adopt",
+         " and the preinstalled /opt/torch/.venv to adopt",
          lambda: summary is not None and summary.group(1) == "1" and float(summary.group(2)) < 10
          and "LAYERENV_FIND_LINKS" in first_run and "LAYERENV_INDEX_URL" in first_run
-         and "layerenv base --adopt" in first_run),
+         and "layerenv base --adopt /opt/torch/.venv (torch 2.11.0+cu130: fits this machine)" in first_run),
         ("h200 adopt.txt: 16 concurrent adopts, one adoption, 15 reuses, all exit 0",
          lambda: re.search(r"^\s+16 exit 0$", adopt, re.MULTILINE) is not None
          and re.search(r"^\s+1 hashing the files of /opt/torch/.venv", adopt, re.MULTILINE) is not None
