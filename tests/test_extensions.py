@@ -5,6 +5,7 @@ rebuilt) or left where they work."""
 from __future__ import annotations
 
 import json
+import subprocess
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +20,8 @@ from layerenv.project.extensions import (
     stale_reason,
 )
 from layerenv.venv.elf import is_torch_symbol, read_links
+from tests.support.cli import run_layerenv
+from tests.support.index import add_to_index
 from tests.support.native import (
     CORE,
     CURRENT,
@@ -28,6 +31,7 @@ from tests.support.native import (
     extension_source,
     libc10_source,
     loader_module,
+    write_editable_project,
 )
 from tests.support.wheels import build_fake_torch, build_wheel
 
@@ -63,8 +67,8 @@ def native(tmp_path_factory: pytest.TempPathFactory) -> Native:
     if compiler() is None:
         pytest.skip("no C compiler (gcc/cc) to build test extensions")
     root = tmp_path_factory.mktemp("native")
-    old = compile_shared(root / "old" / "libc10.so", libc10_source({LEGACY: 29, CORE: 1}))
-    new = compile_shared(root / "new" / "libc10.so", libc10_source({CORE: 1, CURRENT: 215}))
+    old = compile_shared(root / "old" / "libc10.so", libc10_source({LEGACY: 29, CORE: 1}), soname="libc10.so")
+    new = compile_shared(root / "new" / "libc10.so", libc10_source({CORE: 1, CURRENT: 215}), soname="libc10.so")
     return Native(
         old, new,
         compile_shared(root / "old_ext.so", extension_source(LEGACY), link_dir=old.parent, libraries=("c10",)),
@@ -157,3 +161,111 @@ def test_a_version_label_wins_over_the_record(native: Native, tmp_path: Path) ->
     assert stale_reason(found[0], "2.15.0+cu132", None) == (
         "scatterx 1.0+pt29cu129 was built for torch 2.9 cu129, the base has torch 2.15.0+cu132")
     assert stale_reason(found[0], "2.9.1+cu129", None) is None
+
+
+# --------------------------------------------------------------------------- rebase and doctor, end to end
+
+OLD_ID, NEW_ID = "cp311-linux_x86_64-torch2.9.1-cu129", "cp311-linux_x86_64-torch2.15.0-cu132"
+
+
+def answer(venv: Path, module: str) -> subprocess.CompletedProcess[str]:
+    """Import ``module`` in the project and print what its compiled object returns."""
+    return subprocess.run([str(venv / "bin" / "python"), "-c", f"import {module}; print({module}.answer())"],
+                          capture_output=True, text=True, check=False)
+
+
+def torch_of(venv: Path) -> str:
+    return subprocess.run([str(venv / "bin" / "python"), "-c", "import torch; print(torch.__version__)"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+
+
+def findings(env: dict[str, str], cwd: Path, kind: str) -> dict[str, str]:
+    report = json.loads(run_layerenv(["doctor", "--json"], env, cwd).stdout)
+    return {item["subject"]: item["message"] for item in report["findings"] if item["kind"] == kind}
+
+
+@needs_compiler
+@pytest.mark.slow
+def test_rebase_reinstalls_rebuilds_or_holds_each_extension(  # type: ignore[no-untyped-def]
+        native: Native, tmp_path: Path, driver_upgrade_env, served_indexes) -> None:
+    """scatterx has a +pt215cu132 wheel: reinstalled; myops is an editable build: rebuilt against the new
+    torch (a failed rebuild leaves it on the old base, working); stuck has neither: its project stays
+    until --force, then doctor names it, and a wheel pinned to the new torch fixes it in place."""
+    old_env, new_env = driver_upgrade_env("rtx5090-570"), driver_upgrade_env("rtx5090-580")
+    add_to_index(served_indexes.root / "cu129", [native.torch("2.9.1+cu129", "12.9")])
+    add_to_index(served_indexes.root / "cu132", [native.torch("2.15.0+cu132", "13.2")])
+    pypi = served_indexes.root / "pypi"
+    add_to_index(pypi, [native.extension("scatterx", "1.0+pt29cu129", native.old_ext),
+                        native.extension("stuck", "1.0", native.old_ext)])
+    alpha, beta, gamma = (tmp_path / name for name in ("alpha", "beta", "gamma"))
+    for project, requirement in ((alpha, "scatterx"), (gamma, "stuck")):
+        project.mkdir()
+        (project / "requirements.txt").write_text(f"{requirement}\n")
+    write_editable_project(beta)
+    for project in (alpha, beta, gamma):
+        made = run_layerenv(["project", str(project)], old_env, tmp_path)
+        assert made.returncode == 0, made.stderr
+    venvs = {project.name: project / ".venv" for project in (alpha, beta, gamma)}
+    assert [answer(venvs["alpha"], "scatterx").stdout, answer(venvs["gamma"], "stuck").stdout] == ["29\n", "29\n"]
+    assert answer(venvs["beta"], "myops").stdout == "1\n"
+    assert (beta / "built_with.txt").read_text() == "2.9.1+cu129"
+    assert findings(old_env, tmp_path, "extension-stale") == {}
+    add_to_index(pypi, [native.extension("scatterx", "1.0+pt215cu132", native.new_ext)])
+
+    dry = run_layerenv(["rebase", "--dry-run", "--json"], new_env, tmp_path)
+    assert dry.returncode == 0, dry.stderr
+    plan = {Path(move["project"]).name: move for move in json.loads(dry.stdout)["moves"]}
+    assert [(s["name"], s["action"]) for s in plan["alpha"]["extensions"]] == [("scatterx", "reinstall")]
+    assert plan["alpha"]["extensions"][0]["target"].endswith("/scatterx-1.0%2Bpt215cu132-cp311-cp311-linux_x86_64.whl")
+    assert [(s["name"], s["action"], s["target"]) for s in plan["beta"]["extensions"]] == [
+        ("myops", "rebuild", str(beta))]
+    assert [(s["name"], s["action"]) for s in plan["gamma"]["extensions"]] == [("stuck", "blocked")]
+    assert "no wheel built for torch 2.15.0+cu132" in plan["gamma"]["extensions"][0]["why"]
+    assert [plan[name]["held"] for name in ("alpha", "beta", "gamma")] == [False, False, True]
+    text = run_layerenv(["rebase", "--dry-run"], new_env, tmp_path).stdout
+    assert "reinstall scatterx 1.0+pt29cu129: scatterx 1.0+pt215cu132, built for torch 2.15.0+cu132" in text
+    assert f"rebuild myops 0.1: editable source {beta}, against torch 2.15.0+cu132" in text
+    assert "[not moved: its extensions cannot follow; --force moves it anyway]" in text
+    assert {torch_of(venv) for venv in venvs.values()} == {"2.9.1+cu129"}, "--dry-run changed nothing"
+    assert (beta / "built_with.txt").read_text() == "2.9.1+cu129"
+
+    (beta / "break-build").write_text("")
+    failed = run_layerenv(["rebase", "--json"], new_env, tmp_path)
+    assert failed.returncode == 1
+    outcome = json.loads(failed.stdout)
+    assert outcome["moved"] == [str(alpha)] and outcome["reinstalled"] == {str(venvs["alpha"]): ["scatterx"]}
+    assert answer(venvs["alpha"], "scatterx").stdout == "215\n" and torch_of(venvs["alpha"]) == "2.15.0+cu132"
+    beta_failure = next(line for line in outcome["failures"] if line.startswith(str(venvs["beta"])))
+    assert "could not rebuild myops" in beta_failure and f"it stays on {OLD_ID}, as it worked" in beta_failure
+    assert torch_of(venvs["beta"]) == "2.9.1+cu129" and answer(venvs["beta"], "myops").stdout == "1\n"
+    assert any(line.startswith(f"{venvs['gamma']}: not moved: stuck 1.0: built for torch 2.9.1+cu129")
+               for line in outcome["failures"])
+    assert torch_of(venvs["gamma"]) == "2.9.1+cu129" and answer(venvs["gamma"], "stuck").stdout == "29\n"
+
+    (beta / "break-build").unlink()
+    again = run_layerenv(["rebase", "--json"], new_env, tmp_path)
+    assert again.returncode == 1, "gamma is still held"
+    assert json.loads(again.stdout)["reinstalled"] == {str(venvs["beta"]): ["myops"]}
+    assert (beta / "built_with.txt").read_text() == "2.15.0+cu132"
+    assert torch_of(venvs["beta"]) == "2.15.0+cu132" and answer(venvs["beta"], "myops").stdout == "1\n"
+
+    forced = run_layerenv(["rebase", "--force"], new_env, tmp_path)
+    assert forced.returncode == 0, forced.stderr
+    assert "moved " + str(gamma) + " anyway (--force): stuck 1.0: built for torch 2.9.1+cu129" in forced.stderr
+    broken = answer(venvs["gamma"], "stuck")
+    assert broken.returncode != 0 and "undefined symbol: " + LEGACY in broken.stderr
+    assert findings(new_env, tmp_path, "extension-stale") == {str(gamma): (
+        f"{venvs['gamma']}: stuck 1.0 was built for torch 2.9.1+cu129, the base has torch 2.15.0+cu132: importing "
+        "it fails (`undefined symbol` or a CUDA version error)")}
+
+    add_to_index(pypi, [build_wheel(tmp_path / "stuck-new", "stuck", "1.1",
+                                    {"stuck/__init__.py": loader_module("_ext.so"),
+                                     "stuck/_ext.so": native.new_ext.read_bytes()},
+                                    requires=("torch==2.15.0",), python_tag="cp311", abi_tag="cp311",
+                                    platform_tag="linux_x86_64")])
+    fixed = run_layerenv(["rebase", "--project", str(gamma), "--json"], new_env, tmp_path)
+    assert fixed.returncode == 0, fixed.stderr
+    assert json.loads(fixed.stdout)["reinstalled"] == {str(venvs["gamma"]): ["stuck"]}
+    assert answer(venvs["gamma"], "stuck").stdout == "215\n"
+    assert findings(new_env, tmp_path, "extension-stale") == {}
+    assert run_layerenv(["rebase"], new_env, tmp_path).stdout.startswith("nothing changed: 3 project(s)")

@@ -33,6 +33,7 @@ __all__ = [
     "base_exports",
     "find_extensions",
     "label_torch",
+    "read_state",
     "record_extensions",
     "stale_reason",
 ]
@@ -46,6 +47,7 @@ _LABEL = re.compile(r"(?:^|[.])pt(\d)(\d+)(cu\d+|cpu|rocm[0-9.]+)?(?:$|[.])")
 _SKIP_DIRS = frozenset({"build", "node_modules", "__pycache__", "site-packages"})
 _MAX_SOURCE_FILES = 20_000  # a source tree larger than this is not walked whole
 STATE_KEY, SCANNED_KEY = "extensions", "scanned"
+STATE_FILE = "layerenv-project.json"  # as layerenv.project.link names it (that module imports far more)
 
 
 @dataclass(frozen=True)
@@ -269,12 +271,13 @@ def scanned_stamps(venv: Path, skip: Iterable[str] = ()) -> dict[str, list[int]]
 
 
 def record_extensions(state: Mapping[str, Any], venv: Path, torch_build: str,
-                      keep: Iterable[str] = ()) -> dict[str, Any]:
+                      keep: Mapping[str, str | None] | None = None, skip: Iterable[str] = ()) -> dict[str, Any]:
     """``state`` with its extension record brought up to date: every extension found now was installed
-    against ``torch_build``, except those named in ``keep`` (left on the torch recorded before)."""
-    kept = set(keep)
+    against ``torch_build``, except those named in ``keep`` (left on the torch recorded before, else the
+    one ``keep`` names: a move forced past them). ``skip``: dist-info folder names not to look at."""
+    kept, skip = dict(keep or {}), tuple(skip)
     previous = {key: value for key, value in state.items() if key not in (STATE_KEY, SCANNED_KEY)}
-    extensions = find_extensions(venv, {STATE_KEY: state.get(STATE_KEY, {})})
+    extensions = find_extensions(venv, {STATE_KEY: state.get(STATE_KEY, {})}, skip)
     old = state.get(STATE_KEY) if isinstance(state.get(STATE_KEY), dict) else {}
     assert isinstance(old, dict)
     document: dict[str, Any] = {}
@@ -282,11 +285,20 @@ def record_extensions(state: Mapping[str, Any], venv: Path, torch_build: str,
         torch: str | None = torch_build
         if extension.name in kept:
             before = old.get(extension.name)
-            torch = before.get("torch") if isinstance(before, dict) else extension.built_against
+            torch = before.get("torch") if isinstance(before, dict) and before.get("torch") else kept[extension.name]
         document[extension.name] = {**extension.to_json(), "torch": torch}
-    scanned = {folder: stamp for folder, stamp in scanned_stamps(venv).items()
+    scanned = {folder: stamp for folder, stamp in scanned_stamps(venv, skip).items()
                if canonical_name(folder.partition("-")[0]) not in document}
     return {**previous, STATE_KEY: document, SCANNED_KEY: scanned}
+
+
+def read_state(venv: Path) -> dict[str, Any]:
+    """The project's ``layerenv-project.json`` (empty when missing or unreadable)."""
+    try:
+        document = json.loads((venv / STATE_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return document if isinstance(document, dict) else {}
 
 
 def base_exports(base_site: Path) -> frozenset[str] | None:

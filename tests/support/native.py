@@ -22,14 +22,18 @@ def compiler() -> str | None:
     return shutil.which("gcc") or shutil.which("cc")
 
 
-def compile_shared(output: Path, source: str, *, link_dir: Path | None = None, libraries: tuple[str, ...] = ()) -> Path:
-    """Compile C ``source`` into the shared object ``output``."""
+def compile_shared(output: Path, source: str, *, link_dir: Path | None = None, libraries: tuple[str, ...] = (),
+                   soname: str | None = None) -> Path:
+    """Compile C ``source`` into the shared object ``output`` (with ``soname``, so an object needing
+    that name finds it once it is loaded from any path, as torch's libraries are)."""
     cc = compiler()
     assert cc is not None
     output.parent.mkdir(parents=True, exist_ok=True)
     source_file = output.with_suffix(".c")
     source_file.write_text(source, encoding="utf-8")
     argv = [cc, "-shared", "-fPIC", "-o", str(output), str(source_file)]
+    if soname is not None:
+        argv.append(f"-Wl,-soname,{soname}")
     if link_dir is not None:
         argv += [f"-L{link_dir}", *(f"-l{name}" for name in libraries)]
     subprocess.run(argv, check=True, capture_output=True)
