@@ -263,9 +263,66 @@ def test_rebase_reinstalls_rebuilds_or_holds_each_extension(  # type: ignore[no-
                                      "stuck/_ext.so": native.new_ext.read_bytes()},
                                     requires=("torch==2.15.0",), python_tag="cp311", abi_tag="cp311",
                                     platform_tag="linux_x86_64")])
+    pinned = json.loads(run_layerenv(["rebase", "--dry-run", "--json", "--project", str(gamma)], new_env,
+                                     tmp_path).stdout)["moves"]
+    assert [(m["from"], m["to"], [(s["name"], s["action"]) for s in m["extensions"]]) for m in pinned] == [
+        (NEW_ID, NEW_ID, [("stuck", "reinstall")])], "on its base already: the extension alone is planned"
+    assert pinned[0]["extensions"][0]["target"].endswith("/stuck-1.1-cp311-cp311-linux_x86_64.whl")
+    killed = run_layerenv(["rebase", "--project", str(gamma)],
+                          {**new_env, "LAYERENV_FAULTS_ENABLED": "1", "LAYERENV_FAULT": "rebase:after-extensions"},
+                          tmp_path)
+    assert killed.returncode == -9 and torch_of(venvs["gamma"]) == "2.15.0+cu132"
     fixed = run_layerenv(["rebase", "--project", str(gamma), "--json"], new_env, tmp_path)
     assert fixed.returncode == 0, fixed.stderr
-    assert json.loads(fixed.stdout)["reinstalled"] == {str(venvs["gamma"]): ["stuck"]}
     assert answer(venvs["gamma"], "stuck").stdout == "215\n"
     assert findings(new_env, tmp_path, "extension-stale") == {}
     assert run_layerenv(["rebase"], new_env, tmp_path).stdout.startswith("nothing changed: 3 project(s)")
+
+
+def test_the_plan_for_each_kind_of_extension(tmp_path: Path) -> None:
+    """Pure: what a move from torch 2.9.1+cu129 to 2.15.0+cu132 does to each kind of extension."""
+    from layerenv.project.extension_moves import plan_extension
+    from layerenv.project.extension_sources import Candidate
+    from layerenv.project.extensions import Extension
+
+    def plan(extension: Extension, *candidates: Candidate) -> tuple[str, str] | None:
+        step = plan_extension(extension, "2.9.1+cu129", "2.15.0+cu132", candidates, "cp311", "linux_x86_64", "INDEX")
+        return None if step is None else (step.action, step.target or step.why)
+
+    def wheel(version: str, pin: str | None = None, python: str = "cp311", platform: str = "manylinux_2_28_x86_64"
+              ) -> Candidate:
+        return Candidate("ext", version, f"https://x/ext-{version}.whl", (python,), (platform,), pin)
+
+    recorded = Extension("ext", "1.0", "wheel", "", ("ext/_C.so",), "2.9.1+cu129")
+    assert plan(recorded, wheel("1.0+pt215cu132"), wheel("1.1+pt215cu132", platform="macosx_11_0_arm64"),
+                wheel("1.2+pt29cu129"), wheel("0.9+pt215cu132")) == ("reinstall", "https://x/ext-1.0+pt215cu132.whl")
+    assert plan(recorded, wheel("2.0", "==2.15.0")) == ("reinstall", "https://x/ext-2.0.whl")
+    assert plan(recorded, wheel("2.0", ">=2.0"), wheel("2.1", "==2.15.0", python="cp312"),
+                wheel("1.0+pt215cu130")) == ("blocked", "built for torch 2.9.1+cu129; no wheel built for torch "
+                                              "2.15.0+cu132 on INDEX, and it was not built from source here")
+    assert plan(Extension("ext", "1.0+pt215cu132", "wheel", "", (), None)) is None, "built for the new torch"
+    unknown = Extension("ext", "1.0", "wheel", "", (), None)
+    assert plan(unknown, wheel("1.0+pt215")) == ("reinstall", "https://x/ext-1.0+pt215.whl"), "presumed the old torch"
+    assert plan_extension(unknown, "2.15.0+cu132", "2.15.0+cu132", [], "cp311", "linux_x86_64", "") is None
+    source = tmp_path / "src"
+    source.mkdir()
+    assert plan(Extension("ext", "1.0", "editable", str(source), (), "2.9.1+cu129")) == ("rebuild", str(source))
+    assert plan(Extension("ext", "1.0", "sdist", "https://x/ext-1.0.tar.gz", (), "2.9.1+cu129")) == (
+        "rebuild", "https://x/ext-1.0.tar.gz")
+    gone = plan(Extension("ext", "1.0", "local", str(tmp_path / "gone"), (), "2.9.1+cu129"))
+    assert gone is not None and gone[0] == "blocked" and "is gone" in gone[1]
+
+
+def test_sources_are_the_projects_and_the_installers(tmp_path: Path) -> None:
+    """The index lines layerenv kept, the installer variables, and a find-links page named for the old torch
+    read for the new one too (as PyG publishes them)."""
+    from layerenv.project.extension_sources import PYPI, PackageSources
+
+    (tmp_path / "layerenv-requirements-1.txt").write_text(
+        "--index-url https://mirror/simple\n-f https://data.pyg.org/whl/torch-2.9.1+cu129.html\nscatterx\n")
+    sources = PackageSources.of_venv(tmp_path, {"PIP_EXTRA_INDEX_URL": "https://extra/simple"},
+                                     "2.9.1+cu129", "2.15.0+cu132")
+    assert sources.indexes == ("https://mirror/simple", "https://extra/simple")
+    assert sources.find_links == ("https://data.pyg.org/whl/torch-2.9.1+cu129.html",
+                                  "https://data.pyg.org/whl/torch-2.15.0+cu132.html")
+    assert PackageSources.of_venv(tmp_path / "none", {}, "a", "b").indexes == (PYPI,)

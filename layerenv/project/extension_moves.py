@@ -176,7 +176,8 @@ def apply_steps(venv: LayeredVenv, steps: Sequence[ExtensionStep], extensions: S
     by_name = {extension.name: extension for extension in extensions}
     ordered = sorted((step for step in steps if step.action != "blocked"), key=lambda step: step.action != "rebuild")
     done: list[_Saved] = []
-    with tempfile.TemporaryDirectory(prefix=".layerenv-extensions-", dir=venv.path) as backup:
+    # in site-packages: a leftover of a killed run goes with the next link's leftovers (`.layerenv-*`)
+    with tempfile.TemporaryDirectory(prefix=".layerenv-extensions-", dir=site) as backup:
         for step in ordered:
             saved = _save(step, by_name[step.name], site, Path(backup))
             try:
