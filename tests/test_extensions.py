@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import subprocess
 import zipfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pytest
@@ -326,3 +326,17 @@ def test_sources_are_the_projects_and_the_installers(tmp_path: Path) -> None:
     assert sources.find_links == ("https://data.pyg.org/whl/torch-2.9.1+cu129.html",
                                   "https://data.pyg.org/whl/torch-2.15.0+cu132.html")
     assert PackageSources.of_venv(tmp_path / "none", {}, "a", "b").indexes == (PYPI,)
+
+
+def test_an_object_linking_only_libcudart_breaks_only_with_the_cuda_major() -> None:
+    from layerenv.project.extension_moves import plan_extension
+    from layerenv.project.extensions import Extension
+
+    cupy_like = Extension("cupy-cuda12x", "13.0", "wheel", "", ("cupy/_core.so",), "2.9.1+cu128", cuda_only=True)
+    assert stale_reason(cupy_like, "2.9.1+cu129", None) is None
+    assert stale_reason(cupy_like, "2.15.0+cu132", None) == (
+        "cupy-cuda12x 13.0 was built for torch 2.9.1+cu128, the base has torch 2.15.0+cu132")
+    unrecorded = replace(cupy_like, built_against=None)
+    assert plan_extension(unrecorded, "2.9.1+cu128", "2.11.0+cu129", [], "cp311", "linux_x86_64", "") is None
+    blocked = plan_extension(unrecorded, "2.9.1+cu128", "2.11.0+cu130", [], "cp311", "linux_x86_64", "")
+    assert blocked is not None and blocked.action == "blocked"

@@ -15,7 +15,7 @@ from __future__ import annotations
 import shutil
 import tempfile
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -85,8 +85,9 @@ def plan_extension(extension: Extension, old_torch: str, new_torch: str, candida
                    python_tag: str, platform: str, where: str) -> ExtensionStep | None:
     """What moving from ``old_torch`` to ``new_torch`` does to ``extension``; None: nothing (it fits
     already, or, with nothing recorded of it, the torch does not change). ``where``: the sources read."""
-    fits = fits_torch(extension, new_torch)
-    if fits is True or (fits is None and old_torch == new_torch):
+    known = extension.built_against is not None or extension.label_torch is not None
+    # nothing recorded (installed by hand): presumed built against the torch it has been running with
+    if fits_torch(extension if known else replace(extension, built_against=old_torch), new_torch):
         return None
     name, version = extension.name, extension.version
     if extension.source in ("editable", "local", "sdist"):

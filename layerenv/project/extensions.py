@@ -2,8 +2,9 @@
 and judge which no longer fit a base.
 
 An extension is a distribution with a shared object that links ``libtorch*``, ``libc10*`` or
-``libcudart*``, or needs ``c10::``/``at::``/``torch::`` symbols (read from its ELF headers by
-:mod:`layerenv.venv.elf`: nothing is imported). Its objects are the ``.so`` files its RECORD lists, or
+``libcudart*`` (its ELF ``DT_NEEDED``, read by :mod:`layerenv.venv.elf`: nothing is imported); the
+``c10::``/``at::``/``torch::`` symbols it needs are read too. One linking ``libcudart`` alone (CuPy-like)
+breaks only when the CUDA major version changes. Its objects are the ``.so`` files its RECORD lists, or
 for an editable or local-directory install, those under its source directory.
 
 What was found is recorded in the project's ``layerenv-project.json`` (``extensions``: per
@@ -18,7 +19,7 @@ import json
 import os
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import unquote, urlsplit
@@ -42,6 +43,7 @@ Source = Literal["wheel", "editable", "local", "sdist"]
 Stamp = tuple[int, int]  # (mtime_ns, size)
 
 _TORCH_LIBRARY = re.compile(r"^lib(?:torch|c10|cudart)")
+_LINKS_TORCH = re.compile(r"^lib(?:torch|c10)")
 _OBJECT = re.compile(r"\.so(?:\.[0-9.]+)?$")
 _LABEL = re.compile(r"(?:^|[.])pt(\d)(\d+)(cu\d+|cpu|rocm[0-9.]+)?(?:$|[.])")
 _SKIP_DIRS = frozenset({"build", "node_modules", "__pycache__", "site-packages"})
@@ -63,6 +65,7 @@ class Extension:
     symbols: frozenset[str] = frozenset()  # the c10/at/torch symbols it needs (known when just read)
     record: Stamp = (0, 0)
     stamps: tuple[Stamp, ...] = ()  # of each object, in order
+    cuda_only: bool = False  # links libcudart but nothing of torch (CuPy-like): only a CUDA major change breaks it
 
     @property
     def label_torch(self) -> tuple[str, str | None] | None:
@@ -75,7 +78,7 @@ class Extension:
     def to_json(self) -> dict[str, Any]:
         return {"version": self.version, "source": self.source, "location": self.location,
                 "objects": list(self.objects), "torch": self.built_against, "record": list(self.record),
-                "stamps": [list(stamp) for stamp in self.stamps]}
+                "stamps": [list(stamp) for stamp in self.stamps], "cuda_only": self.cuda_only}
 
 
 def label_torch(version: str) -> tuple[str, str | None] | None:
@@ -98,8 +101,16 @@ def fits_torch(extension: Extension, torch_build: str) -> bool | None:
         series, build = _series(torch_build)
         return label[0] == series and (label[1] is None or label[1] == build)
     if extension.built_against is not None:
+        if extension.cuda_only:
+            return _cuda_major(extension.built_against) == _cuda_major(torch_build)
         return extension.built_against == torch_build
     return None
+
+
+def _cuda_major(torch_build: str) -> str:
+    """``2.9.1+cu129`` -> ``12``, ``2.15.0+cu132`` -> ``13``; "" for a build without CUDA."""
+    local = _series(torch_build)[1]
+    return local[2:4] if re.fullmatch(r"cu\d{3}", local) else ""
 
 
 def stale_reason(extension: Extension, torch_build: str, exports: frozenset[str] | None) -> str | None:
@@ -167,23 +178,26 @@ def _read_extension(dist_info: Path, site: Path, record_stamp: Stamp) -> Extensi
     source, location = _origin(dist_info)
     if source in ("editable", "local") and location and Path(location).is_dir():
         candidates = _source_objects(Path(location))
+    elif ".so" not in text:
+        return None  # most distributions: no object at all, their RECORD left unparsed
     else:
         candidates = [site / path for path in record_paths(text) if _OBJECT.search(path) and not path.startswith("..")]
     objects: list[str] = []
     stamps: list[Stamp] = []
     symbols: set[str] = set()
+    cuda_only = True
     for path in candidates:
-        links = read_links(path)
-        if links is None:
+        # what it links first (a few small reads): numpy's or ray's objects end there, unread further
+        needed = read_links(path, symbols=False)
+        if needed is None or not any(_TORCH_LIBRARY.match(name) for name in needed.needed):
             continue
-        torch_symbols = {name for name in links.undefined if is_torch_symbol(name)}
-        if torch_symbols or any(_TORCH_LIBRARY.match(name) for name in links.needed):
-            stamp = _stamp(path)
-            if stamp is None:
-                continue
-            objects.append(str(path.relative_to(site)) if path.is_relative_to(site) else str(path))
-            stamps.append(stamp)
-            symbols |= torch_symbols
+        links, stamp = read_links(path), _stamp(path)
+        if links is None or stamp is None:
+            continue
+        objects.append(str(path.relative_to(site)) if path.is_relative_to(site) else str(path))
+        stamps.append(stamp)
+        symbols |= {name for name in links.undefined if is_torch_symbol(name)}
+        cuda_only = cuda_only and not any(_LINKS_TORCH.match(name) for name in links.needed)
     if not objects:
         return None
     headers = dict(line.split(": ", 1) for line in metadata.splitlines()[:20] if ": " in line)
@@ -191,7 +205,7 @@ def _read_extension(dist_info: Path, site: Path, record_stamp: Stamp) -> Extensi
     name = canonical_name(headers.get("Name", stem.partition("-")[0]))
     version = headers.get("Version", stem.partition("-")[2])
     return Extension(name, version, source, location, tuple(objects), None, frozenset(symbols), record_stamp,
-                     tuple(stamps))
+                     tuple(stamps), cuda_only and not symbols)
 
 
 def _from_record(data: Any, name: str, site: Path) -> Extension | None:
@@ -206,7 +220,8 @@ def _from_record(data: Any, name: str, site: Path) -> Extension | None:
         if source not in ("wheel", "editable", "local", "sdist"):
             return None
         return Extension(name, str(data["version"]), source, str(data.get("location", "")),  # type: ignore[arg-type]
-                         objects, str(torch) if torch else None, frozenset(), record, stamps)
+                         objects, str(torch) if torch else None, frozenset(), record, stamps,
+                         bool(data.get("cuda_only", False)))
     except (KeyError, TypeError, ValueError, IndexError):
         return None
 
@@ -247,7 +262,7 @@ def find_extensions(venv: Path, state: Mapping[str, Any], skip: Iterable[str] = 
         if extension is not None:
             if known is not None and known.version == extension.version and known.built_against:
                 # the same release installed again (a rebuild in place): still the torch it was recorded with
-                extension = Extension(**{**extension.__dict__, "built_against": known.built_against})
+                extension = replace(extension, built_against=known.built_against)
             found.append(extension)
     return found
 

@@ -21,6 +21,7 @@ _DT_NULL, _DT_NEEDED = 0, 1
 _STB_GLOBAL, _STB_WEAK = 1, 2
 # c10::, at::, torch:: names as the Itanium C++ ABI mangles them (also their vtables and typeinfo)
 _TORCH_SYMBOL = re.compile(r"^_Z(?:T[VIS])?N[KVRO]*(?:3c10|2at|5torch)")
+_LONGEST_NAME = 4096  # a library name longer than this is cut (a soname is a few dozen bytes)
 _MAX_TABLE = 256 * 1024 * 1024  # a section claiming more is a garbled header, not a table to read
 
 
@@ -53,16 +54,27 @@ def _string(table: bytes, offset: int) -> str:
     return table[offset : end if end >= 0 else len(table)].decode("utf-8", "replace")
 
 
-def read_links(path: Path) -> ElfLinks | None:
-    """The object's needed libraries and dynamic symbols; None when it is not a readable ELF file."""
+def _string_in(handle: BinaryIO, sections: list[tuple[int, int, int, int]], link: int, at: int) -> str:
+    """One name from a string table, read alone (a big library's table runs to megabytes)."""
+    if not 0 <= link < len(sections):
+        raise ValueError("a string table index out of range")
+    _, offset, size, _ = sections[link]
+    if not 0 <= at < size:
+        raise ValueError("a name outside its string table")
+    return _string(_read_at(handle, offset + at, min(_LONGEST_NAME, size - at)), 0)
+
+
+def read_links(path: Path, *, symbols: bool = True) -> ElfLinks | None:
+    """The object's needed libraries and dynamic symbols (without ``symbols``: its needed libraries only,
+    a few small reads); None when it is not a readable ELF file."""
     try:
         with path.open("rb") as handle:
-            return _parse(handle)
+            return _parse(handle, symbols)
     except (OSError, ValueError, struct.error):
         return None
 
 
-def _parse(handle: BinaryIO) -> ElfLinks | None:
+def _parse(handle: BinaryIO, symbols: bool) -> ElfLinks | None:
     ident = handle.read(64)
     if len(ident) < 52 or ident[:4] != b"\x7fELF" or ident[4] not in (1, 2) or ident[5] not in (1, 2):
         return None
@@ -93,14 +105,16 @@ def _parse(handle: BinaryIO) -> ElfLinks | None:
     defined: set[str] = set()
     for kind, offset, size, link in sections:
         if kind == _SHT_DYNAMIC:
-            names, data = strings_of(link), _read_at(handle, offset, size)
+            data = _read_at(handle, offset, size)
             entry = order + ("qQ" if wide else "iI")
+            wanted = []
             for tag, value in struct.iter_unpack(entry, data[: len(data) - len(data) % struct.calcsize(entry)]):
                 if tag == _DT_NULL:
                     break
                 if tag == _DT_NEEDED:
-                    needed.append(_string(names, value))
-        elif kind == _SHT_DYNSYM:
+                    wanted.append(value)
+            needed += [_string_in(handle, sections, link, at) for at in wanted]
+        elif kind == _SHT_DYNSYM and symbols:
             names, data = strings_of(link), _read_at(handle, offset, size)
             entry = order + ("IBBHQQ" if wide else "IIIBBH")
             width = struct.calcsize(entry)
