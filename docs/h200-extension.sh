@@ -16,6 +16,8 @@ mkdir -p "$O"
 PY=/opt/torch/.venv/bin/python
 export PYTHONPATH=$PWD/.device/site:$PWD PYTHONUNBUFFERED=1
 export LAYERENV_HOME=$(mktemp -d /tmp/ext-home.XXXX)
+# the base's ninja (and nvcc, where a CUDA toolkit wheel put one there) for torch's extension builds
+export PATH=$PATH:/opt/torch/.venv/bin
 TIMEFORMAT='wall %3R s'
 lay() { "$PY" -m layerenv "$@"; }
 step() { echo; echo "===== $* ====="; }
