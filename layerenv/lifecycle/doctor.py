@@ -161,6 +161,7 @@ def _machine_findings(detection: Detection, env: Mapping[str, str]) -> list[Find
 def _project_findings(entries: list[dict[str, Any]], bases: dict[str, Manifest], newer: set[str],
                       used: dict[str, list[str]], pythons: dict[tuple[str, str], list[str]]) -> list[Finding]:
     findings: list[Finding] = []
+    exports: dict[str, frozenset[str] | None] = {}  # per base: what its libtorch exports, read once
     for entry in entries:
         if "error" in entry:
             path = Path(entry["entry"])
@@ -171,7 +172,8 @@ def _project_findings(entries: list[dict[str, Any]], bases: dict[str, Manifest],
         venv = Path(str(entry["venv"]))
         project = str(entry.get("project", venv.parent))
         try:
-            findings += _check_project(venv, project, str(entry.get("base_id", "")), bases, newer, used, pythons)
+            findings += _check_project(venv, project, str(entry.get("base_id", "")), bases, newer, used, pythons,
+                                       exports)
         except LayerenvError as error:
             findings.append(Finding("venv-broken", project, f"the venv {venv} cannot be read: {error.message}",
                                     f"`layerenv project {project}` builds it again"))
@@ -179,7 +181,8 @@ def _project_findings(entries: list[dict[str, Any]], bases: dict[str, Manifest],
 
 
 def _check_project(venv: Path, project: str, base_id: str, bases: dict[str, Manifest], newer: set[str],
-                   used: dict[str, list[str]], pythons: dict[tuple[str, str], list[str]]) -> list[Finding]:
+                   used: dict[str, list[str]], pythons: dict[tuple[str, str], list[str]],
+                   exports: dict[str, frozenset[str] | None] | None = None) -> list[Finding]:
     from layerenv.lifecycle.shadows import find_shadows, stub_problems
     from layerenv.project.boot import PTH_NAME
     from layerenv.project.link import read_link
@@ -240,7 +243,28 @@ def _check_project(venv: Path, project: str, base_id: str, bases: dict[str, Mani
         more = f" (and {len(stubs) - 1} more)" if len(stubs) > 1 else ""
         findings.append(Finding("stub-broken", project, f"{venv}: {stubs[0]}{more}; installers no longer see the "
                                 f"base's distributions", "link it again (`layerenv doctor --fix`)", relink))
-    return findings
+    return findings + _extension_findings(venv, project, record.stubs, base, {} if exports is None else exports)
+
+
+def _extension_findings(venv: Path, project: str, stubs: tuple[str, ...], base: Manifest,
+                        exports: dict[str, frozenset[str] | None]) -> list[Finding]:
+    """Compiled extensions built against another torch than the base's (by their record or version label),
+    or needing c10/at/torch symbols the base's libraries no longer export (read for those not recorded)."""
+    from layerenv.project.extensions import base_exports, find_extensions, read_state, stale_reason
+
+    extensions = find_extensions(venv, read_state(venv), stubs)
+    if not extensions:
+        return []
+    if any(extension.symbols for extension in extensions) and base.base_id not in exports:
+        exports[base.base_id] = base_exports(VenvLayout.for_venv(base.venv).site_packages)
+    reasons = [reason for extension in extensions
+               if (reason := stale_reason(extension, base.torch_build, exports.get(base.base_id)))]
+    if not reasons:
+        return []
+    them = "it" if len(reasons) == 1 else "them"
+    return [Finding("extension-stale", project, f"{venv}: {'; '.join(reasons)}: importing {them} fails "
+                    "(`undefined symbol` or a CUDA version error)", f"`layerenv rebase --project {project}` "
+                    f"reinstalls {them} built for torch {base.torch_build} or rebuilds {them} against it")]
 
 
 def _node_answer(per_node: PerNode) -> tuple[str | None, str]:

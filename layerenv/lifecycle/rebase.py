@@ -8,10 +8,12 @@ new base, both working; the registry is updated after the link, and the next reb
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
+from functools import partial
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from layerenv.base.current import published, usable_current
 from layerenv.base.ensure import ensure_base
@@ -28,6 +30,10 @@ from layerenv.project.relink import Move, move_project
 from layerenv.reporter import Reporter
 from layerenv.store.home import Store
 from layerenv.venv.layout import VenvLayout
+
+if TYPE_CHECKING:
+    from layerenv.project.extension_moves import ExtensionStep
+    from layerenv.project.extension_sources import Candidate, PackageSources
 
 RELINK_THREADS = 8  # projects relinked at once: their waits on the disk overlap, and the writes stay small
 
@@ -57,9 +63,25 @@ class Plan:
     moves: tuple[Move, ...]
     skipped: tuple[str, ...]
     downgrades: tuple[Downgrade, ...] = ()
+    extensions: tuple[tuple[Path, tuple[ExtensionStep, ...]], ...] = ()  # per venv: what its extensions need
+    force: bool = False  # move projects whose extensions cannot follow (they will break)
 
     def downgrade_of(self, move: Move) -> Downgrade | None:
         return next((downgrade for downgrade in self.downgrades if downgrade.venv == move.venv), None)
+
+    def steps_of(self, move: Move) -> tuple[ExtensionStep, ...]:
+        return next((steps for venv, steps in self.extensions if venv == move.venv), ())
+
+    def blocked_by(self, move: Move) -> tuple[ExtensionStep, ...]:
+        """The extensions that cannot follow ``move`` (it is held back unless ``force``)."""
+        return tuple(step for step in self.steps_of(move) if step.action == "blocked")
+
+    def held(self, move: Move) -> bool:
+        return bool(self.blocked_by(move)) and not self.force
+
+    def acts_on(self, move: Move) -> bool:
+        """Whether executing the plan touches this project (a move, or extensions on the same base)."""
+        return (move.changes or any(step.action != "blocked" for step in self.steps_of(move))) and not self.held(move)
 
     @property
     def builds(self) -> tuple[Target, ...]:
@@ -67,7 +89,7 @@ class Plan:
 
     @property
     def nothing_to_do(self) -> bool:
-        return not self.builds and not any(move.changes for move in self.moves)
+        return not self.builds and not any(move.changes or self.steps_of(move) for move in self.moves)
 
 
 def _node_answer(store: Store, venv: Path) -> str | None:
@@ -118,8 +140,13 @@ def plan_rebase(
     *,
     only: Path | None = None,
     onto: str | None = None,
+    look_up: LookUp | None = None,
+    env: Mapping[str, str] | None = None,
+    force: bool = False,
 ) -> Plan:
-    """Which base each registered project should move to; reads the store only."""
+    """Which base each registered project should move to; reads the store only. With ``look_up`` (which
+    wheels of a package its sources offer), also what each compiled extension needs (``env``: the
+    installers' variables, naming sources); ``force`` moves projects whose extensions cannot follow."""
     manifests, problems = read_bases(store)
     bases = {manifest.base_id: manifest for manifest in manifests}
     unreadable = {item.base_id: item.reason for item in problems}
@@ -171,7 +198,56 @@ def plan_rebase(
             )
     if only is not None and not moves:
         raise BadInput(f"--project {only} is not a registered project (run `layerenv project {only}` first)")
-    return Plan(tuple(targets.values()), tuple(moves), tuple(skipped), tuple(downgrades))
+    steps = plan_extensions(moves, bases, targets, look_up, env or {}) if look_up is not None else ()
+    return Plan(tuple(targets.values()), tuple(moves), tuple(skipped), tuple(downgrades), steps, force)
+
+
+LookUp = Callable[[str, "PackageSources"], "list[Candidate]"]
+
+
+def plan_extensions(moves: list[Move], bases: dict[str, Manifest], targets: dict[str, Target], look_up: LookUp,
+                    env: Mapping[str, str]) -> tuple[tuple[Path, tuple[ExtensionStep, ...]], ...]:
+    """Per project venv, what each compiled extension needs for the torch it moves to (or stays on)."""
+    from layerenv.project.extension_moves import plan_extension
+    from layerenv.project.extension_sources import PackageSources
+    from layerenv.project.extensions import find_extensions, read_state
+    from layerenv.project.link import read_link
+
+    found: list[tuple[Path, tuple[ExtensionStep, ...]]] = []
+    offers: dict[tuple[str, PackageSources], list[Candidate]] = {}
+    for move in moves:
+        old = bases[move.old_base]
+        if move.per_node:
+            continue  # moved by this node's record only: its venv (and what is built in it) is shared
+        if move.new_base is not None:
+            new_torch = bases[move.new_base].torch_build
+        else:
+            decision = targets[f"{old.python.tag}-{old.python.platform}"].request.detection.decision
+            # the build it will be: the variant's index labels its wheels with the variant (2.15.0+cu132)
+            new_torch = decision.torch if "+" in decision.torch else f"{decision.torch}+{decision.variant.name}"
+        try:
+            linked = read_link(move.venv)
+        except OperationFailed:
+            continue
+        extensions = find_extensions(move.venv, read_state(move.venv), linked.stubs if linked else ())
+        if not extensions:
+            continue
+        sources = PackageSources.of_venv(move.venv, env, old.torch_build, new_torch)
+        steps = []
+        step_for = partial(plan_extension, old_torch=old.torch_build, new_torch=new_torch,
+                           python_tag=old.python.tag, platform=old.python.platform, where=sources.describe())
+        for extension in extensions:
+            step = step_for(extension, candidates=[])
+            if step is not None and step.action == "blocked" and extension.source == "wheel":  # a wheel may exist
+                key = (extension.name, sources)
+                if key not in offers:
+                    offers[key] = look_up(extension.name, sources)
+                step = step_for(extension, candidates=offers[key])
+            if step is not None:
+                steps.append(step)
+        if steps:
+            found.append((move.venv, tuple(steps)))
+    return tuple(found)
 
 
 @dataclass(frozen=True)
@@ -180,6 +256,12 @@ class Outcome:
     reinstalled: dict[str, list[str]]
     failures: tuple[str, ...]
     built: tuple[str, ...]
+
+
+def held_line(plan: Plan, move: Move) -> str:
+    """Why a project stays where it is: the extensions that cannot follow it."""
+    blocked = "; ".join(step.describe() for step in plan.blocked_by(move))
+    return f"{move.venv}: not moved: {blocked} (`layerenv rebase --force` moves it anyway, and breaks them)"
 
 
 def execute(plan: Plan, store: Store, reporter: Reporter) -> Outcome:
@@ -204,14 +286,14 @@ def execute(plan: Plan, store: Store, reporter: Reporter) -> Outcome:
     checkpoint("rebase:after-build")
     moved: list[Move] = []
     reinstalled: dict[str, list[str]] = {}
-    failures: list[str] = []
+    failures = [held_line(plan, move) for move in plan.moves if plan.held(move)]
     relinks: list[tuple[int, Move]] = []
     for index, move in enumerate(plan.moves):
         new_id = move.new_base
         if new_id is None:
             old = bases[move.old_base]
             new_id = resolved[(old.python.tag, old.python.platform)]
-        if new_id == move.old_base:
+        if plan.held(move) or (new_id == move.old_base and not plan.acts_on(move)):
             continue
         if move.per_node:  # this node's record, written above, moves it here; other nodes keep theirs
             checkpoint(f"rebase:project-{index}")
@@ -225,7 +307,8 @@ def execute(plan: Plan, store: Store, reporter: Reporter) -> Outcome:
         index, move = item
         checkpoint(f"rebase:project-{index}")
         try:
-            return move_project(move, bases[str(move.new_base)], store)
+            return move_project(move, bases[str(move.new_base)], store, steps=plan.steps_of(move),
+                                old=bases.get(move.old_base))
         except (OperationFailed, BadInput) as error:
             return error.message
 
@@ -241,6 +324,8 @@ def execute(plan: Plan, store: Store, reporter: Reporter) -> Outcome:
             if result:
                 reinstalled[str(move.venv)] = result
             reporter.step(f"moved {move.project} onto {move.new_base}")
+            for step in plan.blocked_by(move):
+                reporter.warn(f"moved {move.project} anyway (--force): {step.describe()}; it will fail to import")
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
     return Outcome(tuple(moved), reinstalled, tuple(failures), tuple(built))

@@ -281,6 +281,15 @@ def _install_lock(venv: Path, request: ProjectRequest, lock: Path, reporter: Rep
     sync(SyncRequest(venv, request.project_dir, Selection(extras=request.extras), frozen=True), reporter, log)
 
 
+def with_extensions(state: dict[str, object], venv: Path, manifest: Manifest) -> dict[str, object]:
+    """``state`` and the compiled torch extensions ``venv`` holds, each installed against ``manifest``'s torch."""
+    from layerenv.project.extensions import record_extensions
+    from layerenv.project.link import read_link
+
+    linked = read_link(venv)
+    return record_extensions(state, venv, manifest.torch_build, skip=linked.stubs if linked else ())
+
+
 def boot_mode(request: ProjectRequest, store: Store, manifest: Manifest) -> PerNode | None:
     """How the project's venv finds its base: per node from the store's node records, or fixed."""
     if not request.per_node:
@@ -360,17 +369,14 @@ def ensure_project(
         ours, kept, removed = _fill(staging, final, deps, request, installer or get_installer(request.installer),
                                     log, reporter)
         checkpoint("project:after-install")
-        write_json(
-            staging / STATE_FILE,
-            {
-                "fingerprint": fingerprint,
-                "base_id": manifest.base_id,
-                "requirements": list(deps.requirements),
-                "installed": ours,
-                "groups": list(deps.groups),
-                "created": time.time(),
-            },
-        )
+        write_json(staging / STATE_FILE, with_extensions({
+            "fingerprint": fingerprint,
+            "base_id": manifest.base_id,
+            "requirements": list(deps.requirements),
+            "installed": ours,
+            "groups": list(deps.groups),
+            "created": time.time(),
+        }, staging, manifest))
         relocate_venv(staging, staging, final)
         checkpoint("project:after-relocate")
         graveyard = project_dir / f"{VENV_NAME}.layerenv-old-{os.getpid()}-{os.urandom(3).hex()}"

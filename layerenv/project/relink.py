@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from layerenv.base.manifest import Manifest
 from layerenv.errors import OperationFailed
@@ -15,6 +17,10 @@ from layerenv.store.atomic import write_json
 from layerenv.store.home import Store
 from layerenv.venv.distinfo import canonical_name, is_family, read_distributions
 from layerenv.venv.layout import VenvLayout
+
+if TYPE_CHECKING:
+    from layerenv.project.extension_moves import ExtensionStep
+    from layerenv.project.extensions import Extension
 
 
 @dataclass(frozen=True)
@@ -54,16 +60,26 @@ def packages_needing_reinstall(venv: Path, manifest: Manifest) -> list[str]:
     return needing
 
 
-def move_project(move: Move, manifest: Manifest, store: Store, installer: Installer | None = None) -> list[str]:
-    """Relink one project onto ``manifest``'s base; reinstall only what the new torch requires, with
-    ``installer`` (pip by default: every project venv has it seeded, whichever installer filled it)."""
+def move_project(move: Move, manifest: Manifest, store: Store, installer: Installer | None = None, *,
+                 steps: Sequence[ExtensionStep] = (), old: Manifest | None = None) -> list[str]:
+    """Relink one project onto ``manifest``'s base; reinstall or rebuild its compiled extensions as
+    ``steps`` say (a failure links it back to ``old``, as it worked), then reinstall what the new torch
+    requires, with ``installer`` (pip by default: every project venv has it seeded, whichever filled it)."""
     from layerenv.project.link import link
 
     link(move.venv, base_id=manifest.base_id, base_venv=manifest.venv)
     checkpoint("rebase:after-link")
+    installer = installer or PipInstaller()
+    extensions = _extensions(move.venv)
+    moved = {step.name for step in steps if step.action != "blocked"}
+    # the rest keep the torch they were recorded with (a forced move, or `layerenv project` moving a venv)
+    kept = {extension.name: extension.built_against or (old.torch_build if old else None)
+            for extension in extensions if extension.name not in moved}
+    if moved:
+        _move_extensions(move, manifest, store, installer, steps, extensions, old)
+    done = sorted(moved)
     needing = packages_needing_reinstall(move.venv, manifest)
     if needing:
-        installer = installer or PipInstaller()
         layered = LayeredVenv(move.venv, VenvLayout.for_venv(move.venv).python, _uv_environment(move.venv))
         try:
             installer.reinstall(layered, needing, Log(store.log_path(f"rebase-{move.project.name or 'root'}")))
@@ -73,11 +89,11 @@ def move_project(move: Move, manifest: Manifest, store: Store, installer: Instal
                 f"{move.venv}: {', '.join(needing)} need another torch and could not be "
                 f"reinstalled ({tail}); it still runs on {manifest.base_id}"
             ) from None
-    record_base(move.venv, manifest.base_id)
+    record_base(move.venv, manifest.base_id, manifest.torch_build, kept)
     checkpoint("rebase:after-record")
     store.register(move.venv, manifest.base_id, move.project)
     checkpoint("rebase:after-register")
-    return needing
+    return done + needing
 
 
 def _uv_environment(venv: Path) -> dict[str, str]:
@@ -88,7 +104,37 @@ def _uv_environment(venv: Path) -> dict[str, str]:
     return uv_environment(venv, os.environ)
 
 
-def record_base(venv: Path, base_id: str) -> None:
+def _extensions(venv: Path) -> list[Extension]:
+    from layerenv.project.extensions import find_extensions, read_state
+    from layerenv.project.link import read_link
+
+    linked = read_link(venv)
+    return find_extensions(venv, read_state(venv), linked.stubs if linked else ())
+
+
+def _move_extensions(move: Move, manifest: Manifest, store: Store, installer: Installer,
+                     steps: Sequence[ExtensionStep], extensions: Sequence[Extension], old: Manifest | None) -> None:
+    from layerenv.project.extension_moves import apply_steps
+    from layerenv.project.link import link
+
+    layered = LayeredVenv(move.venv, VenvLayout.for_venv(move.venv).python, _uv_environment(move.venv))
+    try:
+        apply_steps(layered, steps, extensions, installer, Log(store.log_path(f"rebase-{move.project.name or 'root'}")))
+    except OperationFailed as failed:
+        if old is None:
+            raise OperationFailed(f"{move.venv}: {failed.message}") from None
+        link(move.venv, base_id=old.base_id, base_venv=old.venv)
+        raise OperationFailed(f"{move.venv}: {failed.message}; it stays on {old.base_id}, as it worked") from None
+    checkpoint("rebase:after-extensions")
+
+
+def record_base(venv: Path, base_id: str, torch_build: str | None = None,
+                kept: Mapping[str, str | None] | None = None) -> None:
+    """The project's record names ``base_id``; with ``torch_build``, its compiled extensions are recorded
+    as installed against it, except those ``kept`` names (each keeps its record, else the torch given)."""
+    from layerenv.project.extensions import record_extensions
+    from layerenv.project.link import read_link
+
     state_path = venv / STATE_FILE
     try:
         state = json.loads(state_path.read_text(encoding="utf-8"))
@@ -96,4 +142,7 @@ def record_base(venv: Path, base_id: str) -> None:
         state = {}
     if isinstance(state, dict):
         state["base_id"] = base_id
+        if torch_build is not None:
+            linked = read_link(venv)
+            state = record_extensions(state, venv, torch_build, kept, skip=linked.stubs if linked else ())
         write_json(state_path, state)

@@ -375,8 +375,10 @@ def build_fake_torch(
     python_tag: str = "py3",
     abi_tag: str = "none",
     platform_tag: str = "any",
+    extra_files: Mapping[str, str | bytes] | None = None,
 ) -> Path:
-    """Build a fake ``torch`` wheel; ``torch.__version__ == version``.
+    """Build a fake ``torch`` wheel; ``torch.__version__ == version``; ``extra_files`` adds files
+    (e.g. a compiled ``torch/lib/libc10.so``).
 
     The wheel's distribution version is ``dist_version or version`` (PyPI's
     torch is dist ``2.11.0`` while reporting ``2.11.0+cu130``).
@@ -397,6 +399,7 @@ def build_fake_torch(
         "torch/backends/__init__.py": _TORCH_BACKENDS,
         "torch/backends/mps/__init__.py": _TORCH_MPS,
     }
+    files.update(extra_files or {})
     payload_path = "torch/lib/libfake_payload.so"
     if payload_bytes > 0:
         files[payload_path] = _payload(f"torch-{version}", payload_bytes)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -25,7 +26,25 @@ def move_json(move: Move, plan: Plan, variant: str) -> dict[str, Any]:
                                 "to": move.new_base or f"(new {variant} base)", "downgrade": downgrade is not None}
     if downgrade is not None:
         document.update(from_torch=downgrade.old_torch, to_torch=downgrade.new_torch, why=downgrade.why)
+    document["extensions"] = [step.to_json() for step in plan.steps_of(move)]
+    document["held"] = plan.held(move)  # its extensions cannot follow and --force was not given: it stays
     return document
+
+
+def move_lines(move: dict[str, Any]) -> list[str]:
+    """A planned move in the text plan: the move, then what each compiled extension needs."""
+    downgrade = (f"  [downgrade: torch {move['from_torch']} -> {move['to_torch']}, because {move['why']}]"
+                 if move["downgrade"] else "")
+    held = "  [not moved: its extensions cannot follow; --force moves it anyway]" if move["held"] else ""
+    head = f"{move['from']} -> {move['to']}" if move["from"] != move["to"] else f"stays on {move['from']}"
+    lines = [f"  {move['project']}: {head}{downgrade}{held}"]
+    for step in move["extensions"]:
+        if step["action"] == "blocked":
+            lines.append(f"    {step['name']} {step['version']}: {'will break' if not move['held'] else 'blocks it'}: "
+                         f"{step['why']}")
+        else:
+            lines.append(f"    {step['action']} {step['name']} {step['version']}: {step['why']}")
+    return lines
 
 
 def target_json(target: Target) -> dict[str, Any]:
@@ -61,6 +80,8 @@ def fitting(plan: Plan, detection: Detection) -> str:
 )
 @click.option("--base", "base_id", metavar="ID", help="Move onto this existing base (with --project: that one only).")
 @click.option("--json", "as_json", is_flag=True, help="Print the plan or the outcome as JSON.")
+@click.option("--force", is_flag=True,
+              help="Move projects whose compiled extensions can be neither reinstalled nor rebuilt (they will break).")
 @verbosity_options
 @click.pass_context
 def command(
@@ -71,9 +92,11 @@ def command(
     project_path: Path | None,
     base_id: str | None,
     as_json: bool,
+    force: bool,
 ) -> None:
     """Re-detect; build the base that fits now if it changed; move registered projects onto it."""
     from layerenv.lifecycle.rebase import execute, plan_rebase
+    from layerenv.project.extension_sources import wheel_candidates
 
     verbosity = verbosity_of(ctx, local_verbose, local_quiet)
     console = Console(verbosity)
@@ -81,10 +104,11 @@ def command(
     store = session.store
     detection = session.detection
     only = project_path.resolve() if project_path is not None else None
-    plan = plan_rebase(store, session.base_request, only=only, onto=base_id)
+    plan = plan_rebase(store, session.base_request, only=only, onto=base_id, look_up=wheel_candidates,
+                       env=os.environ, force=force)
     decision = detection.decision
     builds = [f"{t.interpreter.tag}: build {decision.variant} torch {decision.torch_series[0]}" for t in plan.builds]
-    moves = [move_json(m, plan, decision.variant.name) for m in plan.moves if m.changes]
+    moves = [move_json(m, plan, decision.variant.name) for m in plan.moves if m.changes or plan.steps_of(m)]
     outcome = None if dry_run else execute(plan, store, console)
     if outcome is None or plan.nothing_to_do:
         document = {
@@ -105,9 +129,8 @@ def command(
             for line in builds:
                 click.echo(f"  {line}")
             for move in moves:
-                downgrade = (f"  [downgrade: torch {move['from_torch']} -> {move['to_torch']}, because {move['why']}]"
-                             if move["downgrade"] else "")
-                click.echo(f"  {move['project']}: {move['from']} -> {move['to']}{downgrade}")
+                for line in move_lines(move):
+                    click.echo(line)
         for line in plan.skipped:
             console.warn(line)
         return
