@@ -208,7 +208,8 @@ def _read_extension(dist_info: Path, site: Path, record_stamp: Stamp) -> Extensi
                      tuple(stamps), cuda_only and not symbols)
 
 
-def _from_record(data: Any, name: str, site: Path) -> Extension | None:
+def from_record(data: Any, name: str, site: Path) -> Extension | None:
+    """An extension as ``layerenv-project.json`` records it; None when the entry is not one layerenv wrote."""
     if not isinstance(data, dict):
         return None
     try:
@@ -254,7 +255,7 @@ def find_extensions(venv: Path, state: Mapping[str, Any], skip: Iterable[str] = 
         if scanned.get(folder) == list(stamp):
             continue
         name = canonical_name(folder.partition("-")[0])
-        known = _from_record(recorded.get(name), name, site)
+        known = from_record(recorded.get(name), name, site)
         if known is not None and known.record == stamp and _unchanged(known, site):
             found.append(known)
             continue
