@@ -14,6 +14,7 @@ from layerenv.lifecycle.shadows import shadowed_names
 from layerenv.project.link import is_per_node
 from layerenv.store.home import Store
 from layerenv.store.nodes import NodeRecord, bases_used_by_nodes, list_nodes
+from layerenv.store.trust import NotUsable
 from layerenv.venv.layout import VenvLayout
 
 
@@ -114,7 +115,8 @@ def status_document(store: Store, current_ids: set[str], with_sizes: bool = True
         "node": store.node,
         "bases": document_bases,
         "unreadable_bases": [
-            {"id": item.base_id, "manifest": str(item.path), "problem": item.reason, "newer": item.newer}
+            {"id": item.base_id, "manifest": str(item.path), "problem": item.reason, "newer": item.newer,
+             "untrusted": isinstance(item.error, NotUsable) and item.error.untrusted}
             for item in problems
         ],
         "projects": [state.to_json() for state in projects],
