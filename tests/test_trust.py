@@ -22,6 +22,7 @@ import pytest
 from click.testing import CliRunner
 
 from layerenv.cli.main import cli
+from layerenv.errors import OperationFailed
 from layerenv.store.home import MANIFEST_NAME, Store
 from layerenv.store.trust import Trust, problem
 from tests.support.cli import FIXTURE_MACHINES
@@ -234,6 +235,72 @@ def test_an_unreadable_directory_in_bases_is_reported_not_a_crash() -> None:
         assert document["unreadable_bases"][0]["id"] == "x" and not document["unreadable_bases"][0]["untrusted"]
     finally:
         shutil.rmtree(root)
+
+
+# Files opened without following links -------------------------------------------------------------
+
+
+def test_a_log_is_never_written_through_a_planted_link(tmp_path: Path) -> None:
+    from layerenv.store.atomic import open_log
+
+    victim = tmp_path / "victim"
+    victim.write_text("secret\n", encoding="utf-8")
+    victim.chmod(0o600)
+    planted = tmp_path / "logs" / "base-1.log"
+    planted.parent.mkdir()
+    planted.symlink_to(victim)
+    with pytest.raises(OperationFailed, match="is a symbolic link") as caught:
+        open_log(planted)
+    assert "\n" not in caught.value.message
+    hard = tmp_path / "logs" / "base-2.log"
+    os.link(victim, hard)
+    with pytest.raises(OperationFailed, match="not a log of yours"):
+        open_log(hard)
+    assert victim.read_text(encoding="utf-8") == "secret\n"
+    fresh = tmp_path / "logs" / "base-3.log"
+    with open_log(fresh) as handle:
+        handle.write("ok\n")
+    assert stat.S_IMODE(fresh.stat().st_mode) & 0o077 in (0, 0o040)  # 0640 at most
+    with pytest.raises(OperationFailed):
+        open_log(fresh, new=True)
+
+
+@pytest.mark.parametrize("mode", ["flock", "lease"])
+def test_a_planted_lock_link_gives_one_line_not_a_traceback(tmp_path: Path, mode: str) -> None:
+    store = Store(tmp_path / "home", lock_mode=mode)
+    store.ensure_writable()
+    target = tmp_path / "victim"
+    suffix = ".lock" if mode == "flock" else ".lease"
+    (store.locks / f"k{suffix}").symlink_to(target)
+    with pytest.raises(OperationFailed, match="is a symbolic link") as caught, store.lock("k", purpose="test"):
+        pass
+    assert "remove it" in caught.value.message
+    assert not target.exists()  # never created (or truncated) through the link
+
+
+def test_a_planted_lease_fifo_does_not_block(tmp_path: Path) -> None:
+    store = Store(tmp_path / "home", lock_mode="lease", stale_after=3600)
+    store.ensure_writable()
+    os.mkfifo(store.locks / "k.lease")
+    with pytest.raises(OperationFailed, match="not a regular file"), store.lock("k", purpose="test"):
+        pass
+
+
+def test_registry_entries_and_node_records_are_not_read_through_links(tmp_path: Path) -> None:
+    from layerenv.store.nodes import lookup
+
+    store = make_store(tmp_path)
+    secret = tmp_path / "secret.json"
+    secret.write_text(json.dumps({"venv": "/x", "base_id": "b"}), encoding="utf-8")
+    (store.registry / "planted.json").symlink_to(secret)
+    [entry] = store.projects()
+    assert "error" in entry and entry["entry"].endswith("planted.json")
+    records = store.home / "nodes" / "n1"
+    records.mkdir(parents=True)
+    answer = tmp_path / "answer.txt"
+    answer.write_text("boot=x\nbase=b\nsite=/somewhere\n", encoding="utf-8")
+    (records / "cp311-linux_x86_64.txt").symlink_to(answer)
+    assert lookup(store.home, "n1", "cp311-linux_x86_64") is None
 
 
 # layerenv run: the base its project links to --------------------------------------------------------

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from layerenv.errors import BadInput, OperationFailed
-from layerenv.store.atomic import write_json
+from layerenv.store.atomic import read_plain_text, write_json
 from layerenv.store.identity import check_name
 from layerenv.store.trust import Trust, check, path_problem
 
@@ -247,7 +247,7 @@ class Store:
         entries = []
         for path in sorted(self.registry.glob("*.json")):
             try:
-                entry = json.loads(path.read_text(encoding="utf-8"))
+                entry = json.loads(read_plain_text(path))  # never through a link
                 if not isinstance(entry, dict) or "venv" not in entry:
                     raise ValueError("missing 'venv'")
             except (OSError, ValueError) as error:

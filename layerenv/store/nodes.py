@@ -146,8 +146,11 @@ def bases_used_by_nodes(home: Path, *, besides: str = "") -> dict[str, list[str]
 
 
 def _read(path: Path) -> str | None:
+    """A record's text, never through a link (see :func:`layerenv.store.atomic.read_plain_text`)."""
+    from layerenv.store.atomic import read_plain_text
+
     try:
-        return path.read_text(encoding="utf-8")
+        return read_plain_text(path)
     except (OSError, UnicodeDecodeError):
         return None
 
