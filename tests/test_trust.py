@@ -348,3 +348,52 @@ def test_run_refuses_a_base_others_could_change(tmp_path: Path) -> None:
     assert run_in(project, "true").returncode == 2
     trusted = run_in(project, "true", env={"LAYERENV_TRUSTED_GROUP": "4242"})
     assert trusted.returncode == 0, trusted.stderr
+
+
+# rebase never runs an interpreter it does not trust ---------------------------------------------------
+
+
+@AS_ROOT
+def test_rebase_never_runs_a_project_interpreter_another_user_planted(  # type: ignore[no-untyped-def]
+        tmp_path: Path, driver_upgrade_env, served_indexes) -> None:
+    """Two projects need a reinstall on the new torch; one's ``bin/python`` is another user's script:
+    rebase moves the first, names the second with the reason, and never executes the script."""
+    from layerenv.project.link import link, read_link
+    from layerenv.venv.relocate import relocate_venv
+    from tests.support.cli import run_layerenv
+    from tests.support.index import add_to_index
+    from tests.support.wheels import build_plain_package
+
+    wheels = tmp_path / "caps"
+    add_to_index(served_indexes.root / "pypi", [build_plain_package(wheels, "caps-torch", "1.0", ("torch<2.10",)),
+                                                build_plain_package(wheels, "caps-torch", "2.0", ("torch>=2.10",))])
+    old_env, new_env = driver_upgrade_env("rtx5090-570"), driver_upgrade_env("rtx5090-580")
+    project = tmp_path / "gamma"
+    project.mkdir()
+    (project / "requirements.txt").write_text("caps-torch\n")
+    assert run_layerenv(["project", str(project)], old_env, tmp_path).returncode == 0
+    old = read_link(project / ".venv")
+    assert old is not None
+
+    trojan = tmp_path / "trojan" / ".venv"
+    shutil.copytree(project / ".venv", trojan, symlinks=True)
+    relocate_venv(trojan, project / ".venv", trojan)
+    link(trojan, base_id=old.base_id, base_venv=old.base_venv)
+    Store(tmp_path / "home").register(trojan, old.base_id, trojan.parent)
+    marker = tmp_path / "ran-as-root"
+    real = (project / ".venv" / "bin" / "python").resolve()
+    script = trojan / "bin" / "python"
+    script.unlink()
+    script.write_text(f'#!/bin/sh\ntouch {marker}\nexec {real} "$@"\n', encoding="utf-8")
+    script.chmod(0o755)
+    os.chown(script, OTHER, OTHER)
+
+    done = run_layerenv(["rebase", "--json"], new_env, tmp_path)
+    assert done.returncode == 1, done.stderr
+    outcome = json.loads(done.stdout)
+    assert outcome["reinstalled"] == {str(project / ".venv"): ["caps-torch"]}
+    [failure] = outcome["failures"]
+    assert failure.startswith(f"{trojan}: not moved") and f"{script} is owned by uid {OTHER}" in failure
+    assert not marker.exists()
+    unmoved = read_link(trojan)
+    assert unmoved is not None and unmoved.base_id == old.base_id
