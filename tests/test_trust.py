@@ -397,3 +397,95 @@ def test_rebase_never_runs_a_project_interpreter_another_user_planted(  # type: 
     assert not marker.exists()
     unmoved = read_link(trojan)
     assert unmoved is not None and unmoved.base_id == old.base_id
+
+
+# Per-node records are trusted like bases ---------------------------------------------------------------
+
+NODE_KEY = "cp311-linux_x86_64"
+
+
+def node_store(root: Path, site_inside: bool = True) -> tuple[Store, Path, Path]:
+    """A store holding base b1 and node n1's answer for it, for this boot; the boot module's dir."""
+    from layerenv.store.identity import boot_id
+    from layerenv.store.nodes import NodeBase
+
+    store = Store.open(str(root / "home"), {}, trust=Trust.for_caller())
+    store.ensure_writable()
+    site = store.bases / "b1" / "lib" / "python3.11" / "site-packages"
+    site.mkdir(parents=True)
+    if not site_inside:
+        site = root / "elsewhere" / "bases" / "b1" / "site-packages"
+        site.mkdir(parents=True)
+    record = store.home / "nodes" / "n1" / f"{NODE_KEY}.txt"
+    record.parent.mkdir(parents=True)
+    record.write_text(NodeBase(NODE_KEY, "b1", str(site), boot_id()).render(), encoding="utf-8")
+    return store, record, site
+
+
+def boot_site(store: Store, root: Path, **extra: str) -> subprocess.CompletedProcess[str]:
+    """Start an interpreter with a per-node venv's boot module: it prints the site it loads from."""
+    from layerenv.project.boot import per_node_boot
+
+    boot = per_node_boot("b1", ["torch"], store=store.home, python_key=NODE_KEY, base_python=sys.executable,
+                         layerenv=[sys.executable, "-m", "layerenv"])
+    modules = root / "boot"
+    modules.mkdir(exist_ok=True)
+    (modules / "_layerenv_boot.py").write_text(boot.module, encoding="utf-8")
+    code = f"import sys; sys.path.insert(0, {str(modules)!r}); import _layerenv_boot as b; print(b._SITE)"
+    env = {"PATH": os.environ["PATH"], "LAYERENV_NODE": "n1", "LAYERENV_RESOLVING": "1", **extra}
+    return subprocess.run([sys.executable, "-S", "-c", code], env=env, capture_output=True, text=True,
+                          timeout=60, check=False)
+
+
+@AS_ROOT
+@pytest.mark.skipif(not Path("/proc/sys/kernel/random/boot_id").exists(), reason="node answers need a boot id")
+def test_a_per_node_venv_never_loads_a_node_record_others_could_change(tmp_path: Path) -> None:
+    store, record, site = node_store(tmp_path)
+    loaded = boot_site(store, tmp_path)
+    assert (loaded.stdout.strip(), loaded.stderr) == (str(site), "")
+
+    os.chown(record, OTHER, OTHER)  # a store member rewrote this node's answer
+    refused = boot_site(store, tmp_path)
+    assert refused.stdout.strip() == "None"
+    assert f"not loading the base recorded for node n1: {record} (owner uid {OTHER}, mode 0644) is not trusted" \
+        in refused.stderr
+    os.chown(record, 0, 0)
+
+    base = store.bases / "b1"
+    os.chown(base, 0, 4242)
+    base.chmod(0o775)
+    assert boot_site(store, tmp_path).stdout.strip() == "None"
+    assert boot_site(store, tmp_path, LAYERENV_TRUSTED_GROUP="4242").stdout.strip() == str(site)
+
+
+@pytest.mark.skipif(not Path("/proc/sys/kernel/random/boot_id").exists(), reason="node answers need a boot id")
+def test_a_node_record_naming_a_path_outside_the_stores_bases_is_not_loaded(tmp_path: Path) -> None:
+    from layerenv.store.nodes import answer_problem, lookup
+
+    store, record, site = node_store(tmp_path, site_inside=False)
+    refused = boot_site(store, tmp_path)
+    assert refused.stdout.strip() == "None"
+    assert f"{record} names {site}, which is no base of this store" in refused.stderr
+    answer = lookup(store.home, "n1", NODE_KEY)
+    assert answer is not None
+    assert answer_problem(store.home, "n1", answer, store.trust_problem) == \
+        f"{record} names {site}, which is no base of this store"
+
+
+@AS_ROOT
+def test_status_says_a_per_node_project_whose_record_is_not_trusted_is_broken(tmp_path: Path) -> None:
+    from layerenv.lifecycle.status import node_answer_problem
+    from layerenv.project.link import LinkRecord, PerNode
+
+    store, _record, site = node_store(tmp_path)
+    store = Store.open(str(store.home), {"LAYERENV_NODE": "n1"}, trust=store.trust)
+    venv = tmp_path / "repo" / ".venv"
+    venv.mkdir(parents=True)
+    link = LinkRecord(base_id="b1", base_venv=store.bases / "b1", base_site=site, family=(("torch", "2.9.1"),),
+                      family_modules=("torch",), stubs=(), scripts=(), constraints=venv / "c.txt",
+                      per_node=PerNode(store.home, NODE_KEY, sys.executable, ("layerenv",)))
+    (venv / "layerenv.json").write_text(json.dumps(link.to_json()), encoding="utf-8")
+    assert node_answer_problem(store, venv) is None
+    (store.bases / "b1").chmod(0o777)
+    found = node_answer_problem(store, venv)
+    assert found == f"node n1's record is not loaded: {store.bases / 'b1'} is writable by others (owner uid 0, mode 0777)"
