@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import os
 import stat
+import sys
+from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -64,21 +66,21 @@ def group_id(group: str, source: str) -> int:
     text = group.strip()
     if text.isdigit():
         return int(text)
-    try:
+    if sys.platform != "win32":  # no groups there (and no owners: Trust.for_caller never asks)
         import grp
 
-        return grp.getgrnam(text).gr_gid
-    except (ImportError, KeyError):
-        raise BadInput(f"{source}={group!r} is not a group on this machine; name an existing group or a gid") from None
+        with suppress(KeyError):
+            return grp.getgrnam(text).gr_gid
+    raise BadInput(f"{source}={group!r} is not a group on this machine; name an existing group or a gid")
 
 
 def group_name(gid: int) -> str:
-    try:
+    if sys.platform != "win32":
         import grp
 
-        return grp.getgrgid(gid).gr_name
-    except (ImportError, KeyError):
-        return str(gid)
+        with suppress(KeyError):
+            return grp.getgrgid(gid).gr_name
+    return str(gid)
 
 
 def problem(info: os.stat_result, trust: Trust) -> str | None:
