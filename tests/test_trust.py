@@ -381,10 +381,10 @@ def test_rebase_never_runs_a_project_interpreter_another_user_planted(  # type: 
     link(trojan, base_id=old.base_id, base_venv=old.base_venv)
     Store(tmp_path / "home").register(trojan, old.base_id, trojan.parent)
     marker = tmp_path / "ran-as-root"
-    real = (project / ".venv" / "bin" / "python").resolve()
     script = trojan / "bin" / "python"
     script.unlink()
-    script.write_text(f'#!/bin/sh\ntouch {marker}\nexec {real} "$@"\n', encoding="utf-8")
+    # inert: should the check ever regress, it leaves a mark and fails, and installs nothing anywhere
+    script.write_text(f"#!/bin/sh\ntouch {marker}\nexit 1\n", encoding="utf-8")
     script.chmod(0o755)
     os.chown(script, OTHER, OTHER)
 
