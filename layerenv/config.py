@@ -112,6 +112,14 @@ SETTINGS: tuple[SettingSpec, ...] = (
         ("auto", "flock", "lease"),
     ),
     SettingSpec(
+        "store.trusted_group",
+        "str",
+        "",
+        "LAYERENV_TRUSTED_GROUP",
+        "a group (name or gid) whose members may own and write the store, for team stores (empty: only "
+        "you and root); never from a project's files",
+    ),
+    SettingSpec(
         "project.requirements",
         "list",
         [],
@@ -303,6 +311,16 @@ def user_config_path(env: Mapping[str, str]) -> Path:
     return Path(user_config_dir("layerenv")) / "layerenv.toml"
 
 
+def _drop_user_only(layer: dict[str, Any], path: Path) -> None:
+    """Whom the store trusts is the user's to say, never a project's: a project's empty value (a copied
+    template) is left out, so it cannot undo the user's setting; any other value is refused."""
+    if layer.pop("store.trusted_group", ""):
+        raise ConfigError(
+            f"{path}: store.trusted_group cannot be set by a project (its files must not choose whom the "
+            "store trusts); set it in the user config or LAYERENV_TRUSTED_GROUP"
+        )
+
+
 def load_settings(
     *,
     project_dir: Path | None = None,
@@ -330,6 +348,7 @@ def load_settings(
             layers.append((root / "pyproject.toml", read_pyproject_table))
         if (root / "layerenv.toml").is_file():
             layers.append((root / "layerenv.toml", read_config_file))
+    project_files = {path for path, _reader in layers if path != user_file}
     explicit = env.get("LAYERENV_CONFIG")
     if explicit:
         path = Path(explicit)
@@ -337,7 +356,10 @@ def load_settings(
             raise ConfigError(f"LAYERENV_CONFIG={explicit!r}: no such file")
         layers.append((path, read_config_file))
     for path, reader in layers:
-        apply(reader(path), str(path))
+        layer = reader(path)
+        if path in project_files:
+            _drop_user_only(layer, path)
+        apply(layer, str(path))
         files.append(path)
     forced = _forced_channel(env)
     if forced:

@@ -284,7 +284,8 @@ def test_a_base_a_newer_layerenv_wrote_is_named_and_left_alone(store: Store) -> 
 
         status = as_json(["status"], store.env, store.root, 0)
         assert status["bases"] == []
-        assert status["unreadable_bases"] == [{"id": CU130, "manifest": str(manifest), "problem": reason, "newer": True}]
+        assert status["unreadable_bases"] == [{"id": CU130, "manifest": str(manifest), "problem": reason, "newer": True,
+                                           "untrusted": False}]
         assert [project["problem"] for project in status["projects"]] == [f"its base {CU130} cannot be read: {reason}"]
         assert f"\n  {CU130:<48} cannot be read: {reason}\n" in layerenv(["status"], store.env, store.root).stdout
 

@@ -24,7 +24,7 @@ from layerenv.errors import OperationFailed
 from layerenv.faults import checkpoint
 from layerenv.installers import Installer, Log, Resolved, Sources, get_installer
 from layerenv.reporter import Reporter, progress
-from layerenv.store.atomic import remove_tree, swap_in, write_json
+from layerenv.store.atomic import open_log, remove_tree, swap_in, write_json
 from layerenv.store.home import MANIFEST_NAME, Store
 from layerenv.urls import fill_template, redact, unreachable_reason
 from layerenv.venv.create import create_virtualenv
@@ -72,8 +72,7 @@ def _installer_offers(request: BaseRequest, prefix: Path | None) -> bool:
 def _write_log(log: Log, lines: list[str]) -> None:
     if log.path is None:
         return
-    log.path.parent.mkdir(parents=True, exist_ok=True)
-    with log.path.open("a", encoding="utf-8") as handle:
+    with open_log(log.path) as handle:
         handle.writelines(f"{line}\n" for line in lines)
 
 

@@ -27,6 +27,7 @@ from typing import Any, Literal
 from layerenv.base.manifest import Manifest, Unreadable, read_manifest
 from layerenv.errors import BadInput, OperationFailed
 from layerenv.store.home import Store
+from layerenv.store.trust import NotUsable
 from layerenv.venv.distinfo import Distribution, read_distributions
 from layerenv.venv.layout import VenvLayout
 
@@ -255,7 +256,10 @@ def read_bases(store: Store) -> tuple[list[Manifest], list[Unreadable]]:
     """Every published base's manifest, and the manifests that do not read (or are a newer layerenv's)."""
     manifests: list[Manifest] = []
     unreadable: list[Unreadable] = []
-    for path in store.manifest_paths():
+    for path, found in store.base_entries():
+        if found is not None:  # unreadable, or not trusted: named by id, never used
+            unreadable.append(Unreadable(path, NotUsable(path, path.parent, found)))
+            continue
         try:
             manifests.append(read_manifest(path))
         except OperationFailed as error:

@@ -87,11 +87,17 @@ def _run(argv: list[str]) -> None:
     import os
 
     from layerenv.errors import LayerenvError
-    from layerenv.project.run_env import exec_command, find_project_venv, plainly_linked, run_environment
+    from layerenv.project.run_env import (
+        base_plainly_trusted,
+        exec_command,
+        find_project_venv,
+        plainly_linked,
+        run_environment,
+    )
 
     try:
         venv = find_project_venv(os.getcwd())
-        if not plainly_linked(venv):
+        if not plainly_linked(venv) or not base_plainly_trusted(venv):
             return
         exec_command(argv, run_environment(venv, os.environ))
     except FileNotFoundError:  # the working directory is gone: the full CLI reports it

@@ -111,12 +111,14 @@ def _write_log(details: str, invocation: Invocation) -> str:
     directory = _store_logs(invocation)
     if directory is not None:
         path = directory / f"internal-error-{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}.log"
+        from layerenv.store.atomic import open_log
+
         try:
-            directory.mkdir(exist_ok=True)
-            path.write_text(text, encoding="utf-8")
+            with open_log(path, new=True) as log:
+                log.write(text)
             return str(path)
-        except OSError:
-            pass  # a read-only store: the temporary directory below
+        except (OSError, LayerenvError):
+            pass  # a read-only store, or a name someone took: the temporary directory below
     import tempfile
 
     try:

@@ -65,11 +65,14 @@ class Session:
 
     @property
     def store(self) -> Store:
-        """The ``LAYERENV_HOME`` store, opened on first use (reads nothing on disk)."""
+        """The ``LAYERENV_HOME`` store, opened on first use: refused in one line when others could change it
+        (a few ``lstat`` calls, :meth:`layerenv.store.home.Store.check_trusted`)."""
         if self._store is None:
             from layerenv.store.home import Store
 
-            self._store = Store.from_settings(self.settings, self.env)
+            store = Store.from_settings(self.settings, self.env)
+            store.check_trusted()
+            self._store = store
         return self._store
 
     @property

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from layerenv.installers.protocol import InstallerFailed, Log
+from layerenv.store.atomic import open_log
 from layerenv.urls import redact_text
 
 
@@ -30,8 +31,7 @@ def run(argv: Sequence[str], log: Log, env: Mapping[str, str] | None = None) -> 
     """Run ``argv`` (no stdin); the log gets ``$ argv`` first (so a killed run still names it), then
     the output and the exit status."""
     if log.path is not None:
-        log.path.parent.mkdir(parents=True, exist_ok=True)
-        with log.path.open("a", encoding="utf-8") as handle:
+        with open_log(log.path) as handle:
             handle.write(redact_text("$ " + " ".join(argv)) + "\n")
             handle.write(redact_text(_requirement_files(argv)))
     result = subprocess.run(
@@ -45,7 +45,7 @@ def run(argv: Sequence[str], log: Log, env: Mapping[str, str] | None = None) -> 
     )
     ran = Ran(result.returncode, redact_text(result.stdout), redact_text(result.stderr))
     if log.path is not None:
-        with log.path.open("a", encoding="utf-8") as handle:
+        with open_log(log.path) as handle:
             handle.write(ran.stdout + ran.stderr + f"[exit {ran.returncode}]\n")
     if log.verbose:
         import click

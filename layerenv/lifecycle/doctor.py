@@ -23,6 +23,7 @@ from layerenv.errors import LayerenvError
 from layerenv.lifecycle.shadows import Shadow, Skipped
 from layerenv.reporter import format_size
 from layerenv.store.home import Store
+from layerenv.store.trust import NotUsable
 from layerenv.venv.layout import VenvLayout
 
 if TYPE_CHECKING:
@@ -286,6 +287,9 @@ def _unreadable_finding(item: Unreadable, used: dict[str, list[str]]) -> Finding
         return Finding("manifest-newer", item.base_id, f"base {item.base_id}{users} was written by a newer layerenv "
                        f"(manifest schema {item.error.schema} > {SCHEMA}), so this one cannot check it",
                        f"upgrade layerenv; this one leaves {item.path.parent} alone")
+    if isinstance(item.error, NotUsable):  # an unreadable or untrusted directory: never layerenv's to remove
+        kind = "base-untrusted" if item.error.untrusted else "base-unreadable"
+        return Finding(kind, item.base_id, f"base {item.base_id} is not used: {item.reason}", item.error.advice)
     return Finding("manifest-unreadable", item.base_id, f"the manifest {item.path} is unreadable",
                    f"remove {item.path.parent} and run `layerenv base`")
 

@@ -14,6 +14,7 @@ from layerenv.lifecycle.shadows import shadowed_names
 from layerenv.project.link import is_per_node
 from layerenv.store.home import Store
 from layerenv.store.nodes import NodeRecord, bases_used_by_nodes, list_nodes
+from layerenv.store.trust import NotUsable
 from layerenv.venv.layout import VenvLayout
 
 
@@ -79,10 +80,28 @@ def project_states(store: Store, bases: dict[str, Manifest], unreadable: dict[st
         elif base_id not in bases:
             problem = f"its base {base_id} is gone"
         per_node = problem is None and is_per_node(venv)
+        if per_node:
+            problem = node_answer_problem(store, venv)
         shadowed = tuple(shadowed_names(venv)) if problem is None else ()
         states.append(ProjectState(str(venv), str(entry.get("project", venv.parent)), base_id, problem, per_node,
                                    shadowed))
     return states
+
+
+def node_answer_problem(store: Store, venv: Path) -> str | None:
+    """Why this node's recorded answer for a per-node venv is not loaded (not trusted, no base of the
+    store), or None: what its boot module refuses at start-up, said by status instead of "ok"."""
+    from layerenv.project.link import read_link
+    from layerenv.store.nodes import answer_problem, lookup
+
+    record = read_link(venv)
+    if record is None or record.per_node is None:
+        return None
+    answer = lookup(record.per_node.store, store.node, record.per_node.python_key)
+    if answer is None:
+        return None
+    found = answer_problem(record.per_node.store, store.node, answer, store.trust_problem)
+    return None if found is None else f"node {store.node}'s record is not loaded: {found}"
 
 
 def status_document(store: Store, current_ids: set[str], with_sizes: bool = True) -> dict[str, Any]:
@@ -114,7 +133,8 @@ def status_document(store: Store, current_ids: set[str], with_sizes: bool = True
         "node": store.node,
         "bases": document_bases,
         "unreadable_bases": [
-            {"id": item.base_id, "manifest": str(item.path), "problem": item.reason, "newer": item.newer}
+            {"id": item.base_id, "manifest": str(item.path), "problem": item.reason, "newer": item.newer,
+             "untrusted": isinstance(item.error, NotUsable) and item.error.untrusted}
             for item in problems
         ],
         "projects": [state.to_json() for state in projects],

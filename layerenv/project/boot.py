@@ -58,11 +58,37 @@ _NAMES = frozenset({names!r})
 
 
 def _read(path):
-    try:
-        with open(path, encoding="utf-8") as handle:
-            return handle.read()
+    try:  # never through a link, never waiting on a FIFO
+        handle = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
+        with open(handle, encoding="utf-8") as file:
+            return file.read()
     except (OSError, UnicodeDecodeError):
         return ""
+
+
+def _team():
+    group = os.environ.get("LAYERENV_TRUSTED_GROUP", "").strip()
+    if not group or group.isdigit():
+        return (int(group),) if group else ()
+    try:
+        import grp
+
+        return (grp.getgrnam(group).gr_gid,)
+    except (ImportError, KeyError):
+        return ()
+
+
+def _untrusted(path, team):
+    # layerenv.store.trust's rule: the caller's, root's or the trusted group's, written by no one else
+    try:
+        info = os.lstat(path)
+    except OSError:
+        return path + " cannot be read"
+    grouped = info.st_gid in team
+    if (info.st_uid not in (os.getuid(), 0) and not grouped) or info.st_mode & 0o002 or (
+            info.st_mode & 0o020 and not grouped) or info.st_mode & 0o170000 == 0o120000:
+        return path + " (owner uid %d, mode %04o) is not trusted" % (info.st_uid, info.st_mode & 0o7777)
+    return None
 
 
 def _safe(name):
@@ -89,15 +115,35 @@ def _node():
 
 
 def _site():
-    text = _read(_STORE + "/nodes/" + _node() + "/" + _PYTHON_KEY + ".txt")
-    fields = dict(line.split("=", 1) for line in text.splitlines() if "=" in line)
+    """(the recorded site-packages, None) when this boot's answer is usable; (None, why) when it is
+    recorded but others could have changed it or it names no base of this store; (None, None) else."""
+    record = _STORE + "/nodes/" + _node() + "/" + _PYTHON_KEY + ".txt"
+    fields = dict(line.split("=", 1) for line in _read(record).splitlines() if "=" in line)
     boot = _read("/proc/sys/kernel/random/boot_id").strip()
-    site = fields.get("site", "")
-    return site if site and fields.get("boot", "") == boot and os.path.isdir(site) else None
+    site, base = fields.get("site", ""), fields.get("base", "")
+    if not (site and fields.get("boot", "") == boot and os.path.isdir(site)):
+        return None, None
+    base_dir = _STORE + "/bases/" + base
+    # the node may see the store through another mount: the base it names must be this store's base
+    head, inside, _ = os.path.normpath(site).partition("/bases/" + base + "/")
+    try:
+        same = _safe(base) and inside and os.path.samestat(os.stat(head + "/bases/" + base), os.stat(base_dir))
+    except OSError:
+        same = False
+    if not same:
+        return None, record + " names " + site + ", which is no base of this store"
+    if not hasattr(os, "getuid"):
+        return site, None
+    team = _team()
+    for path in (os.path.dirname(record), record, base_dir, site):
+        why = _untrusted(path, team)
+        if why is not None:
+            return None, why
+    return site, None
 
 
-_SITE = _site()
-if _SITE is None and not os.environ.get("LAYERENV_RESOLVING"):
+_SITE, _REFUSED = _site()
+if _SITE is None and _REFUSED is None and not os.environ.get("LAYERENV_RESOLVING"):
     import subprocess
 
     sys.stderr.write("layerenv: no base recorded for node " + _node() + " in this boot; asking `layerenv base`\\n")
@@ -107,8 +153,11 @@ if _SITE is None and not os.environ.get("LAYERENV_RESOLVING"):
                        stdin=subprocess.DEVNULL, stdout=2, check=False)
     except OSError as error:
         sys.stderr.write("layerenv: could not run layerenv (" + str(error) + ")\\n")
-    _SITE = _site()
-if _SITE is None:
+    _SITE, _REFUSED = _site()
+if _REFUSED is not None:
+    sys.stderr.write("layerenv: not loading the base recorded for node " + _node() + ": " + _REFUSED
+                     + "; `layerenv status` says more (torch will not import until it is fixed)\\n")
+elif _SITE is None:
     sys.stderr.write("layerenv: node " + _node() + " has no base for " + _PYTHON_KEY + " in " + _STORE
                      + "; run `layerenv base` on it (torch will not import until then)\\n")
 ''' + _INSTALL_FINDER

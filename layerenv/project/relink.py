@@ -67,18 +67,21 @@ def move_project(move: Move, manifest: Manifest, store: Store, installer: Instal
     requires, with ``installer`` (pip by default: every project venv has it seeded, whichever filled it)."""
     from layerenv.project.link import link
 
+    moved = {step.name for step in steps if step.action != "blocked"}
+    needing = packages_needing_reinstall(move.venv, manifest)  # before linking: the stubs are skipped anyway
+    if moved or needing:  # either runs the project's own interpreter
+        refuse_untrusted_interpreter(move.venv, store)
     link(move.venv, base_id=manifest.base_id, base_venv=manifest.venv)
     checkpoint("rebase:after-link")
     installer = installer or PipInstaller()
     extensions = _extensions(move.venv)
-    moved = {step.name for step in steps if step.action != "blocked"}
     # the rest keep the torch they were recorded with (a forced move, or `layerenv project` moving a venv)
     kept = {extension.name: extension.built_against or (old.torch_build if old else None)
             for extension in extensions if extension.name not in moved}
     if moved:
         _move_extensions(move, manifest, store, installer, steps, extensions, old)
+        needing = packages_needing_reinstall(move.venv, manifest)  # the extension moves may change it
     done = sorted(moved)
-    needing = packages_needing_reinstall(move.venv, manifest)
     if needing:
         layered = LayeredVenv(move.venv, VenvLayout.for_venv(move.venv).python, _uv_environment(move.venv))
         try:
@@ -94,6 +97,23 @@ def move_project(move: Move, manifest: Manifest, store: Store, installer: Instal
     store.register(move.venv, manifest.base_id, move.project)
     checkpoint("rebase:after-register")
     return done + needing
+
+
+def refuse_untrusted_interpreter(venv: Path, store: Store) -> None:
+    """Before running a project's own ``python`` (to reinstall or rebuild), make sure nobody but the caller or root
+    (or the trusted group) could have made it run their code: the interpreter file it resolves to, the
+    venv, its ``bin`` and its site-packages (whose ``.pth`` files run at start-up).
+
+    Raises ``OperationFailed`` naming what and why: rebase skips that project and goes on.
+    """
+    layout = VenvLayout.for_venv(venv)
+    for path in (layout.python.resolve(), venv, layout.bin_dir, layout.site_packages):
+        found = store.trust_problem(path)
+        if found is not None:
+            raise OperationFailed(
+                f"{venv}: not moved: moving it runs its interpreter, and {path} {found}, so running it "
+                "could run someone else's code; its owner can run `layerenv rebase`"
+            )
 
 
 def _uv_environment(venv: Path) -> dict[str, str]:

@@ -57,6 +57,47 @@ def plainly_linked(venv: str) -> bool:
     return text.startswith("{") and text.endswith("}") and all(f'"{key}":' in text for key in RECORD_KEYS)
 
 
+def _record_string(text: str, key: str) -> str | None:
+    """The value of ``"key": "..."`` in a record json wrote, when it holds no escape (else None)."""
+    marker = f'"{key}": "'
+    start = text.find(marker)
+    end = text.find('"', start + len(marker)) if start >= 0 else -1
+    value = text[start + len(marker) : end] if end >= 0 else ""
+    return value if value and "\\" not in value else None
+
+
+def base_plainly_trusted(venv: str) -> bool:
+    """Whether the base the venv links to is, at a glance, the caller's or root's and written by no one else.
+
+    Three ``lstat`` calls: the base, the directory holding it (``bases/``) and its site-packages.
+    Anything else (a group-writable team store, a link, an escaped path, another owner) goes to the
+    click CLI, which applies the whole rule of :mod:`layerenv.store.trust` with the user's settings
+    and names what is wrong.
+    """
+    getuid = getattr(os, "getuid", None)
+    if getuid is None:
+        return True  # no owners to compare (Windows)
+    try:
+        with open(os.path.join(venv, RECORD_FILE), encoding="utf-8") as file:
+            text = file.read()
+    except (OSError, ValueError):
+        return False
+    base, site = _record_string(text, "base_venv"), _record_string(text, "base_site")
+    if base is None or site is None:
+        return False
+    caller = getuid()
+    for path in (base, os.path.dirname(base), site):
+        try:
+            info = os.lstat(path)
+        except FileNotFoundError:
+            continue  # a base that is gone runs nothing: the command's own import error says so
+        except OSError:
+            return False
+        if info.st_uid not in (caller, 0) or info.st_mode & 0o022 or (info.st_mode & 0o170000) == 0o120000:
+            return False
+    return True
+
+
 def constraint_variables(venv: str, environ: Mapping[str, str]) -> dict[str, str]:
     """``UV_CONSTRAINT`` (ours first, any already set kept after it) and ``VIRTUAL_ENV`` for ``venv``.
 

@@ -80,8 +80,9 @@ def _run(argv: Sequence[str], env: Mapping[str, str], log: Log,
     result = subprocess.run(list(argv), capture_output=True, text=True, errors="replace", env=dict(env), cwd=cwd,
                             stdin=subprocess.DEVNULL, check=False)
     if log.path is not None:
-        log.path.parent.mkdir(parents=True, exist_ok=True)
-        with log.path.open("a", encoding="utf-8") as handle:
+        from layerenv.store.atomic import open_log
+
+        with open_log(log.path) as handle:
             handle.write("$ " + " ".join(argv) + "\n" + result.stdout + result.stderr + f"[exit {result.returncode}]\n")
     return result
 

@@ -5,10 +5,11 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import stat
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 _RENAME_EXCHANGE = 2
 _AT_FDCWD = -100
@@ -49,6 +50,55 @@ def update_text(path: Path, text: str, *, mode: int = 0o644, durable: bool = Tru
         return False
     write_text(path, text, mode=mode, durable=durable)
     return True
+
+
+LOG_MODE = 0o640
+
+
+def read_plain_text(path: Path) -> str:
+    """A small store file's text (a lock holder, a node record, a registry entry), never through a link.
+
+    Raises ``OSError`` for a symlink (``ELOOP``), and for anything but a regular file (a FIFO planted
+    there would block a plain ``open`` forever), as for a missing file: callers treat all alike.
+    """
+    import errno
+
+    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
+    descriptor = os.open(path, flags)
+    with os.fdopen(descriptor, "rb") as handle:
+        if not stat.S_ISREG(os.fstat(descriptor).st_mode):
+            raise OSError(errno.EINVAL, "not a regular file", str(path))
+        data = handle.read()
+    return data.decode("utf-8")
+
+
+def open_log(path: Path, *, new: bool = False) -> IO[str]:
+    """Open a log to append to, never through a link: logs have predictable names in a directory
+    others may read, so a symlink (or a hard link to someone's file) planted there would make
+    layerenv write into a file it does not own. ``new``: the file must not exist yet.
+
+    Refused in one line (an :class:`~layerenv.errors.OperationFailed`): a symlink, anything but a
+    regular file of the caller's with one link.
+    """
+    from layerenv.errors import OperationFailed
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | (os.O_EXCL if new else 0)
+    try:
+        descriptor = os.open(path, flags, LOG_MODE)
+    except OSError as error:
+        if path.is_symlink():
+            raise OperationFailed(f"{path} is a symbolic link, and layerenv never writes a log through one "
+                                  "(someone may have planted it): remove it and run again") from None
+        raise OperationFailed(f"cannot write the log {path} ({error.strerror})") from None
+    info = os.fstat(descriptor)
+    getuid = getattr(os, "getuid", None)
+    mine = getuid is None or info.st_uid == getuid()
+    if not (os.path.isfile(path) and info.st_nlink == 1 and mine):  # noqa: PTH113 - paired with the fstat above
+        os.close(descriptor)
+        raise OperationFailed(f"{path} is not a log of yours (owner uid {info.st_uid}, {info.st_nlink} link(s)), "
+                              "and layerenv writes only its own: remove it and run again")
+    return os.fdopen(descriptor, "a", encoding="utf-8")
 
 
 def json_text(document: Any) -> str:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import stat
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -26,9 +27,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from layerenv.errors import BadInput
-from layerenv.store.atomic import write_json
+from layerenv.errors import BadInput, OperationFailed
+from layerenv.store.atomic import read_plain_text, write_json
 from layerenv.store.identity import check_name
+from layerenv.store.trust import Trust, check, path_problem
 
 if TYPE_CHECKING:
     from layerenv.config import Settings
@@ -63,9 +65,11 @@ class Store:
     lock_mode: str = "auto"  # see layerenv.store.locking
     stale_after: float = DEFAULT_STALE_AFTER
     node: str = ""  # this node's name (LAYERENV_NODE or the host name), for lock holders and node records
+    trust: Trust | None = None  # whom the store's paths may belong to (None: not checked, for tools and tests)
 
     @classmethod
-    def open(cls, configured: str, env: Mapping[str, str], *, lock_mode: str = "auto") -> Store:
+    def open(cls, configured: str, env: Mapping[str, str], *, lock_mode: str = "auto",
+             trust: Trust | None = None) -> Store:
         if any(character in configured for character in "\n\r\0"):
             raise BadInput(
                 f"LAYERENV_HOME={configured!r} contains a newline or NUL; a .pth line cannot hold it: "
@@ -78,11 +82,12 @@ class Store:
             raise BadInput(f"store directory {str(home)!r} contains a newline; choose a directory without one")
         from layerenv.store.identity import node_name
 
-        return cls(home, lock_mode=lock_mode, stale_after=stale_after_from(env), node=node_name(env))
+        return cls(home, lock_mode=lock_mode, stale_after=stale_after_from(env), node=node_name(env), trust=trust)
 
     @classmethod
     def from_settings(cls, settings: Settings, env: Mapping[str, str]) -> Store:
-        return cls.open(settings.text("store.home"), env, lock_mode=settings.text("store.lock"))
+        trust = Trust.for_caller(settings.text("store.trusted_group"), settings.sources["store.trusted_group"])
+        return cls.open(settings.text("store.home"), env, lock_mode=settings.text("store.lock"), trust=trust)
 
     @property
     def bases(self) -> Path:
@@ -130,13 +135,59 @@ class Store:
         if not os.access(self.bases, os.W_OK | os.X_OK):
             raise BadInput(f"LAYERENV_HOME={self.home} is not writable; set LAYERENV_HOME to a directory you can write")
 
+    @property
+    def nodes(self) -> Path:
+        return self.home / "nodes"
+
+    # Trust (layerenv.store.trust) ----------------------------------------------------------------
+
+    def check_trusted(self) -> None:
+        """Refuse, in one line, a store whose root or layout directories others could change: a few ``lstat``s."""
+        if self.trust is None:
+            return
+        layout = (self.bases, self.staging, self.graveyard, self.registry, self.nodes, self.locks, self.logs)
+        check([self.home, *layout] if self.home.exists() else [], self.trust)
+
+    def trust_problem(self, path: Path) -> str | None:
+        """Why ``path`` (a base, a node record) is not trusted, or None; always None for an unchecked store."""
+        return None if self.trust is None else path_problem(path, self.trust)
+
     def base_dir(self, base_id: str) -> Path:
         return self.bases / check_name(base_id, "base id")
 
-    def manifest_paths(self) -> list[Path]:
-        if not self.bases.is_dir():
+    def base_entries(self) -> list[tuple[Path, str | None]]:
+        """Each base's manifest path, with why the base cannot be used (unreadable, untrusted) or None.
+
+        Entries with nothing in them that looks like a base (no manifest) are left out; one that cannot
+        be read or is not trusted is kept, with its reason, so status and doctor name it by id.
+        """
+        try:
+            names = sorted(entry.name for entry in os.scandir(self.bases))
+        except (FileNotFoundError, NotADirectoryError):
             return []
-        return sorted(path / MANIFEST_NAME for path in self.bases.iterdir() if (path / MANIFEST_NAME).is_file())
+        except OSError as error:
+            raise OperationFailed(f"{self.bases} cannot be read ({error.strerror})") from None
+        entries: list[tuple[Path, str | None]] = []
+        for name in names:
+            directory = self.bases / name
+            manifest = directory / MANIFEST_NAME
+            found = self.trust_problem(directory)
+            if found is None:
+                try:
+                    if not stat.S_ISREG(manifest.stat().st_mode):
+                        continue
+                except (FileNotFoundError, NotADirectoryError):
+                    continue
+                except OSError as error:
+                    found = f"cannot be read ({error.strerror})"
+            if found is None:
+                found = self.trust_problem(manifest)
+            entries.append((manifest, found))
+        return entries
+
+    def manifest_paths(self) -> list[Path]:
+        """The manifests of the bases that can be used (see :meth:`base_entries` for the others)."""
+        return [manifest for manifest, found in self.base_entries() if found is None]
 
     def new_staging_dir(self, key: str) -> Path:
         self.staging.mkdir(parents=True, exist_ok=True)
@@ -196,7 +247,7 @@ class Store:
         entries = []
         for path in sorted(self.registry.glob("*.json")):
             try:
-                entry = json.loads(path.read_text(encoding="utf-8"))
+                entry = json.loads(read_plain_text(path))  # never through a link
                 if not isinstance(entry, dict) or "venv" not in entry:
                     raise ValueError("missing 'venv'")
             except (OSError, ValueError) as error:

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 import sys
 import threading
 import time
@@ -33,7 +34,7 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 
-from layerenv.errors import BadInput
+from layerenv.errors import BadInput, OperationFailed
 from layerenv.store.identity import boot_id, host_name
 
 LOCK_MODES = ("auto", "flock", "lease")
@@ -191,22 +192,46 @@ class _Observation:
     since: float  # this process's monotonic clock when that signature was first seen
 
 
+def refuse_planted(path: Path) -> None:
+    """One line, not a traceback or a wait without end, for a lock file that layerenv never makes: a
+    symlink (which would make us create or truncate the file it names) or a FIFO, device, directory."""
+    try:
+        info = path.lstat()
+    except FileNotFoundError:
+        return
+    if not stat.S_ISREG(info.st_mode):
+        kind = "a symbolic link" if stat.S_ISLNK(info.st_mode) else "not a regular file"
+        raise OperationFailed(f"lock file {path} is {kind}, which layerenv never makes (someone may have planted "
+                              "it): remove it and run again")
+
+
 def _observe(path: Path) -> tuple[str, tuple[int, int, int]] | None:
     """The lease's text and (inode, size, mtime), read through one open file: on NFS, opening
-    revalidates the cached attributes (close-to-open consistency), so a heartbeat is seen at once."""
+    revalidates the cached attributes (close-to-open consistency), so a heartbeat is seen at once.
+    Never through a link, never blocking on a FIFO: such a lease is refused (:func:`refuse_planted`)."""
+    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
     try:
-        with path.open("rb") as handle:
-            text = handle.read().decode("utf-8", errors="replace")
-            info = os.fstat(handle.fileno())
+        descriptor = os.open(path, flags)
     except FileNotFoundError:
         return None
+    except OSError:
+        refuse_planted(path)
+        raise
+    with os.fdopen(descriptor, "rb") as handle:
+        info = os.fstat(descriptor)
+        if not stat.S_ISREG(info.st_mode):
+            refuse_planted(path)
+        text = handle.read().decode("utf-8", errors="replace")
     return text, (info.st_ino, info.st_size, info.st_mtime_ns)
 
 
 def _read(path: Path) -> str | None:
+    """A lock's or holder's text; None when it is gone, or is a link or no regular file (never followed)."""
+    from layerenv.store.atomic import read_plain_text
+
     try:
-        return path.read_text(encoding="utf-8", errors="replace")
-    except FileNotFoundError:
+        return read_plain_text(path)
+    except (OSError, UnicodeDecodeError):
         return None
 
 
@@ -240,6 +265,7 @@ def lease(
     on_wait: Callable[[str], None] | None = None,
 ) -> Iterator[Holder]:
     """Hold the lease at ``path``; raise :class:`Busy` at once when not ``blocking`` and it is held."""
+    refuse_planted(path)
     me = this_holder(purpose, node)
     content = me.to_json()
     watched = _Observation(None, time.monotonic())
@@ -299,6 +325,7 @@ def flock(
     from filelock import FileLock, Timeout
 
     owner_file = path.with_suffix(".owner.json")
+    refuse_planted(path)
     lock = FileLock(str(path))
     try:
         lock.acquire(timeout=0)
@@ -321,7 +348,7 @@ def flock(
 
 
 def describe_owner_file(path: Path) -> str:
-    text = _read(path) if path.exists() else None
+    text = _read(path)
     holder = Holder.from_json(text) if text else None
     return holder.describe() if holder else "another layerenv process"
 

@@ -16,11 +16,14 @@ A node is named by ``LAYERENV_NODE`` or else the host name.
 from __future__ import annotations
 
 import json
+import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from layerenv.errors import LayerenvError
 from layerenv.machine.interpreters import Interpreter
 from layerenv.store.identity import boot_id, host_name
 
@@ -91,6 +94,39 @@ def lookup(home: Path, node: str, python_key_: str) -> NodeBase | None:
     return NodeBase.parse(python_key_, text) if text else None
 
 
+def answer_problem(home: Path, node: str, answer: NodeBase, trust_problem: Callable[[Path], str | None]) -> str | None:
+    """Why a per-node venv must not load ``answer`` (``node``'s record in the store at ``home``), or None.
+
+    Trusted like a base (README "Trust model"): the record and its directory pass ``trust_problem``
+    (:meth:`layerenv.store.home.Store.trust_problem`), and the ``site`` it names lies in the base it
+    names, in this store's ``bases/``, which passes it too. The boot module applies the same rule.
+    """
+    record = node_dir(home, node) / f"{answer.python}.txt"
+    if not _in_base(home, answer):
+        return f"{record} names {answer.site}, which is no base of this store"
+    for path in (record.parent, record, home / "bases" / answer.base_id, Path(answer.site)):
+        found = trust_problem(path)
+        if found is not None:
+            return f"{path} {found}"
+    return None
+
+
+def _in_base(home: Path, answer: NodeBase) -> bool:
+    """Whether ``answer.site`` lies in the base it names, in the store at ``home`` (seen, maybe, through
+    another mount of it: the node wrote its own path)."""
+    from layerenv.store.identity import check_name
+
+    try:
+        base_id = check_name(answer.base_id, "base id")
+    except LayerenvError:
+        return False
+    head, inside, _ = os.path.normpath(answer.site).partition(f"{os.sep}bases{os.sep}{base_id}{os.sep}")
+    try:
+        return bool(inside) and Path(head, "bases", base_id).samefile(home / "bases" / base_id)
+    except OSError:
+        return False
+
+
 @dataclass(frozen=True)
 class NodeRecord:
     node: str
@@ -146,8 +182,11 @@ def bases_used_by_nodes(home: Path, *, besides: str = "") -> dict[str, list[str]
 
 
 def _read(path: Path) -> str | None:
+    """A record's text, never through a link (see :func:`layerenv.store.atomic.read_plain_text`)."""
+    from layerenv.store.atomic import read_plain_text
+
     try:
-        return path.read_text(encoding="utf-8")
+        return read_plain_text(path)
     except (OSError, UnicodeDecodeError):
         return None
 

@@ -92,7 +92,22 @@ def run_command(argv: tuple[str, ...]) -> None:
     from layerenv.project.subshell import run_environment
 
     venv = find_project_venv(Path.cwd())
+    refuse_untrusted_base(venv)
     exec_command(list(argv), run_environment(venv, os.environ))
+
+
+def refuse_untrusted_base(venv: Path) -> None:
+    """Refuse to run in a venv whose fixed base others could change (layerenv.store.trust); a per-node
+    venv's boot module checks the base it reads for the node at start-up."""
+    from layerenv.project.link import read_link
+    from layerenv.store.trust import Trust, check
+
+    record = read_link(venv)
+    if record is None or record.per_node is not None:
+        return
+    settings = open_session(project_dir=venv.parent).settings
+    trust = Trust.for_caller(settings.text("store.trusted_group"), settings.sources["store.trusted_group"])
+    check([record.base_venv, record.base_venv.parent, record.base_site], trust)
 
 
 @click.command("shell")

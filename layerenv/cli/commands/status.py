@@ -53,7 +53,8 @@ def command(as_json: bool) -> None:
             f"  {len(base['projects'])} project(s){adopted}"
         )
     for unreadable in document["unreadable_bases"]:
-        click.echo(f"  {unreadable['id']:<48} cannot be read: {unreadable['problem']}")
+        kind = "not trusted, not used" if unreadable["untrusted"] else "cannot be read"
+        click.echo(f"  {unreadable['id']:<48} {kind}: {unreadable['problem']}")
     click.echo("projects")
     if not document["projects"]:
         click.echo("  (none)")
