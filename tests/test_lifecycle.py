@@ -141,6 +141,55 @@ def test_verify_clean_then_each_kind_of_tampering(store: Store) -> None:
     assert layerenv(["verify"], store.env, store.root).returncode == 0
 
 
+def test_verify_names_a_sitecustomize_dropped_into_a_base(store: Store) -> None:
+    """No RECORD lists it, so hashing RECORD files alone never saw it; it ran in every project."""
+    planted = store.site / "sitecustomize.py"
+    planted.write_text("import os; os.system('id')\n")
+    try:
+        result = layerenv(["verify", CU130], store.env, store.root)
+        report = as_json(["verify", CU130], store.env, store.root, 1)
+    finally:
+        planted.unlink()
+    assert result.returncode == 1 and f"  unlisted             {planted}  (no RECORD lists it)" in result.stdout
+    assert report["ok"] is False and report["bases"][0]["unlisted"] == [str(planted)]
+    assert report["bases"][0]["problems"] == []
+    assert as_json(["verify", CU130], store.env, store.root, 0)["bases"][0]["unlisted"] == []
+
+
+def test_verify_checks_the_venv_files_no_record_hashes(store: Store) -> None:
+    """pyvenv.cfg (its home = picks the interpreter) and bin/python are recorded when published."""
+    base = store.home / "bases" / CU130
+    cfg, python = base / "pyvenv.cfg", base / "bin" / "python"
+    target = python.readlink()
+    with restored(cfg):
+        cfg.write_text(cfg.read_text().replace("include-system-site-packages = false",
+                                               "include-system-site-packages = true"))
+        python.unlink()
+        python.symlink_to("/bin/sh")
+        try:
+            problems = as_json(["verify", CU130], store.env, store.root, 1)["bases"][0]["problems"]
+        finally:
+            python.unlink()
+            python.symlink_to(target)
+    assert problems == [{"kind": "modified", "distribution": "", "path": str(path)} for path in sorted([cfg, python])]
+    assert layerenv(["verify", CU130], store.env, store.root).returncode == 0
+
+
+def test_verify_of_a_base_published_before_venv_files_allows_only_virtualenv_names(store: Store) -> None:
+    manifest = store.home / "bases" / CU130 / "layerenv-manifest.json"
+    planted = store.home / "bases" / CU130 / "bin" / "torchrun-helper"
+    with restored(manifest):
+        data = json.loads(manifest.read_text())
+        del data["venv_files"]
+        manifest.write_text(json.dumps(data))
+        assert as_json(["verify", CU130], store.env, store.root, 0)["ok"] is True
+        planted.write_text("#!/bin/sh\n")
+        try:
+            assert as_json(["verify", CU130], store.env, store.root, 1)["bases"][0]["unlisted"] == [str(planted)]
+        finally:
+            planted.unlink()
+
+
 def test_verify_unknown_base_is_bad_input(store: Store) -> None:
     before = tree_digest(store.home)
     for name in ("no-such-base", "../bases"):
@@ -170,7 +219,7 @@ def test_verify_puts_the_staging_path_back_into_relocated_scripts(tmp_path: Path
     (site / "demo.py").write_bytes(module)
     rows = [f"demo.py,sha256={_b64(module)},17",
             f"../../../bin/demo,sha256={_b64(script.format(staging).encode())},99", "../../../../outside.txt,sha256=x,1"]
-    record = "\n".join(rows) + "\ndemo-1.0.dist-info/RECORD,,\n"
+    record = "\n".join(rows) + "\ndemo-1.0.dist-info/METADATA,,\ndemo-1.0.dist-info/RECORD,,\n"
     (site / "demo-1.0.dist-info" / "RECORD").write_text(record)
     h100 = read_manifest(Path(__file__).parent / "fixtures" / "h100" / "adopt-manifest.json")
     manifest = replace(

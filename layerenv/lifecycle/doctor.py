@@ -309,7 +309,7 @@ def _base_findings(bases: dict[str, Manifest], unreadable: list[Unreadable], use
             findings.append(Finding("base-unfit", base_id, f"base {base_id} (torch {manifest.torch_build}) no longer "
                                     f"fits this machine: {unfit_reason(manifest, detection)}", fix))
         check = cache.get(base_id) or cache.setdefault(base_id, verify_base(manifest, quick=True))
-        if not check.ok:
+        if check.problems:  # files no RECORD lists: `layerenv verify` names them
             first = check.problems[0]
             again = "`layerenv base --rebuild` builds it again" if is_current or not projects else \
                 f"{run} moves {them} to the current base"
