@@ -271,6 +271,50 @@ def test_doctor_healthy_then_removes_a_shadowing_torch(store: Store, fake_wheels
     assert layerenv(["doctor"], store.env, store.root).returncode == 0
 
 
+UNACCOUNTED = "runs at every interpreter start; not installed by any package nor by layerenv"
+
+
+def test_doctor_names_start_up_files_nobody_installed_and_fix_leaves_them(store: Store) -> None:
+    site = VenvLayout.for_venv(store.project / ".venv").site_packages
+    in_base, in_project = store.site / "sitecustomize.py", site / "zzz-hook.pth"
+    listed = site / "legit-1.0.dist-info"
+    listed.mkdir()
+    (listed / "METADATA").write_text("Metadata-Version: 2.1\nName: legit\nVersion: 1.0\n")
+    (listed / "RECORD").write_text("legit.pth,,\nlegit-1.0.dist-info/METADATA,,\nlegit-1.0.dist-info/RECORD,,\n")
+    (site / "legit.pth").write_text("import os\n")
+    (site / "_virtualenv.pth").write_text("import _virtualenv")
+    in_base.write_text("print('owned')\n")
+    in_project.write_text("import os; os.system('id')\n")
+    try:
+        text = layerenv(["doctor"], store.env, store.root)
+        fixed = as_json(["doctor", "--fix"], store.env, store.root, 1)
+    finally:
+        for path in (in_base, in_project, site / "legit.pth", site / "_virtualenv.pth"):
+            path.unlink()
+        shutil.rmtree(listed)
+    assert text.returncode == 1
+    assert f"problem: {in_base} in base {CU130} {UNACCOUNTED}; it runs in 1 project(s) -> fix: remove it" in text.stdout
+    assert f"problem: {in_project} {UNACCOUNTED} -> fix: remove it if you did not put it there, or reinstall" in (
+        text.stdout)
+    assert text.stdout.count("problem: ") == 2, text.stdout
+    found = {f["subject"]: f for f in fixed["findings"]}
+    assert set(found) == {str(in_base), str(in_project)}
+    assert all(f["kind"] == "startup-file" and not f["fixed"] and "`--fix` leaves it alone" in f["fix"]
+               for f in found.values())
+    assert as_json(["doctor"], store.env, store.root, 0)["healthy"] is True
+
+
+def test_doctor_fix_rewrites_a_changed_layerenv_pth(store: Store) -> None:
+    pth = VenvLayout.for_venv(store.project / ".venv").site_packages / "_layerenv.pth"
+    original = pth.read_text()
+    pth.write_text(original + "import os; os.system('id')\n")
+    findings = as_json(["doctor"], store.env, store.root, 1)["findings"]
+    assert [(f["kind"], f["subject"]) for f in findings] == [("boot-changed", str(pth))]
+    report = as_json(["doctor", "--fix"], store.env, store.root, 0)
+    assert [(f["kind"], f["fixed"]) for f in report["findings"]] == [("boot-changed", True)]
+    assert pth.read_text() == original
+
+
 def test_doctor_relinks_broken_link_files(store: Store) -> None:
     pth = next((store.project / ".venv" / "lib").glob("python*/site-packages")) / "_layerenv.pth"
     pth.unlink()

@@ -23,7 +23,9 @@ def doctor_command(fix: bool, as_json: bool) -> None:
     machine or whose files changed since their manifest; projects holding torch-family distributions
     of their own (torch, triton, nvidia-*..., each with its size), whose link, stubs or base are
     gone or garbled, or whose Python has no base; per-node projects with no base recorded for this
-    node; unreadable registry entries and manifests. --fix removes a
+    node; start-up files (*.pth, sitecustomize, usercustomize) in a base's or project's site-packages
+    that no installed package nor layerenv put there (named, never removed: only you can tell a planted
+    one from one placed on purpose); unreadable registry entries and manifests. --fix removes a
     shadowing family through its RECORDs (regular files inside the venv only, never through a
     symlink) and says how much it freed. Exit 0 when healthy (after --fix: when nothing is left
     and nothing had to be left alone), 1 otherwise. What limits this machine's choice of torch
