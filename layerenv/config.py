@@ -138,6 +138,7 @@ class Settings:
     values: Mapping[str, Any]
     sources: Mapping[str, str]
     files: tuple[Path, ...] = field(default=())
+    project_files: tuple[Path, ...] = field(default=())  # of those, the project's (from the cwd or its path)
 
     def get(self, key: str) -> Any:
         return self.values[key]
@@ -156,6 +157,10 @@ class Settings:
 
     def flag(self, key: str) -> bool:
         return bool(self.values[key])
+
+    def project_source(self, key: str) -> Path | None:
+        """The project file whose value of ``key`` won, or None when the user's own settings decided it."""
+        return next((path for path in self.project_files if self.sources.get(key) == str(path)), None)
 
 
 def _check_value(spec: SettingSpec, value: Any, where: str) -> Any:
@@ -325,11 +330,14 @@ def load_settings(
     if user_file.is_file():
         layers.append((user_file, read_config_file))
     root = find_project_root((project_dir or Path.cwd()).resolve())
+    project_files: list[Path] = []
     if root is not None:
         if (root / "pyproject.toml").is_file():
             layers.append((root / "pyproject.toml", read_pyproject_table))
+            project_files.append(root / "pyproject.toml")
         if (root / "layerenv.toml").is_file():
             layers.append((root / "layerenv.toml", read_config_file))
+            project_files.append(root / "layerenv.toml")
     explicit = env.get("LAYERENV_CONFIG")
     if explicit:
         path = Path(explicit)
@@ -350,4 +358,4 @@ def load_settings(
             continue
         spec = SPECS[key]
         apply({key: _check_value(spec, value, f"--{key.split('.')[-1].replace('_', '-')}")}, "command line")
-    return Settings(values=values, sources=sources, files=tuple(files))
+    return Settings(values=values, sources=sources, files=tuple(files), project_files=tuple(project_files))

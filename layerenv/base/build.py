@@ -204,6 +204,7 @@ def _build_once(
             decision=decision,
             verification=report,
             indexes=tuple(sources.describe()),
+            sources_tag=request.sources.tag,
             timings={name: round(value, 3) for name, value in timings.items()},
         )
         relocate_venv(staging, staging, final)

@@ -59,6 +59,9 @@ class Manifest:
     # the venv, each with its sha256 or "->target" for a link, when published (layerenv.base.unlisted);
     # None: a manifest from before they were recorded
     venv_files: dict[str, str] | None = None
+    # SourceSettings.tag of the sources it was built from: "" for the user's own, else a project's
+    # (such a base serves only projects asking for the same sources, and is no node's answer)
+    sources_tag: str = ""
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -82,6 +85,7 @@ class Manifest:
             "adopted": self.adopted,
             "baseline": self.baseline,
             **({} if self.venv_files is None else {"venv_files": self.venv_files}),
+            **({"sources_tag": self.sources_tag} if self.sources_tag else {}),
         }
 
     @classmethod
@@ -110,6 +114,7 @@ class Manifest:
             adopted=bool(data.get("adopted", False)),
             baseline={str(path): str(digest) for path, digest in data.get("baseline", {}).items()},
             venv_files=_venv_files(data.get("venv_files")),
+            sources_tag=str(data.get("sources_tag", "")),
         )
 
     @property
