@@ -213,12 +213,17 @@ def _check_variant(value: str, where: str) -> None:
         raise ConfigError(f"{where}: torch.variant = {value!r} is not known; allowed: auto, {', '.join(names)}")
 
 
+def _kind(value: object) -> str:
+    return {bool: "boolean", str: "string", int: "number", float: "number", list: "list"}.get(type(value), "value")
+
+
 def _flatten(table: Mapping[str, Any], where: str) -> dict[str, Any]:
     """``{"torch": {"variant": "cu128"}}`` -> ``{"torch.variant": "cu128"}``; unknown keys are errors."""
     flat: dict[str, Any] = {}
     for section, body in table.items():
         if not isinstance(body, dict):
-            raise ConfigError(f"{where}: {section!r} must be a table such as [{section}], not {body!r}")
+            # the type only: a file that is no layerenv config (a link to a credentials file) may hold secrets
+            raise ConfigError(f"{where}: {section!r} must be a table such as [{section}], not a {_kind(body)}")
         for name, value in body.items():
             key = f"{section}.{name}"
             spec = SPECS.get(key)

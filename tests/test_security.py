@@ -394,3 +394,64 @@ def test_a_hostile_projects_index_never_decides_the_torch_other_projects_get(
     assert one_error_line(rebase.stderr).startswith(
         f"layerenv: error: {hostile / 'layerenv.toml'} [index] url chooses where torch comes from, but rebase moves "
         "every registered project")
+
+
+# Error messages never print a file's content ---------------------------------------------------
+
+SECRET = "hunter2-s3cr3t-value"
+
+
+def _refusal(project: Path, files: tuple[str, ...] = (), env: dict[str, str] | None = None) -> str:
+    from layerenv.project.requirements import read_dependencies
+
+    with pytest.raises(BadInput) as caught:
+        read_dependencies(project, files, (), (), from_pyproject=False, env=env or {})
+    message = caught.value.message
+    assert SECRET not in message and "\n" not in message, message
+    return message
+
+
+def test_a_requirements_file_linked_or_pointing_out_of_the_project_is_refused_unread(tmp_path: Path) -> None:
+    secret = tmp_path / "outside" / "credentials"
+    secret.parent.mkdir()
+    secret.write_text(f"TOKEN={SECRET}\n")
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "requirements.txt").symlink_to(secret)
+    assert _refusal(project) == (f"requirements file 'requirements.txt' must be a file inside the project {project}, "
+                                 "not an absolute path nor a path or a link out of it")
+    (project / "requirements.txt").unlink()
+    for name in (str(secret), "../outside/credentials", "/proc/self/environ"):
+        assert _refusal(project, (name,)).startswith(f"[project] requirements: {name!r} must be a file inside")
+    (project / "requirements.txt").write_text("plain-lib\n-r ../outside/credentials\n")
+    assert _refusal(project).startswith(
+        f"requirements.txt:2: it includes a file outside the project {project} (or a link out of it)")
+    (project / "requirements.txt").write_text("-r /proc/self/environ\n")
+    assert _refusal(project).startswith("requirements.txt:1: it includes a file outside the project")
+
+
+def test_requirement_errors_name_the_file_and_line_never_the_text(tmp_path: Path) -> None:
+    """pip expands ${VARIABLE} in requirements files: the expanded line may hold a secret."""
+    env = {"TOKEN": SECRET}
+    cases = {
+        "plain-lib\n${TOKEN}!!\n": "requirements.txt:2: not a valid requirement (",
+        "-r ${TOKEN}.txt\n": "requirements.txt:1: the requirements file it includes does not exist",
+        "-e ./${TOKEN}\n": "requirements.txt:1: -e names a path that is not a directory",
+        "./${TOKEN}.whl\n": "requirements.txt:1: the local path it names does not exist",
+        "--${TOKEN}\n": "requirements.txt:1: an option pip does not know is not supported",
+        "plain-lib --${TOKEN}\n": "requirements.txt:1: an option after a requirement is not supported",
+        "https://${TOKEN} x\n": "requirements.txt:1: not a valid URL requirement",
+    }
+    for text, expected in cases.items():
+        (tmp_path / "requirements.txt").write_text(text)
+        assert _refusal(tmp_path, env=env).startswith(expected), text
+
+
+def test_a_config_file_that_is_no_config_is_refused_without_its_values(tmp_path: Path) -> None:
+    from layerenv.config import ConfigError, load_settings
+
+    (tmp_path / "layerenv.toml").write_text(f'token = "{SECRET}"\n')
+    with pytest.raises(ConfigError) as caught:
+        load_settings(project_dir=tmp_path, env={"LAYERENV_USER_CONFIG": "/nonexistent"})
+    assert caught.value.message == (f"{tmp_path / 'layerenv.toml'}: 'token' must be a table such as [token], "
+                                    "not a string")
