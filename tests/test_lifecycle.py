@@ -304,15 +304,18 @@ def test_doctor_names_start_up_files_nobody_installed_and_fix_leaves_them(store:
     assert as_json(["doctor"], store.env, store.root, 0)["healthy"] is True
 
 
-def test_doctor_fix_rewrites_a_changed_layerenv_pth(store: Store) -> None:
-    pth = VenvLayout.for_venv(store.project / ".venv").site_packages / "_layerenv.pth"
-    original = pth.read_text()
-    pth.write_text(original + "import os; os.system('id')\n")
+def test_doctor_fix_rewrites_a_changed_layerenv_pth_and_boot_module(store: Store) -> None:
+    site = VenvLayout.for_venv(store.project / ".venv").site_packages
+    pth, boot = site / "_layerenv.pth", site / "_layerenv_boot.py"
+    originals = {pth: pth.read_text(), boot: boot.read_text()}
+    for path, text in originals.items():
+        path.write_text(text + "import os; os.system('id')\n")
     findings = as_json(["doctor"], store.env, store.root, 1)["findings"]
-    assert [(f["kind"], f["subject"]) for f in findings] == [("boot-changed", str(pth))]
+    assert sorted((f["kind"], f["subject"]) for f in findings) == [("boot-changed", str(pth)),
+                                                                   ("boot-changed", str(boot))]
     report = as_json(["doctor", "--fix"], store.env, store.root, 0)
-    assert [(f["kind"], f["fixed"]) for f in report["findings"]] == [("boot-changed", True)]
-    assert pth.read_text() == original
+    assert [(f["kind"], f["fixed"]) for f in report["findings"]] == [("boot-changed", True)] * 2
+    assert {path: path.read_text() for path in originals} == originals
 
 
 def test_doctor_relinks_broken_link_files(store: Store) -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from layerenv import __version__
 from layerenv.project.boot import BOOT_NAME, PTH_NAME, Boot, fixed_boot, per_node_boot
 from layerenv.project.link import LinkRecord
 from layerenv.venv.startup import (
@@ -59,10 +60,14 @@ def expected_boot(record: LinkRecord) -> Boot:
 
 
 def changed_boot_files(site: Path, record: LinkRecord) -> list[Path]:
-    """layerenv's start-up files in ``site`` that differ from what linking with ``record`` writes."""
+    """layerenv's start-up files in ``site`` that differ from what linking with ``record`` writes. The
+    boot module's text is this layerenv's: a venv another version linked is compared by its ``.pth``."""
     boot = expected_boot(record)
+    files = [(PTH_NAME, boot.pth)]
+    if record.layerenv_version == __version__:
+        files.append((BOOT_NAME, boot.module))
     changed = []
-    for name, text in ((PTH_NAME, boot.pth), (BOOT_NAME, boot.module)):
+    for name, text in files:
         path = site / name
         try:
             same = not path.is_symlink() and path.read_text(encoding="utf-8") == text
