@@ -146,6 +146,7 @@ class Settings:
     values: Mapping[str, Any]
     sources: Mapping[str, str]
     files: tuple[Path, ...] = field(default=())
+    project_files: tuple[Path, ...] = field(default=())  # of those, the project's (from the cwd or its path)
 
     def get(self, key: str) -> Any:
         return self.values[key]
@@ -164,6 +165,10 @@ class Settings:
 
     def flag(self, key: str) -> bool:
         return bool(self.values[key])
+
+    def project_source(self, key: str) -> Path | None:
+        """The project file whose value of ``key`` won, or None when the user's own settings decided it."""
+        return next((path for path in self.project_files if self.sources.get(key) == str(path)), None)
 
 
 def _check_value(spec: SettingSpec, value: Any, where: str) -> Any:
@@ -216,12 +221,17 @@ def _check_variant(value: str, where: str) -> None:
         raise ConfigError(f"{where}: torch.variant = {value!r} is not known; allowed: auto, {', '.join(names)}")
 
 
+def _kind(value: object) -> str:
+    return {bool: "boolean", str: "string", int: "number", float: "number", list: "list"}.get(type(value), "value")
+
+
 def _flatten(table: Mapping[str, Any], where: str) -> dict[str, Any]:
     """``{"torch": {"variant": "cu128"}}`` -> ``{"torch.variant": "cu128"}``; unknown keys are errors."""
     flat: dict[str, Any] = {}
     for section, body in table.items():
         if not isinstance(body, dict):
-            raise ConfigError(f"{where}: {section!r} must be a table such as [{section}], not {body!r}")
+            # the type only: a file that is no layerenv config (a link to a credentials file) may hold secrets
+            raise ConfigError(f"{where}: {section!r} must be a table such as [{section}], not a {_kind(body)}")
         for name, value in body.items():
             key = f"{section}.{name}"
             spec = SPECS.get(key)
@@ -343,12 +353,15 @@ def load_settings(
     if user_file.is_file():
         layers.append((user_file, read_config_file))
     root = find_project_root((project_dir or Path.cwd()).resolve())
+    project_files: list[Path] = []
     if root is not None:
         if (root / "pyproject.toml").is_file():
             layers.append((root / "pyproject.toml", read_pyproject_table))
+            project_files.append(root / "pyproject.toml")
         if (root / "layerenv.toml").is_file():
             layers.append((root / "layerenv.toml", read_config_file))
-    project_files = {path for path, _reader in layers if path != user_file}
+            project_files.append(root / "layerenv.toml")
+    project_files = [path for path in project_files if path != user_file]
     explicit = env.get("LAYERENV_CONFIG")
     if explicit:
         path = Path(explicit)
@@ -372,4 +385,4 @@ def load_settings(
             continue
         spec = SPECS[key]
         apply({key: _check_value(spec, value, f"--{key.split('.')[-1].replace('_', '-')}")}, "command line")
-    return Settings(values=values, sources=sources, files=tuple(files))
+    return Settings(values=values, sources=sources, files=tuple(files), project_files=tuple(project_files))

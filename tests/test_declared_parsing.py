@@ -101,11 +101,11 @@ def test_env_vars_expand_as_in_pip(tmp_path: Path) -> None:
         ({"requirements.txt": "-r a.txt\n", "a.txt": "plain-lib\n-r requirements.txt\n"},
          "a.txt:2: including requirements.txt again makes a cycle (requirements.txt -> a.txt -> requirements.txt)"),
         ({"requirements.txt": "plain-lib\n--use-pep517\n"},
-         "requirements.txt:2: the pip option '--use-pep517' is not supported in a requirements file here; allowed:"),
-        ({"requirements.txt": "-r missing.txt\n"}, "requirements.txt:1: requirements file"),
-        ({"requirements.txt": "-e ./nowhere\n"}, "requirements.txt:1: -e ./nowhere:"),
-        ({"requirements.txt": "plain-lib --global-option=x\n"}, "requirements.txt:1: '--global-option=x' after"),
-        ({"requirements.txt": "\n\nnot a requirement!!\n"}, "requirements.txt:3: 'not a requirement!!'"),
+         "requirements.txt:2: '--use-pep517' is not supported in a requirements file here; allowed:"),
+        ({"requirements.txt": "-r missing.txt\n"}, "requirements.txt:1: the requirements file it includes does not"),
+        ({"requirements.txt": "-e ./nowhere\n"}, "requirements.txt:1: -e names a path that is not a directory"),
+        ({"requirements.txt": "plain-lib --global-option=x\n"}, "requirements.txt:1: '--global-option' after"),
+        ({"requirements.txt": "\n\nnot a requirement!!\n"}, "requirements.txt:3: not a valid requirement (Expected"),
     ],
 )
 def test_bad_requirements_files_are_one_line_errors(tmp_path: Path, files: dict[str, str], expected: str) -> None:

@@ -141,6 +141,55 @@ def test_verify_clean_then_each_kind_of_tampering(store: Store) -> None:
     assert layerenv(["verify"], store.env, store.root).returncode == 0
 
 
+def test_verify_names_a_sitecustomize_dropped_into_a_base(store: Store) -> None:
+    """No RECORD lists it, so hashing RECORD files alone never saw it; it ran in every project."""
+    planted = store.site / "sitecustomize.py"
+    planted.write_text("import os; os.system('id')\n")
+    try:
+        result = layerenv(["verify", CU130], store.env, store.root)
+        report = as_json(["verify", CU130], store.env, store.root, 1)
+    finally:
+        planted.unlink()
+    assert result.returncode == 1 and f"  unlisted             {planted}  (no RECORD lists it)" in result.stdout
+    assert report["ok"] is False and report["bases"][0]["unlisted"] == [str(planted)]
+    assert report["bases"][0]["problems"] == []
+    assert as_json(["verify", CU130], store.env, store.root, 0)["bases"][0]["unlisted"] == []
+
+
+def test_verify_checks_the_venv_files_no_record_hashes(store: Store) -> None:
+    """pyvenv.cfg (its home = picks the interpreter) and bin/python are recorded when published."""
+    base = store.home / "bases" / CU130
+    cfg, python = base / "pyvenv.cfg", base / "bin" / "python"
+    target = python.readlink()
+    with restored(cfg):
+        cfg.write_text(cfg.read_text().replace("include-system-site-packages = false",
+                                               "include-system-site-packages = true"))
+        python.unlink()
+        python.symlink_to("/bin/sh")
+        try:
+            problems = as_json(["verify", CU130], store.env, store.root, 1)["bases"][0]["problems"]
+        finally:
+            python.unlink()
+            python.symlink_to(target)
+    assert problems == [{"kind": "modified", "distribution": "", "path": str(path)} for path in sorted([cfg, python])]
+    assert layerenv(["verify", CU130], store.env, store.root).returncode == 0
+
+
+def test_verify_of_a_base_published_before_venv_files_allows_only_virtualenv_names(store: Store) -> None:
+    manifest = store.home / "bases" / CU130 / "layerenv-manifest.json"
+    planted = store.home / "bases" / CU130 / "bin" / "torchrun-helper"
+    with restored(manifest):
+        data = json.loads(manifest.read_text())
+        del data["venv_files"]
+        manifest.write_text(json.dumps(data))
+        assert as_json(["verify", CU130], store.env, store.root, 0)["ok"] is True
+        planted.write_text("#!/bin/sh\n")
+        try:
+            assert as_json(["verify", CU130], store.env, store.root, 1)["bases"][0]["unlisted"] == [str(planted)]
+        finally:
+            planted.unlink()
+
+
 def test_verify_unknown_base_is_bad_input(store: Store) -> None:
     before = tree_digest(store.home)
     for name in ("no-such-base", "../bases"):
@@ -170,7 +219,7 @@ def test_verify_puts_the_staging_path_back_into_relocated_scripts(tmp_path: Path
     (site / "demo.py").write_bytes(module)
     rows = [f"demo.py,sha256={_b64(module)},17",
             f"../../../bin/demo,sha256={_b64(script.format(staging).encode())},99", "../../../../outside.txt,sha256=x,1"]
-    record = "\n".join(rows) + "\ndemo-1.0.dist-info/RECORD,,\n"
+    record = "\n".join(rows) + "\ndemo-1.0.dist-info/METADATA,,\ndemo-1.0.dist-info/RECORD,,\n"
     (site / "demo-1.0.dist-info" / "RECORD").write_text(record)
     h100 = read_manifest(Path(__file__).parent / "fixtures" / "h100" / "adopt-manifest.json")
     manifest = replace(
@@ -220,6 +269,53 @@ def test_doctor_healthy_then_removes_a_shadowing_torch(store: Store, fake_wheels
     version, metadata, where = python_says(venv, code).split()
     assert (version, metadata) == ("2.11.0+cu130", "2.11.0+cu130") and where.startswith(str(store.site))
     assert layerenv(["doctor"], store.env, store.root).returncode == 0
+
+
+UNACCOUNTED = "runs at every interpreter start; not installed by any package nor by layerenv"
+
+
+def test_doctor_names_start_up_files_nobody_installed_and_fix_leaves_them(store: Store) -> None:
+    site = VenvLayout.for_venv(store.project / ".venv").site_packages
+    in_base, in_project = store.site / "sitecustomize.py", site / "zzz-hook.pth"
+    listed = site / "legit-1.0.dist-info"
+    listed.mkdir()
+    (listed / "METADATA").write_text("Metadata-Version: 2.1\nName: legit\nVersion: 1.0\n")
+    (listed / "RECORD").write_text("legit.pth,,\nlegit-1.0.dist-info/METADATA,,\nlegit-1.0.dist-info/RECORD,,\n")
+    (site / "legit.pth").write_text("import os\n")
+    (site / "_virtualenv.pth").write_text("import _virtualenv")
+    in_base.write_text("print('owned')\n")
+    in_project.write_text("import os; os.system('id')\n")
+    try:
+        text = layerenv(["doctor"], store.env, store.root)
+        fixed = as_json(["doctor", "--fix"], store.env, store.root, 1)
+    finally:
+        for path in (in_base, in_project, site / "legit.pth", site / "_virtualenv.pth"):
+            path.unlink()
+        shutil.rmtree(listed)
+    assert text.returncode == 1
+    assert f"problem: {in_base} in base {CU130} {UNACCOUNTED}; it runs in 1 project(s) -> fix: remove it" in text.stdout
+    assert f"problem: {in_project} {UNACCOUNTED} -> fix: remove it if you did not put it there, or reinstall" in (
+        text.stdout)
+    assert text.stdout.count("problem: ") == 2, text.stdout
+    found = {f["subject"]: f for f in fixed["findings"]}
+    assert set(found) == {str(in_base), str(in_project)}
+    assert all(f["kind"] == "startup-file" and not f["fixed"] and "`--fix` leaves it alone" in f["fix"]
+               for f in found.values())
+    assert as_json(["doctor"], store.env, store.root, 0)["healthy"] is True
+
+
+def test_doctor_fix_rewrites_a_changed_layerenv_pth_and_boot_module(store: Store) -> None:
+    site = VenvLayout.for_venv(store.project / ".venv").site_packages
+    pth, boot = site / "_layerenv.pth", site / "_layerenv_boot.py"
+    originals = {pth: pth.read_text(), boot: boot.read_text()}
+    for path, text in originals.items():
+        path.write_text(text + "import os; os.system('id')\n")
+    findings = as_json(["doctor"], store.env, store.root, 1)["findings"]
+    assert sorted((f["kind"], f["subject"]) for f in findings) == [("boot-changed", str(pth)),
+                                                                   ("boot-changed", str(boot))]
+    report = as_json(["doctor", "--fix"], store.env, store.root, 0)
+    assert [(f["kind"], f["fixed"]) for f in report["findings"]] == [("boot-changed", True)] * 2
+    assert {path: path.read_text() for path in originals} == originals
 
 
 def test_doctor_relinks_broken_link_files(store: Store) -> None:

@@ -341,3 +341,117 @@ def test_a_new_store_is_not_group_or_other_writable_under_a_permissive_umask(tmp
         os.umask(previous)
     for path in [store.home, *store.home.rglob("*")]:
         assert path.stat().st_mode & 0o022 == 0, path
+
+
+# A project's config never chooses a shared base's torch ----------------------------------------
+
+
+def test_a_hostile_projects_index_never_decides_the_torch_other_projects_get(
+    tmp_path: Path, env_in, fake_wheel_families, variant_indexes  # type: ignore[no-untyped-def]
+) -> None:
+    """The hostile project comes first, on an empty store: without a base key of its own, the base
+    it built from its own index would be the one every later project reuses. (~3 s: two bases.)"""
+    from tests.support.index import file_url, write_simple_index
+    from tests.support.wheels import build_fake_torch
+
+    trojan = build_fake_torch(tmp_path / "wheels", "2.9.1+cpu", cuda=None, payload_bytes=16)
+    companions = [wheel for wheel in fake_wheel_families["cpu"] if not wheel.name.startswith("torch-")]
+    hostile_index = write_simple_index(tmp_path / "hostile" / "cpu", [trojan, *companions])
+    hostile = tmp_path / "hostile-repo"
+    hostile.mkdir()
+    (hostile / "layerenv.toml").write_text(
+        f'[index]\nurl = "{file_url(hostile_index).replace("/cpu/simple", "/{variant}/simple")}"\n')
+    user_config = tmp_path / "user.toml"  # the user's own choice, weaker than a project's file
+    user_config.write_text(f'[index]\nurl = "{variant_indexes.url_template}"\n')
+    env = env_in(tmp_path / "home", LAYERENV_USER_CONFIG=str(user_config))
+    del env["LAYERENV_INDEX_URL"]
+    victim = tmp_path / "victim"
+    victim.mkdir()
+
+    for project in (hostile, victim):
+        result = run_layerenv(["project", str(project)], env, project, timeout=120)
+        assert result.returncode == 0, result.stderr
+        nodes = list((tmp_path / "home" / "nodes").rglob("*.*"))  # what per-node projects load on this node
+        assert not any("-src" in record.read_text() for record in nodes)
+
+    def torch_of(project: Path) -> Path:
+        code = "import torch; print(torch.__file__)"
+        out = subprocess.run([str(project / ".venv" / "bin" / "python"), "-c", code], capture_output=True,
+                             text=True, check=True).stdout
+        return Path(out.strip()).parent
+
+    hostile_torch, victim_torch = torch_of(hostile), torch_of(victim)
+    assert (hostile_torch / "lib" / "libfake_payload.so").is_file()  # the hostile project got what it asked for
+    assert not (victim_torch / "lib" / "libfake_payload.so").exists()
+    hostile_base, victim_base = hostile_torch.parents[3].name, victim_torch.parents[3].name
+    assert victim_base == "cp{}{}-linux_x86_64-torch2.9.1-cpu".format(*sys.version_info[:2])
+    assert hostile_base.startswith(victim_base + "-src") and len(hostile_base) == len(victim_base) + 16
+    status = json.loads(run_layerenv(["status", "--json"], env, victim).stdout)
+    assert [base["id"] for base in status["bases"] if base["current"]] == [victim_base]
+
+    rebase = run_layerenv(["rebase", "--dry-run"], env, hostile)
+    assert rebase.returncode == 2
+    assert one_error_line(rebase.stderr).startswith(
+        f"layerenv: error: {hostile / 'layerenv.toml'} [index] url chooses where torch comes from, but rebase moves "
+        "every registered project")
+
+
+# Error messages never print a file's content ---------------------------------------------------
+
+SECRET = "hunter2-s3cr3t-value"
+
+
+def _refusal(project: Path, files: tuple[str, ...] = (), env: dict[str, str] | None = None) -> str:
+    from layerenv.project.requirements import read_dependencies
+
+    with pytest.raises(BadInput) as caught:
+        read_dependencies(project, files, (), (), from_pyproject=False, env=env or {})
+    message = caught.value.message
+    assert SECRET not in message and "\n" not in message, message
+    return message
+
+
+def test_a_requirements_file_linked_or_pointing_out_of_the_project_is_refused_unread(tmp_path: Path) -> None:
+    secret = tmp_path / "outside" / "credentials"
+    secret.parent.mkdir()
+    secret.write_text(f"TOKEN={SECRET}\n")
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "requirements.txt").symlink_to(secret)
+    assert _refusal(project) == (f"requirements file 'requirements.txt' must be a file inside the project {project}, "
+                                 "not an absolute path nor a path or a link out of it")
+    (project / "requirements.txt").unlink()
+    for name in (str(secret), "../outside/credentials", "/proc/self/environ"):
+        assert _refusal(project, (name,)).startswith(f"[project] requirements: {name!r} must be a file inside")
+    (project / "requirements.txt").write_text("plain-lib\n-r ../outside/credentials\n")
+    assert _refusal(project).startswith(
+        f"requirements.txt:2: it includes a file outside the project {project} (or a link out of it)")
+    (project / "requirements.txt").write_text("-r /proc/self/environ\n")
+    assert _refusal(project).startswith("requirements.txt:1: it includes a file outside the project")
+
+
+def test_requirement_errors_name_the_file_and_line_never_the_text(tmp_path: Path) -> None:
+    """pip expands ${VARIABLE} in requirements files: the expanded line may hold a secret."""
+    env = {"TOKEN": SECRET}
+    cases = {
+        "plain-lib\n${TOKEN}!!\n": "requirements.txt:2: not a valid requirement (",
+        "-r ${TOKEN}.txt\n": "requirements.txt:1: the requirements file it includes does not exist",
+        "-e ./${TOKEN}\n": "requirements.txt:1: -e names a path that is not a directory",
+        "./${TOKEN}.whl\n": "requirements.txt:1: the local path it names does not exist",
+        "--${TOKEN}\n": "requirements.txt:1: an option pip does not know is not supported",
+        "plain-lib --${TOKEN}\n": "requirements.txt:1: an option after a requirement is not supported",
+        "https://${TOKEN} x\n": "requirements.txt:1: not a valid URL requirement",
+    }
+    for text, expected in cases.items():
+        (tmp_path / "requirements.txt").write_text(text)
+        assert _refusal(tmp_path, env=env).startswith(expected), text
+
+
+def test_a_config_file_that_is_no_config_is_refused_without_its_values(tmp_path: Path) -> None:
+    from layerenv.config import ConfigError, load_settings
+
+    (tmp_path / "layerenv.toml").write_text(f'token = "{SECRET}"\n')
+    with pytest.raises(ConfigError) as caught:
+        load_settings(project_dir=tmp_path, env={"LAYERENV_USER_CONFIG": "/nonexistent"})
+    assert caught.value.message == (f"{tmp_path / 'layerenv.toml'}: 'token' must be a table such as [token], "
+                                    "not a string")

@@ -15,6 +15,7 @@ from layerenv.base.file_check import baseline_of, read_bases, verify_base
 from layerenv.base.manifest import Manifest, PackageRecord, refuse_newer
 from layerenv.base.node_answer import remember_node
 from layerenv.base.torch_check import inspect_torch, judge
+from layerenv.base.unlisted import capture_own_files
 from layerenv.choice.detection import Detection
 from layerenv.errors import BadInput, OperationFailed
 from layerenv.reporter import Reporter, progress
@@ -115,6 +116,7 @@ def _adopt(venv: Path, layout: VenvLayout, detection: Detection, store: Store, r
             decision=detection.decision,
             verification=report,
             adopted=True,
+            venv_files=capture_own_files(venv, adopted=True),
         )
         reporter.step(f"hashing the files of {venv} as they are now")
         with progress(reporter, "hashing") as shown:

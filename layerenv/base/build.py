@@ -10,7 +10,7 @@ import os
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from layerenv import __version__
@@ -19,6 +19,7 @@ from layerenv.base.offline import Unreachable
 from layerenv.base.request import BaseRequest, BaseResult, base_id
 from layerenv.base.resolve import Acceptance, companion_specifier, newest_acceptable, series_specifier
 from layerenv.base.torch_check import TorchReport, inspect_torch, judge
+from layerenv.base.unlisted import capture_own_files
 from layerenv.choice.variant import parse_version_tuple
 from layerenv.errors import OperationFailed
 from layerenv.faults import checkpoint
@@ -202,10 +203,12 @@ def _build_once(
             decision=decision,
             verification=report,
             indexes=tuple(sources.describe()),
+            sources_tag=request.sources.tag,
             timings={name: round(value, 3) for name, value in timings.items()},
         )
         relocate_venv(staging, staging, final)
         checkpoint("base:after-relocate")
+        manifest = replace(manifest, venv_files=capture_own_files(staging))
         write_json(staging / MANIFEST_NAME, manifest.to_json())
         checkpoint("base:before-publish")
         graveyard = store.graveyard_dir(new_id)

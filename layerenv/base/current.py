@@ -40,7 +40,8 @@ def fits_machine(manifest: Manifest, detection: Detection) -> bool:
 
 
 def find_current(store: Store, request: BaseRequest) -> Manifest | None:
-    """The base that fits the request: a build of the decided variant, else an adopted one that fits.
+    """The base that fits the request: a build of the decided variant from the same sources (a base
+    built from a project's own index serves only projects naming it), else an adopted one that fits.
 
     Reads manifests only: no installer, no network.
     """
@@ -61,6 +62,7 @@ def find_current(store: Store, request: BaseRequest) -> Manifest | None:
         and manifest.channel == decision.channel
         and manifest.torch_series in decision.torch_series
         and sorted(manifest.requested) == wanted
+        and manifest.sources_tag == request.sources.tag
     ]
     adopted = [m for m in same_python if m.adopted and fits_machine(m, request.detection)]
     return max(built or adopted, key=lambda m: (parse_version_tuple(m.torch), m.created), default=None)

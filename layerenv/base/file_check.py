@@ -13,7 +13,6 @@ the staging path (from the manifest's verification) back before hashing.
 
 from __future__ import annotations
 
-import base64
 import csv
 import hashlib
 import io
@@ -24,14 +23,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from layerenv.base.digest import CHUNK, b64, file_digest
 from layerenv.base.manifest import Manifest, Unreadable, read_manifest
+from layerenv.base.unlisted import listed_paths, scan
 from layerenv.errors import BadInput, OperationFailed
 from layerenv.store.home import Store
 from layerenv.store.trust import NotUsable
 from layerenv.venv.distinfo import Distribution, read_distributions
 from layerenv.venv.layout import VenvLayout
 
-CHUNK = 1024 * 1024
+__all__ = ["CHUNK", "BaseCheck", "FileProblem", "baseline_of", "file_digest", "read_bases", "select_bases",
+           "verify_base", "verify_store"]
+
 _RELOCATED_MAX = 4 * 1024 * 1024  # relocate_venv rewrites files up to this size only
 
 ProblemKind = Literal["modified", "missing", "record-modified", "distribution-missing", "unreadable"]
@@ -57,10 +60,11 @@ class BaseCheck:
     distributions: int
     files: int  # files whose hash was checked
     problems: tuple[FileProblem, ...]
+    unlisted: tuple[str, ...] = ()  # files in the base that no RECORD lists and layerenv did not record
 
     @property
     def ok(self) -> bool:
-        return not self.problems
+        return not self.problems and not self.unlisted
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -71,6 +75,7 @@ class BaseCheck:
             "distributions": self.distributions,
             "files": self.files,
             "problems": [problem.to_json() for problem in self.problems],
+            "unlisted": list(self.unlisted),
         }
 
 
@@ -80,20 +85,6 @@ class _Expected:
     path: str  # absolute, normalised: strings keep 15k rows cheap
     digest: str  # sha256, urlsafe base64, no padding
     size: int  # as RECORD says (0 when it does not): only to schedule the work
-
-
-def file_digest(path: str | Path, buffer: memoryview | None = None) -> str:
-    """The RECORD-style sha256 of a file (urlsafe base64, no padding), streamed in 1 MiB chunks."""
-    hasher = hashlib.sha256()
-    view = memoryview(bytearray(CHUNK)) if buffer is None else buffer
-    with open(path, "rb", buffering=0) as handle:  # noqa: PTH123 - the hot loop stays off pathlib
-        while count := handle.readinto(view):
-            hasher.update(view[:count])
-    return _b64(hasher.digest())
-
-
-def _b64(digest: bytes) -> str:
-    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
 
 
 def _record_rows(text: str, site: Path, venv: Path, distribution: str) -> list[_Expected]:
@@ -133,7 +124,7 @@ def _check_file(expected: _Expected, context: _Context, buffer: memoryview) -> P
         if staging is not None and path.stat().st_size <= _RELOCATED_MAX:
             data = path.read_bytes()
             old, new = os.fsencode(str(staging)), os.fsencode(str(context.venv))
-            if new in data and _b64(hashlib.sha256(data.replace(new, old)).digest()) == expected.digest:
+            if new in data and b64(hashlib.sha256(data.replace(new, old)).digest()) == expected.digest:
                 return None
     except FileNotFoundError:
         return None if context.baseline.get(expected.path) == ABSENT else "missing"
@@ -204,9 +195,10 @@ def verify_base(
     """
     venv = Path(os.path.normpath(manifest.venv))
 
-    def result(problems: list[FileProblem], files: int = 0) -> BaseCheck:
+    def result(problems: list[FileProblem], files: int = 0, unlisted: tuple[str, ...] = ()) -> BaseCheck:
         ordered = tuple(sorted(problems, key=lambda p: (p.path, p.kind)))
-        return BaseCheck(manifest.base_id, manifest.path, manifest.adopted, len(manifest.packages), files, ordered)
+        return BaseCheck(manifest.base_id, manifest.path, manifest.adopted, len(manifest.packages), files, ordered,
+                         unlisted)
 
     if not venv.is_dir():
         return result([FileProblem("missing", "", str(venv))])
@@ -219,6 +211,8 @@ def verify_base(
         installed.setdefault(found.name, []).append(found)
     problems: list[FileProblem] = []
     expected: list[_Expected] = []
+    records: list[str] = []
+    record_files: set[str] = set()
     for name, record in sorted(manifest.packages.items()):
         candidates = installed.get(name, [])
         dist = next((d for d in candidates if d.version == record.version), candidates[0] if candidates else None)
@@ -238,6 +232,8 @@ def verify_base(
             problems.append(FileProblem("unreadable", name, str(record_file)))
             continue
         expected.extend(_record_rows(text, site, venv, name))
+        records.append(text)
+        record_files.add(os.path.normpath(str(record_file)))
     context = _Context(venv, _staging_prefix(manifest), manifest.baseline, manifest.created if quick else None)
     count = max(1, workers or min(8, os.cpu_count() or 1))
     batches = _batches(expected)
@@ -249,7 +245,12 @@ def verify_base(
             done += len(batch)
             if on_progress is not None:
                 on_progress(done, len(expected))
-    return result(problems, len(expected))
+    listed = listed_paths(site, records) | record_files
+    files = scan(venv, adopted=manifest.adopted, listed=listed, own=manifest.venv_files,
+                 since=manifest.created if quick else None)
+    problems += [FileProblem("modified", "", path) for path in files.modified]
+    problems += [FileProblem("missing", "", path) for path in files.missing]
+    return result(problems, len(expected), files.unlisted)
 
 
 def read_bases(store: Store) -> tuple[list[Manifest], list[Unreadable]]:

@@ -55,6 +55,13 @@ class Manifest:
     # files of an adopted environment that already differed from their RECORD when it was adopted:
     # path -> their sha256 then (RECORD style), so later checks compare against that state
     baseline: dict[str, str] = field(default_factory=dict)
+    # the base's files that no RECORD hashes (pyvenv.cfg, bin/python, activation scripts...), relative to
+    # the venv, each with its sha256 or "->target" for a link, when published (layerenv.base.unlisted);
+    # None: a manifest from before they were recorded
+    venv_files: dict[str, str] | None = None
+    # SourceSettings.tag of the sources it was built from: "" for the user's own, else a project's
+    # (such a base serves only projects asking for the same sources, and is no node's answer)
+    sources_tag: str = ""
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -77,6 +84,8 @@ class Manifest:
             "timings": self.timings,
             "adopted": self.adopted,
             "baseline": self.baseline,
+            **({} if self.venv_files is None else {"venv_files": self.venv_files}),
+            **({"sources_tag": self.sources_tag} if self.sources_tag else {}),
         }
 
     @classmethod
@@ -104,6 +113,8 @@ class Manifest:
             timings={key: float(value) for key, value in data.get("timings", {}).items()},
             adopted=bool(data.get("adopted", False)),
             baseline={str(path): str(digest) for path, digest in data.get("baseline", {}).items()},
+            venv_files=_venv_files(data.get("venv_files")),
+            sources_tag=str(data.get("sources_tag", "")),
         )
 
     @property
@@ -113,6 +124,14 @@ class Manifest:
     @property
     def torch_series(self) -> str:
         return ".".join(self.torch.split("+")[0].split(".")[:2])
+
+
+def _venv_files(value: object) -> dict[str, str] | None:
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise TypeError(f"venv_files: expected a table, got {type(value).__name__}")
+    return {str(path): str(digest) for path, digest in value.items()}
 
 
 class NewerManifest(OperationFailed):

@@ -26,6 +26,9 @@ def remember_node(store: Store, manifest: Manifest, detection: Detection, report
     from layerenv.store.nodes import NODES_DIR, record
     from layerenv.venv.layout import VenvLayout
 
+    if manifest.sources_tag:
+        return  # built from a project's own sources: never what every per-node project on this node loads
+
     try:
         site = VenvLayout.for_venv(manifest.venv).site_packages
     except (OSError, OperationFailed):

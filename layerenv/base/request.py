@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,11 +17,26 @@ from layerenv.machine.interpreters import Interpreter
 DEFAULT_PACKAGES = ("torch", "torchvision", "torchaudio")
 
 
+SOURCE_KEYS = ("index.url", "index.extra_urls", "index.find_links")  # the settings that decide where torch comes from
+
+
 @dataclass(frozen=True)
 class SourceSettings:
     index_template: str  # "" for the official index of the channel
     extra_index_urls: tuple[str, ...] = ()
     find_links: tuple[str, ...] = ()
+    # the project file that chose any of these ("" when the user's own settings did): a project's
+    # sources give it a base of its own (see sources_tag), never the one other projects share
+    chosen_by: str = ""
+
+    @property
+    def tag(self) -> str:
+        """"" for sources the user chose; else "src" and a digest of them, which the base key, its id and
+        its manifest carry, so a base built from a project's sources serves only projects asking for them."""
+        if not self.chosen_by:
+            return ""
+        text = json.dumps([self.index_template, list(self.extra_index_urls), list(self.find_links)])
+        return "src" + hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
 @dataclass(frozen=True)
@@ -60,6 +76,7 @@ def request_from_settings(
             index_template=settings.text("index.url"),
             extra_index_urls=tuple(settings.items("index.extra_urls")),
             find_links=tuple(settings.items("index.find_links")),
+            chosen_by=sources_chosen_by(settings),
         ),
         pin=settings.text("torch.version") or None,
         rebuild=rebuild,
@@ -67,14 +84,23 @@ def request_from_settings(
     )
 
 
+def sources_chosen_by(settings: Settings) -> str:
+    """The project file that chose where torch comes from, or "" when the user's own settings did."""
+    return next((f"{path} [{key.replace('.', '] ', 1)}" for key in SOURCE_KEYS
+                 if (path := settings.project_source(key))), "")
+
+
 def base_key(request: BaseRequest) -> str:
-    """What a lock guards: one interpreter, platform, variant, channel and package set."""
+    """What a lock guards: one interpreter, platform, variant, channel, package set and, for a project's
+    own torch sources, those sources."""
     decision = request.detection.decision
     key = f"{request.interpreter.tag}-{request.interpreter.platform}-{decision.variant}"
     if decision.channel != "stable":
         key += f"-{decision.channel}"
     if tuple(sorted(request.packages)) != tuple(sorted(DEFAULT_PACKAGES)):
         key += "-" + hashlib.sha256(" ".join(sorted(request.packages)).encode()).hexdigest()[:6]
+    if request.sources.tag:
+        key += f"-{request.sources.tag}"
     return key
 
 

@@ -27,7 +27,7 @@ from layerenv.store.trust import NotUsable
 from layerenv.venv.layout import VenvLayout
 
 if TYPE_CHECKING:
-    from layerenv.project.link import PerNode
+    from layerenv.project.link import LinkRecord, PerNode
 from layerenv.base.file_check import BaseCheck, read_bases, verify_base
 
 VISIBILITY_VARIABLES = ("CUDA_VISIBLE_DEVICES", "ROCR_VISIBLE_DEVICES", "HIP_VISIBLE_DEVICES")
@@ -244,6 +244,7 @@ def _check_project(venv: Path, project: str, base_id: str, bases: dict[str, Mani
         more = f" (and {len(stubs) - 1} more)" if len(stubs) > 1 else ""
         findings.append(Finding("stub-broken", project, f"{venv}: {stubs[0]}{more}; installers no longer see the "
                                 f"base's distributions", "link it again (`layerenv doctor --fix`)", relink))
+    findings += _startup_findings(layout.site_packages, record, relink, project)
     return findings + _extension_findings(venv, project, record.stubs, base, {} if exports is None else exports)
 
 
@@ -266,6 +267,21 @@ def _extension_findings(venv: Path, project: str, stubs: tuple[str, ...], base: 
     return [Finding("extension-stale", project, f"{venv}: {'; '.join(reasons)}: importing {them} fails "
                     "(`undefined symbol` or a CUDA version error)", f"`layerenv rebase --project {project}` "
                     f"reinstalls {them} built for torch {base.torch_build} or rebuilds {them} against it")]
+
+
+def _startup_findings(site: Path, record: LinkRecord, relink: Repair, project: str) -> list[Finding]:
+    """A project's start-up files: its own layerenv boot as written, and nothing nobody accounts for."""
+    from layerenv.lifecycle.startup_files import FIX, UNACCOUNTED, changed_boot_files, foreign_startup_files
+    from layerenv.project.boot import BOOT_NAME, PTH_NAME
+
+    findings = [
+        Finding("boot-changed", str(path), f"{path} runs at every interpreter start and is no longer what layerenv "
+                f"wrote for project {project}", "link it again (`layerenv doctor --fix` writes it anew)", relink)
+        for path in changed_boot_files(site, record)
+    ]
+    findings += [Finding("startup-file", str(path), f"{path} {UNACCOUNTED}", FIX)
+                 for path in foreign_startup_files(site, frozenset({PTH_NAME, BOOT_NAME}))]
+    return findings
 
 
 def _node_answer(per_node: PerNode) -> tuple[str | None, str]:
@@ -313,7 +329,8 @@ def _base_findings(bases: dict[str, Manifest], unreadable: list[Unreadable], use
             findings.append(Finding("base-unfit", base_id, f"base {base_id} (torch {manifest.torch_build}) no longer "
                                     f"fits this machine: {unfit_reason(manifest, detection)}", fix))
         check = cache.get(base_id) or cache.setdefault(base_id, verify_base(manifest, quick=True))
-        if not check.ok:
+        findings += _unlisted_findings(manifest, check, projects)
+        if check.problems:
             first = check.problems[0]
             again = "`layerenv base --rebuild` builds it again" if is_current or not projects else \
                 f"{run} moves {them} to the current base"
@@ -322,6 +339,26 @@ def _base_findings(bases: dict[str, Manifest], unreadable: list[Unreadable], use
             findings.append(Finding("base-modified", base_id, f"{len(check.problems)} file(s) of base {base_id} "
                                     f"differ from the hashes installed with them (first: {first.kind} {first.path})",
                                     f"`layerenv verify {base_id}` lists them; {again}"))
+    return findings
+
+
+def _unlisted_findings(manifest: Manifest, check: BaseCheck, projects: list[str]) -> list[Finding]:
+    """Files in a base that no RECORD lists: each start-up file by name (it runs in every project on the
+    base), the others together. Neither is removed by --fix (see layerenv.lifecycle.startup_files)."""
+    from layerenv.lifecycle.startup_files import FIX, UNACCOUNTED, startup_in_base
+
+    if not check.unlisted:
+        return []
+    base_id = manifest.base_id
+    startup = startup_in_base(VenvLayout.for_venv(manifest.venv).site_packages, check.unlisted)
+    users = f"{len(projects)} project(s)" if projects else "every project layered on it"
+    findings = [Finding("startup-file", str(path), f"{path} in base {base_id} {UNACCOUNTED}; it runs in {users}",
+                        f"{FIX}; or `layerenv base --rebuild`") for path in startup]
+    others = [path for path in check.unlisted if Path(path) not in startup]
+    if others:
+        findings.append(Finding("base-unlisted", base_id, f"{len(others)} file(s) in base {base_id} are not installed "
+                                f"by any package nor by layerenv (first: {others[0]})",
+                                f"`layerenv verify {base_id}` lists them; remove them, or `layerenv base --rebuild`"))
     return findings
 
 

@@ -15,6 +15,7 @@ from typing import Literal
 
 from layerenv import tomlcompat
 from layerenv.errors import BadInput
+from layerenv.project.requirements_file import reason
 from layerenv.venv.distinfo import canonical_name, is_family
 
 #: Family members a project may name itself; the rest (triton, nvidia-*, ...) come with torch.
@@ -218,7 +219,7 @@ def _pep508_dependency(text: str, where: str) -> Dependency:
     try:
         requirement = Requirement(text)
     except InvalidRequirement as error:
-        raise BadInput(f"{where}: {text!r} is not a valid requirement ({error})") from None
+        raise BadInput(f"{where}: not a valid requirement ({reason(error)})") from None
     return Dependency(
         name=canonical_name(requirement.name),
         marker=str(requirement.marker) if requirement.marker else None,

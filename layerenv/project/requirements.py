@@ -14,7 +14,7 @@ from pathlib import Path
 from layerenv.config import read_toml
 from layerenv.errors import BadInput
 from layerenv.project.poetry import PoetryDependency, poetry_groups, poetry_table
-from layerenv.project.requirements_file import IndexOptions, RequirementsFiles, read_requirements_files
+from layerenv.project.requirements_file import IndexOptions, RequirementsFiles, read_requirements_files, reason
 from layerenv.venv.distinfo import canonical_name, is_family
 
 DEFAULT_GROUP = "dev"
@@ -91,7 +91,7 @@ def _parse(text: str, origin: str) -> str:
     try:
         Requirement(text)
     except InvalidRequirement as error:
-        raise BadInput(f"{origin}: {text!r} is not a valid requirement ({str(error).splitlines()[0]})") from None
+        raise BadInput(f"{origin}: an entry is not a valid requirement ({reason(error)})") from None
     return text
 
 
@@ -123,7 +123,7 @@ def dependency_groups(document: Mapping[str, object], origin: str) -> dict[str, 
             elif isinstance(item, dict) and isinstance(item.get("include-group"), str) and len(item) == 1:
                 found += expand(canonical_name(item["include-group"]), (*stack, key))
             else:
-                raise BadInput(f"{origin}: [dependency-groups] {name}: {item!r} is neither a requirement "
+                raise BadInput(f"{origin}: [dependency-groups] {name}: an entry is neither a requirement "
                                "nor {include-group = \"NAME\"}")
         return found
 
@@ -258,6 +258,14 @@ def project_package(project_dir: Path, document: Mapping[str, object]) -> Projec
                           build_requirements=tuple(item for item in requires if item not in family))
 
 
+def inside_project(what: str, path: Path, project_dir: Path) -> None:
+    """Refuse a requirements file that is not inside the project once links are resolved (see
+    layerenv.project.requirements_file: its lines would reach an index as package names)."""
+    if not path.resolve().is_relative_to(project_dir.resolve()):
+        raise BadInput(f"{what} must be a file inside the project {project_dir}, not an absolute path nor a path "
+                       "or a link out of it")
+
+
 def read_dependencies(
     project_dir: Path,
     requirement_files: tuple[str, ...],
@@ -281,7 +289,9 @@ def read_dependencies(
         if requirement_files
         else sorted(project_dir.glob("requirements*.txt"))
     )
-    for path in paths:
+    what = "[project] requirements: " if requirement_files else "requirements file "
+    for name, path in zip(requirement_files or [p.name for p in paths], paths, strict=True):
+        inside_project(f"{what}{name!r}", path, project_dir)
         if not path.is_file():
             raise BadInput(f"requirements file {path} does not exist")
     parsed: RequirementsFiles = read_requirements_files(paths, project_dir, os.environ if env is None else env)

@@ -5,6 +5,12 @@
 (a find-links directory next to the file wins, as in pip). ``--hash`` options, markers, URLs and VCS
 requirements are kept as written; index options apply to the project's packages, except an index
 that only serves the torch family (download.pytorch.org), which the base already covers.
+
+Every requirements file, named or included, must be inside the project once links are resolved: a
+repository cannot make layerenv read ``/proc/self/environ`` or ``~/.netrc`` as requirements (pip
+would send each line to an index as a package name). An error names the file and line and the
+reason, never the line's text: ``${VARIABLE}`` expands into it, and a file that is not a
+requirements file may hold secrets.
 """
 
 from __future__ import annotations
@@ -35,6 +41,15 @@ _FILE_OPTIONS: dict[str, Kind] = {
 }
 _ALLOWED = "-r, -c, -e, -i/--index-url, --extra-index-url, -f/--find-links, --no-index, --trusted-host, " \
            "--pre, --prefer-binary, --only-binary, --no-binary, --require-hashes, and --hash after a requirement"
+# pip's own options, named in an error as they are; any other word of a file is never echoed: it may be
+# an expanded ${VARIABLE}, or the content of a file that was never a requirements file
+_PIP_OPTIONS = frozenset({
+    "--use-feature", "--use-pep517", "--no-use-pep517", "--config-settings", "--global-option", "--install-option",
+    "--no-deps", "--no-build-isolation", "--upgrade", "-U", "--user", "--target", "--prefix", "--root", "--src",
+    "--no-cache-dir", "--constraint", "--requirement", "--editable", "--index-url", "--extra-index-url",
+    "--find-links", "--hash", "--trusted-host", "--only-binary", "--no-binary", "--prefer-binary", "--pre",
+    "--no-index", "--require-hashes", "--progress-bar", "--isolated", "--exists-action",
+})
 _COMMENT = re.compile(r"(^|\s+)#.*$")
 _ENV_VAR = re.compile(r"\$\{([A-Z0-9_]+)\}")
 _EGG = re.compile(r"[#&]egg=([A-Za-z0-9][A-Za-z0-9._-]*)")
@@ -120,6 +135,11 @@ def _expand(text: str, env: Mapping[str, str]) -> str:
     return _ENV_VAR.sub(lambda m: env.get(m[1], m[0]), text)
 
 
+def reason(error: Exception) -> str:
+    """What packaging says is wrong with a requirement, without the text it quotes (its first line)."""
+    return str(error).splitlines()[0] if str(error) else error.__class__.__name__
+
+
 def _is_path_like(text: str) -> bool:
     return text.startswith((".", "/", "~")) or (text.endswith((".whl", ".tar.gz", ".zip")) and "://" not in text)
 
@@ -146,17 +166,17 @@ def _requirement(text: str, where: str, project_dir: Path) -> tuple[str, str | N
     if "://" in text.split(";", 1)[0].split(" @ ", 1)[0] and " @ " not in text:
         parts = urlsplit(text)
         if not (parts.netloc or parts.path.strip("/")) or " " in text.split(";", 1)[0].strip():
-            raise BadInput(f"{where}: {text!r} is not a valid URL requirement")
+            raise BadInput(f"{where}: not a valid URL requirement")
         return text, _name_of_url(text), True  # a bare URL or VCS link, as pip accepts
     if _is_path_like(text):
         path = (project_dir / Path(text).expanduser()).resolve()
         if not path.exists():
-            raise BadInput(f"{where}: {text!r}: no such file or directory ({path})")
+            raise BadInput(f"{where}: the local path it names does not exist")
         return str(path), _name_of_url(path.name), True
     try:
         parsed = Requirement(text)
     except InvalidRequirement as error:
-        raise BadInput(f"{where}: {text!r} is not a valid requirement ({str(error).splitlines()[0]})") from None
+        raise BadInput(f"{where}: not a valid requirement ({reason(error)})") from None
     applies = parsed.marker is None or parsed.marker.evaluate({"extra": ""})
     return text, canonicalize_name(parsed.name), applies
 
@@ -166,9 +186,9 @@ def _editable(value: str, where: str, project_dir: Path) -> tuple[str, str | Non
         return value, _name_of_url(value)
     path = (project_dir / Path(value).expanduser()).resolve()
     if not path.is_dir():
-        raise BadInput(f"{where}: -e {value}: {path} is not a directory")
+        raise BadInput(f"{where}: -e names a path that is not a directory")
     if not any((path / name).is_file() for name in ("pyproject.toml", "setup.py", "setup.cfg")):
-        raise BadInput(f"{where}: -e {value}: {path} has no pyproject.toml or setup.py to install")
+        raise BadInput(f"{where}: -e names a directory with no pyproject.toml or setup.py to install")
     return str(path), None
 
 
@@ -189,8 +209,11 @@ class _Reader:
         if path in stack:
             chain = " -> ".join(_label(p, self.project_dir) for p in (*stack[stack.index(path):], path))
             raise BadInput(f"{where}: including {_label(path, self.project_dir)} again makes a cycle ({chain})")
+        if not path.is_relative_to(self.project_dir.resolve()):
+            raise BadInput(f"{where}: it includes a file outside the project {self.project_dir} (or a link out of "
+                           "it); requirements files must be inside the project")
         if not path.is_file():
-            raise BadInput(f"{where}: requirements file {path} does not exist")
+            raise BadInput(f"{where}: the requirements file it includes does not exist")
         if path in self.files and kind == "requirement":
             return
         self.files.append(path)
@@ -208,7 +231,7 @@ class _Reader:
         try:
             words = shlex.split(text)
         except ValueError as error:
-            raise BadInput(f"{where}: cannot read {text!r} ({error})") from None
+            raise BadInput(f"{where}: cannot split the line into words ({error})") from None
         option, value = words[0], " ".join(words[1:])
         if "=" in option and option.startswith("--"):
             option, _, value = option.partition("=")
@@ -239,8 +262,8 @@ class _Reader:
         elif option in _FLAGS and not value:
             self.flags.append(option)
         else:
-            raise BadInput(f"{where}: the pip option {option!r} is not supported in a requirements file here; "
-                           f"allowed: {_ALLOWED}")
+            shown = repr(option) if option in _PIP_OPTIONS else "an option pip does not know"
+            raise BadInput(f"{where}: {shown} is not supported in a requirements file here; allowed: {_ALLOWED}")
 
     def requirement(self, text: str, options: str, kind: Kind, where: str) -> None:
         hashes: list[str] = []
@@ -248,7 +271,8 @@ class _Reader:
         for word in words:
             option, _, value = word.partition("=")
             if option != "--hash" or ":" not in value:
-                raise BadInput(f"{where}: {word!r} after a requirement is not supported; only --hash=ALGO:DIGEST")
+                shown = repr(option) if option in _PIP_OPTIONS else "an option"
+                raise BadInput(f"{where}: {shown} after a requirement is not supported; only --hash=ALGO:DIGEST")
             hashes.append(value)
         final, name, applies = _requirement(text, where, self.project_dir)
         self.lines.append(Line(kind, final, name, where, tuple(hashes), applies))

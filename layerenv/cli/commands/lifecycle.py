@@ -23,11 +23,14 @@ def doctor_command(fix: bool, as_json: bool) -> None:
     machine or whose files changed since their manifest; projects holding torch-family distributions
     of their own (torch, triton, nvidia-*..., each with its size), whose link, stubs or base are
     gone or garbled, or whose Python has no base; per-node projects with no base recorded for this
-    node; unreadable registry entries and manifests. --fix removes a shadowing family through its
-    RECORDs (regular files inside the venv only, never through a symlink) and says how much it
-    freed. Exit 0 when healthy (after --fix: when nothing is left and nothing had to be left
-    alone), 1 otherwise. What limits this machine's choice of torch (the driver, a GPU newer
-    releases drop) is shown as `outlook:` lines: information, never a problem.
+    node; start-up files (*.pth, sitecustomize, usercustomize) in a base's or project's site-packages
+    that no installed package nor layerenv put there (named, never removed: only you can tell a planted
+    one from one placed on purpose); unreadable registry entries and manifests. --fix removes a
+    shadowing family through its RECORDs (regular files inside the venv only, never through a
+    symlink) and says how much it freed. Exit 0 when healthy (after --fix: when nothing is left
+    and nothing had to be left alone), 1 otherwise. What limits this machine's choice of torch
+    (the driver, a GPU newer releases drop) is shown as `outlook:` lines: information, never a
+    problem.
     """
     from layerenv.lifecycle.doctor import doctor
 
@@ -58,7 +61,9 @@ def doctor_command(fix: bool, as_json: bool) -> None:
 def verify_command(base: str | None, as_json: bool) -> None:
     """Check every file of BASE against the hashes its manifest captured (default: every published base).
 
-    Reports each file modified or missing, a RECORD edited, a distribution gone.
+    Reports each file modified or missing, a RECORD edited, a distribution gone, and every file in
+    the base that no RECORD lists and layerenv did not write (a sitecustomize.py or .pth dropped in
+    runs in every project): "unlisted" (bytecode caches aside).
     Exit 0 when everything matches, 1 when anything differs, 2 for an unknown BASE.
     """
     from layerenv.base.file_check import verify_store
@@ -74,10 +79,12 @@ def verify_command(base: str | None, as_json: bool) -> None:
         if check.ok:
             click.echo(f"{check.base_id}: ok ({detail})")
             continue
-        click.echo(f"{check.base_id}: {len(check.problems)} problem(s) ({detail})")
+        click.echo(f"{check.base_id}: {len(check.problems) + len(check.unlisted)} problem(s) ({detail})")
         for problem in check.problems:
             owner = f"  [{problem.distribution}]" if problem.distribution else ""
             click.echo(f"  {problem.kind:<20} {problem.path}{owner}")
+        for path in check.unlisted:
+            click.echo(f"  {'unlisted':<20} {path}  (no RECORD lists it)")
     if not ok:
         sys.exit(EXIT_FAILURE)
 

@@ -12,10 +12,11 @@ import click
 from layerenv.cli.options import open_session, verbosity_options
 from layerenv.cli.options import verbosity as verbosity_of
 from layerenv.cli.ui import Console
-from layerenv.errors import EXIT_FAILURE
+from layerenv.errors import EXIT_FAILURE, BadInput
 
 if TYPE_CHECKING:
     from layerenv.choice.detection import Detection
+    from layerenv.config import Settings
     from layerenv.lifecycle.rebase import Plan, Target
     from layerenv.project.relink import Move
 
@@ -73,6 +74,17 @@ def fitting(plan: Plan, detection: Detection) -> str:
     return text
 
 
+def refuse_project_sources(settings: Settings) -> None:
+    """rebase moves every registered project: the torch source of the project it runs in must not decide."""
+    from layerenv.base.request import sources_chosen_by
+
+    chosen = sources_chosen_by(settings)
+    if chosen:
+        raise BadInput(f"{chosen} chooses where torch comes from, but rebase moves every registered project; a "
+                       "project's index never decides their base: run rebase outside it, or set LAYERENV_INDEX_URL "
+                       "(LAYERENV_EXTRA_INDEX_URL, LAYERENV_FIND_LINKS) or your user config instead")
+
+
 @click.command("rebase")
 @click.option("--dry-run", is_flag=True, help="Print the plan (old -> new base, why, which projects); change nothing.")
 @click.option(
@@ -101,6 +113,7 @@ def command(
     verbosity = verbosity_of(ctx, local_verbose, local_quiet)
     console = Console(verbosity)
     session = open_session()
+    refuse_project_sources(session.settings)
     store = session.store
     detection = session.detection
     only = project_path.resolve() if project_path is not None else None
