@@ -82,7 +82,10 @@ class ProjectResult:
     removed: tuple[str, ...] = ()  # in the old venv, gone from the new one (each also reported)
 
 
-def check_project_dir(path: Path) -> Path:
+def check_project_dir(given: Path | str) -> Path:
+    if not str(given).strip():
+        raise BadInput(f"project path {str(given)!r} is empty: give a directory, or leave it out for the current one")
+    path = Path(given)
     if any(character in str(path) for character in "\n\r\0"):
         raise BadInput(f"project path {str(path)!r} contains a newline; a .pth line cannot hold it: rename it")
     if not path.exists():

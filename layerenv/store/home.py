@@ -76,6 +76,9 @@ class Store:
             home = Path.cwd() / home
         if any(character in str(home) for character in "\n\r\0"):
             raise BadInput(f"store directory {str(home)!r} contains a newline; choose a directory without one")
+        if home.exists() and not home.is_dir():  # every command would read it as an empty store
+            raise BadInput(f"LAYERENV_HOME={home} is not a directory; set LAYERENV_HOME to a directory (or a path "
+                           "not yet there)")
         from layerenv.store.identity import node_name
 
         return cls(home, lock_mode=lock_mode, stale_after=stale_after_from(env), node=node_name(env))

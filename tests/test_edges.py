@@ -1,0 +1,149 @@
+"""Edges of issue 15: odd paths and bad input end in one line or just work, and nothing is lost.
+
+One cpu base, built once for the module with uv from the local fake-wheel indexes; each test makes
+its own project directories beside it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.support.cli import layerenv_env, run_layerenv, tree_digest
+from tests.support.index import isolated_installer_env
+from tests.support.pytest_fixtures import VariantIndexes
+
+
+@dataclass(frozen=True)
+class World:
+    root: Path
+    home: Path
+    env: dict[str, str]
+    base_id: str
+
+    def run(self, *args: str, cwd: Path | None = None, **extra: str) -> subprocess.CompletedProcess[str]:
+        result = run_layerenv(list(args), {**self.env, **extra}, cwd or self.root, timeout=120)
+        assert "Traceback" not in result.stderr, result.stderr
+        return result
+
+    def project(self, name: str) -> Path:
+        path = self.root / name
+        path.mkdir(parents=True)
+        return path
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory, variant_indexes: VariantIndexes) -> World:
+    root = tmp_path_factory.mktemp("edges")
+    installers = isolated_installer_env(uv_cache_dir=root / "uv-cache")
+    env = layerenv_env(root / "home", base_env={**installers, "PIP_INDEX_URL": variant_indexes.pypi_url,
+                                                 "UV_INDEX_URL": variant_indexes.pypi_url},
+                       extra={"LAYERENV_INDEX_URL": variant_indexes.url_template, "LAYERENV_INSTALLER": "uv"})
+    built = run_layerenv(["base", "--json"], env, root, timeout=120)
+    assert built.returncode == 0, built.stderr
+    return World(root, root / "home", env, json.loads(built.stdout)["base_id"])
+
+
+def one_error_line(result: subprocess.CompletedProcess[str], code: int = 2) -> str:
+    lines = result.stderr.splitlines()
+    assert result.returncode == code, (result.returncode, result.stdout, result.stderr)
+    assert len(lines) == 1 and lines[0].startswith("layerenv: error: "), result.stderr
+    return lines[0]
+
+
+def torch_in(venv: Path) -> str:
+    return subprocess.run([str(venv / "bin" / "python"), "-c", "import torch; print(torch.__version__)"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+
+
+# --------------------------------------------------------------------------- bad input
+
+
+@pytest.mark.parametrize("spec", ["/etc/passwd", "/bin/false", "", " "])
+def test_python_that_is_not_a_python_is_bad_input_in_one_line(world: World, spec: str) -> None:
+    before = tree_digest(world.home)
+    line = one_error_line(world.run("base", "--python", spec))
+    assert repr(spec) in line
+    app = world.project(f"python-{abs(hash(spec))}")
+    one_error_line(world.run("project", str(app), "--python", spec))
+    assert not (app / ".venv").exists()
+    assert tree_digest(world.home) == before
+
+
+def test_an_empty_project_path_is_bad_input_not_the_current_directory(world: World) -> None:
+    here = world.project("empty-arg")
+    line = one_error_line(world.run("project", "", cwd=here))
+    assert "project path '' is empty" in line
+    assert not (here / ".venv").exists()
+
+
+@pytest.mark.parametrize("command", [["status", "--json"], ["doctor"], ["gc"], ["verify"], ["rebase"]])
+def test_a_store_that_is_a_regular_file_is_refused_by_name(world: World, command: list[str]) -> None:
+    home = world.root / "home-is-a-file"
+    home.write_text("not a store\n")
+    line = one_error_line(world.run(*command, LAYERENV_HOME=str(home)))
+    assert f"LAYERENV_HOME={home} is not a directory" in line
+    assert home.read_text() == "not a store\n"
+
+
+def test_a_string_for_a_list_of_dependencies_is_refused_when_it_is_no_requirement(world: World) -> None:
+    app = world.project("deps-string")
+    (app / "layerenv.toml").write_text('[project]\ndependencies = "a string"\n')
+    assert "dependencies" in one_error_line(world.run("project", str(app)))
+    packaged = world.project("deps-string-pyproject")
+    (packaged / "pyproject.toml").write_text('[project]\nname = "x"\nversion = "1"\ndependencies = "a string"\n')
+    assert "dependencies must be a list" in one_error_line(world.run("project", str(packaged)))
+    assert not (app / ".venv").exists() and not (packaged / ".venv").exists()
+
+
+# --------------------------------------------------------------------------- paths
+
+
+def test_a_project_path_with_spaces_installs_and_keeps_torch_for_pip_and_uv(world: World) -> None:
+    app = world.project("with space/app x")
+    (app / "requirements.txt").write_text("plain-lib\n")
+    made = world.run("project", str(app))
+    assert made.returncode == 0, made.stderr
+    venv = app / ".venv"
+    assert torch_in(venv) == "2.9.1+cpu"
+    # pip inside the venv reads its pip.conf (so no PIP_CONFIG_FILE), uv the activation's UV_CONSTRAINT
+    pip_env = {k: v for k, v in world.env.items() if k != "PIP_CONFIG_FILE"}
+    pip = subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "install", "pins-old-torch"],
+                         env=pip_env, capture_output=True, text=True, check=False)
+    assert pip.returncode != 0 and "pins-old-torch" in pip.stdout + pip.stderr, pip.stderr
+    assert "No such file" not in pip.stderr and "Could not open requirements file" not in pip.stderr
+    uv = subprocess.run(["sh", "-c", f'. "{venv}/bin/activate" && uv pip install pins-old-torch'],
+                        env=world.env, capture_output=True, text=True, check=False)
+    assert uv.returncode != 0 and "torch==2.5.1" in uv.stderr and "File not found" not in uv.stderr, uv.stderr
+    assert torch_in(venv) == "2.9.1+cpu"
+
+
+def test_a_non_ascii_project_path_is_layered(world: World) -> None:
+    app = world.project("dé/app")
+    made = world.run("project", str(app))
+    assert made.returncode == 0, made.stderr
+    assert torch_in(app / ".venv") == "2.9.1+cpu"
+
+
+def test_a_directory_named_like_an_option_is_layered(world: World) -> None:
+    world.project("-x")
+    made = world.run("project", "--", "-x")
+    assert made.returncode == 0, made.stderr
+    assert "prompt = \"-x\"" in (world.root / "-x" / ".venv" / "pyvenv.cfg").read_text()
+
+
+def test_a_reader_that_went_away_after_one_line_of_base_is_no_traceback(world: World) -> None:
+    read, write = os.pipe()
+    os.close(read)
+    try:
+        result = subprocess.run([sys.executable, "-m", "layerenv", "base"], env=world.env, cwd=world.root, stdout=write,
+                                stderr=subprocess.PIPE, text=True, check=False)
+    finally:
+        os.close(write)
+    assert result.returncode == 1 and "Traceback" not in result.stderr and "BrokenPipe" not in result.stderr
