@@ -147,3 +147,82 @@ def test_a_reader_that_went_away_after_one_line_of_base_is_no_traceback(world: W
     finally:
         os.close(write)
     assert result.returncode == 1 and "Traceback" not in result.stderr and "BrokenPipe" not in result.stderr
+
+
+# --------------------------------------------------------------------------- gc and the venvs that link a base
+
+
+def gc_json(world: World, *args: str, **extra: str) -> dict[str, object]:
+    done = world.run("gc", "--json", *args, **extra)
+    assert done.returncode == 0, done.stderr
+    document: dict[str, object] = json.loads(done.stdout)
+    return document
+
+
+def kept_ids(document: dict[str, object]) -> dict[str, str]:
+    return {str(k["id"]): str(k["reason"]) for k in document["kept"]}  # type: ignore[attr-defined]
+
+
+@pytest.fixture(scope="module")
+def other_base(world: World) -> str:
+    """A cu128 base: not current on this machine (it wants cpu), so only its users keep it."""
+    built = world.run("base", "--variant", "cu128", "--json")
+    assert built.returncode == 0, built.stderr
+    return str(json.loads(built.stdout)["base_id"])
+
+
+def test_gc_keeps_a_base_a_renamed_project_still_links_after_doctor_forgot_it(world: World, other_base: str) -> None:
+    app = world.project("renamed/app")
+    assert world.run("project", str(app), LAYERENV_VARIANT="cu128").returncode == 0
+    moved = app.rename(app.parent / "app-v2")
+    forgot = world.run("doctor", "--fix")
+    assert f"forgot {app}" in forgot.stdout, forgot.stdout
+    reason = kept_ids(gc_json(world))[other_base]
+    assert f"linked by {moved / '.venv'}" in reason
+    assert torch_in(moved / ".venv") == "2.9.1+cu128"
+
+
+def test_gc_keeps_a_base_whose_registry_entry_was_garbled_and_pruned(world: World, other_base: str) -> None:
+    app = world.project("garbled-entry")
+    assert world.run("project", str(app), LAYERENV_VARIANT="cu128").returncode == 0
+    entries = sorted((world.home / "registry").glob("*.json"), key=lambda p: p.stat().st_mtime_ns)
+    entries[-1].write_text('{"venv": "/tm')  # truncated
+    assert world.run("doctor", "--fix").returncode in (0, 1)
+    assert not entries[-1].exists()
+    assert f"linked by {app / '.venv'}" in kept_ids(gc_json(world))[other_base]
+    (app / ".venv" / "layerenv.json").write_text("{")  # the venv's own record garbled too: its .pth still counts
+    assert f"linked by {app / '.venv'}" in kept_ids(gc_json(world, "--dry-run"))[other_base]
+
+
+def test_gc_keeps_a_base_while_a_project_run_makes_a_venv_on_it(world: World, other_base: str) -> None:
+    from filelock import FileLock
+
+    from layerenv.store.home import Store
+
+    store = Store(world.home)
+    venv = world.root / "alone" / "being-made" / ".venv"  # no sibling project links that base
+    store.add_user(venv, other_base, venv.parent)  # what `layerenv project` notes before it links
+    with FileLock(str(world.home / "locks" / f"{store.project_lock_name(venv)}.lock")):
+        assert "is being made by" in kept_ids(gc_json(world))[other_base]
+
+
+def test_two_project_runs_on_one_directory_take_turns(world: World) -> None:
+    from filelock import FileLock
+
+    from layerenv.store.home import Store
+
+    app = world.project("turns")
+    venv = app / ".venv"
+    log = world.root / "turns.stderr"
+    with FileLock(str(world.home / "locks" / f"{Store(world.home).project_lock_name(venv)}.lock")):
+        with log.open("w") as stderr:
+            second = subprocess.Popen([sys.executable, "-m", "layerenv", "project", str(app)], env=world.env,
+                                      cwd=world.root, stdout=subprocess.DEVNULL, stderr=stderr, text=True)
+        for _ in range(600):
+            if "waiting for the lock on" in log.read_text() or second.poll() is not None:
+                break
+            subprocess.run(["sleep", "0.05"], check=True)
+        assert "waiting for the lock on" in log.read_text(), log.read_text()
+        assert second.poll() is None and not venv.exists()
+    assert second.wait(timeout=120) == 0, log.read_text()
+    assert torch_in(venv) == "2.9.1+cpu"

@@ -26,7 +26,7 @@ from layerenv.project.requirements import ProjectDependencies, read_dependencies
 from layerenv.project.sync_state import find_lock
 from layerenv.reporter import Reporter
 from layerenv.store.atomic import remove_tree, swap_in, write_json
-from layerenv.store.home import Store
+from layerenv.store.home import MANIFEST_NAME, Store
 from layerenv.venv.create import create_virtualenv
 from layerenv.venv.distinfo import canonical_name
 from layerenv.venv.layout import VenvLayout
@@ -324,7 +324,51 @@ def ensure_project(
 ) -> ProjectResult:
     """Create or update ``PATH/.venv``; an existing one is replaced only once the new one is complete.
     ``installer`` (by default the one ``request.installer`` names) fills the base if one is built, and
-    installs the project's requirements."""
+    installs the project's requirements. Two runs on one project take turns (the venv's lock)."""
+    store.ensure_writable()
+    final = request.project_dir / VENV_NAME
+
+    def waiting(owner: str) -> None:
+        reporter.step(f"waiting for the lock on {final}: held by {owner}")
+
+    with store.lock(store.project_lock_name(final), purpose=f"layerenv project {request.project_dir}",
+                    on_wait=waiting):
+        return _ensure_project(request, store, reporter, installer)
+
+
+def _claim(store: Store, manifest: Manifest, venv: Path, project_dir: Path) -> bool:
+    """Note ``venv`` as a user of ``manifest``'s base, then whether the base is still published.
+
+    Under the base key's lock, as gc removes a base: a gc either saw the note (and keeps the base), or
+    finished before this looks (and the base is built again)."""
+    from layerenv.base.manifest import lock_key
+
+    store.add_user(venv, manifest.base_id, project_dir)
+    with store.lock(lock_key(manifest), purpose=f"layerenv project {project_dir}"):
+        return (store.base_dir(manifest.base_id) / MANIFEST_NAME).is_file()
+
+
+def _claimed_base(
+    request: ProjectRequest, store: Store, reporter: Reporter, installer: Installer | None
+) -> tuple[Manifest, bool]:
+    """The base the project links to, noted as used by its venv; and whether it was built now."""
+    manifest = usable_current(store, request.base)
+    base_built = manifest is None
+    if manifest is None:
+        reporter.step("no base fits this project yet: building it first, as `layerenv base` would")
+        manifest = ensure_base(request.base, store, reporter, installer).manifest  # which records this node's answer
+    venv = request.project_dir / VENV_NAME
+    if not _claim(store, manifest, venv, request.project_dir):
+        reporter.step(f"base {manifest.base_id} was removed meanwhile (layerenv gc): building it again")
+        manifest = ensure_base(request.base, store, reporter, installer).manifest
+        base_built = True
+        store.add_user(venv, manifest.base_id, request.project_dir)
+    return manifest, base_built
+
+
+def _ensure_project(
+    request: ProjectRequest, store: Store, reporter: Reporter, installer: Installer | None
+) -> ProjectResult:
     from layerenv.project.link import link
 
     project_dir = request.project_dir
@@ -337,11 +381,7 @@ def ensure_project(
     deps = read_dependencies(project_dir, request.requirement_files, request.extra_dependencies, request.extras,
                              groups=request.groups, default_groups=request.default_groups,
                              install_project=request.install_project)
-    manifest = usable_current(store, request.base)
-    base_built = manifest is None
-    if manifest is None:
-        reporter.step("no base fits this project yet: building it first, as `layerenv base` would")
-        manifest = ensure_base(request.base, store, reporter, installer).manifest  # which records this node's answer
+    manifest, base_built = _claimed_base(request, store, reporter, installer)
     _guard_conflicts(deps, manifest)
     if not base_built:
         remember_node(store, manifest, request.base.detection, reporter)

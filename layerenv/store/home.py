@@ -8,6 +8,8 @@
       staging/<key>.<pid>.<nonce>/  a base being built (removed by the next build if orphaned)
       graveyard/                    replaced bases waiting to be deleted
       registry/<hash>.json          one file per project venv: path and base id
+      users/<base-id>/<hash>.json   per base, each project venv ever linked to it (gc's second source: the
+                                    registry keeps a venv's latest base only, and doctor --fix prunes it)
       locks/<key>.lock              one lock per base key, with <key>.owner.json naming the holder,
       locks/<key>.lease             or, on a store shared between nodes, a lease file (layerenv.store.locking)
       nodes/<node>/                 per node: which base each Python uses there (layerenv.store.nodes)
@@ -104,6 +106,10 @@ class Store:
         return self.home / "registry"
 
     @property
+    def users(self) -> Path:
+        return self.home / "users"
+
+    @property
     def locks(self) -> Path:
         return self.home / "locks"
 
@@ -174,6 +180,10 @@ class Store:
                         node=self.node, stale_after=self.stale_after, blocking=blocking, on_wait=on_wait):
             yield
 
+    def project_lock_name(self, project_venv: Path) -> str:
+        """The lock ``layerenv project`` holds while it makes or changes ``project_venv``."""
+        return f"venv-{self.registry_entry(project_venv).stem}"
+
     def lock_exists(self, key: str) -> bool:
         return any((self.locks / f"{key}{suffix}").exists() for suffix in (".lock", ".lease"))
 
@@ -184,10 +194,28 @@ class Store:
         return self.registry / f"{digest}.json"
 
     def register(self, project_venv: Path, base_id: str, project_dir: Path) -> None:
-        write_json(
-            self.registry_entry(project_venv),
-            {"venv": str(project_venv), "project": str(project_dir), "base_id": base_id, "updated": time.time()},
-        )
+        document = {"venv": str(project_venv), "project": str(project_dir), "base_id": base_id, "updated": time.time()}
+        self.add_user(project_venv, base_id, project_dir)
+        write_json(self.registry_entry(project_venv), document)
+
+    def add_user(self, project_venv: Path, base_id: str, project_dir: Path) -> None:
+        """Note in ``users/<base-id>/`` that ``project_venv`` links (or is about to link) to that base."""
+        path = self.users / check_name(base_id, "base id") / self.registry_entry(project_venv).name
+        if not path.is_file():
+            write_json(path, {"venv": str(project_venv), "project": str(project_dir), "base_id": base_id})
+
+    def base_users(self, base_id: str) -> list[dict[str, str]]:
+        """The project venvs ever noted as users of ``base_id`` (unreadable notes are skipped: the
+        registry and the venvs' own records still count)."""
+        directory = self.users / check_name(base_id, "base id")
+        found = []
+        for path in sorted(directory.glob("*.json")) if directory.is_dir() else []:
+            try:
+                entry = json.loads(path.read_text(encoding="utf-8"))
+                found.append({"venv": str(entry["venv"]), "project": str(entry["project"]), "note": str(path)})
+            except (OSError, ValueError, KeyError, TypeError):
+                continue
+        return found
 
     def unregister(self, project_venv: Path) -> None:
         self.registry_entry(project_venv).unlink(missing_ok=True)
