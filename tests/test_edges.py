@@ -226,3 +226,41 @@ def test_two_project_runs_on_one_directory_take_turns(world: World) -> None:
         assert second.poll() is None and not venv.exists()
     assert second.wait(timeout=120) == 0, log.read_text()
     assert torch_in(venv) == "2.9.1+cpu"
+
+
+# --------------------------------------------------------------------------- the test run itself
+
+
+CARELESS_TEST = """
+import os, shutil, subprocess
+from tests.support.wheels import build_plain_package
+
+def test_installs_the_way_a_careless_test_would(tmp_path):
+    wheel = build_plain_package(tmp_path, "plain-lib", "1.0")
+    uv = shutil.which("uv")
+    # no --python: uv installs into $VIRTUAL_ENV (or $UV_PYTHON) when the run inherited one
+    subprocess.run([uv, "pip", "install", "--no-index", "--find-links", str(wheel.parent), "plain-lib"],
+                   env=os.environ, cwd=tmp_path, check=False)
+"""
+
+
+def test_a_test_run_under_an_active_venv_installs_nothing_into_it(tmp_path: Path) -> None:
+    """A developer runs pytest with a venv active and pip/uv settings aimed at it: a test that starts an
+    installer with the run's own environment must not reach that venv (the session guard in conftest).
+    A nested pytest session (about 3 s): the only way to see what a whole run inherits."""
+    caller = tmp_path / "callers-venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(caller)], check=True)
+    before = tree_digest(caller)
+    probe = tmp_path / "probe" / "test_careless.py"
+    probe.parent.mkdir()
+    probe.write_text(CARELESS_TEST)
+    hostile = {"VIRTUAL_ENV": str(caller), "CONDA_PREFIX": str(caller), "UV_PYTHON": str(caller / "bin" / "python"),
+               "PIP_PREFIX": str(caller), "POETRY_VIRTUALENVS_PATH": str(caller)}
+    repo = Path(__file__).resolve().parents[1]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")}
+    inner = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "tests.conftest", "-n", "0",
+         "--rootdir", str(probe.parent), "--basetemp", str(tmp_path / "t"), str(probe)],
+        env={**env, **hostile, "PYTHONPATH": str(repo)}, cwd=repo, capture_output=True, text=True, check=False)
+    assert inner.returncode == 0, inner.stdout[-3000:]
+    assert tree_digest(caller) == before
