@@ -10,7 +10,6 @@ import pytest
 
 from tests.support.pytest_fixtures import *  # noqa: F403
 
-
 #: what the caller's shell may have set that would steer an installer (or layerenv) into its environment
 CALLER_ENVIRONMENT = ("VIRTUAL_ENV", "CONDA_PREFIX", "CONDA_DEFAULT_ENV")
 CALLER_PREFIXES = ("PIP_", "UV_", "POETRY_")

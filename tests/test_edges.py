@@ -264,3 +264,32 @@ def test_a_test_run_under_an_active_venv_installs_nothing_into_it(tmp_path: Path
         env={**env, **hostile, "PYTHONPATH": str(repo)}, cwd=repo, capture_output=True, text=True, check=False)
     assert inner.returncode == 0, inner.stdout[-3000:]
     assert tree_digest(caller) == before
+
+
+# --------------------------------------------------------------------------- staging/ left by an interrupted build
+
+
+def test_an_interrupted_builds_staging_dir_is_seen_by_status_and_doctor_and_removed_by_gc(world: World) -> None:
+    from filelock import FileLock
+
+    from layerenv.base.manifest import lock_key, read_manifest
+
+    killed = world.run("base", "--rebuild", LAYERENV_FAULTS_ENABLED="1", LAYERENV_FAULT="base:after-install")
+    assert killed.returncode == -9
+    (left,) = (world.home / "staging").iterdir()
+    status = json.loads(world.run("status", "--json").stdout)["staging"]
+    assert [(s["path"], s["orphaned"]) for s in status] == [(str(left), True)] and status[0]["size_bytes"] > 10_000
+    assert f"staging/{left.name}" in world.run("status").stdout
+    doctor = world.run("doctor", "--json")
+    assert doctor.returncode == 1
+    assert [f["kind"] for f in json.loads(doctor.stdout)["findings"]
+                                    if f["kind"].startswith("staging")] == ["staging-orphaned"]
+    manifest = read_manifest(world.home / "bases" / world.base_id / "layerenv-manifest.json")
+    with FileLock(str(world.home / "locks" / f"{lock_key(manifest)}.lock")):  # as a running build holds it
+        held = gc_json(world)
+        assert held["staging_removed"] == [] and [s["path"] for s in held["staging_kept"]] == [str(left)]  # type: ignore[union-attr]
+        assert left.is_dir()
+    done = gc_json(world)
+    assert [s["path"] for s in done["staging_removed"]] == [str(left)]  # type: ignore[union-attr]
+    assert not left.exists() and int(done["freed_bytes"]) >= status[0]["size_bytes"]  # type: ignore[call-overload]
+    assert "staging" not in world.run("doctor").stdout

@@ -22,6 +22,7 @@ from layerenv.choice.detection import Detection
 from layerenv.errors import LayerenvError
 from layerenv.lifecycle.shadows import Shadow, Skipped
 from layerenv.reporter import format_size
+from layerenv.store.atomic import remove_tree
 from layerenv.store.home import Store
 from layerenv.venv.layout import VenvLayout
 
@@ -37,8 +38,8 @@ _TAGS = {"cpython": "cp", "pypy": "pp", "graalpy": "gp"}
 class Repair:
     """What ``--fix`` does for a finding."""
 
-    action: Literal["unshadow", "relink", "prune", "drop-entry"]
-    path: Path  # the project venv, or the registry entry file for "drop-entry"
+    action: Literal["unshadow", "relink", "prune", "drop-entry", "drop-staging"]
+    path: Path  # the project venv, the registry entry file for "drop-entry", the staging dir for "drop-staging"
     base_id: str = ""
     base_venv: Path | None = None
     project: Path | None = None
@@ -345,8 +346,17 @@ def diagnose(store: Store, detection: Detection, current: Manifest | None, env: 
     findings = _machine_findings(detection, env)
     findings += _base_findings(bases, unreadable, used, current, detection, {} if cache is None else cache)
     on_newer = {project for base_id in newer for project in used.get(base_id, [])}
-    findings += projects + _python_findings(pythons, bases, on_newer)
+    findings += projects + _python_findings(pythons, bases, on_newer) + _staging_findings(store)
     return Report(tuple(findings), len(entries), len(manifests), detection.outlook)
+
+
+def _staging_findings(store: Store) -> list[Finding]:
+    """Staging dirs that no running build holds: an interrupted build's, up to a whole base in size."""
+    from layerenv.lifecycle.leftovers import staging_leftovers
+
+    return [Finding("staging-orphaned", str(item.path), item.describe(), "remove it (`layerenv doctor --fix` or "
+                    "`layerenv gc`)", Repair("drop-staging", item.path))
+            for item in staging_leftovers(store) if item.orphaned]
 
 
 def repair(store: Store, finding: Finding) -> Outcome:
@@ -360,6 +370,12 @@ def repair(store: Store, finding: Finding) -> Outcome:
     if action.action == "drop-entry":
         action.path.unlink(missing_ok=True)
         return Outcome(f"deleted the unreadable registry entry {action.path}")
+    if action.action == "drop-staging":
+        from layerenv.lifecycle.leftovers import staging_leftovers
+
+        if any(item.path == action.path and item.orphaned for item in staging_leftovers(store, with_sizes=False)):
+            remove_tree(action.path)
+        return Outcome(f"removed {action.path}")
     if action.action == "prune":
         store.unregister(action.path)
         return Outcome(f"forgot {finding.subject} (its venv {action.path} is gone)")

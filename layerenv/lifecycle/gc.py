@@ -7,6 +7,9 @@ that venv is gone: ``layerenv doctor --fix`` prunes such entries first), or when
 key, and ``--adopt`` while adopting) is held by another process. The lock is tried without waiting
 and held while the base is moved away, so a build of that key cannot start meanwhile.
 
+Staging dirs (``staging/``) of builds that were interrupted (their key's lock is free) are removed
+too; those of a running build are kept (layerenv.lifecycle.leftovers).
+
 Removal is crash-safe: the base's directory is renamed into ``graveyard/`` (one atomic rename
 inside the store), then deleted; what an interrupted gc left there is deleted by the next gc or
 build. For an adopted base only the store's manifest directory goes, never the environment.
@@ -26,6 +29,7 @@ from typing import Any
 
 from layerenv.base.manifest import Manifest, lock_key
 from layerenv.errors import BadInput, OperationFailed
+from layerenv.lifecycle.leftovers import Leftover, staging_leftovers
 from layerenv.lifecycle.status import disk_usage
 from layerenv.store.atomic import remove_tree
 from layerenv.store.home import MANIFEST_NAME, Store
@@ -59,14 +63,19 @@ class GcResult:
     removed: tuple[Removal, ...]  # would be removed, with ``dry_run``
     kept: tuple[Kept, ...]
     leftovers_bytes: int  # what interrupted removals had left in graveyard/
+    staging: tuple[Leftover, ...] = ()  # staging/ dirs of interrupted builds, removed (or, dry, would be)
+    staging_kept: tuple[Leftover, ...] = ()  # staging/ dirs of builds running now
 
     @property
     def freed_bytes(self) -> int:
-        return sum(removal.size_bytes for removal in self.removed) + self.leftovers_bytes
+        removed = sum(removal.size_bytes for removal in self.removed)
+        return removed + self.leftovers_bytes + sum(leftover.size_bytes for leftover in self.staging)
 
     def to_json(self) -> dict[str, Any]:
         return {"dry_run": self.dry_run, "removed": [r.to_json() for r in self.removed],
-                "kept": [k.to_json() for k in self.kept], "freed_bytes": self.freed_bytes}
+                "kept": [k.to_json() for k in self.kept], "freed_bytes": self.freed_bytes,
+                "staging_removed": [leftover.to_json() for leftover in self.staging],
+                "staging_kept": [leftover.to_json() for leftover in self.staging_kept]}
 
 
 def bases_in_use(store: Store) -> dict[str, list[str]]:
@@ -140,7 +149,12 @@ def collect(store: Store, current_ids: set[str], *, dry_run: bool) -> GcResult:
                 continue
             removed.append(_remove(store, manifest, dry_run=dry_run))
     leftovers = _sweep_graveyard(store, dry_run=dry_run)
-    return GcResult(dry_run, tuple(removed), tuple(kept), leftovers)
+    staging = staging_leftovers(store)
+    orphans = tuple(item for item in staging if item.orphaned)
+    for leftover in orphans if not dry_run else ():
+        remove_tree(leftover.path)
+    live = tuple(item for item in staging if not item.orphaned)
+    return GcResult(dry_run, tuple(removed), tuple(kept), leftovers, orphans, live)
 
 
 def linked_users(store: Store, manifest: Manifest) -> list[str]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 
 import click
 
@@ -54,6 +55,10 @@ def command(as_json: bool) -> None:
         )
     for unreadable in document["unreadable_bases"]:
         click.echo(f"  {unreadable['id']:<48} cannot be read: {unreadable['problem']}")
+    for leftover in document["staging"]:
+        state = f"in use by {leftover['holder']}" if leftover["holder"] else "orphaned: `layerenv gc` removes it"
+        click.echo(f"  staging/{Path(leftover['path']).name:<40} {format_size(leftover['size_bytes']):>9}  "
+                   f"{leftover['age_seconds'] // 60} min old  {state}")
     click.echo("projects")
     if not document["projects"]:
         click.echo("  (none)")
