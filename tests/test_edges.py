@@ -293,3 +293,30 @@ def test_an_interrupted_builds_staging_dir_is_seen_by_status_and_doctor_and_remo
     assert [s["path"] for s in done["staging_removed"]] == [str(left)]  # type: ignore[union-attr]
     assert not left.exists() and int(done["freed_bytes"]) >= status[0]["size_bytes"]  # type: ignore[call-overload]
     assert "staging" not in world.run("doctor").stdout
+
+
+# --------------------------------------------------------------------------- rebase
+
+
+class _Quiet:
+    def step(self, message: str) -> None: ...
+    def warn(self, message: str) -> None: ...
+    def note(self, message: str) -> None: ...
+
+
+def test_rebase_says_reused_for_a_base_another_process_built_after_it_planned(world: World) -> None:
+    from layerenv.cli.session import Session
+    from layerenv.lifecycle.rebase import execute, plan_rebase
+
+    app = world.project("rebased")
+    assert world.run("project", str(app)).returncode == 0
+    env = {**world.env, "LAYERENV_VARIANT": "cu126"}
+    session = Session.open(env)
+    plan = plan_rebase(session.store, session.base_request, only=app)
+    assert len(plan.builds) == 1  # no cu126 base yet: the plan builds one
+    other = world.run("base", "--json", LAYERENV_VARIANT="cu126")  # another process builds it first
+    assert other.returncode == 0, other.stderr
+    outcome = execute(plan, session.store, _Quiet())
+    cu126 = json.loads(other.stdout)["base_id"]
+    assert (outcome.built, outcome.reused) == ((), (cu126,))
+    assert [move.project for move in outcome.moved] == [app] and torch_in(app / ".venv") == "2.9.1+cu126"
