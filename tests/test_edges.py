@@ -320,3 +320,22 @@ def test_rebase_says_reused_for_a_base_another_process_built_after_it_planned(wo
     cu126 = json.loads(other.stdout)["base_id"]
     assert (outcome.built, outcome.reused) == ((), (cu126,))
     assert [move.project for move in outcome.moved] == [app] and torch_in(app / ".venv") == "2.9.1+cu126"
+
+
+# --------------------------------------------------------------------------- a full disk
+
+
+@pytest.mark.parametrize(("point", "swapped"), [("project:before-swap", False), ("project:after-swap", True)])
+def test_a_full_disk_around_the_swap_never_leaves_a_venv_in_place_unregistered(
+    world: World, point: str, swapped: bool
+) -> None:
+    from layerenv.store.home import Store
+
+    app = world.project(f"full-disk-{swapped}")
+    failed = world.run("project", str(app), LAYERENV_FAULTS_ENABLED="1", LAYERENV_FAULT=f"enospc:{point}")
+    assert failed.returncode == 1 and failed.stderr.count("layerenv: error:") == 1, failed.stderr
+    assert failed.stderr.splitlines()[-1].startswith("layerenv: error: no space left on device")
+    assert (app / ".venv").is_dir() == swapped
+    assert Store(world.home).registry_entry(app / ".venv").is_file() == swapped
+    if swapped:
+        assert torch_in(app / ".venv") == "2.9.1+cpu"

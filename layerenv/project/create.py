@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -422,6 +423,7 @@ def _ensure_project(
         }, staging, manifest))
         relocate_venv(staging, staging, final)
         checkpoint("project:after-relocate")
+        store.register(final, manifest.base_id, project_dir)  # before the swap: a venv in place is never unregistered
         graveyard = project_dir / f"{VENV_NAME}.layerenv-old-{os.getpid()}-{os.urandom(3).hex()}"
         checkpoint("project:before-swap")
         swap_in(staging, final, graveyard)
@@ -429,9 +431,13 @@ def _ensure_project(
         link(final, base_id=manifest.base_id, base_venv=manifest.venv, per_node=mode)
         checkpoint("project:after-relink")
         remove_tree(graveyard)
+    except BaseException:
+        if not (final / "layerenv.json").is_file():  # registered just before a swap that did not happen
+            with contextlib.suppress(OSError):
+                store.unregister(final)
+        raise
     finally:
         remove_tree(staging)
-    store.register(final, manifest.base_id, project_dir)
-    checkpoint("project:after-register")
+    checkpoint("project:after-register")  # registered before the swap
     return ProjectResult(final, manifest, changed=True, installed=deps.requirements, base_built=base_built,
                          kept=kept, removed=removed)

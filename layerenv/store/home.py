@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from layerenv.errors import BadInput
+from layerenv.errors import BadInput, OperationFailed
 from layerenv.store.atomic import write_json
 from layerenv.store.identity import check_name
 
@@ -195,8 +195,12 @@ class Store:
 
     def register(self, project_venv: Path, base_id: str, project_dir: Path) -> None:
         document = {"venv": str(project_venv), "project": str(project_dir), "base_id": base_id, "updated": time.time()}
-        self.add_user(project_venv, base_id, project_dir)
-        write_json(self.registry_entry(project_venv), document)
+        try:
+            self.add_user(project_venv, base_id, project_dir)
+            write_json(self.registry_entry(project_venv), document)
+        except OSError as error:  # a full disk, a read-only store
+            raise OperationFailed(f"cannot record {project_venv} in the store's registry {self.registry}: "
+                                  f"{error.strerror or error}") from None
 
     def add_user(self, project_venv: Path, base_id: str, project_dir: Path) -> None:
         """Note in ``users/<base-id>/`` that ``project_venv`` links (or is about to link) to that base."""
