@@ -86,8 +86,6 @@ def project_states(store: Store, bases: dict[str, Manifest], unreadable: dict[st
 
 
 def status_document(store: Store, current_ids: set[str], with_sizes: bool = True) -> dict[str, Any]:
-    from layerenv.lifecycle.leftovers import staging_leftovers
-
     manifests, problems = read_bases(store)
     bases = {manifest.base_id: manifest for manifest in manifests}
     unreadable = {item.base_id: item for item in problems}
@@ -120,7 +118,6 @@ def status_document(store: Store, current_ids: set[str], with_sizes: bool = True
             for item in problems
         ],
         "projects": [state.to_json() for state in projects],
-        "staging": [leftover.to_json() for leftover in staging_leftovers(store, with_sizes=with_sizes)],
         "nodes": [node_json(node, bases) for node in list_nodes(store.home)],
     }
 

@@ -22,6 +22,7 @@ def command(as_json: bool) -> None:
     under the machine say what limits its choice of torch and what would lift it. An adopted base's
     size is not measured (it is not layerenv's, and walking it would slow status down).
     """
+    from layerenv.lifecycle.leftovers import staging_leftovers
     from layerenv.lifecycle.status import status_document
 
     session = open_session()
@@ -29,6 +30,7 @@ def command(as_json: bool) -> None:
     fitting = session.current_base()
     detection = session.detection
     document = status_document(store, {fitting.base_id} if fitting else set())
+    document["staging"] = [leftover.to_json() for leftover in staging_leftovers(store)]
     document["machine"] = detection.decision.to_json(detection.machine)
     document["outlook"] = list(detection.outlook)
     if as_json:
