@@ -308,8 +308,13 @@ def load_settings(
     project_dir: Path | None = None,
     env: Mapping[str, str] | None = None,
     flags: Mapping[str, Any] | None = None,
+    project_files: bool = True,
 ) -> Settings:
-    """Merge every source into one :class:`Settings`; raises ``ConfigError`` naming the bad value."""
+    """Merge every source into one :class:`Settings`; raises ``ConfigError`` naming the bad value.
+
+    ``project_files`` False: no project's ``pyproject.toml``/``layerenv.toml`` (those of ``project_dir``,
+    else of the cwd) count, for commands about the whole machine and store, whose answer must not
+    depend on the directory they run in."""
     env = os.environ if env is None else env
     values: dict[str, Any] = {spec.key: spec.default for spec in SETTINGS}
     sources: dict[str, str] = {spec.key: "default" for spec in SETTINGS}
@@ -324,7 +329,7 @@ def load_settings(
     user_file = user_config_path(env)
     if user_file.is_file():
         layers.append((user_file, read_config_file))
-    root = find_project_root((project_dir or Path.cwd()).resolve())
+    root = find_project_root((project_dir or Path.cwd()).resolve()) if project_files else None
     if root is not None:
         if (root / "pyproject.toml").is_file():
             layers.append((root / "pyproject.toml", read_pyproject_table))

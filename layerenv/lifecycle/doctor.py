@@ -307,6 +307,10 @@ def _base_findings(bases: dict[str, Manifest], unreadable: list[Unreadable], use
         if not fits_machine(manifest, detection):
             fix = (f"{run} moves {them} to a base that fits (building it)" if projects and not is_current else
                    "`layerenv detect --explain` names the build that fits; `layerenv base --variant NAME` builds it")
+            if pins := [pin for project in projects if (pin := _pinned_by(Path(project)))]:
+                # `layerenv project` would build the pinned variant again: the pin is what has to change
+                again = f"`layerenv project {listed}`" if len(projects) == 1 else "`layerenv project PATH` for each"
+                fix = "; ".join(pins) + f": change or remove that setting, then {again}"
             findings.append(Finding("base-unfit", base_id, f"base {base_id} (torch {manifest.torch_build}) no longer "
                                     f"fits this machine: {unfit_reason(manifest, detection)}", fix))
         check = cache.get(base_id) or cache.setdefault(base_id, verify_base(manifest, quick=True))
@@ -320,6 +324,20 @@ def _base_findings(bases: dict[str, Manifest], unreadable: list[Unreadable], use
                                     f"differ from the hashes installed with them (first: {first.kind} {first.path})",
                                     f"`layerenv verify {base_id}` lists them; {again}"))
     return findings
+
+
+def _pinned_by(project: Path) -> str | None:
+    """What in ``project``'s own files pins its torch build (``[torch] variant`` or ``version``), if anything."""
+    from layerenv.config import load_settings
+
+    try:
+        settings = load_settings(project_dir=project, env={})
+    except LayerenvError:
+        return None
+    pinned = [f"{key} = {settings.get(key)!r} in {source}" for key in ("torch.variant", "torch.version")
+              if (source := settings.sources[key]) not in ("default", "command line")
+              and Path(source).is_relative_to(project)]
+    return f"{project} pins {' and '.join(pinned)}" if pinned else None
 
 
 def _python_findings(pythons: dict[tuple[str, str], list[str]], bases: dict[str, Manifest],

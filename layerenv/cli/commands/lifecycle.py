@@ -31,7 +31,7 @@ def doctor_command(fix: bool, as_json: bool) -> None:
     """
     from layerenv.lifecycle.doctor import doctor
 
-    session = open_session()
+    session = open_session(machine_wide=True)  # the same verdict from any directory
     store = session.store
     current = session.current_base()
     report = doctor(store, session.detection, current, fix=fix, env=session.env)
