@@ -12,6 +12,7 @@
                                     registry keeps a venv's latest base only, and doctor --fix prunes it)
       locks/<key>.lock              one lock per base key, with <key>.owner.json naming the holder,
       locks/<key>.lease             or, on a store shared between nodes, a lease file (layerenv.store.locking)
+      locks/venv-<hash>.lock        one per project venv: `layerenv project` and `rebase` on it take turns
       nodes/<node>/                 per node: which base each Python uses there (layerenv.store.nodes)
       logs/<base-id>-<time>.log     installer output of each build
 """
