@@ -7,7 +7,8 @@ Run: python benchmarks/reliability.py [--json]
 ``--race`` (issue 15) instead starts at once, on a store holding the cpu base: ``--concurrency``
 `layerenv project` runs on ONE directory, one `layerenv project` on a directory whose layerenv.toml pins
 cu128 (so it builds that base), and as many `layerenv gc` runs; then checks that nothing failed but
-what waited its turn, no traceback, both venvs import their torch, and a last gc keeps both bases.
+what waited its turn, no traceback, both venvs import their torch, and a last gc keeps both bases;
+then as many `layerenv rebase` runs at once onto cu126 (one build, every run relinks the same venvs).
 """
 
 from __future__ import annotations
@@ -107,6 +108,13 @@ def race(scratch: Path, env: dict[str, str], concurrency: int) -> dict[str, obje
         return ran.stdout.strip() or ran.stderr.strip().splitlines()[-1]
 
     final_gc = json.loads(run_layerenv(["gc", "--json"], env, scratch).stdout)
+    # then as many `layerenv rebase` runs at once onto a cu126 base none has built: one builds, all relink
+    # the same two venvs
+    moved_env = {**env, "LAYERENV_VARIANT": "cu126"}
+    with ThreadPoolExecutor(concurrency) as pool:
+        rebases = list(pool.map(lambda _: run_layerenv(["rebase", "--json"], moved_env, scratch, timeout=300),
+                                range(concurrency)))
+    outcomes = [json.loads(r.stdout) for r in rebases if r.returncode == 0 and r.stdout.startswith("{")]
     return {
         "commands": len(commands),
         "failed": sum(1 for r in results if r.returncode != 0),
@@ -120,6 +128,12 @@ def race(scratch: Path, env: dict[str, str], concurrency: int) -> dict[str, obje
                                       | {r["id"] for r in final_gc["removed"]}),
         "registry_entries": len(list((scratch / "home" / "registry").glob("*.json"))),
         "leftovers": sorted(p.name for p in [*shared.iterdir(), *pinned.iterdir()] if ".layerenv-" in p.name),
+        "rebases": len(rebases),
+        "rebases_failed": sum(1 for r in rebases if r.returncode != 0),
+        "rebase_tracebacks": sum(r.stderr.count("Traceback") + r.stderr.count("internal error") for r in rebases),
+        "rebases_saying_built": sum(1 for o in outcomes if o.get("built")),
+        "rebases_saying_reused": sum(1 for o in outcomes if o.get("reused")),
+        "torch_after_rebases": [torch_of(shared / ".venv"), torch_of(pinned / ".venv")],
     }
 
 
