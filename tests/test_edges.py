@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -359,3 +360,30 @@ def test_doctor_tells_a_project_pinning_an_unfit_variant_to_change_its_pin_from_
     assert world.run("project", str(app)).returncode == 0 and torch_in(app / ".venv") == "2.9.1+cpu"
     assert not [f for f in json.loads(world.run("doctor", "--json").stdout)["findings"] if f["kind"] == "base-unfit"
                 and str(app) in f["fix"]]
+
+
+# --------------------------------------------------------------------------- reported before, guarded here
+
+
+def test_a_truncated_manifest_is_reported_broken_by_id_in_status(world: World) -> None:
+    broken = world.home / "bases" / "cp311-linux_x86_64-torch9.9.9-cu999"
+    broken.mkdir()
+    good = (world.home / "bases" / world.base_id / "layerenv-manifest.json").read_bytes()
+    (broken / "layerenv-manifest.json").write_bytes(good[: len(good) // 3])
+    try:
+        status = world.run("status", "--json")
+        assert status.returncode == 0, status.stderr
+        (item,) = json.loads(status.stdout)["unreadable_bases"]
+        assert item["id"] == broken.name and "unreadable manifest" in item["problem"]
+        assert f"{broken.name}" in world.run("status").stdout
+    finally:
+        shutil.rmtree(broken)
+
+
+def test_pip_gets_the_constraints_even_when_pip_config_file_hides_the_venvs_pip_conf(world: World) -> None:
+    app = world.project("pip-config-file")
+    (app / "requirements.txt").write_text("pins-old-torch\n")  # needs torch==2.5.1; the base has 2.9.1+cpu
+    assert world.env["PIP_CONFIG_FILE"] == os.devnull  # so pip reads no pip.conf, the venv's included
+    refused = world.run("project", str(app), LAYERENV_INSTALLER="pip")
+    assert refused.returncode == 1 and "pins-old-torch" in refused.stderr.splitlines()[-1], refused.stderr
+    assert not (app / ".venv").exists(), "a failed first install leaves no venv"
