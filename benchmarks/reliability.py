@@ -108,6 +108,7 @@ def race(scratch: Path, env: dict[str, str], concurrency: int) -> dict[str, obje
         return ran.stdout.strip() or ran.stderr.strip().splitlines()[-1]
 
     final_gc = json.loads(run_layerenv(["gc", "--json"], env, scratch).stdout)
+    torch_before = {"shared_torch": torch_of(shared / ".venv"), "pinned_torch": torch_of(pinned / ".venv")}
     # then as many `layerenv rebase` runs at once onto a cu126 base none has built: one builds, all relink
     # the same two venvs
     moved_env = {**env, "LAYERENV_VARIANT": "cu126"}
@@ -121,8 +122,7 @@ def race(scratch: Path, env: dict[str, str], concurrency: int) -> dict[str, obje
         "tracebacks": sum(r.stderr.count("Traceback") + r.stderr.count("internal error") for r in results),
         "waited_turn": sum(r.stderr.count("waiting for the lock on") for r in results),
         "wall_s": round(wall, 2),
-        "shared_torch": torch_of(shared / ".venv"),
-        "pinned_torch": torch_of(pinned / ".venv"),
+        **torch_before,
         "bases_removed_by_gc": sorted({r["id"] for res in results if res.stdout.startswith("{")
                                        for r in json.loads(res.stdout)["removed"]}
                                       | {r["id"] for r in final_gc["removed"]}),
