@@ -35,7 +35,7 @@ def _write_pip_conf(path: Path, constraints: Path) -> None:
     if not parser.has_section("global"):
         parser.add_section("global")
     current = parser.get("global", "constraint", fallback="").split()  # pip splits it on whitespace
-    others = [item for item in current if not item.endswith(CONSTRAINTS_FILE)]
+    others = [item for item in current if Path(item).name != CONSTRAINTS_FILE]  # a path or a file: URL
     parser.set("global", "constraint", " ".join([constraint_reference(str(constraints)), *others]))
     text = io.StringIO()
     parser.write(text)
