@@ -347,14 +347,14 @@ def test_a_full_disk_around_the_swap_never_leaves_a_venv_in_place_unregistered(
 
 def test_doctor_tells_a_project_pinning_an_unfit_variant_to_change_its_pin_from_any_directory(world: World) -> None:
     app = world.project("pinned")
-    (app / "layerenv.toml").write_text('[torch]\nvariant = "cu126"\n')
-    assert world.run("project", str(app)).returncode == 0  # cu126 on a machine without a GPU: it does not fit
+    (app / "layerenv.toml").write_text('[torch]\nvariant = "cu129"\n')  # a base no other test's project uses
+    assert world.run("project", str(app)).returncode == 0  # cu129 on a machine without a GPU: it does not fit
     reports = [world.run("doctor", "--json", cwd=where) for where in (world.root, app)]
     assert [report.returncode for report in reports] == [1, 1]
     documents = [json.loads(report.stdout) for report in reports]
     assert documents[0] == documents[1], "the verdict does not depend on the directory doctor runs in"
-    (unfit,) = [f for f in documents[0]["findings"] if f["kind"] == "base-unfit" and "cu126" in f["subject"]]
-    assert unfit["fix"] == (f"{app} pins torch.variant = 'cu126' in {app / 'layerenv.toml'}: change or remove that "
+    (unfit,) = [f for f in documents[0]["findings"] if f["kind"] == "base-unfit" and "cu129" in f["subject"]]
+    assert unfit["fix"] == (f"{app} pins torch.variant = 'cu129' in {app / 'layerenv.toml'}: change or remove that "
                             f"setting, then `layerenv project {app}`")
     (app / "layerenv.toml").unlink()  # the fix it names works: the project moves to a base that fits
     assert world.run("project", str(app)).returncode == 0 and torch_in(app / ".venv") == "2.9.1+cpu"

@@ -326,6 +326,7 @@ def ensure_project(
     """Create or update ``PATH/.venv``; an existing one is replaced only once the new one is complete.
     ``installer`` (by default the one ``request.installer`` names) fills the base if one is built, and
     installs the project's requirements. Two runs on one project take turns (the venv's lock)."""
+    deps = _dependencies(request)  # bad input is refused before anything is written, the lock file included
     store.ensure_writable()
     final = request.project_dir / VENV_NAME
 
@@ -334,7 +335,13 @@ def ensure_project(
 
     with store.lock(store.project_lock_name(final), purpose=f"layerenv project {request.project_dir}",
                     on_wait=waiting):
-        return _ensure_project(request, store, reporter, installer)
+        return _ensure_project(request, store, reporter, installer, deps)
+
+
+def _dependencies(request: ProjectRequest) -> ProjectDependencies:
+    return read_dependencies(request.project_dir, request.requirement_files, request.extra_dependencies,
+                             request.extras, groups=request.groups, default_groups=request.default_groups,
+                             install_project=request.install_project)
 
 
 def _claim(store: Store, manifest: Manifest, venv: Path, project_dir: Path) -> bool:
@@ -368,7 +375,7 @@ def _claimed_base(
 
 
 def _ensure_project(
-    request: ProjectRequest, store: Store, reporter: Reporter, installer: Installer | None
+    request: ProjectRequest, store: Store, reporter: Reporter, installer: Installer | None, deps: ProjectDependencies
 ) -> ProjectResult:
     from layerenv.project.link import link
 
@@ -379,9 +386,6 @@ def _ensure_project(
         raise BadInput(
             f"{existing} exists and was not made by layerenv; move it away (or delete it) and run again"
         )
-    deps = read_dependencies(project_dir, request.requirement_files, request.extra_dependencies, request.extras,
-                             groups=request.groups, default_groups=request.default_groups,
-                             install_project=request.install_project)
     manifest, base_built = _claimed_base(request, store, reporter, installer)
     _guard_conflicts(deps, manifest)
     if not base_built:
