@@ -336,8 +336,13 @@ def load_settings(
     project_dir: Path | None = None,
     env: Mapping[str, str] | None = None,
     flags: Mapping[str, Any] | None = None,
+    project_files: bool = True,
 ) -> Settings:
-    """Merge every source into one :class:`Settings`; raises ``ConfigError`` naming the bad value."""
+    """Merge every source into one :class:`Settings`; raises ``ConfigError`` naming the bad value.
+
+    ``project_files`` False: no project's ``pyproject.toml``/``layerenv.toml`` (those of ``project_dir``,
+    else of the cwd) count, for commands about the whole machine and store, whose answer must not
+    depend on the directory they run in."""
     env = os.environ if env is None else env
     values: dict[str, Any] = {spec.key: spec.default for spec in SETTINGS}
     sources: dict[str, str] = {spec.key: "default" for spec in SETTINGS}
@@ -352,16 +357,16 @@ def load_settings(
     user_file = user_config_path(env)
     if user_file.is_file():
         layers.append((user_file, read_config_file))
-    root = find_project_root((project_dir or Path.cwd()).resolve())
-    project_files: list[Path] = []
+    own_files: list[Path] = []
+    root = find_project_root((project_dir or Path.cwd()).resolve()) if project_files else None
     if root is not None:
         if (root / "pyproject.toml").is_file():
             layers.append((root / "pyproject.toml", read_pyproject_table))
-            project_files.append(root / "pyproject.toml")
+            own_files.append(root / "pyproject.toml")
         if (root / "layerenv.toml").is_file():
             layers.append((root / "layerenv.toml", read_config_file))
-            project_files.append(root / "layerenv.toml")
-    project_files = [path for path in project_files if path != user_file]
+            own_files.append(root / "layerenv.toml")
+    own_files = [path for path in own_files if path != user_file]
     explicit = env.get("LAYERENV_CONFIG")
     if explicit:
         path = Path(explicit)
@@ -370,7 +375,7 @@ def load_settings(
         layers.append((path, read_config_file))
     for path, reader in layers:
         layer = reader(path)
-        if path in project_files:
+        if path in own_files:
             _drop_user_only(layer, path)
         apply(layer, str(path))
         files.append(path)
@@ -385,4 +390,4 @@ def load_settings(
             continue
         spec = SPECS[key]
         apply({key: _check_value(spec, value, f"--{key.split('.')[-1].replace('_', '-')}")}, "command line")
-    return Settings(values=values, sources=sources, files=tuple(files), project_files=tuple(project_files))
+    return Settings(values=values, sources=sources, files=tuple(files), project_files=tuple(own_files))

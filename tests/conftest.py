@@ -10,6 +10,22 @@ import pytest
 
 from tests.support.pytest_fixtures import *  # noqa: F403
 
+#: what the caller's shell may have set that would steer an installer (or layerenv) into its environment
+CALLER_ENVIRONMENT = ("VIRTUAL_ENV", "CONDA_PREFIX", "CONDA_DEFAULT_ENV")
+CALLER_PREFIXES = ("PIP_", "UV_", "POETRY_")
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _no_caller_environment() -> Iterator[None]:
+    """The whole run forgets the caller's active venv and installer settings: nothing a test starts can
+    install into them (restored at the end, for pytest's own teardown)."""
+    saved = {name: value for name, value in os.environ.items()
+             if name in CALLER_ENVIRONMENT or name.startswith(CALLER_PREFIXES)}
+    for name in saved:
+        del os.environ[name]
+    yield
+    os.environ.update(saved)
+
 
 @pytest.fixture(autouse=True)
 def _guard_environment(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:

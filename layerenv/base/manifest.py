@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -210,3 +211,10 @@ def _schema_of(data: Any) -> int:
 
 def _unreadable(path: Path, error: Exception) -> OperationFailed:
     return OperationFailed(f"{path}: unreadable manifest ({error.__class__.__name__}: {error})")
+
+
+def lock_key(manifest: Manifest) -> str:
+    """The key ``layerenv base`` locks for a base: its id without the torch version (an adopted base: its id)."""
+    if manifest.adopted:
+        return manifest.base_id
+    return re.sub(r"-torch[^-]+-", "-", manifest.base_id, count=1)

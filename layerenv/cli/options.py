@@ -63,9 +63,12 @@ def verbosity(ctx: click.Context, local_verbose: int, local_quiet: int) -> int:
     return total
 
 
-def open_session(*, flags: Mapping[str, Any] | None = None, project_dir: Path | None = None) -> Session:
+def open_session(
+    *, flags: Mapping[str, Any] | None = None, project_dir: Path | None = None, machine_wide: bool = False
+) -> Session:
     """The command's :class:`Session` over this process's environment, made known to the exit boundary."""
     invocation = click.get_current_context().ensure_object(Invocation)
-    session = Session.open(os.environ, flags=flags, project_dir=project_dir, verbosity=invocation.verbosity)
+    session = Session.open(os.environ, flags=flags, project_dir=project_dir, verbosity=invocation.verbosity,
+                           machine_wide=machine_wide)
     invocation.session = session
     return session

@@ -59,9 +59,12 @@ class Session:
         flags: Mapping[str, Any] | None = None,
         project_dir: Path | None = None,
         verbosity: int = 0,
+        machine_wide: bool = False,
     ) -> Session:
-        """Load the settings (``flags`` strongest, then ``env``, then files) and nothing else yet."""
-        return cls(load_settings(project_dir=project_dir, env=env, flags=flags), env, verbosity=verbosity)
+        """Load the settings (``flags`` strongest, then ``env``, then files) and nothing else yet;
+        ``machine_wide``: no project's files (see :func:`layerenv.config.load_settings`)."""
+        settings = load_settings(project_dir=project_dir, env=env, flags=flags, project_files=not machine_wide)
+        return cls(settings, env, verbosity=verbosity)
 
     @property
     def store(self) -> Store:

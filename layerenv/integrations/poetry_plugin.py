@@ -41,6 +41,11 @@ CONSTRAINTS_FILE = "layerenv-constraints.txt"  # layerenv.project.constraints.CO
 __all__ = ["LayerenvPoetryPlugin"]
 
 
+def _constraint_reference(path: Path) -> str:
+    """As ``layerenv.project.run_env.constraint_reference``: a ``file:`` URL when whitespace would split it."""
+    return path.absolute().as_uri() if any(character.isspace() for character in str(path)) else str(path)
+
+
 def _layered_venv(path: Path) -> bool:
     return (path / RECORD_FILE).is_file()
 
@@ -81,7 +86,7 @@ class LayerenvPoetryPlugin(ApplicationPlugin):
 
 def _constrain(venv: Path, environ: MutableMapping[str, str]) -> None:
     """What ``layerenv run`` sets: pip and uv keep the base's torch family."""
-    ours = str(venv / CONSTRAINTS_FILE)
+    ours = _constraint_reference(venv / CONSTRAINTS_FILE)
     for name in ("UV_CONSTRAINT", "PIP_CONSTRAINT"):
         others = [item for item in environ.get(name, "").split() if item != ours]
         environ[name] = " ".join([ours, *others])

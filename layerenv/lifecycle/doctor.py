@@ -22,6 +22,7 @@ from layerenv.choice.detection import Detection
 from layerenv.errors import LayerenvError
 from layerenv.lifecycle.shadows import Shadow, Skipped
 from layerenv.reporter import format_size
+from layerenv.store.atomic import remove_tree
 from layerenv.store.home import Store
 from layerenv.store.trust import NotUsable
 from layerenv.venv.layout import VenvLayout
@@ -38,8 +39,8 @@ _TAGS = {"cpython": "cp", "pypy": "pp", "graalpy": "gp"}
 class Repair:
     """What ``--fix`` does for a finding."""
 
-    action: Literal["unshadow", "relink", "prune", "drop-entry"]
-    path: Path  # the project venv, or the registry entry file for "drop-entry"
+    action: Literal["unshadow", "relink", "prune", "drop-entry", "drop-staging"]
+    path: Path  # the project venv, the registry entry file for "drop-entry", the staging dir for "drop-staging"
     base_id: str = ""
     base_venv: Path | None = None
     project: Path | None = None
@@ -326,6 +327,10 @@ def _base_findings(bases: dict[str, Manifest], unreadable: list[Unreadable], use
         if not fits_machine(manifest, detection):
             fix = (f"{run} moves {them} to a base that fits (building it)" if projects and not is_current else
                    "`layerenv detect --explain` names the build that fits; `layerenv base --variant NAME` builds it")
+            if pins := [pin for project in projects if (pin := _pinned_by(Path(project)))]:
+                # `layerenv project` would build the pinned variant again: the pin is what has to change
+                again = f"`layerenv project {listed}`" if len(projects) == 1 else "`layerenv project PATH` for each"
+                fix = "; ".join(pins) + f": change or remove that setting, then {again}"
             findings.append(Finding("base-unfit", base_id, f"base {base_id} (torch {manifest.torch_build}) no longer "
                                     f"fits this machine: {unfit_reason(manifest, detection)}", fix))
         check = cache.get(base_id) or cache.setdefault(base_id, verify_base(manifest, quick=True))
@@ -362,6 +367,20 @@ def _unlisted_findings(manifest: Manifest, check: BaseCheck, projects: list[str]
     return findings
 
 
+def _pinned_by(project: Path) -> str | None:
+    """What in ``project``'s own files pins its torch build (``[torch] variant`` or ``version``), if anything."""
+    from layerenv.config import load_settings
+
+    try:
+        settings = load_settings(project_dir=project, env={})
+    except LayerenvError:
+        return None
+    pinned = [f"{key} = {settings.get(key)!r} in {source}" for key in ("torch.variant", "torch.version")
+              if (source := settings.sources[key]) not in ("default", "command line")
+              and Path(source).is_relative_to(project)]
+    return f"{project} pins {' and '.join(pinned)}" if pinned else None
+
+
 def _python_findings(pythons: dict[tuple[str, str], list[str]], bases: dict[str, Manifest],
                      on_newer: set[str]) -> list[Finding]:
     """Pythons that projects run with no base for them; a project on a newer layerenv's base has one."""
@@ -386,8 +405,17 @@ def diagnose(store: Store, detection: Detection, current: Manifest | None, env: 
     findings = _machine_findings(detection, env)
     findings += _base_findings(bases, unreadable, used, current, detection, {} if cache is None else cache)
     on_newer = {project for base_id in newer for project in used.get(base_id, [])}
-    findings += projects + _python_findings(pythons, bases, on_newer)
+    findings += projects + _python_findings(pythons, bases, on_newer) + _staging_findings(store)
     return Report(tuple(findings), len(entries), len(manifests), detection.outlook)
+
+
+def _staging_findings(store: Store) -> list[Finding]:
+    """Staging dirs that no running build holds: an interrupted build's, up to a whole base in size."""
+    from layerenv.lifecycle.leftovers import staging_leftovers
+
+    return [Finding("staging-orphaned", str(item.path), item.describe(), "remove it (`layerenv doctor --fix` or "
+                    "`layerenv gc`)", Repair("drop-staging", item.path))
+            for item in staging_leftovers(store) if item.orphaned]
 
 
 def repair(store: Store, finding: Finding) -> Outcome:
@@ -401,6 +429,12 @@ def repair(store: Store, finding: Finding) -> Outcome:
     if action.action == "drop-entry":
         action.path.unlink(missing_ok=True)
         return Outcome(f"deleted the unreadable registry entry {action.path}")
+    if action.action == "drop-staging":
+        from layerenv.lifecycle.leftovers import staging_leftovers
+
+        if any(item.path == action.path and item.orphaned for item in staging_leftovers(store, with_sizes=False)):
+            remove_tree(action.path)
+        return Outcome(f"removed {action.path}")
     if action.action == "prune":
         store.unregister(action.path)
         return Outcome(f"forgot {finding.subject} (its venv {action.path} is gone)")

@@ -7,6 +7,9 @@ that venv is gone: ``layerenv doctor --fix`` prunes such entries first), or when
 key, and ``--adopt`` while adopting) is held by another process. The lock is tried without waiting
 and held while the base is moved away, so a build of that key cannot start meanwhile.
 
+Staging dirs (``staging/``) of builds that were interrupted (their key's lock is free) are removed
+too; those of a running build are kept (layerenv.lifecycle.leftovers).
+
 Removal is crash-safe: the base's directory is renamed into ``graveyard/`` (one atomic rename
 inside the store), then deleted; what an interrupted gc left there is deleted by the next gc or
 build. For an adopted base only the store's manifest directory goes, never the environment.
@@ -17,15 +20,16 @@ Not covered: a ``layerenv project`` run by another process with other settings (
 
 from __future__ import annotations
 
-import re
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from layerenv.base.manifest import Manifest
+from layerenv.base.manifest import Manifest, lock_key
 from layerenv.errors import BadInput, OperationFailed
+from layerenv.lifecycle.leftovers import Leftover, staging_leftovers
 from layerenv.lifecycle.status import disk_usage
 from layerenv.store.atomic import remove_tree
 from layerenv.store.home import MANIFEST_NAME, Store
@@ -59,21 +63,19 @@ class GcResult:
     removed: tuple[Removal, ...]  # would be removed, with ``dry_run``
     kept: tuple[Kept, ...]
     leftovers_bytes: int  # what interrupted removals had left in graveyard/
+    staging: tuple[Leftover, ...] = ()  # staging/ dirs of interrupted builds, removed (or, dry, would be)
+    staging_kept: tuple[Leftover, ...] = ()  # staging/ dirs of builds running now
 
     @property
     def freed_bytes(self) -> int:
-        return sum(removal.size_bytes for removal in self.removed) + self.leftovers_bytes
+        removed = sum(removal.size_bytes for removal in self.removed)
+        return removed + self.leftovers_bytes + sum(leftover.size_bytes for leftover in self.staging)
 
     def to_json(self) -> dict[str, Any]:
         return {"dry_run": self.dry_run, "removed": [r.to_json() for r in self.removed],
-                "kept": [k.to_json() for k in self.kept], "freed_bytes": self.freed_bytes}
-
-
-def lock_key(manifest: Manifest) -> str:
-    """The key ``layerenv base`` locks for a base: its id without the torch version."""
-    if manifest.adopted:
-        return manifest.base_id
-    return re.sub(r"-torch[^-]+-", "-", manifest.base_id, count=1)
+                "kept": [k.to_json() for k in self.kept], "freed_bytes": self.freed_bytes,
+                "staging_removed": [leftover.to_json() for leftover in self.staging],
+                "staging_kept": [leftover.to_json() for leftover in self.staging_kept]}
 
 
 def bases_in_use(store: Store) -> dict[str, list[str]]:
@@ -142,9 +144,71 @@ def collect(store: Store, current_ids: set[str], *, dry_run: bool) -> GcResult:
             if holder is not None:
                 kept.append(Kept(manifest.base_id, f"locked by {holder}"))
                 continue
+            if users := linked_users(store, manifest):  # read under the lock: see project.create._claim
+                kept.append(Kept(manifest.base_id, "; ".join(users)))
+                continue
             removed.append(_remove(store, manifest, dry_run=dry_run))
     leftovers = _sweep_graveyard(store, dry_run=dry_run)
-    return GcResult(dry_run, tuple(removed), tuple(kept), leftovers)
+    staging = staging_leftovers(store)
+    orphans = tuple(item for item in staging if item.orphaned)
+    for leftover in orphans if not dry_run else ():
+        remove_tree(leftover.path)
+    live = tuple(item for item in staging if not item.orphaned)
+    return GcResult(dry_run, tuple(removed), tuple(kept), leftovers, orphans, live)
+
+
+def linked_users(store: Store, manifest: Manifest) -> list[str]:
+    """Why a base's noted users (``users/<base-id>/``) still need it: a venv there links to it, a venv in a
+    sibling directory does (the project was renamed), or a ``layerenv project`` run holds the venv's lock."""
+    reasons = []
+    for user in store.base_users(manifest.base_id):
+        venv = Path(user["venv"])
+        if venv.is_dir():
+            if links_to(venv, manifest):
+                reasons.append(f"linked by {venv}")
+                continue
+        elif moved := _moved(venv, manifest):
+            reasons.append(f"linked by {moved} (moved from {venv.parent}?)")
+            continue
+        with try_lock(store, store.project_lock_name(venv), hold=False) as holder:
+            if holder is not None:
+                reasons.append(f"{venv} is being made by {holder}")
+    return reasons
+
+
+def links_to(venv: Path, manifest: Manifest) -> bool:
+    """Whether ``venv`` links to this base (this store's: ids repeat between stores): its link record says
+    so or, when that is unreadable, its ``.pth`` files name the base's environment."""
+    from layerenv.project.link import read_link
+
+    try:
+        record = read_link(venv)
+    except OperationFailed:
+        record = None
+    if record is not None:
+        return record.base_id == manifest.base_id and record.base_venv == manifest.venv
+    base = str(manifest.venv)
+    for pth in venv.glob("lib*/python*/site-packages/*.pth"):
+        try:
+            if any(line.startswith(base + os.sep) for line in pth.read_text(encoding="utf-8").splitlines()):
+                return True
+        except (OSError, UnicodeDecodeError):
+            continue
+    return False
+
+
+def _moved(venv: Path, manifest: Manifest, limit: int = 2000) -> Path | None:
+    """A venv linking to this base in a sibling of ``venv``'s gone project directory (renamed, say)."""
+    parent = venv.parent.parent
+    try:
+        siblings = sorted(parent.iterdir())[:limit] if parent.is_dir() else []
+    except OSError:
+        return None
+    for sibling in siblings:
+        candidate = sibling / venv.name
+        if (candidate / "layerenv.json").is_file() and links_to(candidate, manifest):
+            return candidate
+    return None
 
 
 def _misplaced(store: Store, manifest: Manifest) -> str | None:
@@ -174,6 +238,7 @@ def _remove(store: Store, manifest: Manifest, *, dry_run: bool) -> Removal:
         except OSError as error:
             raise OperationFailed(f"cannot remove base {manifest.base_id} ({directory}): {error.strerror}") from None
         remove_tree(grave)
+        remove_tree(store.users / manifest.base_id)  # its users' notes: none of them links to it
     return Removal(manifest.base_id, str(directory), manifest.adopted, manifest.path, size)
 
 
@@ -187,4 +252,5 @@ def _sweep_graveyard(store: Store, *, dry_run: bool) -> int:
     return freed
 
 
-__all__ = ["GcResult", "Kept", "Removal", "bases_in_use", "collect", "lock_key", "try_lock"]
+__all__ = ["GcResult", "Kept", "Removal", "bases_in_use", "collect", "linked_users", "links_to", "lock_key",
+           "try_lock"]

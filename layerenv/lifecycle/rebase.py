@@ -256,6 +256,23 @@ class Outcome:
     reinstalled: dict[str, list[str]]
     failures: tuple[str, ...]
     built: tuple[str, ...]
+    reused: tuple[str, ...] = ()  # bases the plan had to build, found built by another process meanwhile
+
+
+def _build(plan: Plan, store: Store, reporter: Reporter, bases: dict[str, Manifest]
+           ) -> tuple[list[str], list[str], dict[tuple[str, str], str]]:
+    """Each base the plan needs (added to ``bases``): those built here, those another process had built
+    meanwhile, and the base id for each (Python tag, platform)."""
+    built: list[str] = []
+    reused: list[str] = []
+    resolved: dict[tuple[str, str], str] = {}
+    for target in plan.builds:
+        result = ensure_base(target.request, store, reporter)  # which records this node's answer
+        manifest = result.manifest
+        bases[manifest.base_id] = manifest
+        (reused if result.reused else built).append(manifest.base_id)
+        resolved[(target.interpreter.tag, target.interpreter.platform)] = manifest.base_id
+    return built, reused, resolved
 
 
 def held_line(plan: Plan, move: Move) -> str:
@@ -271,13 +288,7 @@ def execute(plan: Plan, store: Store, reporter: Reporter) -> Outcome:
     answer (a rebase after a reboot tells per-node projects the base again).
     """
     bases = {manifest.base_id: manifest for manifest in published(store)}
-    built: list[str] = []
-    resolved: dict[tuple[str, str], str] = {}
-    for target in plan.builds:
-        manifest = ensure_base(target.request, store, reporter).manifest  # which records this node's answer
-        bases[manifest.base_id] = manifest
-        built.append(manifest.base_id)
-        resolved[(target.interpreter.tag, target.interpreter.platform)] = manifest.base_id
+    built, reused, resolved = _build(plan, store, reporter, bases)
     for target in plan.targets:
         if target.manifest is not None:
             remember_node(store, target.manifest, target.request.detection, reporter)
@@ -307,10 +318,14 @@ def execute(plan: Plan, store: Store, reporter: Reporter) -> Outcome:
         index, move = item
         checkpoint(f"rebase:project-{index}")
         try:
-            return move_project(move, bases[str(move.new_base)], store, steps=plan.steps_of(move),
-                                old=bases.get(move.old_base))
+            # the venv's lock: another rebase or `layerenv project` changing the same venv goes first
+            with store.lock(store.project_lock_name(move.venv), purpose=f"layerenv rebase {move.project}"):
+                return move_project(move, bases[str(move.new_base)], store, steps=plan.steps_of(move),
+                                    old=bases.get(move.old_base))
         except (OperationFailed, BadInput) as error:
             return error.message
+        except OSError as error:  # the venv changed under us (deleted, moved): this project only
+            return f"{move.project}: not moved onto {move.new_base}: {error.strerror or error} ({error.filename})"
 
     # Each relink is a handful of small writes, each file fsynced before its rename: the waits overlap.
     # Interrupted (^C, a bug): the relinks under way finish (each is whole), those not started never start.
@@ -328,4 +343,4 @@ def execute(plan: Plan, store: Store, reporter: Reporter) -> Outcome:
                 reporter.warn(f"moved {move.project} anyway (--force): {step.describe()}; it will fail to import")
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
-    return Outcome(tuple(moved), reinstalled, tuple(failures), tuple(built))
+    return Outcome(tuple(moved), reinstalled, tuple(failures), tuple(built), tuple(reused))

@@ -72,13 +72,25 @@ def current() -> Interpreter:
     )
 
 
+def check_flag(flag: str | None) -> str | None:
+    """``--python``'s value: not given (None) or a spec; an empty one is a mistake, not "the default"."""
+    if flag is not None and not flag.strip():
+        raise BadInput(f"--python {flag!r} is empty: give a version such as 3.12 or a path, or leave it out")
+    return flag
+
+
 def find(spec: str, env: Mapping[str, str]) -> Interpreter:
     """An interpreter by version spec (``3.12``) or path, through virtualenv's discovery."""
     if not spec:
         return current()
     from virtualenv.discovery.builtin import get_interpreter
 
-    info = get_interpreter(spec, [], env=dict(env))
+    try:
+        info = get_interpreter(spec, [], env=dict(env))
+    except RuntimeError as error:  # virtualenv ran the file and it did not answer as a Python
+        reason = " ".join(str(error).split())
+        raise BadInput(f"{spec!r} is not a Python interpreter ({reason}); give a version such as 3.12 "
+                       "or the path of a python executable") from None
     if info is None:
         raise BadInput(f"no Python matching {spec!r} was found (give a version such as 3.12 or a path)")
     executable = info.system_executable or info.executable

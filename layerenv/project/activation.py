@@ -10,6 +10,7 @@ import re
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
+from layerenv.project.run_env import constraint_reference
 from layerenv.store.atomic import update_text
 
 _BLOCK = re.compile(r"[ \t]*# >>> layerenv >>>\n.*?# <<< layerenv <<<\n", re.S)
@@ -80,7 +81,7 @@ def patch_activation_scripts(scripts: Iterable[Path], constraints: Path) -> None
         if name not in _SHELLS or (name == "activate.csh" and not path.with_name("deactivate.csh").is_file()):
             continue
         anchor, restore, export = _SHELLS[name]
-        text = _BLOCK.sub("", path.read_text(encoding="utf-8"))
+        text = _BLOCK.sub("", path.read_text(encoding="utf-8", errors="surrogateescape"))  # see write_text
         if anchor:
             match = re.search(anchor, text, re.M)
             if match is None:
@@ -88,7 +89,7 @@ def patch_activation_scripts(scripts: Iterable[Path], constraints: Path) -> None
             cut = match.end()
             text = text[:cut] + _block(restore, "    " if cut else "") + text[cut:]
         if export:
-            code = _block(export.replace("{q}", _QUOTE[name](str(constraints))), "")
+            code = _block(export.replace("{q}", _QUOTE[name](constraint_reference(str(constraints)))), "")
             sig = text.find("# SIG # Begin signature block")
             text = text + code if sig < 0 else text[:sig] + code + text[sig:]
         update_text(path, text, mode=path.stat().st_mode & 0o777, durable=False)

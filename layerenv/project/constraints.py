@@ -10,7 +10,7 @@ import io
 from collections.abc import Iterable
 from pathlib import Path
 
-from layerenv.project.run_env import CONSTRAINTS_FILE
+from layerenv.project.run_env import CONSTRAINTS_FILE, constraint_reference
 from layerenv.store.atomic import update_text
 from layerenv.venv.distinfo import Distribution
 
@@ -35,8 +35,8 @@ def _write_pip_conf(path: Path, constraints: Path) -> None:
     if not parser.has_section("global"):
         parser.add_section("global")
     current = parser.get("global", "constraint", fallback="").split()  # pip splits it on whitespace
-    others = [item for item in current if Path(item).name != CONSTRAINTS_FILE]
-    parser.set("global", "constraint", " ".join([str(constraints), *others]))
+    others = [item for item in current if Path(item).name != CONSTRAINTS_FILE]  # a path or a file: URL
+    parser.set("global", "constraint", " ".join([constraint_reference(str(constraints)), *others]))
     text = io.StringIO()
     parser.write(text)
     update_text(path, text.getvalue())

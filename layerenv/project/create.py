@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -26,7 +27,7 @@ from layerenv.project.requirements import ProjectDependencies, read_dependencies
 from layerenv.project.sync_state import find_lock
 from layerenv.reporter import Reporter
 from layerenv.store.atomic import remove_tree, swap_in, write_json
-from layerenv.store.home import Store
+from layerenv.store.home import MANIFEST_NAME, Store
 from layerenv.venv.create import create_virtualenv
 from layerenv.venv.distinfo import canonical_name
 from layerenv.venv.layout import VenvLayout
@@ -82,7 +83,10 @@ class ProjectResult:
     removed: tuple[str, ...] = ()  # in the old venv, gone from the new one (each also reported)
 
 
-def check_project_dir(path: Path) -> Path:
+def check_project_dir(given: Path | str) -> Path:
+    if not str(given).strip():
+        raise BadInput(f"project path {str(given)!r} is empty: give a directory, or leave it out for the current one")
+    path = Path(given)
     if any(character in str(path) for character in "\n\r\0"):
         raise BadInput(f"project path {str(path)!r} contains a newline; a .pth line cannot hold it: rename it")
     if not path.exists():
@@ -321,7 +325,58 @@ def ensure_project(
 ) -> ProjectResult:
     """Create or update ``PATH/.venv``; an existing one is replaced only once the new one is complete.
     ``installer`` (by default the one ``request.installer`` names) fills the base if one is built, and
-    installs the project's requirements."""
+    installs the project's requirements. Two runs on one project take turns (the venv's lock)."""
+    deps = _dependencies(request)  # bad input is refused before anything is written, the lock file included
+    store.ensure_writable()
+    final = request.project_dir / VENV_NAME
+
+    def waiting(owner: str) -> None:
+        reporter.step(f"waiting for the lock on {final}: held by {owner}")
+
+    with store.lock(store.project_lock_name(final), purpose=f"layerenv project {request.project_dir}",
+                    on_wait=waiting):
+        return _ensure_project(request, store, reporter, installer, deps)
+
+
+def _dependencies(request: ProjectRequest) -> ProjectDependencies:
+    return read_dependencies(request.project_dir, request.requirement_files, request.extra_dependencies,
+                             request.extras, groups=request.groups, default_groups=request.default_groups,
+                             install_project=request.install_project)
+
+
+def _claim(store: Store, manifest: Manifest, venv: Path, project_dir: Path) -> bool:
+    """Note ``venv`` as a user of ``manifest``'s base, then whether the base is still published.
+
+    Under the base key's lock, as gc removes a base: a gc either saw the note (and keeps the base), or
+    finished before this looks (and the base is built again)."""
+    from layerenv.base.manifest import lock_key
+
+    store.add_user(venv, manifest.base_id, project_dir)
+    with store.lock(lock_key(manifest), purpose=f"layerenv project {project_dir}"):
+        return (store.base_dir(manifest.base_id) / MANIFEST_NAME).is_file()
+
+
+def _claimed_base(
+    request: ProjectRequest, store: Store, reporter: Reporter, installer: Installer | None
+) -> tuple[Manifest, bool]:
+    """The base the project links to, noted as used by its venv; and whether it was built now."""
+    manifest = usable_current(store, request.base)
+    base_built = manifest is None
+    if manifest is None:
+        reporter.step("no base fits this project yet: building it first, as `layerenv base` would")
+        manifest = ensure_base(request.base, store, reporter, installer).manifest  # which records this node's answer
+    venv = request.project_dir / VENV_NAME
+    if not _claim(store, manifest, venv, request.project_dir):
+        reporter.step(f"base {manifest.base_id} was removed meanwhile (layerenv gc): building it again")
+        manifest = ensure_base(request.base, store, reporter, installer).manifest
+        base_built = True
+        store.add_user(venv, manifest.base_id, request.project_dir)
+    return manifest, base_built
+
+
+def _ensure_project(
+    request: ProjectRequest, store: Store, reporter: Reporter, installer: Installer | None, deps: ProjectDependencies
+) -> ProjectResult:
     from layerenv.project.link import link
 
     project_dir = request.project_dir
@@ -331,14 +386,7 @@ def ensure_project(
         raise BadInput(
             f"{existing} exists and was not made by layerenv; move it away (or delete it) and run again"
         )
-    deps = read_dependencies(project_dir, request.requirement_files, request.extra_dependencies, request.extras,
-                             groups=request.groups, default_groups=request.default_groups,
-                             install_project=request.install_project)
-    manifest = usable_current(store, request.base)
-    base_built = manifest is None
-    if manifest is None:
-        reporter.step("no base fits this project yet: building it first, as `layerenv base` would")
-        manifest = ensure_base(request.base, store, reporter, installer).manifest  # which records this node's answer
+    manifest, base_built = _claimed_base(request, store, reporter, installer)
     _guard_conflicts(deps, manifest)
     if not base_built:
         remember_node(store, manifest, request.base.detection, reporter)
@@ -379,6 +427,7 @@ def ensure_project(
         }, staging, manifest))
         relocate_venv(staging, staging, final)
         checkpoint("project:after-relocate")
+        store.register(final, manifest.base_id, project_dir)  # before the swap: a venv in place is never unregistered
         graveyard = project_dir / f"{VENV_NAME}.layerenv-old-{os.getpid()}-{os.urandom(3).hex()}"
         checkpoint("project:before-swap")
         swap_in(staging, final, graveyard)
@@ -386,9 +435,13 @@ def ensure_project(
         link(final, base_id=manifest.base_id, base_venv=manifest.venv, per_node=mode)
         checkpoint("project:after-relink")
         remove_tree(graveyard)
+    except BaseException:
+        if not (final / "layerenv.json").is_file():  # registered just before a swap that did not happen
+            with contextlib.suppress(OSError):
+                store.unregister(final)
+        raise
     finally:
         remove_tree(staging)
-    store.register(final, manifest.base_id, project_dir)
-    checkpoint("project:after-register")
+    checkpoint("project:after-register")  # registered before the swap
     return ProjectResult(final, manifest, changed=True, installed=deps.requirements, base_built=base_built,
                          kept=kept, removed=removed)

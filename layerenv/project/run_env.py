@@ -98,6 +98,17 @@ def base_plainly_trusted(venv: str) -> bool:
     return True
 
 
+def constraint_reference(path: str) -> str:
+    """``path`` as an item of a whitespace-separated list (``UV_CONSTRAINT``, ``PIP_CONSTRAINT``, pip.conf's
+    ``constraint``, all split on whitespace): as it is, or a ``file:`` URL (pip and uv both read one) when
+    it holds whitespace, which would split it."""
+    if not any(character.isspace() for character in path):
+        return path
+    from pathlib import Path
+
+    return Path(path).absolute().as_uri()
+
+
 def constraint_variables(venv: str, environ: Mapping[str, str]) -> dict[str, str]:
     """``UV_CONSTRAINT`` (ours first, any already set kept after it) and ``VIRTUAL_ENV`` for ``venv``.
 
@@ -105,14 +116,14 @@ def constraint_variables(venv: str, environ: Mapping[str, str]) -> dict[str, str
     also steer ``uv venv``/``uv run`` inside the user's command.
     """
     venv = os.path.abspath(venv)
-    ours = os.path.join(venv, CONSTRAINTS_FILE)
+    ours = constraint_reference(os.path.join(venv, CONSTRAINTS_FILE))
     prior = [item for item in environ.get("UV_CONSTRAINT", "").split() if item != ours]
     return {"UV_CONSTRAINT": " ".join([ours, *prior]), "VIRTUAL_ENV": venv}
 
 
 def pip_constraint(venv: str, environ: Mapping[str, str]) -> str:
     """``PIP_CONSTRAINT`` with the venv's constraints first, any the caller set kept after them."""
-    ours = os.path.join(os.path.abspath(venv), CONSTRAINTS_FILE)
+    ours = constraint_reference(os.path.join(os.path.abspath(venv), CONSTRAINTS_FILE))
     return " ".join([ours, *[c for c in environ.get("PIP_CONSTRAINT", "").split() if c != ours]])
 
 

@@ -19,12 +19,14 @@ def write_text(path: Path, text: str, *, mode: int = 0o644, durable: bool = True
     """Write ``text`` to ``path`` via a temporary file and ``os.replace``: readers see old or new.
 
     ``durable`` also fsyncs the data before the rename, so a power cut cannot leave an empty file;
-    files that are only convenience (activation scripts, wrappers) skip it.
+    files that are only convenience (activation scripts, wrappers) skip it. Bytes that are not UTF-8,
+    read with ``errors="surrogateescape"`` (virtualenv's ``activate.csh`` for a non-ASCII path), are
+    written back as they were.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        with os.fdopen(fd, "w", encoding="utf-8", errors="surrogateescape") as handle:
             handle.write(text)
             handle.flush()
             if durable:
@@ -43,7 +45,9 @@ def update_text(path: Path, text: str, *, mode: int = 0o644, durable: bool = Tru
     far cheaper than a temporary file, an fsync and a rename.
     """
     try:
-        same = path.stat().st_mode & 0o777 == mode and path.read_text(encoding="utf-8") == text
+        same = path.stat().st_mode & 0o777 == mode and (
+            path.read_text(encoding="utf-8", errors="surrogateescape") == text
+        )
     except (OSError, ValueError):
         same = False
     if same:

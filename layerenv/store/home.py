@@ -8,8 +8,11 @@
       staging/<key>.<pid>.<nonce>/  a base being built (removed by the next build if orphaned)
       graveyard/                    replaced bases waiting to be deleted
       registry/<hash>.json          one file per project venv: path and base id
+      users/<base-id>/<hash>.json   per base, each project venv ever linked to it (gc's second source: the
+                                    registry keeps a venv's latest base only, and doctor --fix prunes it)
       locks/<key>.lock              one lock per base key, with <key>.owner.json naming the holder,
       locks/<key>.lease             or, on a store shared between nodes, a lease file (layerenv.store.locking)
+      locks/venv-<hash>.lock        one per project venv: `layerenv project` and `rebase` on it take turns
       nodes/<node>/                 per node: which base each Python uses there (layerenv.store.nodes)
       logs/<base-id>-<time>.log     installer output of each build
 """
@@ -80,6 +83,9 @@ class Store:
             home = Path.cwd() / home
         if any(character in str(home) for character in "\n\r\0"):
             raise BadInput(f"store directory {str(home)!r} contains a newline; choose a directory without one")
+        if home.exists() and not home.is_dir():  # every command would read it as an empty store
+            raise BadInput(f"LAYERENV_HOME={home} is not a directory; set LAYERENV_HOME to a directory (or a path "
+                           "not yet there)")
         from layerenv.store.identity import node_name
 
         return cls(home, lock_mode=lock_mode, stale_after=stale_after_from(env), node=node_name(env), trust=trust)
@@ -104,6 +110,10 @@ class Store:
     @property
     def registry(self) -> Path:
         return self.home / "registry"
+
+    @property
+    def users(self) -> Path:
+        return self.home / "users"
 
     @property
     def locks(self) -> Path:
@@ -222,6 +232,10 @@ class Store:
                         node=self.node, stale_after=self.stale_after, blocking=blocking, on_wait=on_wait):
             yield
 
+    def project_lock_name(self, project_venv: Path) -> str:
+        """The lock ``layerenv project`` holds while it makes or changes ``project_venv``."""
+        return f"venv-{self.registry_entry(project_venv).stem}"
+
     def lock_exists(self, key: str) -> bool:
         return any((self.locks / f"{key}{suffix}").exists() for suffix in (".lock", ".lease"))
 
@@ -232,10 +246,32 @@ class Store:
         return self.registry / f"{digest}.json"
 
     def register(self, project_venv: Path, base_id: str, project_dir: Path) -> None:
-        write_json(
-            self.registry_entry(project_venv),
-            {"venv": str(project_venv), "project": str(project_dir), "base_id": base_id, "updated": time.time()},
-        )
+        document = {"venv": str(project_venv), "project": str(project_dir), "base_id": base_id, "updated": time.time()}
+        try:
+            self.add_user(project_venv, base_id, project_dir)
+            write_json(self.registry_entry(project_venv), document)
+        except OSError as error:  # a full disk, a read-only store
+            raise OperationFailed(f"cannot record {project_venv} in the store's registry {self.registry}: "
+                                  f"{error.strerror or error}") from None
+
+    def add_user(self, project_venv: Path, base_id: str, project_dir: Path) -> None:
+        """Note in ``users/<base-id>/`` that ``project_venv`` links (or is about to link) to that base."""
+        path = self.users / check_name(base_id, "base id") / self.registry_entry(project_venv).name
+        if not path.is_file():
+            write_json(path, {"venv": str(project_venv), "project": str(project_dir), "base_id": base_id})
+
+    def base_users(self, base_id: str) -> list[dict[str, str]]:
+        """The project venvs ever noted as users of ``base_id`` (unreadable notes are skipped: the
+        registry and the venvs' own records still count)."""
+        directory = self.users / check_name(base_id, "base id")
+        found = []
+        for path in sorted(directory.glob("*.json")) if directory.is_dir() else []:
+            try:
+                entry = json.loads(path.read_text(encoding="utf-8"))
+                found.append({"venv": str(entry["venv"]), "project": str(entry["project"]), "note": str(path)})
+            except (OSError, ValueError, KeyError, TypeError):
+                continue
+        return found
 
     def unregister(self, project_venv: Path) -> None:
         self.registry_entry(project_venv).unlink(missing_ok=True)

@@ -14,7 +14,7 @@ def create_virtualenv(
     from virtualenv import cli_run
 
     args = [str(path), "--python", str(python), "--no-vcs-ignore", "--no-periodic-update", "--quiet"]
-    args += ["--prompt", prompt, *(["--no-setuptools"] if seed_pip else ["--no-seed"])]
+    args += [f"--prompt={prompt}", *(["--no-setuptools"] if seed_pip else ["--no-seed"])]
     if system_site_packages:
         args.append("--system-site-packages")
     try:

@@ -13,6 +13,7 @@ from layerenv.cli.options import verbosity as verbosity_of
 from layerenv.cli.render import base_summary
 from layerenv.cli.ui import Console
 from layerenv.config import INSTALLER_NAMES
+from layerenv.machine.interpreters import check_flag
 
 
 @click.command("base")
@@ -50,7 +51,7 @@ def command(
     verbosity = verbosity_of(ctx, local_verbose, local_quiet)
     console = Console(verbosity)
     flags = decision_flags(variant, channel, torch_pin, strict)
-    flags.update({"base.python": python_spec, "base.installer": installer})
+    flags.update({"base.python": check_flag(python_spec), "base.installer": installer})
     session = open_session(flags=flags)
     store = session.store
     detection = session.detection

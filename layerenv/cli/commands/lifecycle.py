@@ -34,7 +34,7 @@ def doctor_command(fix: bool, as_json: bool) -> None:
     """
     from layerenv.lifecycle.doctor import doctor
 
-    session = open_session()
+    session = open_session(machine_wide=True)  # the same verdict from any directory
     store = session.store
     current = session.current_base()
     report = doctor(store, session.detection, current, fix=fix, env=session.env)
@@ -98,7 +98,8 @@ def gc_command(dry_run: bool, as_json: bool) -> None:
     Current is the base `layerenv status` marks current (this interpreter, these settings). A base
     whose key's lock is held (a build of that key in progress) is kept, and so is one that another
     node of a shared store recorded as its base (that node may be down now). For an adopted base only
-    its manifest in the store is removed, never the environment. Reports the space freed.
+    its manifest in the store is removed, never the environment. Staging dirs of interrupted builds
+    (in staging/, their key's lock free) are removed too. Reports the space freed.
     """
     from layerenv.lifecycle.gc import collect
 
@@ -120,4 +121,8 @@ def gc_command(dry_run: bool, as_json: bool) -> None:
             click.echo(f"{verb} {removal.base_id} ({format_size(removal.size_bytes)})")
     for kept in result.kept:
         click.echo(f"kept {kept.base_id}: {kept.reason}")
+    for leftover in result.staging:
+        click.echo(f"{verb} {leftover.describe()}")
+    for leftover in result.staging_kept:
+        click.echo(f"kept {leftover.describe()}")
     click.echo(f"{'would free' if dry_run else 'freed'} {format_size(result.freed_bytes)}")

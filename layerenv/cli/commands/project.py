@@ -12,12 +12,13 @@ from layerenv.cli.options import open_session, verbosity_options
 from layerenv.cli.options import verbosity as verbosity_of
 from layerenv.cli.ui import Console
 from layerenv.config import INSTALLER_NAMES
+from layerenv.machine.interpreters import check_flag
 from layerenv.project.create import ProjectRequest, check_project_dir, ensure_project, python_spec_for
 from layerenv.venv.layout import VenvLayout
 
 
 @click.command("project")
-@click.argument("path", type=click.Path(path_type=Path), default=".", required=False)
+@click.argument("path", type=click.Path(path_type=str), default=".", required=False)
 @click.option("--python", "python_spec", metavar="SPEC", help="Interpreter (default: .python-version, then current).")
 @click.option("--installer", type=click.Choice(INSTALLER_NAMES), help="Installer for the project's dependencies.")
 @click.option("--extra", "extras", multiple=True, metavar="NAME", help="Optional-dependency group to install.")
@@ -40,7 +41,7 @@ def command(
     ctx: click.Context,
     local_verbose: int,
     local_quiet: int,
-    path: Path,
+    path: str,
     python_spec: str | None,
     installer: str | None,
     extras: tuple[str, ...],
@@ -59,7 +60,7 @@ def command(
         flags={"base.installer": installer, "project.per_node": per_node},
     )
     session.store.ensure_writable()
-    spec = python_spec_for(project_dir, python_spec, session.settings)
+    spec = python_spec_for(project_dir, check_flag(python_spec), session.settings)
     base = session.base_request(session.interpreter(spec))
     request = ProjectRequest.from_settings(project_dir, session.settings, base, extras=tuple(extras),
                                            system_site_packages=system_site_packages, groups=tuple(groups),

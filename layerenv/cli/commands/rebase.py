@@ -152,6 +152,7 @@ def command(
             json.dumps(
                 {
                     "built": list(outcome.built),
+                    "reused": list(outcome.reused),
                     "moved": [str(m.project) for m in outcome.moved],
                     "reinstalled": outcome.reinstalled,
                     "failures": list(outcome.failures),
@@ -162,6 +163,8 @@ def command(
     else:
         for base in outcome.built:
             click.echo(f"built {base}")
+        for base in outcome.reused:
+            click.echo(f"reused {base} built by another process")
         click.echo(f"moved {len(outcome.moved)} project(s); old bases are kept until `layerenv gc`")
         for venv, names in outcome.reinstalled.items():
             click.echo(f"  {venv}: reinstalled {', '.join(names)} for the new torch")

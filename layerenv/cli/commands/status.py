@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 
 import click
 
@@ -21,6 +22,7 @@ def command(as_json: bool) -> None:
     under the machine say what limits its choice of torch and what would lift it. An adopted base's
     size is not measured (it is not layerenv's, and walking it would slow status down).
     """
+    from layerenv.lifecycle.leftovers import staging_leftovers
     from layerenv.lifecycle.status import status_document
 
     session = open_session()
@@ -28,6 +30,7 @@ def command(as_json: bool) -> None:
     fitting = session.current_base()
     detection = session.detection
     document = status_document(store, {fitting.base_id} if fitting else set())
+    document["staging"] = [leftover.to_json() for leftover in staging_leftovers(store)]
     document["machine"] = detection.decision.to_json(detection.machine)
     document["outlook"] = list(detection.outlook)
     if as_json:
@@ -55,6 +58,10 @@ def command(as_json: bool) -> None:
     for unreadable in document["unreadable_bases"]:
         kind = "not trusted, not used" if unreadable["untrusted"] else "cannot be read"
         click.echo(f"  {unreadable['id']:<48} {kind}: {unreadable['problem']}")
+    for leftover in document["staging"]:
+        state = f"in use by {leftover['holder']}" if leftover["holder"] else "orphaned: `layerenv gc` removes it"
+        click.echo(f"  staging/{Path(leftover['path']).name:<40} {format_size(leftover['size_bytes']):>9}  "
+                   f"{leftover['age_seconds'] // 60} min old  {state}")
     click.echo("projects")
     if not document["projects"]:
         click.echo("  (none)")
