@@ -27,7 +27,7 @@ from layerenv.reporter import Reporter, progress
 from layerenv.store.atomic import remove_tree, swap_in, write_json
 from layerenv.store.home import MANIFEST_NAME, Store
 from layerenv.urls import fill_template, redact, unreachable_reason
-from layerenv.venv.create import create_virtualenv
+from layerenv.venv.create import BASE_PROMPT, create_virtualenv
 from layerenv.venv.layout import VenvLayout
 from layerenv.venv.relocate import relocate_venv
 
@@ -167,7 +167,7 @@ def _build_once(
     try:
         sources, offline = resolve_sources(request, reporter, log, prefix=staging)
         reporter.step(f"creating a {request.interpreter.tag} virtualenv")
-        create_virtualenv(staging, request.interpreter.executable, prompt="layerenv-base", seed_pip=installer.seeds_pip)
+        create_virtualenv(staging, request.interpreter.executable, prompt=BASE_PROMPT, seed_pip=installer.seeds_pip)
         python = VenvLayout.for_venv(staging).python
         checkpoint("base:after-venv")
         timings["venv"] = time.monotonic() - started
