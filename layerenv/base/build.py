@@ -142,6 +142,8 @@ def build(
     """Build in staging; a torch newer than the table is kept only if its verified arch list fits.
     ``installer`` fills it (by default the one ``request.installer`` names)."""
     decision = request.detection.decision
+    if installer is None and request.installer_note:
+        reporter.step(request.installer_note)
     installer = installer or get_installer(request.installer)
     may_be_newer = decision.may_be_newer
     try:

@@ -59,7 +59,7 @@ class ProjectRequest:
         return cls(
             project_dir=project_dir,
             base=base,
-            installer=settings.text("base.installer"),
+            installer=base.installer,  # "auto" resolved with the base's
             extras=extras or tuple(settings.items("project.extras")),
             requirement_files=tuple(settings.items("project.requirements")),
             extra_dependencies=tuple(settings.items("project.dependencies")),
@@ -334,6 +334,22 @@ def _create_venv(staging: Path, manifest: Manifest, request: ProjectRequest, sto
     share_pip(staging, wheel, store.home / "pip")
 
 
+def _refuse_foreign(existing: Path) -> None:
+    if (existing.exists() or existing.is_symlink()) and not (existing / "layerenv.json").is_file():
+        raise BadInput(
+            f"{existing} exists and was not made by layerenv; move it away (or delete it) and run again"
+        )
+
+
+def _seal(staging: Path, final: Path, state: dict[str, object]) -> None:
+    """The staged venv made ready to be swapped in: its state recorded, its paths rewritten for ``final``,
+    and what layerenv wrote into it flushed to disk at once (it was written without an fsync a file)."""
+    write_text(staging / STATE_FILE, json_text(state), durable=False)
+    relocate_venv(staging, staging, final)
+    checkpoint("project:after-relocate")
+    flush(_layerenv_files(staging))
+
+
 def _layerenv_files(venv: Path) -> list[Path]:
     """What makes the venv a layered one (its records, configs, ``.pth`` files and boot module) and the
     directories holding them: flushed before the venv is swapped in, so a power cut cannot leave one empty."""
@@ -352,11 +368,7 @@ def ensure_project(
 
     project_dir = request.project_dir
     _recover(project_dir)
-    existing = project_dir / VENV_NAME
-    if (existing.exists() or existing.is_symlink()) and not (existing / "layerenv.json").is_file():
-        raise BadInput(
-            f"{existing} exists and was not made by layerenv; move it away (or delete it) and run again"
-        )
+    _refuse_foreign(project_dir / VENV_NAME)
     deps = read_dependencies(project_dir, request.requirement_files, request.extra_dependencies, request.extras,
                              groups=request.groups, default_groups=request.default_groups,
                              install_project=request.install_project)
@@ -364,6 +376,9 @@ def ensure_project(
     base_built = manifest is None
     if manifest is None:
         reporter.step("no base fits this project yet: building it first, as `layerenv base` would")
+        if installer is None and request.base.installer_note:
+            reporter.step(request.base.installer_note)
+        installer = installer or get_installer(request.installer)
         manifest = ensure_base(request.base, store, reporter, installer).manifest  # which records this node's answer
     _guard_conflicts(deps, manifest)
     if not base_built:
@@ -378,6 +393,8 @@ def ensure_project(
     staging = project_dir / f"{VENV_NAME}.layerenv-new-{os.getpid()}-{os.urandom(3).hex()}"
     log = Log(store.log_path(f"project-{project_dir.name or 'root'}"))
     try:
+        if installer is None and request.base.installer_note and (deps.count or lock):
+            reporter.step(request.base.installer_note)
         reporter.step(f"creating {final} on base {manifest.base_id}")
         _create_venv(staging, manifest, request, store)
         checkpoint("project:after-venv")
@@ -390,17 +407,14 @@ def ensure_project(
         ours, kept, removed = _fill(staging, final, deps, request, installer or get_installer(request.installer),
                                     log, reporter, locked=lock is not None)
         checkpoint("project:after-install")
-        write_text(staging / STATE_FILE, json_text(with_extensions({
+        _seal(staging, final, with_extensions({
             "fingerprint": fingerprint,
             "base_id": manifest.base_id,
             "requirements": list(deps.requirements),
             "installed": ours,
             "groups": list(deps.groups),
             "created": time.time(),
-        }, staging, manifest)), durable=False)
-        relocate_venv(staging, staging, final)
-        checkpoint("project:after-relocate")
-        flush(_layerenv_files(staging))
+        }, staging, manifest))
         graveyard = project_dir / f"{VENV_NAME}.layerenv-old-{os.getpid()}-{os.urandom(3).hex()}"
         checkpoint("project:before-swap")
         swap_in(staging, final, graveyard)
