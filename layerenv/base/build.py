@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -169,12 +170,20 @@ def _build_once(
     try:
         sources, offline = resolve_sources(request, reporter, log, prefix=staging)
         reporter.step(f"creating a {request.interpreter.tag} virtualenv")
-        create_virtualenv(staging, request.interpreter.executable, prompt=BASE_PROMPT, seed_pip=installer.seeds_pip)
         python = VenvLayout.for_venv(staging).python
-        checkpoint("base:after-venv")
-        timings["venv"] = time.monotonic() - started
-        with _stage(reporter, timings, "resolve", f"resolving torch for {decision.variant}"):
-            plan = _plan(request, installer, python, sources, log, open_ended=open_ended, offline=offline)
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            creating = pool.submit(create_virtualenv, staging, request.interpreter.executable, prompt=BASE_PROMPT,
+                                   seed_pip=installer.seeds_pip)
+            if installer.seeds_pip:  # pip resolves from inside the venv; uv (no pip) for the interpreter, meanwhile
+                creating.result()
+                checkpoint("base:after-venv")
+            timings["venv"] = time.monotonic() - started
+            with _stage(reporter, timings, "resolve", f"resolving torch for {decision.variant}"):
+                plan = _plan(request, installer, python if installer.seeds_pip else request.interpreter.executable,
+                             sources, log, open_ended=open_ended, offline=offline)
+            creating.result()
+        if not installer.seeds_pip:
+            checkpoint("base:after-venv")
         checkpoint("base:after-resolve")
         for note in plan.notes:
             reporter.warn(note)
