@@ -155,6 +155,8 @@ def _recover(project_dir: Path) -> None:
 
 def _guard_conflicts(deps: ProjectDependencies, manifest: Manifest) -> None:
     """A requirement on the torch family that the base cannot satisfy fails before anything changes."""
+    if not deps.family_requirements:
+        return
     from packaging.requirements import Requirement
 
     for text, origin in deps.family_requirements:
