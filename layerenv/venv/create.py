@@ -9,7 +9,8 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from layerenv.errors import OperationFailed
+from layerenv.errors import BadInput, OperationFailed
+from layerenv.venv.layout import VenvLayout
 
 #: The prompt a base venv is created with; the activation scripts a project venv copies from it carry it.
 BASE_PROMPT = "layerenv-base"
@@ -54,13 +55,14 @@ def clone_shape(template: Path, path: Path, *, prompt: str, system_site_packages
                                                               (str(template), str(path), prompt))):
         return False
     values = dict(config)
-    version = re.match(r"(\d+)\.(\d+)", values.get("version_info", ""))
     links = sorted(entry for entry in bin_dir.glob("python*") if entry.is_symlink())
-    if (values.get("prompt", "").strip('"') != BASE_PROMPT or "virtualenv" not in values or version is None
-            or (bin_dir / "python") not in links):
+    if values.get("prompt", "").strip('"') != BASE_PROMPT or "virtualenv" not in values or bin_dir / "python" not in links:
+        return False
+    try:
+        site = path / VenvLayout.for_venv(template).site_packages.relative_to(template)  # lib/python3.13t/... too
+    except BadInput:
         return False
     replace = _replacer({str(template): str(path), BASE_PROMPT: prompt})
-    site = path / "lib" / f"python{version[1]}.{version[2]}" / "site-packages"
     site.mkdir(parents=True)
     (path / "bin").mkdir()
     for link in links:
