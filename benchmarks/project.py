@@ -1,12 +1,15 @@
-"""`layerenv project` against plain installs of torch; disk of 10 project venvs; import overhead.
+"""`layerenv project` on an empty repo against its peers, the disk of 10 project venvs, import overhead.
 
-Targets (issue 5): `layerenv project` on an empty repo <= 1.0x the warm-cache `uv venv && uv pip
-install torch`; 10 project venvs add < 5% of one torch install on disk; `import torch` in a project
-venv costs < 3% more than in the base.
-The first three figures use a fake torch wheel with a large library (--payload-mb); the import
-figure uses the machine's real CPU torch wheel when --real-wheels points at it (default /opt/wheels),
-else the fake one.
-Run: python benchmarks/project.py [--payload-mb 300] [--imports 15]
+Rows (issue 19), each printed with its peer measured in the same run:
+  1. `layerenv project` on an empty repo, real CPU torch base: <= 0.3 s; beside it `uv venv
+     --system-site-packages` and `python -m venv --system-site-packages` (the floor and the stdlib);
+  2. the same against a warm-cache `uv venv && uv pip install torch`: <= 0.5x;
+  3. disk of 10 project venvs, everything in `.venv` counted (allocated blocks, folders too): < 1 MB each,
+     beside a `uv venv` (no seed packages);
+  4. `import torch` in a project venv against the base: < 3% overhead.
+The real CPU torch wheel is looked up in --real-wheels (default /opt/wheels); its dependencies come from
+--deps-index. layerenv is started as its console script starts it, with bytecode written (as installed).
+Run: python benchmarks/project.py [--runs 5] [--imports 15]; run it three times and report every run.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -22,174 +26,138 @@ import tempfile
 import time
 from pathlib import Path
 
-from _common import REPO, clean_env, du, fake_variant_index, layerenv, timed, uv
+from _common import REPO, clean_env, console_script, timed, uv
 
 
-def import_times(first: Path, second: Path, runs: int, env: dict[str, str]) -> tuple[float, float]:
+def allocated(path: Path) -> int:
+    """Bytes allocated under ``path``, every file, link and folder counted (``du -s``)."""
+    total = path.lstat().st_blocks * 512
+    for root, dirs, files in os.walk(path):
+        total += sum(Path(root, name).lstat().st_blocks * 512 for name in [*dirs, *files])
+    return total
+
+
+def import_times(first: Path, second: Path, runs: int) -> tuple[float, float]:
     """Median wall time of ``python -c "import torch"`` in each, runs interleaved so drift hits both."""
     samples: dict[Path, list[float]] = {first: [], second: []}
     for _ in range(runs):
         for python in (first, second):
             started = time.perf_counter()
-            subprocess.run([str(python), "-c", "import torch"], env=env, check=True, capture_output=True)
+            subprocess.run([str(python), "-c", "import torch"], check=True, capture_output=True)
             samples[python].append(time.perf_counter() - started)
     return statistics.median(samples[first]), statistics.median(samples[second])
 
 
+def interleaved(commands: dict[str, list[str]], runs: int, env: dict[str, str],
+                fresh: Path) -> tuple[dict[str, float], dict[str, float]]:
+    """Median wall seconds, and median CPU seconds (user + system, its processes together: what a busy
+    machine inflates least), of each command making a new environment at ``{dest}``; runs interleaved."""
+    samples: dict[str, list[float]] = {name: [] for name in commands}
+    cpu: dict[str, list[float]] = {name: [] for name in commands}
+    for number in range(runs + 1):  # the first round warms caches and writes bytecode: not counted
+        for name, argv in commands.items():
+            dest = fresh / f"{name.replace(' ', '_')}-{number}"
+            dest.mkdir(parents=True)
+            before = resource.getrusage(resource.RUSAGE_CHILDREN)
+            seconds = timed([part.replace("{dest}", str(dest)) for part in argv], env)
+            after = resource.getrusage(resource.RUSAGE_CHILDREN)
+            if number:
+                samples[name].append(seconds)
+                cpu[name].append(after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime)
+    return ({name: statistics.median(values) for name, values in samples.items()},
+            {name: statistics.median(values) for name, values in cpu.items()})
+
+
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--payload-mb", type=int, default=300)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--runs", type=int, default=5, help="timed runs of each command (medians)")
     parser.add_argument("--imports", type=int, default=15, help="runs of each import measurement")
     parser.add_argument("--real-wheels", default="/opt/wheels", help="directory holding a real CPU torch wheel")
     parser.add_argument("--deps-index", default="file:///opt/pypi/simple", help="index for real torch's dependencies")
     parser.add_argument("--json", action="store_true")
     options = parser.parse_args()
+    tag = f"cp{sys.version_info.major}{sys.version_info.minor}"
+    real = sorted(Path(options.real_wheels).glob(f"torch-*+cpu-{tag}-{tag}-*.whl"))
+    if not real:
+        raise SystemExit(f"no real CPU torch wheel for {tag} in {options.real_wheels}")
+    version = real[-1].name.split("-")[1]
     scratch = Path(tempfile.mkdtemp(prefix="layerenv-bench-project-"))
     try:
-        template = fake_variant_index(scratch / "index", options.payload_mb)
-        index = template.replace("{variant}", "cu128")
         cache = {"UV_CACHE_DIR": str(scratch / "uv-cache")}
-        env = clean_env(
-            scratch / "home",
-            {"LAYERENV_INDEX_URL": template, "LAYERENV_VARIANT": "cu128", "LAYERENV_INSTALLER": "uv", **cache},
-        )
-        timed(layerenv("base"), env)
+        env = clean_env(scratch / "home", {
+            "LAYERENV_VARIANT": "cpu", "LAYERENV_INDEX_URL": "file:///nonexistent/{variant}",
+            "LAYERENV_FIND_LINKS": options.real_wheels, "LAYERENV_TORCH": version.split("+")[0], **cache})
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
         plain = clean_env(scratch, cache)
-        timed([uv(), "venv", "-q", str(scratch / "warm")], plain)
-        timed(
-            [
-                uv(),
-                "pip",
-                "install",
-                "-q",
-                "--python",
-                str(scratch / "warm"),
-                "--index-url",
-                index,
-                "torch==2.9.1+cu128",
-            ],
-            plain,
-        )
-        repos = []
-        for index_number in range(10):
-            repo = scratch / f"repo{index_number}"
-            repo.mkdir()
-            repos.append(repo)
-        project_s = timed(layerenv("project", str(repos[0])), env)
-        uv_s = timed(
-            [
-                "sh",
-                "-c",
-                f"'{uv()}' venv -q '{scratch}/uvp' && '{uv()}' pip install -q --python "
-                f"'{scratch}/uvp' --index-url '{index}' torch==2.9.1+cu128",
-            ],
-            plain,
-        )
-        pip_s = timed(
-            [
-                "sh",
-                "-c",
-                f"'{sys.executable}' -m venv '{scratch}/pipp' && '{scratch}/pipp/bin/pip' "
-                f"install -q --index-url '{index}' torch==2.9.1+cu128",
-            ],
-            plain,
-        )
-        for repo in repos[1:]:
-            timed(layerenv("project", str(repo)), env)
-        ten = sum(du(repo / ".venv") for repo in repos)
-        empty = scratch / "empty-venv"
-        timed([sys.executable, "-m", "virtualenv", "-q", "--no-setuptools", str(empty)], plain)
-        added = ten - 10 * du(empty)
-        torch_install = du(scratch / "pipp") - du(empty)
+        plain.pop("PYTHONDONTWRITEBYTECODE", None)
+        timed(console_script("base"), env)
+        base_python = next((scratch / "home" / "bases").glob("*/bin/python"))
+        interpreter = os.path.realpath(base_python)
+        deps = ["--find-links", options.real_wheels, "--index-url", options.deps_index, f"torch=={version}"]
+        uv_torch = (f"'{uv()}' venv -q --python '{interpreter}' '{{dest}}/.venv' && '{uv()}' pip install -q "
+                    f"--python '{{dest}}/.venv' " + " ".join(deps))
+        seconds, cpu = interleaved({
+            "layerenv project": console_script("project", "{dest}"),
+            "uv venv --system-site-packages": [uv(), "venv", "-q", "--python", interpreter, "--system-site-packages",
+                                               "{dest}/.venv"],
+            "python -m venv --system-site-packages": [interpreter, "-m", "venv", "--system-site-packages",
+                                                      "{dest}/.venv"],
+            "uv venv && uv pip install torch (warm)": ["sh", "-c", uv_torch],
+        }, options.runs, env, scratch / "runs")
 
-        real = sorted(Path(options.real_wheels).glob("torch-*+cpu-cp3*.whl")) if options.real_wheels else []
-        import_env = dict(os.environ)
-        if real:
-            what = f"real {real[0].name}"
-            real_env = {k: v for k, v in os.environ.items() if not k.startswith("LAYERENV_")}
-            real_env.update(
-                {
-                    "LAYERENV_HOME": str(scratch / "real-home"),
-                    "LAYERENV_VARIANT": "cpu",
-                    "LAYERENV_INDEX_URL": "file:///nonexistent/{variant}",
-                    "LAYERENV_FIND_LINKS": options.real_wheels,
-                    "LAYERENV_USER_CONFIG": str(scratch / "none.toml"),
-                    "PYTHONPATH": str(REPO),
-                }
-            )
-            timed(layerenv("base"), real_env)
-            (scratch / "real-repo").mkdir()
-            (scratch / "real-repo2").mkdir()
-            timed(layerenv("project", str(scratch / "real-repo")), real_env)
-            real_project_s = timed(layerenv("project", str(scratch / "real-repo2")), real_env)
-            version = real[0].name.split("-")[1]
-            deps = ["--find-links", options.real_wheels, "--index-url", options.deps_index, f"torch=={version}"]
-            timed([uv(), "venv", "-q", str(scratch / "real-warm")], plain)
-            timed([uv(), "pip", "install", "-q", "--python", str(scratch / "real-warm"), *deps], plain)
-            real_uv_s = timed(
-                [
-                    "sh",
-                    "-c",
-                    f"'{uv()}' venv -q '{scratch}/real-uv' && '{uv()}' pip install -q --python "
-                    f"'{scratch}/real-uv' " + " ".join(deps),
-                ],
-                plain,
-            )
-            project_python = scratch / "real-repo" / ".venv" / "bin" / "python"
-            base_python = next((scratch / "real-home" / "bases").glob("*/bin/python"))
-        else:
-            what = "fake torch"
-            real_project_s = real_uv_s = float("nan")
-            project_python = repos[0] / ".venv" / "bin" / "python"
-            base_python = next((scratch / "home" / "bases").glob("*/bin/python"))
-        import_times(base_python, project_python, 1, import_env)
-        base_import, project_import = import_times(base_python, project_python, options.imports, import_env)
+        repos = [scratch / "ten" / f"repo{number}" for number in range(10)]
+        for repo in repos:
+            repo.mkdir(parents=True)
+            timed(console_script("project", str(repo)), env)
+        ten = sum(allocated(repo / ".venv") for repo in repos)
+        timed([uv(), "venv", "-q", "--python", interpreter, str(scratch / "uv-empty")], plain)
+        uv_empty = allocated(scratch / "uv-empty")
+        shared_pip = allocated(scratch / "home" / "pip")
+
+        project_python = repos[0] / ".venv" / "bin" / "python"
+        import_times(base_python, project_python, 1)
+        base_import, project_import = import_times(base_python, project_python, options.imports)
+        project_s = seconds["layerenv project"]
         result = {
-            "layerenv_project_s": project_s,
-            "uv_venv_install_warm_s": uv_s,
-            "venv_pip_install_s": pip_s,
-            "project_vs_uv": project_s / uv_s,
-            "ten_projects_added_bytes": added,
-            "one_torch_install_bytes": torch_install,
-            "ten_projects_share_of_one_install": added / torch_install,
+            "torch": version,
+            "seconds": seconds,
+            "cpu_seconds": cpu,
+            "project_s": project_s,
+            "project_vs_uv_venv": project_s / seconds["uv venv --system-site-packages"],
+            "project_vs_python_venv": project_s / seconds["python -m venv --system-site-packages"],
+            "project_vs_uv_torch_install": project_s / seconds["uv venv && uv pip install torch (warm)"],
+            "project_venv_bytes": ten / 10,
+            "uv_venv_bytes": uv_empty,
+            "shared_pip_bytes_once": shared_pip,
             "import_torch_base_s": base_import,
             "import_torch_project_s": project_import,
             "import_overhead": project_import / base_import - 1,
-            "import_measured_with": what,
-            "real_layerenv_project_s": real_project_s,
-            "real_uv_venv_install_warm_s": real_uv_s,
-            "real_project_vs_uv": real_project_s / real_uv_s,
         }
         if options.json:
             print(json.dumps(result, indent=2))
             return
-        print(f"fake torch wheel with a {options.payload_mb} MB library")
-        print(f"  layerenv project (empty repo)     {project_s * 1000:8.0f} ms")
-        print(
-            f"  uv venv && uv pip install (warm)  {uv_s * 1000:8.0f} ms   ratio {result['project_vs_uv']:.2f}x"
-            f" (target <= 1.0x: {'met' if result['project_vs_uv'] <= 1.0 else 'NOT met'})"
-        )
-        print(f"  python -m venv && pip install     {pip_s * 1000:8.0f} ms")
-        if real:
-            ratio = result["real_project_vs_uv"]
-            print(
-                f"same with the real {real[0].name}: layerenv project {real_project_s * 1000:.0f} ms, "
-                f"uv venv && uv pip install (warm) {real_uv_s * 1000:.0f} ms, ratio {ratio:.2f}x "
-                f"(target <= 1.0x: {'met' if ratio <= 1.0 else 'NOT met'})"
-            )
-        print(
-            f"  10 project venvs add {added / 1e6:.1f} MB = {100 * added / torch_install:.2f}% of one torch install"
-            f" ({torch_install / 1e6:.0f} MB) (target < 5%: "
-            f"{'met' if added / torch_install < 0.05 else 'NOT met'})"
-        )
-        print(
-            f"  import torch ({what}): base {base_import * 1000:.0f} ms, project {project_import * 1000:.0f} ms,"
-            f" overhead {100 * result['import_overhead']:+.1f}% (target < 3%: "
-            f"{'met' if result['import_overhead'] < 0.03 else 'NOT met'})"
-        )
+        verdict = {True: "met", False: "NOT met"}
+        print(f"real torch {version} base; medians of {options.runs} runs, interleaved")
+        ours = cpu["layerenv project"]
+        for name, value in seconds.items():
+            print(f"  {name:<40} {value * 1000:7.0f} ms (cpu {cpu[name] * 1000:6.0f} ms)   "
+                  f"layerenv project / this {project_s / value:6.2f}x (cpu {ours / cpu[name]:5.2f}x)")
+        print(f"  row 1: layerenv project {project_s * 1000:.0f} ms, cpu {ours * 1000:.0f} ms "
+              f"(target <= 300 ms: {verdict[project_s <= 0.3]})")
+        ratio = result["project_vs_uv_torch_install"]
+        print(f"  row 2: vs uv venv && uv pip install torch (warm) {ratio:.2f}x "
+              f"(target <= 0.5x: {verdict[ratio <= 0.5]})")
+        each = result["project_venv_bytes"]
+        print(f"  row 3: 10 project venvs {ten / 1e6:.2f} MB, {each / 1e6:.2f} MB each, everything counted "
+              f"(uv venv {uv_empty / 1e6:.2f} MB: {each / uv_empty:.1f}x; the store's one shared pip "
+              f"{shared_pip / 1e6:.1f} MB) (target < 1 MB each: {verdict[each < 1e6]})")
+        overhead = result["import_overhead"]
+        print(f"  row 4: import torch, base {base_import * 1000:.0f} ms, project {project_import * 1000:.0f} ms, "
+              f"overhead {100 * overhead:+.1f}% (target < 3%: {verdict[overhead < 0.03]})")
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 
 
 if __name__ == "__main__":
+    sys.path.insert(0, str(REPO))
     main()

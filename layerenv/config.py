@@ -21,7 +21,19 @@ SettingType = Literal["str", "bool", "list"]
 
 #: The installers layerenv can drive: the values ``base.installer`` and ``--installer`` accept, and
 #: the keys of :data:`layerenv.installers.INSTALLERS` (kept here: settings are read before any installer).
-INSTALLER_NAMES: tuple[str, ...] = ("pip", "uv")
+INSTALLER_NAMES: tuple[str, ...] = ("auto", "pip", "uv")  # "auto": uv where it is found, else pip
+PIP_FALLBACK_NOTE = ("uv not found: installing with pip (pip install uv for faster installs, "
+                     'or set [base] installer = "pip" to choose pip)')
+
+
+
+def resolve_installer(name: str, uv: str | None) -> tuple[str, str | None]:
+    """The installer ``base.installer = name`` stands for, given the uv found (None: none), and the
+    note to print when "auto" falls back to pip."""
+    if name != "auto":
+        return name, None
+    return ("uv", None) if uv else ("pip", PIP_FALLBACK_NOTE)
+
 
 _TRUE = ("1", "true", "yes", "on")
 _FALSE = ("0", "false", "no", "off", "")
@@ -74,7 +86,8 @@ SETTINGS: tuple[SettingSpec, ...] = (
         "LAYERENV_PYTHON",
         "interpreter for the base: a version ('3.12') or a path (empty: the running one)",
     ),
-    SettingSpec("base.installer", "str", "pip", "LAYERENV_INSTALLER", "installer that fills the base", INSTALLER_NAMES),
+    SettingSpec("base.installer", "str", "auto", "LAYERENV_INSTALLER",
+                "installer of the base and the projects: auto (uv where found, else pip), pip or uv", INSTALLER_NAMES),
     SettingSpec(
         "index.url",
         "str",

@@ -25,7 +25,9 @@ def test_one_list_of_installers_feeds_the_registry_the_setting_and_the_cli() -> 
         assert command is not None
         option = next(param for param in command.params if param.name == "installer")
         assert isinstance(option.type, click.Choice) and tuple(option.type.choices) == INSTALLER_NAMES
-    assert [get_installer(name).name for name in INSTALLER_NAMES] == list(INSTALLER_NAMES)
+    concrete = [name for name in INSTALLER_NAMES if name != "auto"]
+    assert [get_installer(name).name for name in concrete] == concrete
+    assert get_installer("auto").name == "uv"  # uv is installed here: the default resolves to it
 
 
 def test_the_runner_redacts_credentials_in_argv_and_output(tmp_path: Path) -> None:

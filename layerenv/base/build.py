@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -28,7 +29,7 @@ from layerenv.reporter import Reporter, progress
 from layerenv.store.atomic import open_log, remove_tree, swap_in, write_json
 from layerenv.store.home import MANIFEST_NAME, Store
 from layerenv.urls import fill_template, redact, unreachable_reason
-from layerenv.venv.create import create_virtualenv
+from layerenv.venv.create import BASE_PROMPT, create_virtualenv
 from layerenv.venv.layout import VenvLayout
 from layerenv.venv.relocate import relocate_venv
 
@@ -142,6 +143,8 @@ def build(
     """Build in staging; a torch newer than the table is kept only if its verified arch list fits.
     ``installer`` fills it (by default the one ``request.installer`` names)."""
     decision = request.detection.decision
+    if installer is None and request.installer_note:
+        reporter.step(request.installer_note)
     installer = installer or get_installer(request.installer)
     may_be_newer = decision.may_be_newer
     try:
@@ -167,12 +170,20 @@ def _build_once(
     try:
         sources, offline = resolve_sources(request, reporter, log, prefix=staging)
         reporter.step(f"creating a {request.interpreter.tag} virtualenv")
-        create_virtualenv(staging, request.interpreter.executable, prompt="layerenv-base", seed_pip=installer.seeds_pip)
         python = VenvLayout.for_venv(staging).python
-        checkpoint("base:after-venv")
-        timings["venv"] = time.monotonic() - started
-        with _stage(reporter, timings, "resolve", f"resolving torch for {decision.variant}"):
-            plan = _plan(request, installer, python, sources, log, open_ended=open_ended, offline=offline)
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            creating = pool.submit(create_virtualenv, staging, request.interpreter.executable, prompt=BASE_PROMPT,
+                                   seed_pip=installer.seeds_pip)
+            if installer.seeds_pip:  # pip resolves from inside the venv; uv (no pip) for the interpreter, meanwhile
+                creating.result()
+                checkpoint("base:after-venv")
+            timings["venv"] = time.monotonic() - started
+            with _stage(reporter, timings, "resolve", f"resolving torch for {decision.variant}"):
+                plan = _plan(request, installer, python if installer.seeds_pip else request.interpreter.executable,
+                             sources, log, open_ended=open_ended, offline=offline)
+            creating.result()
+        if not installer.seeds_pip:
+            checkpoint("base:after-venv")
         checkpoint("base:after-resolve")
         for note in plan.notes:
             reporter.warn(note)

@@ -10,7 +10,7 @@ from pathlib import Path
 from layerenv.base.manifest import Manifest
 from layerenv.choice.detection import Detection
 from layerenv.choice.variant import Variant
-from layerenv.config import Settings
+from layerenv.config import Settings, resolve_installer
 from layerenv.errors import BadInput
 from layerenv.machine.interpreters import Interpreter
 
@@ -44,11 +44,12 @@ class BaseRequest:
     interpreter: Interpreter
     detection: Detection
     packages: tuple[str, ...]
-    installer: str
+    installer: str  # "pip" or "uv": "auto" is resolved when the request is made
     sources: SourceSettings
     pin: str | None = None
     rebuild: bool = False
     verbose: bool = False
+    installer_note: str | None = None  # why the installer is not the one asked for ("auto" without uv)
 
 
 @dataclass(frozen=True)
@@ -67,11 +68,16 @@ def request_from_settings(
     verbose: bool = False,
 ) -> BaseRequest:
     """The base a command asks for, from the effective settings; ``base.packages`` must name torch."""
+    from layerenv.machine.uv import find_uv
+
+    asked = settings.text("base.installer")
+    installer, note = resolve_installer(asked, find_uv() if asked == "auto" else None)
     return BaseRequest(
         interpreter=interpreter,
         detection=detection,
         packages=require_torch(tuple(settings.items("base.packages"))),
-        installer=settings.text("base.installer"),
+        installer=installer,
+        installer_note=note,
         sources=SourceSettings(
             index_template=settings.text("index.url"),
             extra_index_urls=tuple(settings.items("index.extra_urls")),

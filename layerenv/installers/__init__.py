@@ -1,7 +1,8 @@
 """The one door to pip and uv: every installer run in layerenv goes through an :class:`Installer`.
 
 ``INSTALLERS`` is the registry, keyed by the names ``base.installer`` allows
-(:data:`layerenv.config.INSTALLER_NAMES`, which also feeds the CLI's ``--installer`` choices).
+(:data:`layerenv.config.INSTALLER_NAMES`, which also feeds the CLI's ``--installer`` choices);
+"auto" (the default) is uv where one is found, else pip: :func:`layerenv.config.resolve_installer`.
 """
 
 from __future__ import annotations
@@ -12,7 +13,8 @@ from layerenv.config import INSTALLER_NAMES
 from layerenv.errors import BadInput
 from layerenv.installers.pip import PipInstaller
 from layerenv.installers.protocol import Installer, InstallerFailed, LayeredVenv, Log, Resolved, Sources
-from layerenv.installers.uv import UvInstaller, find_uv
+from layerenv.installers.uv import UvInstaller
+from layerenv.machine.uv import find_uv
 
 __all__ = [
     "INSTALLERS",
@@ -36,7 +38,12 @@ def _uv() -> Installer:
     return UvInstaller(uv)
 
 
-_MAKERS: dict[str, Callable[[], Installer]] = {"pip": PipInstaller, "uv": _uv}
+def _auto() -> Installer:
+    uv = find_uv()
+    return PipInstaller() if uv is None else UvInstaller(uv)
+
+
+_MAKERS: dict[str, Callable[[], Installer]] = {"auto": _auto, "pip": PipInstaller, "uv": _uv}
 #: name -> how to make it; exactly the names the setting and the CLI accept (a name without a maker fails here)
 INSTALLERS: Mapping[str, Callable[[], Installer]] = {name: _MAKERS[name] for name in INSTALLER_NAMES}
 

@@ -185,12 +185,12 @@ def per_node_boot(base_id: str, modules: Sequence[str], *, store: Path, python_k
     return Boot(module, "import _layerenv_boot\n")
 
 
-def write_boot(venv: Path, site: Path, boot: Boot) -> None:
+def write_boot(venv: Path, site: Path, boot: Boot, *, durable: bool = True) -> None:
     """The boot module first and the ``.pth`` last, each replaced atomically, so that an interrupted
     write leaves a venv that starts with the old boot or the new one."""
-    if update_text(site / BOOT_NAME, boot.module) or not _boot_compiled(site / BOOT_NAME):
+    if update_text(site / BOOT_NAME, boot.module, durable=durable) or not _boot_compiled(site / BOOT_NAME):
         _compile_boot(venv, site / BOOT_NAME)
-    update_text(site / PTH_NAME, boot.pth)
+    update_text(site / PTH_NAME, boot.pth, durable=durable)
 
 
 def python_series(venv: Path) -> str | None:

@@ -18,16 +18,18 @@ __all__ = ["CONSTRAINTS_FILE", "write_constraints"]
 
 
 
-def write_constraints(venv: Path, base_id: str, family: Iterable[Distribution], pip_config: Path) -> Path:
+def write_constraints(venv: Path, base_id: str, family: Iterable[Distribution], pip_config: Path, *,
+                      durable: bool = True) -> Path:
     """Pin ``family`` in ``<venv>/layerenv-constraints.txt`` and name that file in ``pip_config``."""
     constraints = venv / CONSTRAINTS_FILE
     pins = "".join(f"{d.name}=={d.version}\n" for d in family)
-    update_text(constraints, f"# layerenv: the torch family of base {base_id}; installs must keep it.\n{pins}")
-    _write_pip_conf(pip_config, constraints)
+    update_text(constraints, f"# layerenv: the torch family of base {base_id}; installs must keep it.\n{pins}",
+                durable=durable)
+    _write_pip_conf(pip_config, constraints, durable=durable)
     return constraints
 
 
-def _write_pip_conf(path: Path, constraints: Path) -> None:
+def _write_pip_conf(path: Path, constraints: Path, *, durable: bool) -> None:
     """The venv's "site" pip config names our constraints; its other settings stay."""
     parser = configparser.ConfigParser(interpolation=None)
     if path.is_file():
@@ -39,4 +41,4 @@ def _write_pip_conf(path: Path, constraints: Path) -> None:
     parser.set("global", "constraint", " ".join([constraint_reference(str(constraints)), *others]))
     text = io.StringIO()
     parser.write(text)
-    update_text(path, text.getvalue())
+    update_text(path, text.getvalue(), durable=durable)

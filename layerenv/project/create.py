@@ -26,9 +26,9 @@ from layerenv.project.relink import Move, move_project
 from layerenv.project.requirements import ProjectDependencies, read_dependencies
 from layerenv.project.sync_state import find_lock
 from layerenv.reporter import Reporter
-from layerenv.store.atomic import remove_tree, swap_in, write_json
+from layerenv.store.atomic import flush, json_text, remove_tree, swap_in, write_text
 from layerenv.store.home import MANIFEST_NAME, Store
-from layerenv.venv.create import create_virtualenv
+from layerenv.venv.create import clone_shape, create_virtualenv
 from layerenv.venv.distinfo import canonical_name
 from layerenv.venv.layout import VenvLayout
 from layerenv.venv.relocate import relocate_venv
@@ -60,7 +60,7 @@ class ProjectRequest:
         return cls(
             project_dir=project_dir,
             base=base,
-            installer=settings.text("base.installer"),
+            installer=base.installer,  # "auto" resolved with the base's
             extras=extras or tuple(settings.items("project.extras")),
             requirement_files=tuple(settings.items("project.requirements")),
             extra_dependencies=tuple(settings.items("project.dependencies")),
@@ -159,6 +159,8 @@ def _recover(project_dir: Path) -> None:
 
 def _guard_conflicts(deps: ProjectDependencies, manifest: Manifest) -> None:
     """A requirement on the torch family that the base cannot satisfy fails before anything changes."""
+    if not deps.family_requirements:
+        return
     from packaging.requirements import Requirement
 
     for text, origin in deps.family_requirements:
@@ -261,7 +263,7 @@ def _carry_over(old: Path, new: Path, deps: ProjectDependencies, installer: Inst
 
 
 def _fill(staging: Path, final: Path, deps: ProjectDependencies, request: ProjectRequest, installer: Installer,
-          log: Log, reporter: Reporter) -> tuple[list[str], tuple[str, ...], tuple[str, ...]]:
+          log: Log, reporter: Reporter, *, locked: bool) -> tuple[list[str], tuple[str, ...], tuple[str, ...]]:
     """Install the plan into the new venv, then what the old one held by hand: (ours, kept, removed)."""
     for note in deps.notes:
         reporter.step(note)
@@ -270,7 +272,8 @@ def _fill(staging: Path, final: Path, deps: ProjectDependencies, request: Projec
                       + (f", {len(deps.editables)} editable(s)" if deps.editables else "")
                       + (f" and the project itself ({deps.project.path})" if deps.project else ""))
         _install(staging, deps, installer, log)
-    ours = [item.name for item in installed(staging)]
+    # a venv nothing was installed into holds stubs only (pip is shared, not seeded): no need to read them
+    ours = [item.name for item in installed(staging)] if deps.count or locked else []
     if not final.is_dir():
         return ours, (), ()
     return ours, *_carry_over(final, staging, deps, installer, log, reporter)
@@ -320,6 +323,47 @@ def _bring_up_to_date(final: Path, project_dir: Path, manifest: Manifest, linked
     return changed
 
 
+def _create_venv(staging: Path, manifest: Manifest, request: ProjectRequest, store: Store) -> None:
+    """An empty venv for the base's interpreter, with pip shared from the store where it can be:
+    the base's venv shape copied (a few small writes) where that gives what virtualenv would write,
+    else virtualenv; pip seeded only where there is none to share."""
+    from layerenv.project.shared_pip import bundled_pip, share_pip
+
+    prompt, system = request.project_dir.name or "project", request.system_site_packages
+    wheel = None if VenvLayout.for_venv(manifest.venv).windows else bundled_pip(manifest.python.version[:2])
+    if wheel is None:
+        create_virtualenv(staging, manifest.python.executable, prompt=prompt, system_site_packages=system)
+        return
+    if not clone_shape(manifest.venv, staging, prompt=prompt, system_site_packages=system):
+        create_virtualenv(staging, manifest.python.executable, prompt=prompt, seed_pip=False,
+                          system_site_packages=system)
+    share_pip(staging, wheel, store.home / "pip")
+
+
+def _refuse_foreign(existing: Path) -> None:
+    if (existing.exists() or existing.is_symlink()) and not (existing / "layerenv.json").is_file():
+        raise BadInput(
+            f"{existing} exists and was not made by layerenv; move it away (or delete it) and run again"
+        )
+
+
+def _seal(staging: Path, final: Path, state: dict[str, object]) -> None:
+    """The staged venv made ready to be swapped in: its state recorded, its paths rewritten for ``final``,
+    and what layerenv wrote into it flushed to disk at once (it was written without an fsync a file)."""
+    write_text(staging / STATE_FILE, json_text(state), durable=False)
+    relocate_venv(staging, staging, final)
+    checkpoint("project:after-relocate")
+    flush(_layerenv_files(staging))
+
+
+def _layerenv_files(venv: Path) -> list[Path]:
+    """What makes the venv a layered one (its records, configs, ``.pth`` files and boot module) and the
+    directories holding them: flushed before the venv is swapped in, so a power cut cannot leave one empty."""
+    site = VenvLayout.for_venv(venv).site_packages
+    top = [path for path in venv.iterdir() if path.is_file() and not path.is_symlink()]
+    return [*top, *(path for path in site.iterdir() if path.suffix in (".pth", ".py")), venv, site]
+
+
 def ensure_project(
     request: ProjectRequest, store: Store, reporter: Reporter, installer: Installer | None = None
 ) -> ProjectResult:
@@ -364,11 +408,14 @@ def _claimed_base(
     base_built = manifest is None
     if manifest is None:
         reporter.step("no base fits this project yet: building it first, as `layerenv base` would")
+        if installer is None and request.base.installer_note:
+            reporter.step(request.base.installer_note)
+        installer = installer or get_installer(request.installer)
         manifest = ensure_base(request.base, store, reporter, installer).manifest  # which records this node's answer
     venv = request.project_dir / VENV_NAME
     if not _claim(store, manifest, venv, request.project_dir):
         reporter.step(f"base {manifest.base_id} was removed meanwhile (layerenv gc): building it again")
-        manifest = ensure_base(request.base, store, reporter, installer).manifest
+        manifest = ensure_base(request.base, store, reporter, installer or get_installer(request.installer)).manifest
         base_built = True
         store.add_user(venv, manifest.base_id, request.project_dir)
     return manifest, base_built
@@ -381,11 +428,7 @@ def _ensure_project(
 
     project_dir = request.project_dir
     _recover(project_dir)
-    existing = project_dir / VENV_NAME
-    if (existing.exists() or existing.is_symlink()) and not (existing / "layerenv.json").is_file():
-        raise BadInput(
-            f"{existing} exists and was not made by layerenv; move it away (or delete it) and run again"
-        )
+    _refuse_foreign(project_dir / VENV_NAME)
     manifest, base_built = _claimed_base(request, store, reporter, installer)
     _guard_conflicts(deps, manifest)
     if not base_built:
@@ -400,24 +443,21 @@ def _ensure_project(
     staging = project_dir / f"{VENV_NAME}.layerenv-new-{os.getpid()}-{os.urandom(3).hex()}"
     log = Log(store.log_path(f"project-{project_dir.name or 'root'}"))
     try:
+        if installer is None and request.base.installer_note and (deps.count or lock):
+            reporter.step(request.base.installer_note)
         reporter.step(f"creating {final} on base {manifest.base_id}")
-        create_virtualenv(
-            staging,
-            manifest.python.executable,
-            prompt=project_dir.name or "project",
-            system_site_packages=request.system_site_packages,
-        )
+        _create_venv(staging, manifest, request, store)
         checkpoint("project:after-venv")
-        link(staging, base_id=manifest.base_id, base_venv=manifest.venv, per_node=mode)
+        link(staging, base_id=manifest.base_id, base_venv=manifest.venv, per_node=mode, durable=False)
         checkpoint("project:after-link")
         if lock:  # the lock pins what pyproject.toml declares; requirements files and layerenv.toml still count
             _install_lock(staging, request, lock, reporter, log)
             deps = read_dependencies(project_dir, request.requirement_files, request.extra_dependencies, (),
                                      from_pyproject=False)
         ours, kept, removed = _fill(staging, final, deps, request, installer or get_installer(request.installer),
-                                    log, reporter)
+                                    log, reporter, locked=lock is not None)
         checkpoint("project:after-install")
-        write_json(staging / STATE_FILE, with_extensions({
+        _seal(staging, final, with_extensions({
             "fingerprint": fingerprint,
             "base_id": manifest.base_id,
             "requirements": list(deps.requirements),
@@ -425,14 +465,11 @@ def _ensure_project(
             "groups": list(deps.groups),
             "created": time.time(),
         }, staging, manifest))
-        relocate_venv(staging, staging, final)
-        checkpoint("project:after-relocate")
         store.register(final, manifest.base_id, project_dir)  # before the swap: a venv in place is never unregistered
         graveyard = project_dir / f"{VENV_NAME}.layerenv-old-{os.getpid()}-{os.urandom(3).hex()}"
         checkpoint("project:before-swap")
         swap_in(staging, final, graveyard)
         checkpoint("project:after-swap")
-        link(final, base_id=manifest.base_id, base_venv=manifest.venv, per_node=mode)
         checkpoint("project:after-relink")
         remove_tree(graveyard)
     except BaseException:

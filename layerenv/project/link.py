@@ -142,7 +142,8 @@ class LinkRecord:
         )
 
 
-def link(project_venv: Path, *, base_id: str, base_venv: Path, per_node: PerNode | Keep | None = KEEP) -> LinkRecord:
+def link(project_venv: Path, *, base_id: str, base_venv: Path, per_node: PerNode | Keep | None = KEEP,
+         durable: bool = True) -> LinkRecord:
     """Layer ``project_venv`` on ``base_venv`` (again, or onto another base); returns the record.
 
     ``per_node``: a :class:`PerNode` makes the venv choose its base per node at start-up (the base
@@ -151,7 +152,8 @@ def link(project_venv: Path, *, base_id: str, base_venv: Path, per_node: PerNode
 
     The project's own installs are left alone. Files are replaced atomically, the boot module and
     then the ``.pth`` last, so an interrupted link leaves ``import torch`` working with the old or
-    the new base; ``layerenv.json`` follows them once everything is in place.
+    the new base; ``layerenv.json`` follows them once everything is in place. ``durable=False`` skips
+    the fsyncs, for a venv being staged that is flushed once before it is swapped in.
     """
     venv, base = project_venv.absolute(), base_venv.absolute()
     layout = VenvLayout.for_venv(venv)
@@ -177,7 +179,7 @@ def link(project_venv: Path, *, base_id: str, base_venv: Path, per_node: PerNode
             stubs.append(write_stub(site, layout, dist, base_id, wrappers))
             scripts.update(wrappers)
     remove_stale(layout, project, stubs, scripts)
-    constraints = write_constraints(venv, base_id, family, layout.pip_config)
+    constraints = write_constraints(venv, base_id, family, layout.pip_config, durable=durable)
     patch_activation_scripts(layout.activation_scripts, constraints)
     write_uv_shim(venv)
     modules = tuple(sorted({m for d in family for m in d.top_level}))
@@ -186,11 +188,11 @@ def link(project_venv: Path, *, base_id: str, base_venv: Path, per_node: PerNode
     else:
         boot = per_node_boot(base_id, modules, store=per_node.store, python_key=per_node.python_key,
                              base_python=per_node.base_python, layerenv=per_node.layerenv)
-    write_boot(venv, site, boot)
+    write_boot(venv, site, boot, durable=durable)
     record = LinkRecord(base_id, base, base_site, tuple((d.name, d.version) for d in family), modules,
                         tuple(stubs), tuple(sorted(scripts)), constraints,
                         per_node=per_node)
-    update_text(venv / RECORD_FILE, json_text(record.to_json()))
+    update_text(venv / RECORD_FILE, json_text(record.to_json()), durable=durable)
     return record
 
 

@@ -64,7 +64,8 @@ def move_project(move: Move, manifest: Manifest, store: Store, installer: Instal
                  steps: Sequence[ExtensionStep] = (), old: Manifest | None = None) -> list[str]:
     """Relink one project onto ``manifest``'s base; reinstall or rebuild its compiled extensions as
     ``steps`` say (a failure links it back to ``old``, as it worked), then reinstall what the new torch
-    requires, with ``installer`` (pip by default: every project venv has it seeded, whichever filled it)."""
+    requires, with ``installer`` (pip by default: every project venv has it, shared from the store or
+    seeded, whichever filled it)."""
     from layerenv.project.link import link
 
     moved = {step.name for step in steps if step.action != "blocked"}

@@ -235,8 +235,6 @@ def _pyproject(project_dir: Path, extras: tuple[str, ...], groups: tuple[str, ..
 def project_package(project_dir: Path, document: Mapping[str, object]) -> ProjectPackage | None:
     """The project as a package to install editable, or None when it is not one (no build system, or
     ``[tool.uv] package = false`` / ``[tool.poetry] package-mode = false``)."""
-    from packaging.requirements import InvalidRequirement, Requirement
-
     tool = document.get("tool", {})
     tool = tool if isinstance(tool, dict) else {}
     uv, poetry = tool.get("uv", {}), tool.get("poetry", {})
@@ -248,6 +246,8 @@ def project_package(project_dir: Path, document: Mapping[str, object]) -> Projec
     if not isinstance(build, dict):
         return ProjectPackage(project_dir) if (project_dir / "setup.py").is_file() else None
     requires = [item for item in build.get("requires", []) if isinstance(item, str)]
+    from packaging.requirements import InvalidRequirement, Requirement
+
     try:
         family = [item for item in requires if is_family(Requirement(item).name)]
     except InvalidRequirement as error:
@@ -281,8 +281,6 @@ def read_dependencies(
     """Everything the project declares; ``from_pyproject=False`` leaves out ``pyproject.toml`` (what a lock
     file pins instead), keeping requirements files and ``layerenv.toml``."""
     import os
-
-    from packaging.requirements import Requirement
 
     paths = (
         [project_dir / name for name in requirement_files]
@@ -322,6 +320,8 @@ def read_dependencies(
         own.append(line.text)
         if line.hashes:
             hashes[line.text] = line.hashes
+    if gathered.found:  # packaging costs ~20 ms to import: not for a project that declares nothing
+        from packaging.requirements import Requirement
     for text, origin in gathered.found:
         if is_family(Requirement(text).name):
             family.append((text, origin))

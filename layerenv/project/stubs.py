@@ -30,6 +30,7 @@ __all__ = [
     "base_distributions",
     "is_stub",
     "remove_stale",
+    "shebang",
     "write_stub",
     "write_wrappers",
 ]
@@ -63,7 +64,7 @@ def _head(path: Path) -> str:
         return ""
 
 
-def _shebang(python: Path) -> str:
+def shebang(python: Path) -> str:
     text = str(python)
     if " " not in text and len(text) < 120:
         return f"#!{text}"
@@ -80,7 +81,7 @@ def write_wrappers(layout: VenvLayout, dist: Distribution) -> dict[str, bytes]:
         match, target = _ENTRY.match(value), layout.script(name)
         if not match or "/" in name or (target.exists() and WRAPPER_MARK not in _head(target)):
             continue
-        text = _WRAPPER.format(shebang=_shebang(layout.python), mark=WRAPPER_MARK, dist=dist.name,
+        text = _WRAPPER.format(shebang=shebang(layout.python), mark=WRAPPER_MARK, dist=dist.name,
                                module=match[1], head=match[2].split(".")[0], attr=match[2])
         update_text(target, text, mode=0o755, durable=False)
         written[name] = text.encode()

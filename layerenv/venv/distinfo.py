@@ -49,11 +49,14 @@ class Distribution:
     def top_level(self) -> tuple[str, ...]:
         """Top-level modules and packages, from RECORD (else ``top_level.txt``); parsed on first use."""
         record = _read_text(self.dist_info / "RECORD")
-        if record is not None:
-            paths = record_paths(record)
+        if record is not None:  # a RECORD without quotes (every wheel's) is split without the csv module: faster
+            paths = record_paths(record) if '"' in record else [line.split(",", 1)[0].replace("\\", "/")
+                                                                   for line in record.splitlines() if line]
         else:
             paths = [f"{line.strip()}/" for line in (_read_text(self.dist_info / "top_level.txt") or "").splitlines()]
-        return tuple(sorted({top for top in map(top_level_of, paths) if top}))
+        # torch's RECORD lists ~15,000 files in a few dozen folders: what decides a top level is its first part
+        firsts = {path if "/" not in path else path.split("/", 1)[0] + "/" for path in paths}
+        return tuple(sorted({top for top in map(top_level_of, firsts) if top}))
 
 
 def canonical_name(name: str) -> str:
@@ -125,13 +128,11 @@ def _read_one(dist_info: Path) -> Distribution | None:
     metadata_text = _read_text(dist_info / "METADATA")
     if metadata_text is None:
         return None
-    from email.parser import HeaderParser  # ~20 ms to import: only when a METADATA is read
-
-    headers = HeaderParser().parsestr(metadata_text)
+    headers = _headers(metadata_text, ("name", "version"))
     stem = dist_info.name[: -len(".dist-info")]
     dir_name, _, dir_version = stem.partition("-")
-    name = canonical_name(str(headers.get("Name") or dir_name))
-    version = str(headers.get("Version") or dir_version)
+    name = canonical_name(headers.get("name") or dir_name)
+    version = headers.get("version") or dir_version
     try:
         record_bytes = (dist_info / "RECORD").read_bytes()
     except OSError:
@@ -145,6 +146,19 @@ def _read_one(dist_info: Path) -> Distribution | None:
         record_sha256=hashlib.sha256(record_bytes).hexdigest() if record_bytes is not None else "",
         installer=(_read_text(dist_info / "INSTALLER") or "").strip(),
     )
+
+
+def _headers(metadata_text: str, keys: tuple[str, ...]) -> dict[str, str]:
+    """The first value of each of ``keys`` (lower case) among METADATA's headers: the lines before the
+    first blank one (the description, often most of the file, is not looked at; the fields read here
+    are never folded over several lines)."""
+    found: dict[str, str] = {}
+    for line in metadata_text.split("\n\n", 1)[0].splitlines():
+        key, colon, value = line.partition(":")
+        key = key.strip().lower()
+        if colon and key in keys and key not in found:
+            found[key] = value.strip()
+    return found
 
 
 def read_distributions(site_packages: Path) -> list[Distribution]:

@@ -18,9 +18,15 @@ def layerenv_env(
     base_env: Mapping[str, str],
     machine: str | None = "no-gpu",
     extra: Mapping[str, str] | None = None,
+    installer: str | None = "pip",
 ) -> dict[str, str]:
-    """An environment for a layerenv process: its own store, a replayed machine, no user config."""
+    """An environment for a layerenv process: its own store, a replayed machine, no user config.
+
+    ``installer``: ``LAYERENV_INSTALLER``; pip unless a test asks otherwise, since most tests give their
+    sources in pip's terms (``PIP_INDEX_URL``, pip.conf); None leaves layerenv's default ("auto")."""
     env = {k: v for k, v in base_env.items() if not k.startswith("LAYERENV_")}
+    if installer is not None:
+        env["LAYERENV_INSTALLER"] = installer
     env["LAYERENV_HOME"] = str(home)
     env["LAYERENV_USER_CONFIG"] = str(home / "no-user-config.toml")
     env["PYTHONPATH"] = str(REPO)

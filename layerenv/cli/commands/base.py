@@ -19,7 +19,8 @@ from layerenv.machine.interpreters import check_flag
 @click.command("base")
 @decision_options
 @click.option("--python", "python_spec", metavar="SPEC", help="Interpreter: a version (3.12) or a path.")
-@click.option("--installer", type=click.Choice(INSTALLER_NAMES), help="Installer to fill the base (default: pip).")
+@click.option("--installer", type=click.Choice(INSTALLER_NAMES),
+              help="Installer to fill the base (default: auto, uv where found, else pip).")
 @click.option(
     "--rebuild", is_flag=True, help="Build again even if a fitting base exists (with --adopt: inspect and hash again)."
 )

@@ -20,7 +20,8 @@ from layerenv.venv.layout import VenvLayout
 @click.command("project")
 @click.argument("path", type=click.Path(path_type=str), default=".", required=False)
 @click.option("--python", "python_spec", metavar="SPEC", help="Interpreter (default: .python-version, then current).")
-@click.option("--installer", type=click.Choice(INSTALLER_NAMES), help="Installer for the project's dependencies.")
+@click.option("--installer", type=click.Choice(INSTALLER_NAMES),
+              help="Installer for the project's dependencies (default: auto, uv where found, else pip).")
 @click.option("--extra", "extras", multiple=True, metavar="NAME", help="Optional-dependency group to install.")
 @click.option("--group", "groups", multiple=True, metavar="NAME",
               help="Dependency group to install ([dependency-groups] or poetry's); repeatable. "

@@ -1,0 +1,135 @@
+"""How a project venv is made: the base venv's shape copied (what virtualenv would write), pip shared
+from the store instead of a copy in each venv, and the installer "auto" picks: uv where found, else pip."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from layerenv.config import PIP_FALLBACK_NOTE, resolve_installer
+from layerenv.venv.create import BASE_PROMPT, clone_shape, create_virtualenv
+from tests.support.cli import layerenv_env, run_layerenv
+
+PYTHON = Path(sys.executable).resolve()
+
+
+def tree(root: Path) -> dict[str, bytes]:
+    """Every entry under ``root``: a link's target, a file's bytes, b"<dir>" for a folder."""
+    found: dict[str, bytes] = {}
+    for path in sorted(root.rglob("*")):
+        if "__pycache__" in path.parts:
+            continue
+        rel = str(path.relative_to(root))
+        if path.is_symlink():
+            found[rel] = os.readlink(path).encode()
+        elif path.is_dir():
+            found[rel] = b"<dir>"
+        else:
+            found[rel] = path.read_bytes()
+    return found
+
+
+@pytest.fixture(scope="module")
+def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An empty venv made as a base is (virtualenv, the base prompt)."""
+    base = tmp_path_factory.mktemp("shape") / "base"
+    create_virtualenv(base, PYTHON, prompt=BASE_PROMPT, seed_pip=False)
+    return base
+
+
+def test_the_copied_shape_is_what_virtualenv_writes(tmp_path: Path, template: Path) -> None:
+    venv = tmp_path / "proj" / ".venv.layerenv-new-1-ab"
+    create_virtualenv(venv, PYTHON, prompt="proj", seed_pip=False, system_site_packages=True)
+    expected = tree(venv)
+    venv.rename(tmp_path / "made-by-virtualenv")
+    assert clone_shape(template, venv, prompt="proj", system_site_packages=True)
+    copied = tree(venv)
+    command = [line for line in expected.pop("pyvenv.cfg").decode().splitlines() if not line.startswith("command")]
+    assert copied.pop("pyvenv.cfg").decode().splitlines() == command
+    assert copied == expected
+    ran = subprocess.run([str(venv / "bin" / "python"), "-c", "import sys; print(sys.prefix)"],
+                         capture_output=True, text=True, check=True)
+    assert ran.stdout.strip() == str(venv)
+
+
+@pytest.mark.parametrize("where", ["my proj", "it's"])
+def test_a_path_a_shell_must_quote_is_left_to_virtualenv(tmp_path: Path, template: Path, where: str) -> None:
+    venv = tmp_path / where / ".venv"
+    assert not clone_shape(template, venv, prompt=where, system_site_packages=False)
+    assert not venv.exists()
+
+
+def test_a_venv_virtualenv_did_not_make_is_no_template(tmp_path: Path, template: Path) -> None:
+    other = tmp_path / "other"
+    create_virtualenv(other, PYTHON, prompt="someone-else", seed_pip=False)
+    assert not clone_shape(other, tmp_path / "p" / ".venv", prompt="p", system_site_packages=False)
+    assert not (tmp_path / "p").exists()
+
+
+@pytest.mark.parametrize(
+    ("asked", "uv", "expected"),
+    [("auto", "/usr/bin/uv", ("uv", None)), ("auto", None, ("pip", PIP_FALLBACK_NOTE)),
+     ("pip", "/usr/bin/uv", ("pip", None)), ("uv", None, ("uv", None))],
+)
+def test_auto_is_uv_where_found_else_pip_with_a_note(asked: str, uv: str | None,
+                                                     expected: tuple[str, str | None]) -> None:
+    assert resolve_installer(asked, uv) == expected
+
+
+@pytest.fixture(scope="module")
+def store_env(tmp_path_factory: pytest.TempPathFactory, variant_indexes) -> dict[str, str]:  # type: ignore[no-untyped-def]
+    """One store for the module, layerenv's default installer, packages from the local "PyPI" for pip and uv."""
+    from tests.support.index import isolated_installer_env
+
+    root = tmp_path_factory.mktemp("store")
+    sources = {"PIP_INDEX_URL": variant_indexes.pypi_url, "UV_INDEX_URL": variant_indexes.pypi_url,
+               "UV_CACHE_DIR": str(root / "uv-cache")}
+    return layerenv_env(root / "home", base_env={**isolated_installer_env(), **sources}, installer=None,
+                        extra={"LAYERENV_INDEX_URL": variant_indexes.url_template})
+
+
+def installed_by(venv: Path, name: str) -> str:
+    site = next((venv / "lib").glob("python*/site-packages"))
+    return next(site.glob(f"{name}-*.dist-info")).joinpath("INSTALLER").read_text().strip()
+
+
+def test_default_installer_is_uv_and_an_empty_project_venv_is_small(tmp_path: Path, store_env: dict[str, str]) -> None:
+    project = tmp_path / "repo"
+    project.mkdir()
+    (project / "requirements.txt").write_text("plain-lib==1.0\n")
+    made = run_layerenv(["project", str(project)], store_env, tmp_path)
+    assert made.returncode == 0, made.stderr
+    assert "with uv" in made.stderr and PIP_FALLBACK_NOTE not in made.stderr
+    assert installed_by(project / ".venv", "plain_lib") == "uv"
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert run_layerenv(["project", str(empty)], store_env, tmp_path).returncode == 0
+    venv = empty / ".venv"
+    used = sum(os.lstat(os.path.join(root, name)).st_blocks * 512
+               for root, dirs, files in os.walk(venv) for name in [*dirs, *files])
+    assert used < 1_000_000, f"{used} bytes"
+    site = next((venv / "lib").glob("python*/site-packages"))
+    assert not list(site.glob("pip*")), "pip is shared from the store, not copied"
+    shared = Path(store_env["LAYERENV_HOME"]) / "pip"
+    for command in ([str(venv / "bin" / "pip"), "--version"], [str(venv / "bin" / "python"), "-m", "pip", "--version"]):
+        ran = subprocess.run(command, capture_output=True, text=True, check=True)
+        assert ran.stdout.startswith("pip ") and str(shared) in ran.stdout
+
+
+def test_without_uv_auto_falls_back_to_pip_with_one_note(tmp_path: Path, store_env: dict[str, str]) -> None:
+    hidden = tmp_path / "no-uv"
+    (hidden / "uv").mkdir(parents=True)
+    (hidden / "uv" / "__init__.py").write_text("")  # shadows the uv package: no find_uv_bin
+    env = {**store_env, "PATH": "/usr/bin:/bin", "PYTHONPATH": os.pathsep.join([str(hidden), store_env["PYTHONPATH"]])}
+    project = tmp_path / "repo"
+    project.mkdir()
+    (project / "requirements.txt").write_text("plain-lib==1.0\n")
+    made = run_layerenv(["project", str(project)], env, tmp_path)
+    assert made.returncode == 0, made.stderr
+    assert made.stderr.count(PIP_FALLBACK_NOTE) == 1 and "with pip" in made.stderr
+    assert installed_by(project / ".venv", "plain_lib") == "pip"
