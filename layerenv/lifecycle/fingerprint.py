@@ -1,0 +1,219 @@
+"""What ``doctor`` remembers of each healthy project, so that the next look re-reads only what changed.
+
+A project found healthy is recorded (``$LAYERENV_HOME/cache/doctor.json``) with a digest of the
+stat (inode, size, mtime, ctime; "missing" for a path that is not there) of every file its checks
+read: the interpreter, ``pyvenv.cfg``, ``layerenv.json``, the site-packages folder itself (an entry
+added or removed there: a shadowing install, a family module copied in, a stub gone), ``_layerenv.pth``,
+``_layerenv_boot.py``, and each stub folder with every file in it. The next look takes the same stats
+(no file is opened); an equal digest means none of those files changed since they were found healthy,
+so the project is healthy without reading them. Anything else (no record, another digest, a per-node
+project, a base that is gone) is checked in full. What lies outside the project (its base, this
+node's answer) is checked on every look.
+
+Same size and same mtime: ctime and the inode are in the digest, so an edit whose size and mtime
+were put back (``touch -r``, ``cp -p``, a tool keeping times) still shows: the kernel sets ctime on
+every change and nothing sets it back. Two changes within one timestamp tick cannot be told apart by
+any stat, so a project any of whose files changed less than :data:`SETTLE_NS` before the look is
+checked but not recorded (git's "racily clean" rule): a later change then lands in a later tick and
+shows. Clocks of a network filesystem's server and this node that differ by more than that window
+weaken the rule; that is the one case where a same-size edit within one tick could go unseen.
+
+A check added to ``doctor`` that reads another file of the project must add it to
+:func:`watched_paths` (or run outside the memory) and bump :data:`CHECKS`, which forgets every record.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+from layerenv import __version__
+from layerenv.errors import LayerenvError
+from layerenv.project.boot import BOOT_NAME, PTH_NAME
+from layerenv.project.link import read_link
+from layerenv.project.run_env import RECORD_FILE
+from layerenv.store.atomic import write_json
+from layerenv.store.home import Store
+from layerenv.venv.layout import VenvLayout
+
+__all__ = ["CHECKS", "SETTLE_NS", "Healthy", "Memory", "Snapshot", "snapshot", "watched_paths"]
+
+#: Bumped whenever doctor's per-project checks read other files, or the same files differently.
+CHECKS = 1
+#: A file changed less than this before the look may change again within its timestamp tick unseen.
+SETTLE_NS = 2_000_000_000
+#: The first projects are checked in this thread; when each took longer than a warm page cache
+#: allows, the stats wait on a disk or a network filesystem, and the rest run in a pool (threads
+#: only slow a warm look down: the work is then Python, under one lock).
+_PROBE = 32
+_SLOW_S = 0.002
+_WORKERS = 8
+
+
+@dataclass(frozen=True)
+class Healthy:
+    """What a healthy project's full check found, reusable while its files' digest holds."""
+
+    digest: str
+    base_id: str
+    base_site: str
+    python: tuple[str, str] | None  # (tag, "3.12") from pyvenv.cfg
+    site: str  # the venv's site-packages
+    stubs: tuple[str, ...]  # stub folder names in site, from the link record the digest covers
+
+    def to_json(self) -> dict[str, object]:
+        return {"digest": self.digest, "base_id": self.base_id, "base_site": self.base_site,
+                "python": list(self.python) if self.python else None, "site": self.site, "stubs": list(self.stubs)}
+
+    @classmethod
+    def from_json(cls, data: dict[str, object]) -> Healthy:
+        python = data["python"]
+        stubs = data["stubs"]
+        if not isinstance(stubs, list) or (python is not None and not isinstance(python, list)):
+            raise TypeError("stubs and python must be lists")
+        return cls(str(data["digest"]), str(data["base_id"]), str(data["base_site"]),
+                   (str(python[0]), str(python[1])) if python else None, str(data["site"]),
+                   tuple(str(stub) for stub in stubs))
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """The stats of a project's watched files, taken before its link record was read."""
+
+    digest: str
+    newest_change_ns: int  # the latest ctime among them
+    base_id: str
+    base_site: str
+    site: str
+    stubs: tuple[str, ...]
+    per_node: bool
+
+    def settled(self, now_ns: int) -> bool:
+        """Whether every watched file last changed long enough ago that a later change shows."""
+        return self.newest_change_ns < now_ns - SETTLE_NS
+
+
+def watched_paths(venv: str, site: str, stubs: Iterable[str]) -> list[str]:
+    """The files and folders doctor's checks of one project read, stubs' contents aside."""
+    sep = os.sep
+    windows = site == f"{venv}{sep}Lib{sep}site-packages"  # POSIX: lib/pythonX.Y/site-packages
+    python = f"{venv}{sep}Scripts{sep}python.exe" if windows else f"{venv}{sep}bin{sep}python"
+    return [python, f"{venv}{sep}pyvenv.cfg", f"{venv}{sep}{RECORD_FILE}", site,
+            *(f"{site}{sep}{name}" for name in (PTH_NAME, BOOT_NAME, *stubs))]
+
+
+def _stat_line(path: str, newest: list[int]) -> str:
+    try:
+        info = os.stat(path)  # noqa: PTH116 - str paths: a look stats ~20 files a project, 1,000s of projects
+    except OSError:
+        return f"{path}\0missing"
+    newest[0] = max(newest[0], info.st_ctime_ns)
+    return f"{path}\0{info.st_ino}\0{info.st_size}\0{info.st_mtime_ns}\0{info.st_ctime_ns}"
+
+
+def _digest(venv: str, site: str, stubs: Sequence[str], first: Sequence[str] = ()) -> tuple[str, int]:
+    """(digest, newest ctime) of the watched paths and every entry of each stub folder."""
+    newest = [0]
+    lines = list(first)
+    lines += [_stat_line(path, newest) for path in watched_paths(venv, site, stubs)]
+    sep = os.sep
+    for stub in stubs:
+        folder = f"{site}{sep}{stub}"
+        try:
+            names = sorted(os.listdir(folder))  # noqa: PTH208 - names only
+        except OSError:
+            continue  # its own line says missing
+        lines += [_stat_line(f"{folder}{sep}{name}", newest) for name in names]
+    return hashlib.blake2b("\n".join(lines).encode("utf-8", "surrogateescape"), digest_size=16).hexdigest(), newest[0]
+
+
+def snapshot(venv: Path) -> Snapshot | None:
+    """The stats of ``venv``'s watched files, its link record read only after its own stat was taken
+    (a record rewritten in between leaves a digest that no longer matches, never a stale one that
+    does); None when the venv has no readable record."""
+    newest = [0]
+    record_line = _stat_line(str(venv / RECORD_FILE), newest)
+    try:
+        record = read_link(venv)
+        site = VenvLayout.for_venv(venv).site_packages
+    except (LayerenvError, OSError):
+        return None
+    if record is None:
+        return None
+    digest, changed = _digest(str(venv), str(site), record.stubs, (record_line,))
+    return Snapshot(digest, max(changed, newest[0]), record.base_id, str(record.base_site), str(site),
+                    record.stubs, record.per_node is not None)
+
+
+class Memory:
+    """The healthy projects a store's doctor recorded; loaded once a look, saved once after it."""
+
+    def __init__(self, path: Path, healthy: dict[str, Healthy]) -> None:
+        self.path = path
+        self._before = healthy
+        self._after: dict[str, Healthy] = {}
+
+    @classmethod
+    def load(cls, store: Store) -> Memory:
+        path = store.home / "cache" / "doctor.json"
+        try:
+            document = json.loads(path.read_text(encoding="utf-8"))
+            if document.get("checks") != CHECKS or document.get("layerenv") != __version__:
+                return cls(path, {})
+            return cls(path, {venv: Healthy.from_json(entry) for venv, entry in document["projects"].items()})
+        except (OSError, ValueError, KeyError, TypeError, AttributeError, IndexError):
+            return cls(path, {})  # none yet, or unreadable: every project is checked in full
+
+    def recall(self, venvs: Sequence[str], usable: Callable[[Healthy], bool]) -> dict[str, Healthy]:
+        """The projects of ``venvs`` whose watched files are as recorded, and whose record ``usable``
+        accepts (its base still there); their stats are taken in parallel where there are many."""
+        known = [(venv, self._before[venv]) for venv in venvs if venv in self._before]
+        candidates = [(venv, healthy) for venv, healthy in known if usable(healthy)]
+
+        def same(item: tuple[str, Healthy]) -> bool:
+            venv, healthy = item
+            record_line = _stat_line(f"{venv}{os.sep}{RECORD_FILE}", [0])
+            return _digest(venv, healthy.site, healthy.stubs, (record_line,))[0] == healthy.digest
+
+        started = time.perf_counter()
+        verdicts = [same(item) for item in candidates[:_PROBE]]
+        rest = candidates[_PROBE:]
+        if rest and (time.perf_counter() - started) / _PROBE < _SLOW_S:
+            verdicts += [same(item) for item in rest]  # a warm cache: threads would only add switches
+        elif rest:  # the stats wait on a disk or a network filesystem: let them overlap
+            size = -(-len(rest) // (_WORKERS * 2))
+            chunks = [rest[start:start + size] for start in range(0, len(rest), size)]
+            with ThreadPoolExecutor(_WORKERS) as pool:
+                verdicts += [ok for chunk in pool.map(lambda chunk: [same(item) for item in chunk], chunks)
+                             for ok in chunk]
+        found = {venv: healthy for (venv, healthy), ok in zip(candidates, verdicts, strict=True) if ok}
+        self._after.update(found)
+        return found
+
+    def remember(self, venv: str, shot: Snapshot, python: tuple[str, str] | None, now_ns: int) -> None:
+        """Record a project just found healthy, unless it is per node (its base is this node's answer,
+        read on every look) or its files changed too recently for a later change to show."""
+        if shot.per_node or not shot.settled(now_ns):
+            return
+        self._after[venv] = Healthy(shot.digest, shot.base_id, shot.base_site, python, shot.site, shot.stubs)
+
+    def save(self) -> None:
+        """Write what this look found healthy, when that differs from what it read; a store this user
+        cannot write keeps its old record (the next look then checks more, never less)."""
+        if self._after == self._before:
+            return
+        document = {"checks": CHECKS, "layerenv": __version__, "written": time.time(),
+                    "projects": {venv: healthy.to_json() for venv, healthy in sorted(self._after.items())}}
+        try:
+            if not self.path.parent.is_dir():
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                self.path.parent.chmod(0o755)
+            write_json(self.path, document)
+        except OSError:
+            pass
