@@ -22,7 +22,9 @@ from layerenv.base.file_check import verify_base
 from layerenv.base.manifest import PackageRecord, read_manifest
 from layerenv.cli.session import Session
 from layerenv.lifecycle.doctor import diagnose
+from layerenv.lifecycle.status import project_states
 from layerenv.reporter import format_size
+from layerenv.store.home import Store as StoreHome
 from layerenv.venv.layout import VenvLayout
 from tests.support.cli import layerenv_env, run_layerenv, tree_digest
 from tests.support.index import isolated_installer_env
@@ -283,12 +285,17 @@ def test_doctor_remembers_a_healthy_project_and_reads_it_again_only_when_a_file_
             assert _look(store) == ["stub-broken"] and reads == [venv]  # its ctime moved: read, and seen
         assert _look(store) == [] and len(reads) == 2  # put back: read again, healthy, remembered
         assert _look(store) == [] and len(reads) == 2
-        module = VenvLayout.for_venv(venv).site_packages / "torch.py"  # a family module of its own: a new entry
-        module.write_text("", encoding="utf-8")
+        own = VenvLayout.for_venv(venv).site_packages / "triton-3.5.0.dist-info"  # installed over the stubs
+        own.mkdir()
         try:
+            (own / "METADATA").write_text("Metadata-Version: 2.1\nName: triton\nVersion: 3.5.0\n", encoding="utf-8")
+            (own / "INSTALLER").write_text("pip\n", encoding="utf-8")
             assert _look(store) == ["shadow"] and len(reads) == 3
+            states = project_states(StoreHome.open(str(store.home), store.env), {CU130: read_manifest(
+                store.home / "bases" / CU130 / "layerenv-manifest.json")}, {})
+            assert [state.state for state in states if state.project == str(store.project)] == ["shadowed"]
         finally:
-            module.unlink()
+            shutil.rmtree(own)
         assert _look(store) == [] and len(reads) == 4
 
 

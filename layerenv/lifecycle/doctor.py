@@ -170,7 +170,7 @@ def _project_findings(entries: list[dict[str, Any]], bases: dict[str, Manifest],
     usable_bases = {base_id for base_id, manifest in bases.items() if base_id not in newer and _usable(manifest)}
     sites: dict[str, bool] = {}
 
-    def base_there(healthy: Healthy) -> bool:
+    def base_there(_venv: str, healthy: Healthy) -> bool:
         if healthy.base_site not in sites:
             sites[healthy.base_site] = Path(healthy.base_site).is_dir()
         return healthy.base_id in usable_bases and sites[healthy.base_site]

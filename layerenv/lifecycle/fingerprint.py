@@ -170,11 +170,11 @@ class Memory:
         except (OSError, ValueError, KeyError, TypeError, AttributeError, IndexError):
             return cls(path, {})  # none yet, or unreadable: every project is checked in full
 
-    def recall(self, venvs: Sequence[str], usable: Callable[[Healthy], bool]) -> dict[str, Healthy]:
+    def recall(self, venvs: Sequence[str], usable: Callable[[str, Healthy], bool]) -> dict[str, Healthy]:
         """The projects of ``venvs`` whose watched files are as recorded, and whose record ``usable``
-        accepts (its base still there); their stats are taken in parallel where there are many."""
+        accepts (its base still there); their stats are taken in parallel where they wait on I/O."""
         known = [(venv, self._before[venv]) for venv in venvs if venv in self._before]
-        candidates = [(venv, healthy) for venv, healthy in known if usable(healthy)]
+        candidates = [(venv, healthy) for venv, healthy in known if usable(venv, healthy)]
 
         def same(item: tuple[str, Healthy]) -> bool:
             venv, healthy = item
