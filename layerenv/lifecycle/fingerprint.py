@@ -4,7 +4,8 @@ A project found healthy is recorded (``$LAYERENV_HOME/cache/doctor.json``) with 
 stat (inode, size, mtime, ctime; "missing" for a path that is not there) of every file its checks
 read: the interpreter, ``pyvenv.cfg``, ``layerenv.json``, the site-packages folder itself (an entry
 added or removed there: a shadowing install, a family module copied in, a stub gone), ``_layerenv.pth``,
-``_layerenv_boot.py``, and each stub folder with every file in it. The next look takes the same stats
+``_layerenv_boot.py``, each stub folder with every file in it, and the family's console-script wrappers
+(the stubs' RECORDs list them). The next look takes the same stats
 (no file is opened); an equal digest means none of those files changed since they were found healthy,
 so the project is healthy without reading them. Anything else (no record, another digest, a per-node
 project, a base that is gone) is checked in full. What lies outside the project (its base, this
@@ -45,14 +46,14 @@ from layerenv.venv.layout import VenvLayout
 __all__ = ["CHECKS", "SETTLE_NS", "Healthy", "Memory", "Snapshot", "snapshot", "watched_paths"]
 
 #: Bumped whenever doctor's per-project checks read other files, or the same files differently.
-CHECKS = 1
+CHECKS = 2
 #: A file changed less than this before the look may change again within its timestamp tick unseen.
 SETTLE_NS = 2_000_000_000
-#: The first projects are checked in this thread; when each took longer than a warm page cache
-#: allows, the stats wait on a disk or a network filesystem, and the rest run in a pool (threads
+#: The first projects are checked in this thread; when it spent most of that time waiting rather than
+#: running, the stats wait on a disk or a network filesystem, and the rest run in a pool (threads
 #: only slow a warm look down: the work is then Python, under one lock).
 _PROBE = 32
-_SLOW_S = 0.002
+_CPU_SHARE = 0.5
 _WORKERS = 8
 
 
@@ -66,20 +67,22 @@ class Healthy:
     python: tuple[str, str] | None  # (tag, "3.12") from pyvenv.cfg
     site: str  # the venv's site-packages
     stubs: tuple[str, ...]  # stub folder names in site, from the link record the digest covers
+    scripts: tuple[str, ...] = ()  # the family's console-script wrappers in bin/ (the stubs' RECORDs list them)
 
     def to_json(self) -> dict[str, object]:
         return {"digest": self.digest, "base_id": self.base_id, "base_site": self.base_site,
-                "python": list(self.python) if self.python else None, "site": self.site, "stubs": list(self.stubs)}
+                "python": list(self.python) if self.python else None, "site": self.site, "stubs": list(self.stubs),
+                "scripts": list(self.scripts)}
 
     @classmethod
     def from_json(cls, data: dict[str, object]) -> Healthy:
         python = data["python"]
-        stubs = data["stubs"]
-        if not isinstance(stubs, list) or (python is not None and not isinstance(python, list)):
-            raise TypeError("stubs and python must be lists")
+        stubs, scripts = data["stubs"], data["scripts"]
+        if not isinstance(stubs, list) or not isinstance(scripts, list) or not isinstance(python, list | None):
+            raise TypeError("stubs, scripts and python must be lists")
         return cls(str(data["digest"]), str(data["base_id"]), str(data["base_site"]),
                    (str(python[0]), str(python[1])) if python else None, str(data["site"]),
-                   tuple(str(stub) for stub in stubs))
+                   tuple(str(stub) for stub in stubs), tuple(str(script) for script in scripts))
 
 
 @dataclass(frozen=True)
@@ -92,6 +95,7 @@ class Snapshot:
     base_site: str
     site: str
     stubs: tuple[str, ...]
+    scripts: tuple[str, ...]
     per_node: bool
 
     def settled(self, now_ns: int) -> bool:
@@ -99,13 +103,14 @@ class Snapshot:
         return self.newest_change_ns < now_ns - SETTLE_NS
 
 
-def watched_paths(venv: str, site: str, stubs: Iterable[str]) -> list[str]:
+def watched_paths(venv: str, site: str, stubs: Iterable[str], scripts: Iterable[str]) -> list[str]:
     """The files and folders doctor's checks of one project read, stubs' contents aside."""
     sep = os.sep
     windows = site == f"{venv}{sep}Lib{sep}site-packages"  # POSIX: lib/pythonX.Y/site-packages
-    python = f"{venv}{sep}Scripts{sep}python.exe" if windows else f"{venv}{sep}bin{sep}python"
-    return [python, f"{venv}{sep}pyvenv.cfg", f"{venv}{sep}{RECORD_FILE}", site,
-            *(f"{site}{sep}{name}" for name in (PTH_NAME, BOOT_NAME, *stubs))]
+    bin_dir, exe = (f"{venv}{sep}Scripts", ".exe") if windows else (f"{venv}{sep}bin", "")
+    return [f"{bin_dir}{sep}python{exe}", f"{venv}{sep}pyvenv.cfg", f"{venv}{sep}{RECORD_FILE}", site,
+            *(f"{site}{sep}{name}" for name in (PTH_NAME, BOOT_NAME, *stubs)),
+            *(f"{bin_dir}{sep}{script}{exe}" for script in scripts)]
 
 
 def _stat_line(path: str, newest: list[int]) -> str:
@@ -117,11 +122,12 @@ def _stat_line(path: str, newest: list[int]) -> str:
     return f"{path}\0{info.st_ino}\0{info.st_size}\0{info.st_mtime_ns}\0{info.st_ctime_ns}"
 
 
-def _digest(venv: str, site: str, stubs: Sequence[str], first: Sequence[str] = ()) -> tuple[str, int]:
+def _digest(venv: str, site: str, stubs: Sequence[str], scripts: Sequence[str], first: Sequence[str] = ()
+            ) -> tuple[str, int]:
     """(digest, newest ctime) of the watched paths and every entry of each stub folder."""
     newest = [0]
     lines = list(first)
-    lines += [_stat_line(path, newest) for path in watched_paths(venv, site, stubs)]
+    lines += [_stat_line(path, newest) for path in watched_paths(venv, site, stubs, scripts)]
     sep = os.sep
     for stub in stubs:
         folder = f"{site}{sep}{stub}"
@@ -146,9 +152,9 @@ def snapshot(venv: Path) -> Snapshot | None:
         return None
     if record is None:
         return None
-    digest, changed = _digest(str(venv), str(site), record.stubs, (record_line,))
+    digest, changed = _digest(str(venv), str(site), record.stubs, record.scripts, (record_line,))
     return Snapshot(digest, max(changed, newest[0]), record.base_id, str(record.base_site), str(site),
-                    record.stubs, record.per_node is not None)
+                    record.stubs, record.scripts, record.per_node is not None)
 
 
 class Memory:
@@ -179,12 +185,12 @@ class Memory:
         def same(item: tuple[str, Healthy]) -> bool:
             venv, healthy = item
             record_line = _stat_line(f"{venv}{os.sep}{RECORD_FILE}", [0])
-            return _digest(venv, healthy.site, healthy.stubs, (record_line,))[0] == healthy.digest
+            return _digest(venv, healthy.site, healthy.stubs, healthy.scripts, (record_line,))[0] == healthy.digest
 
-        started = time.perf_counter()
+        wall, cpu = time.perf_counter(), time.thread_time()
         verdicts = [same(item) for item in candidates[:_PROBE]]
         rest = candidates[_PROBE:]
-        if rest and (time.perf_counter() - started) / _PROBE < _SLOW_S:
+        if rest and time.thread_time() - cpu > _CPU_SHARE * (time.perf_counter() - wall):
             verdicts += [same(item) for item in rest]  # a warm cache: threads would only add switches
         elif rest:  # the stats wait on a disk or a network filesystem: let them overlap
             size = -(-len(rest) // (_WORKERS * 2))
@@ -201,7 +207,8 @@ class Memory:
         read on every look) or its files changed too recently for a later change to show."""
         if shot.per_node or not shot.settled(now_ns):
             return
-        self._after[venv] = Healthy(shot.digest, shot.base_id, shot.base_site, python, shot.site, shot.stubs)
+        self._after[venv] = Healthy(shot.digest, shot.base_id, shot.base_site, python, shot.site, shot.stubs,
+                                   shot.scripts)
 
     def save(self) -> None:
         """Write what this look found healthy, when that differs from what it read; a store this user
