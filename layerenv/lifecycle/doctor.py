@@ -202,9 +202,18 @@ def _project_findings(entries: list[dict[str, Any]], bases: dict[str, Manifest],
                                     f"`layerenv project {project}` builds it again"))
             continue
         findings += found
-        if not found and shot is not None:
+        if not found and shot is not None and not _has_extensions(venv, shot.stubs):
             memory.remember(str(entry["venv"]), shot, _python_of(venv), now_ns)
     return findings
+
+
+def _has_extensions(venv: Path, stubs: tuple[str, ...]) -> bool:
+    """Whether the project holds compiled extensions: whether they fit the base depends on files of its
+    own distributions and of the base that doctor's memory does not watch, so such a project is never
+    remembered (a distribution installed later adds a folder to site-packages, which the memory watches)."""
+    from layerenv.project.extensions import find_extensions, read_state
+
+    return bool(find_extensions(venv, read_state(venv), stubs))
 
 
 def _check_project(venv: Path, project: str, base_id: str, bases: dict[str, Manifest], newer: set[str],

@@ -2,14 +2,22 @@
 
 A project found healthy is recorded (``$LAYERENV_HOME/cache/doctor.json``) with a digest of the
 stat (inode, size, mtime, ctime; "missing" for a path that is not there) of every file its checks
-read: the interpreter, ``pyvenv.cfg``, ``layerenv.json``, the site-packages folder itself (an entry
+read: the interpreter, ``pyvenv.cfg``, ``layerenv.json``, ``layerenv-project.json`` (the compiled
+extensions recorded), the site-packages folder itself (an entry
 added or removed there: a shadowing install, a family module copied in, a stub gone), ``_layerenv.pth``,
 ``_layerenv_boot.py``, each stub folder with every file in it, and the family's console-script wrappers
 (the stubs' RECORDs list them). The next look takes the same stats
 (no file is opened); an equal digest means none of those files changed since they were found healthy,
 so the project is healthy without reading them. Anything else (no record, another digest, a per-node
-project, a base that is gone) is checked in full. What lies outside the project (its base, this
-node's answer) is checked on every look.
+project, a project holding compiled extensions, a base that is gone) is checked in full. What lies
+outside the project (its base, this node's answer) is checked on every look.
+
+Compiled extensions: whether one fits the base depends on its distribution's RECORD and objects, which
+are not watched (a project may hold hundreds of distributions), so a project with any is never
+remembered. One without gains one only through an installer, which adds a dist-info folder to
+site-packages (a reinstall removes and writes it again): the site-packages folder's own stat shows it.
+A RECORD edited in place by hand to list a torch-linked object is the one change that waits for a
+look that reads the project (after any other change to it, or ``rm $LAYERENV_HOME/cache/doctor.json``).
 
 Same size and same mtime: ctime and the inode are in the digest, so an edit whose size and mtime
 were put back (``touch -r``, ``cp -p``, a tool keeping times) still shows: the kernel sets ctime on
@@ -37,6 +45,7 @@ from pathlib import Path
 from layerenv import __version__
 from layerenv.errors import LayerenvError
 from layerenv.project.boot import BOOT_NAME, PTH_NAME
+from layerenv.project.extensions import STATE_FILE as EXTENSIONS_STATE
 from layerenv.project.link import read_link
 from layerenv.project.run_env import RECORD_FILE
 from layerenv.store.atomic import write_json
@@ -46,7 +55,7 @@ from layerenv.venv.layout import VenvLayout
 __all__ = ["CHECKS", "SETTLE_NS", "Healthy", "Memory", "Snapshot", "snapshot", "watched_paths"]
 
 #: Bumped whenever doctor's per-project checks read other files, or the same files differently.
-CHECKS = 2
+CHECKS = 3
 #: A file changed less than this before the look may change again within its timestamp tick unseen.
 SETTLE_NS = 2_000_000_000
 #: The first projects are checked in this thread; when it spent most of that time waiting rather than
@@ -108,7 +117,8 @@ def watched_paths(venv: str, site: str, stubs: Iterable[str], scripts: Iterable[
     sep = os.sep
     windows = site == f"{venv}{sep}Lib{sep}site-packages"  # POSIX: lib/pythonX.Y/site-packages
     bin_dir, exe = (f"{venv}{sep}Scripts", ".exe") if windows else (f"{venv}{sep}bin", "")
-    return [f"{bin_dir}{sep}python{exe}", f"{venv}{sep}pyvenv.cfg", f"{venv}{sep}{RECORD_FILE}", site,
+    return [f"{bin_dir}{sep}python{exe}", f"{venv}{sep}pyvenv.cfg", f"{venv}{sep}{RECORD_FILE}",
+            f"{venv}{sep}{EXTENSIONS_STATE}", site,
             *(f"{site}{sep}{name}" for name in (PTH_NAME, BOOT_NAME, *stubs)),
             *(f"{bin_dir}{sep}{script}{exe}" for script in scripts)]
 
