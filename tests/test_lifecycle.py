@@ -297,6 +297,12 @@ def test_doctor_remembers_a_healthy_project_and_reads_it_again_only_when_a_file_
         finally:
             shutil.rmtree(own)
         assert _look(store) == [] and len(reads) == 4
+        extra = metadata.parent / "extra.txt"  # a name added to a stub folder, whose files the memory lists
+        extra.write_text("", encoding="utf-8")
+        try:
+            assert _look(store) == [] and len(reads) == 5
+        finally:
+            extra.unlink()
 
 
 def test_doctor_does_not_remember_what_changed_within_a_timestamp_tick_of_the_look(

@@ -3,14 +3,15 @@
 A project found healthy is recorded (``$LAYERENV_HOME/cache/doctor.json``) with a digest of the
 stat (inode, size, mtime, ctime; "missing" for a path that is not there) of every file its checks
 read: the interpreter, ``pyvenv.cfg``, ``layerenv.json``, ``layerenv-project.json`` (the compiled
-extensions recorded), the site-packages folder itself (an entry
-added or removed there: a shadowing install, a family module copied in, a stub gone), ``_layerenv.pth``,
-``_layerenv_boot.py``, each stub folder with every file in it, and the family's console-script wrappers
-(the stubs' RECORDs list them). The next look takes the same stats
-(no file is opened); an equal digest means none of those files changed since they were found healthy,
-so the project is healthy without reading them. Anything else (no record, another digest, a per-node
-project, a project holding compiled extensions, a base that is gone) is checked in full. What lies
-outside the project (its base, this node's answer) is checked on every look.
+extensions recorded), the site-packages folder itself (an entry added or removed there: a shadowing
+install, a family module copied in, a stub gone), ``_layerenv.pth``, ``_layerenv_boot.py``, each stub
+folder with every file in it, and the family's console-script wrappers (the stubs' RECORDs list them).
+The next look takes the same stats, of the files each stub folder held then (a name added, removed or
+renamed over changes the folder's own stat), and opens no file; an equal digest means none of those
+files changed since they were found healthy, so the project is healthy without reading them.
+Anything else (no record, another digest, a per-node project, a project holding compiled extensions,
+a base that is gone) is checked in full. What lies outside the project (its base, this node's
+answer) is checked on every look.
 
 Compiled extensions: whether one fits the base depends on its distribution's RECORD and objects, which
 are not watched (a project may hold hundreds of distributions), so a project with any is never
@@ -55,7 +56,7 @@ from layerenv.venv.layout import VenvLayout
 __all__ = ["CHECKS", "SETTLE_NS", "Healthy", "Memory", "Snapshot", "snapshot", "watched_paths"]
 
 #: Bumped whenever doctor's per-project checks read other files, or the same files differently.
-CHECKS = 3
+CHECKS = 4
 #: A file changed less than this before the look may change again within its timestamp tick unseen.
 SETTLE_NS = 2_000_000_000
 #: The first projects are checked in this thread; when it spent most of that time waiting rather than
@@ -77,21 +78,30 @@ class Healthy:
     site: str  # the venv's site-packages
     stubs: tuple[str, ...]  # stub folder names in site, from the link record the digest covers
     scripts: tuple[str, ...] = ()  # the family's console-script wrappers in bin/ (the stubs' RECORDs list them)
+    # per stub, the names in its folder when the digest was taken, "/"-joined: a name added, removed or
+    # renamed over changes the folder's own stat, so the next look stats these without listing the folder
+    files: tuple[str, ...] = ()
 
-    def to_json(self) -> dict[str, object]:
+    def to_json(self, name_sets: dict[str, int]) -> dict[str, object]:
+        """``name_sets``: each distinct stub folder listing by its number (most stubs hold the same names)."""
         return {"digest": self.digest, "base_id": self.base_id, "base_site": self.base_site,
                 "python": list(self.python) if self.python else None, "site": self.site, "stubs": list(self.stubs),
-                "scripts": list(self.scripts)}
+                "scripts": list(self.scripts),
+                "files": [name_sets.setdefault(names, len(name_sets)) for names in self.files]}
 
     @classmethod
-    def from_json(cls, data: dict[str, object]) -> Healthy:
+    def from_json(cls, data: dict[str, object], name_sets: list[str]) -> Healthy:
         python = data["python"]
-        stubs, scripts = data["stubs"], data["scripts"]
-        if not isinstance(stubs, list) or not isinstance(scripts, list) or not isinstance(python, list | None):
-            raise TypeError("stubs, scripts and python must be lists")
+        stubs, scripts, files = data["stubs"], data["scripts"], data["files"]
+        if not all(isinstance(value, list) for value in (stubs, scripts, files)) or not isinstance(python, list | None):
+            raise TypeError("stubs, scripts, files and python must be lists")
+        assert isinstance(stubs, list) and isinstance(scripts, list) and isinstance(files, list)
+        if len(files) != len(stubs):
+            raise ValueError("one listing a stub")
         return cls(str(data["digest"]), str(data["base_id"]), str(data["base_site"]),
                    (str(python[0]), str(python[1])) if python else None, str(data["site"]),
-                   tuple(str(stub) for stub in stubs), tuple(str(script) for script in scripts))
+                   tuple(str(stub) for stub in stubs), tuple(str(script) for script in scripts),
+                   tuple(str(name_sets[int(index)]) for index in files))
 
 
 @dataclass(frozen=True)
@@ -105,6 +115,7 @@ class Snapshot:
     site: str
     stubs: tuple[str, ...]
     scripts: tuple[str, ...]
+    files: tuple[str, ...]  # per stub, the names in its folder, "/"-joined
     per_node: bool
 
     def settled(self, now_ns: int) -> bool:
@@ -132,21 +143,29 @@ def _stat_line(path: str, newest: list[int]) -> str:
     return f"{path}\0{info.st_ino}\0{info.st_size}\0{info.st_mtime_ns}\0{info.st_ctime_ns}"
 
 
-def _digest(venv: str, site: str, stubs: Sequence[str], scripts: Sequence[str], first: Sequence[str] = ()
-            ) -> tuple[str, int]:
-    """(digest, newest ctime) of the watched paths and every entry of each stub folder."""
+def _digest(venv: str, site: str, stubs: Sequence[str], scripts: Sequence[str], first: Sequence[str] = (),
+            files: Sequence[str] | None = None) -> tuple[str, int, tuple[str, ...]]:
+    """(digest, newest ctime, listings) of the watched paths and every entry of each stub folder:
+    ``files`` names those entries as a former look listed them (each folder's own stat, taken first,
+    shows a name added or removed since), else each folder is listed now."""
     newest = [0]
     lines = list(first)
     lines += [_stat_line(path, newest) for path in watched_paths(venv, site, stubs, scripts)]
     sep = os.sep
-    for stub in stubs:
+    listings = []
+    for index, stub in enumerate(stubs):
         folder = f"{site}{sep}{stub}"
-        try:
-            names = sorted(os.listdir(folder))  # noqa: PTH208 - names only
-        except OSError:
-            continue  # its own line says missing
+        if files is not None:
+            names = files[index].split("/") if files[index] else []
+        else:
+            try:
+                names = sorted(os.listdir(folder))  # noqa: PTH208 - names only
+            except OSError:
+                names = []  # its own line says missing
+        listings.append("/".join(names))
         lines += [_stat_line(f"{folder}{sep}{name}", newest) for name in names]
-    return hashlib.blake2b("\n".join(lines).encode("utf-8", "surrogateescape"), digest_size=16).hexdigest(), newest[0]
+    digest = hashlib.blake2b("\n".join(lines).encode("utf-8", "surrogateescape"), digest_size=16).hexdigest()
+    return digest, newest[0], tuple(listings)
 
 
 def snapshot(venv: Path) -> Snapshot | None:
@@ -162,9 +181,9 @@ def snapshot(venv: Path) -> Snapshot | None:
         return None
     if record is None:
         return None
-    digest, changed = _digest(str(venv), str(site), record.stubs, record.scripts, (record_line,))
+    digest, changed, files = _digest(str(venv), str(site), record.stubs, record.scripts, (record_line,))
     return Snapshot(digest, max(changed, newest[0]), record.base_id, str(record.base_site), str(site),
-                    record.stubs, record.scripts, record.per_node is not None)
+                    record.stubs, record.scripts, files, record.per_node is not None)
 
 
 class Memory:
@@ -182,7 +201,9 @@ class Memory:
             document = json.loads(path.read_text(encoding="utf-8"))
             if document.get("checks") != CHECKS or document.get("layerenv") != __version__:
                 return cls(path, {})
-            return cls(path, {venv: Healthy.from_json(entry) for venv, entry in document["projects"].items()})
+            name_sets = [str(names) for names in document["name_sets"]]
+            return cls(path, {venv: Healthy.from_json(entry, name_sets)
+                              for venv, entry in document["projects"].items()})
         except (OSError, ValueError, KeyError, TypeError, AttributeError, IndexError):
             return cls(path, {})  # none yet, or unreadable: every project is checked in full
 
@@ -195,7 +216,8 @@ class Memory:
         def same(item: tuple[str, Healthy]) -> bool:
             venv, healthy = item
             record_line = _stat_line(f"{venv}{os.sep}{RECORD_FILE}", [0])
-            return _digest(venv, healthy.site, healthy.stubs, healthy.scripts, (record_line,))[0] == healthy.digest
+            return _digest(venv, healthy.site, healthy.stubs, healthy.scripts, (record_line,),
+                           healthy.files)[0] == healthy.digest
 
         wall, cpu = time.perf_counter(), time.thread_time()
         verdicts = [same(item) for item in candidates[:_PROBE]]
@@ -218,15 +240,17 @@ class Memory:
         if shot.per_node or not shot.settled(now_ns):
             return
         self._after[venv] = Healthy(shot.digest, shot.base_id, shot.base_site, python, shot.site, shot.stubs,
-                                   shot.scripts)
+                                   shot.scripts, shot.files)
 
     def save(self) -> None:
         """Write what this look found healthy, when that differs from what it read; a store this user
         cannot write keeps its old record (the next look then checks more, never less)."""
         if self._after == self._before:
             return
+        name_sets: dict[str, int] = {}
+        projects = {venv: healthy.to_json(name_sets) for venv, healthy in sorted(self._after.items())}
         document = {"checks": CHECKS, "layerenv": __version__, "written": time.time(),
-                    "projects": {venv: healthy.to_json() for venv, healthy in sorted(self._after.items())}}
+                    "name_sets": list(name_sets), "projects": projects}
         try:
             if not self.path.parent.is_dir():
                 self.path.parent.mkdir(parents=True, exist_ok=True)
