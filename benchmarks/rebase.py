@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -29,6 +30,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--projects", type=int, default=100)
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--keep", action="store_true", help="leave the scene, rebased back, for profiling")
     options = parser.parse_args()
     scratch = Path(tempfile.mkdtemp(prefix="layerenv-bench-rebase-"))
     try:
@@ -45,7 +47,8 @@ def main() -> None:
         template = file_url(scratch / "index" / "cu128" / "simple").replace("/cu128/", "/{variant}/")
         machines = REPO / "tests" / "fixtures" / "machines"
         settings = {"LAYERENV_INDEX_URL": template, "LAYERENV_INSTALLER": "uv"}
-        old = clean_env(scratch / "home", {**settings, "LAYERENV_SYSROOT": str(machines / "rtx5090-570")})
+        old = clean_env(scratch / "home", {**settings, "LAYERENV_SYSROOT": str(machines / "rtx5090-570"),
+                                           "LAYERENV_VARIANT": "cu128"})  # what it wanted before 12.x compat
         new = clean_env(scratch / "home", {**settings, "LAYERENV_SYSROOT": str(machines / "rtx5090-580")})
         first = scratch / "projects" / "p000"
         first.mkdir(parents=True)
@@ -82,7 +85,12 @@ def main() -> None:
         )
         print(f"layerenv rebase when nothing changed: {nothing:.2f} s")
     finally:
-        shutil.rmtree(scratch, ignore_errors=True)
+        if options.keep:
+            (scratch / "env-old.json").write_text(json.dumps(old), encoding="utf-8")
+            (scratch / "env.json").write_text(json.dumps(new), encoding="utf-8")
+            print(f"scene kept: {scratch}", file=sys.stderr)
+        else:
+            shutil.rmtree(scratch, ignore_errors=True)
 
 
 if __name__ == "__main__":

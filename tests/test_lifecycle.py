@@ -5,9 +5,11 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import os
 import shutil
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
@@ -18,7 +20,11 @@ import pytest
 
 from layerenv.base.file_check import verify_base
 from layerenv.base.manifest import PackageRecord, read_manifest
+from layerenv.cli.session import Session
+from layerenv.lifecycle.doctor import diagnose
+from layerenv.lifecycle.status import project_states
 from layerenv.reporter import format_size
+from layerenv.store.home import Store as StoreHome
 from layerenv.venv.layout import VenvLayout
 from tests.support.cli import layerenv_env, run_layerenv, tree_digest
 from tests.support.index import isolated_installer_env
@@ -328,6 +334,87 @@ def test_doctor_relinks_broken_link_files(store: Store) -> None:
         ("link-broken", True)]
     assert pth.is_file() and python_says(store.project / ".venv", "import torch; print(torch.__version__)") == (
         "2.11.0+cu130")
+
+
+# doctor's memory of healthy projects (layerenv.lifecycle.fingerprint): in process, the clock moved ahead
+# so that the files a test just wrote count as settled; each test looks only at its own project.
+
+
+def _look(store: Store, ahead_s: float = 10.0) -> list[str]:
+    """One doctor look in this process: the kinds of the findings about ``store.project``."""
+    session = Session.open(store.env)
+    report = diagnose(session.store, session.detection, session.current_base(), store.env,
+                      clock=lambda: time.time_ns() + int(ahead_s * 1e9))
+    return [finding.kind for finding in report.findings if finding.subject == str(store.project)]
+
+
+@contextmanager
+def reads_counted(monkeypatch: pytest.MonkeyPatch, venv: Path) -> Iterator[list[Path]]:
+    """The venvs whose stubs a look read (``stub_problems`` is what a full check of a project ends with)."""
+    from layerenv.lifecycle import shadows
+
+    real, calls = shadows.stub_problems, []
+
+    def counted(project_venv: Path, record: Any) -> list[str]:
+        if project_venv == venv:
+            calls.append(project_venv)
+        return real(project_venv, record)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(shadows, "stub_problems", counted)
+        yield calls
+
+
+def test_doctor_remembers_a_healthy_project_and_reads_it_again_only_when_a_file_changed(
+        store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    venv = store.project / ".venv"
+    assert _look(store) == []  # checked in full, and remembered
+    with reads_counted(monkeypatch, venv) as reads:
+        assert _look(store) == [] and reads == []  # nothing it watches changed: not read
+        metadata = next(VenvLayout.for_venv(venv).site_packages.glob("torch-*.dist-info")) / "METADATA"
+        with restored(metadata):
+            before = metadata.stat()
+            data = metadata.read_bytes()
+            metadata.write_bytes(data[:-2] + (b"!!" if data[-2:] != b"!!" else b"??"))  # same size
+            os.utime(metadata, ns=(before.st_atime_ns, before.st_mtime_ns))  # and its mtime put back
+            assert (metadata.stat().st_size, metadata.stat().st_mtime_ns) == (before.st_size, before.st_mtime_ns)
+            assert _look(store) == ["stub-broken"] and reads == [venv]  # its ctime moved: read, and seen
+        assert _look(store) == [] and len(reads) == 2  # put back: read again, healthy, remembered
+        assert _look(store) == [] and len(reads) == 2
+        own = VenvLayout.for_venv(venv).site_packages / "triton-3.5.0.dist-info"  # installed over the stubs
+        own.mkdir()
+        try:
+            (own / "METADATA").write_text("Metadata-Version: 2.1\nName: triton\nVersion: 3.5.0\n", encoding="utf-8")
+            (own / "INSTALLER").write_text("pip\n", encoding="utf-8")
+            assert _look(store) == ["shadow"] and len(reads) == 3
+            states = project_states(StoreHome.open(str(store.home), store.env), {CU130: read_manifest(
+                store.home / "bases" / CU130 / "layerenv-manifest.json")}, {})
+            assert [state.state for state in states if state.project == str(store.project)] == ["shadowed"]
+        finally:
+            shutil.rmtree(own)
+        assert _look(store) == [] and len(reads) == 4
+        extra = metadata.parent / "extra.txt"  # a name added to a stub folder, whose files the memory lists
+        extra.write_text("", encoding="utf-8")
+        try:
+            assert _look(store) == [] and len(reads) == 5
+        finally:
+            extra.unlink()
+
+
+def test_doctor_does_not_remember_what_changed_within_a_timestamp_tick_of_the_look(
+        store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A file written just before the look could change again within its timestamp tick, unseen by any
+    stat: such a project is checked, and checked again by the next look; an unreadable memory forgets all."""
+    venv = store.project / ".venv"
+    pth = VenvLayout.for_venv(venv).site_packages / "_layerenv.pth"
+    pth.write_bytes(pth.read_bytes())  # just changed
+    with reads_counted(monkeypatch, venv) as reads:
+        assert _look(store, ahead_s=0) == [] and reads == [venv]
+        assert _look(store, ahead_s=0) == [] and len(reads) == 2  # not remembered: read again
+        assert _look(store) == [] and len(reads) == 3  # settled now: remembered
+        assert _look(store) == [] and len(reads) == 3
+        (store.home / "cache" / "doctor.json").write_text("{not json", encoding="utf-8")
+        assert _look(store) == [] and len(reads) == 4
 
 
 def test_doctor_forgets_deleted_projects_and_unreadable_entries(store: Store) -> None:

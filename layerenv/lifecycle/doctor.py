@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -28,6 +29,7 @@ from layerenv.store.trust import NotUsable
 from layerenv.venv.layout import VenvLayout
 
 if TYPE_CHECKING:
+    from layerenv.lifecycle.fingerprint import Healthy, Memory
     from layerenv.project.link import LinkRecord, PerNode
 from layerenv.base.file_check import BaseCheck, read_bases, verify_base
 
@@ -161,7 +163,21 @@ def _machine_findings(detection: Detection, env: Mapping[str, str]) -> list[Find
 
 
 def _project_findings(entries: list[dict[str, Any]], bases: dict[str, Manifest], newer: set[str],
-                      used: dict[str, list[str]], pythons: dict[tuple[str, str], list[str]]) -> list[Finding]:
+                      used: dict[str, list[str]], pythons: dict[tuple[str, str], list[str]], memory: Memory,
+                      now_ns: int) -> list[Finding]:
+    """Each registered project's findings; one whose watched files are as when it was last found healthy
+    (and whose base is still there) is healthy without a look inside (:mod:`layerenv.lifecycle.fingerprint`)."""
+    from layerenv.lifecycle.fingerprint import snapshot
+
+    usable_bases = {base_id for base_id, manifest in bases.items() if base_id not in newer and _usable(manifest)}
+    sites: dict[str, bool] = {}
+
+    def base_there(_venv: str, healthy: Healthy) -> bool:
+        if healthy.base_site not in sites:
+            sites[healthy.base_site] = Path(healthy.base_site).is_dir()
+        return healthy.base_id in usable_bases and sites[healthy.base_site]
+
+    unchanged = memory.recall([str(entry["venv"]) for entry in entries if "error" not in entry], base_there)
     findings: list[Finding] = []
     exports: dict[str, frozenset[str] | None] = {}  # per base: what its libtorch exports, read once
     for entry in entries:
@@ -173,13 +189,33 @@ def _project_findings(entries: list[dict[str, Any]], bases: dict[str, Manifest],
             continue
         venv = Path(str(entry["venv"]))
         project = str(entry.get("project", venv.parent))
+        healthy = unchanged.get(str(entry["venv"]))
+        if healthy is not None:
+            used.setdefault(healthy.base_id, []).append(project)
+            if healthy.python is not None:
+                pythons.setdefault(healthy.python, []).append(project)
+            continue
+        shot = snapshot(venv)  # before any check reads a file: a change after it leaves another digest
         try:
-            findings += _check_project(venv, project, str(entry.get("base_id", "")), bases, newer, used, pythons,
-                                       exports)
+            found = _check_project(venv, project, str(entry.get("base_id", "")), bases, newer, used, pythons,
+                                   exports)
         except LayerenvError as error:
             findings.append(Finding("venv-broken", project, f"the venv {venv} cannot be read: {error.message}",
                                     f"`layerenv project {project}` builds it again"))
+            continue
+        findings += found
+        if not found and shot is not None and not _has_extensions(venv, shot.stubs):
+            memory.remember(str(entry["venv"]), shot, _python_of(venv), now_ns)
     return findings
+
+
+def _has_extensions(venv: Path, stubs: tuple[str, ...]) -> bool:
+    """Whether the project holds compiled extensions: whether they fit the base depends on files of its
+    own distributions and of the base that doctor's memory does not watch, so such a project is never
+    remembered (a distribution installed later adds a folder to site-packages, which the memory watches)."""
+    from layerenv.project.extensions import find_extensions, read_state
+
+    return bool(find_extensions(venv, read_state(venv), stubs))
 
 
 def _check_project(venv: Path, project: str, base_id: str, bases: dict[str, Manifest], newer: set[str],
@@ -393,15 +429,24 @@ def _python_findings(pythons: dict[tuple[str, str], list[str]], bases: dict[str,
 
 
 def diagnose(store: Store, detection: Detection, current: Manifest | None, env: Mapping[str, str],
-             cache: dict[str, BaseCheck] | None = None) -> Report:
-    """Every problem found, machine first; ``cache`` keeps base checks between runs (bases never change here)."""
+             cache: dict[str, BaseCheck] | None = None, clock: Callable[[], int] = time.time_ns) -> Report:
+    """Every problem found, machine first; ``cache`` keeps base checks between runs (bases never change here).
+
+    Projects found healthy are remembered in the store (``clock``: nanoseconds since the epoch, what
+    tells a settled file from one that may still change unseen).
+    """
+    from layerenv.lifecycle.fingerprint import Memory
+
+    now_ns = clock()
+    memory = Memory.load(store)
     manifests, unreadable = read_bases(store)
     bases = {manifest.base_id: manifest for manifest in manifests}
     entries = store.projects()
     used: dict[str, list[str]] = {}
     pythons: dict[tuple[str, str], list[str]] = {}
     newer = {item.base_id for item in unreadable if item.newer}
-    projects = _project_findings(entries, bases, newer, used, pythons)  # fills used and pythons
+    projects = _project_findings(entries, bases, newer, used, pythons, memory, now_ns)  # fills used and pythons
+    memory.save()
     findings = _machine_findings(detection, env)
     findings += _base_findings(bases, unreadable, used, current, detection, {} if cache is None else cache)
     on_newer = {project for base_id in newer for project in used.get(base_id, [])}

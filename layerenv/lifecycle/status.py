@@ -10,6 +10,7 @@ from typing import Any
 
 from layerenv.base.file_check import read_bases
 from layerenv.base.manifest import Manifest, Unreadable
+from layerenv.lifecycle.fingerprint import Memory
 from layerenv.lifecycle.shadows import shadowed_names
 from layerenv.project.link import is_per_node
 from layerenv.store.home import Store
@@ -63,13 +64,23 @@ def disk_usage(path: Path) -> int:
 
 
 def project_states(store: Store, bases: dict[str, Manifest], unreadable: dict[str, Unreadable]) -> list[ProjectState]:
+    """Each registered project's state; one ``doctor`` last found healthy whose watched files have not
+    changed since is ``ok`` without a look inside (:mod:`layerenv.lifecycle.fingerprint`; status only reads it)."""
+    entries = store.projects()
+    registered = {str(entry["venv"]): str(entry.get("base_id", "?")) for entry in entries if "error" not in entry}
+    unchanged = Memory.load(store).recall(
+        list(registered), lambda venv, healthy: healthy.base_id in bases and healthy.base_id == registered[venv])
     states = []
-    for entry in store.projects():
+    for entry in entries:
         if "error" in entry:
             states.append(ProjectState("?", "?", "?", f"unreadable registry entry {entry['entry']}"))
             continue
         venv = Path(str(entry["venv"]))
         base_id = str(entry.get("base_id", "?"))
+        project = str(entry.get("project", venv.parent))
+        if str(entry["venv"]) in unchanged:
+            states.append(ProjectState(str(venv), project, base_id, None))
+            continue
         problem = None
         if not venv.is_dir():
             problem = "the project venv is gone"
@@ -83,8 +94,7 @@ def project_states(store: Store, bases: dict[str, Manifest], unreadable: dict[st
         if per_node:
             problem = node_answer_problem(store, venv)
         shadowed = tuple(shadowed_names(venv)) if problem is None else ()
-        states.append(ProjectState(str(venv), str(entry.get("project", venv.parent)), base_id, problem, per_node,
-                                   shadowed))
+        states.append(ProjectState(str(venv), project, base_id, problem, per_node, shadowed))
     return states
 
 
