@@ -22,7 +22,7 @@ from layerenv.project.locks import (
     read_pylock,
     read_uv_lock,
 )
-from layerenv.project.uv_shim import route, sync_options
+from layerenv.project.uv_fast import route, sync_options
 
 LOCKS = Path(__file__).parent / "fixtures" / "locks"
 LINUX = {"sys_platform": "linux", "platform_system": "Linux", "python_version": "3.11",

@@ -13,12 +13,12 @@ import os
 import subprocess
 import tempfile
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from layerenv.config import read_toml
 from layerenv.errors import BadInput, OperationFailed
-from layerenv.installers import Log, find_uv
+from layerenv.installers import Log
 from layerenv.project.link import KEEP, STATE_FILE, link, read_link
 from layerenv.project.locks import (
     Lock,
@@ -30,7 +30,9 @@ from layerenv.project.locks import (
     read_lock,
 )
 from layerenv.project.stubs import STUB_MARKER
-from layerenv.project.sync_state import SYNC_STATE, file_digest, find_lock, portable_env, read_state
+from layerenv.project.sync_state import SYNC_STATE, file_digest, find_lock, fingerprint, portable_env, read_state
+from layerenv.project.uv_fast import real_uv as uv_not_a_shim
+from layerenv.project.uv_fast import selection_key
 from layerenv.reporter import Reporter
 from layerenv.store.atomic import write_json
 from layerenv.venv.distinfo import canonical_name, is_family, read_distributions
@@ -69,7 +71,7 @@ class SyncResult:
 
 
 def real_uv() -> str:
-    uv = find_uv()
+    uv = uv_not_a_shim()
     if uv is None:
         raise BadInput("uv is not installed (pip install uv): a uv.lock is installed with it")
     return uv
@@ -152,7 +154,7 @@ def _indexes(packages: Sequence[LockedPackage]) -> list[str]:
 def _installer_argv(python: Path, indexes: Sequence[str]) -> tuple[list[str], dict[str, str]]:
     env = portable_env(os.environ)
     env.pop("VIRTUAL_ENV", None)
-    uv = find_uv()
+    uv = uv_not_a_shim()
     if uv is not None:
         argv = [uv, "pip", "install", "--python", str(python)]
         if indexes:
@@ -183,7 +185,7 @@ def check_base_meets(plan_: Plan, venv: Path, python: Path, base_id: str, log: L
         raise OperationFailed(f"{found[0].describe(base_id)}; {_FIX}")
     differs = any(name in family and family[name].split("+")[0] != version.split("+")[0]
                   for name, version in plan_.locked_family.items())
-    uv = find_uv()
+    uv = uv_not_a_shim()
     if not differs or uv is None or not plan_.install or record is None:
         return
     with tempfile.TemporaryDirectory(prefix="layerenv-sync-") as scratch:
@@ -299,12 +301,17 @@ def sync(request: SyncRequest, reporter: Reporter, log: Log) -> SyncResult:
     if _project_install(lock, project_dir) and (changed or removed or not state):
         _install_editable(project_dir, python, _indexes(the_plan.install), log)
     link(venv, base_id=record.base_id, base_venv=record.base_venv, per_node=KEEP)  # stubs back for what went
+    site_packages = VenvLayout.for_venv(venv).site_packages.relative_to(venv).as_posix()
     write_json(venv / SYNC_STATE, {
         "lock": lock_path.name,
         "lock_sha256": file_digest(lock_path),
         "pyproject_sha256": file_digest(pyproject),
         "installed": wanted,
         "left_to_base": sorted({need.name for need in the_plan.family} | set(the_plan.only_family)),
+        # what the project venv's `uv sync` compares to know, without this module, that there is nothing to do
+        "selection": selection_key(asdict(request.selection)),
+        "site_packages": site_packages,
+        "fingerprint": fingerprint(venv, project_dir, site_packages),
     })
     return SyncResult(
         lock=lock_path,
@@ -340,7 +347,7 @@ def _install_editable(project_dir: Path, python: Path, indexes: Sequence[str], l
 
 
 def _uninstall(names: Sequence[str], python: Path, log: Log) -> None:
-    uv = find_uv()
+    uv = uv_not_a_shim()
     env = portable_env(os.environ)
     env.pop("VIRTUAL_ENV", None)
     argv = ([uv, "pip", "uninstall", "--python", str(python), *names] if uv

@@ -1,5 +1,5 @@
 """What the last ``layerenv sync`` left in a project venv, and whether the project moved on since:
-read on every ``uv run`` in the project, so standard library only."""
+read on every ``uv run`` and ``uv sync`` in the project, so standard library only."""
 
 from __future__ import annotations
 
@@ -7,6 +7,8 @@ import hashlib
 import json
 from collections.abc import Mapping
 from pathlib import Path
+
+from layerenv import __version__
 
 SYNC_STATE = "layerenv-sync.json"  # in the venv: what the last sync installed, from which lock
 LOCK_FILES = ("uv.lock", "pylock.toml", "poetry.lock")  # the first present wins
@@ -41,6 +43,31 @@ def is_stale(venv: Path, project_dir: Path) -> bool:
         or state.get("lock_sha256") != file_digest(lock)
         or state.get("pyproject_sha256") != file_digest(project_dir / "pyproject.toml")
     )
+
+
+def fingerprint(venv: Path, project_dir: Path, site_packages: str) -> str:
+    """What a sync depends on besides its lock and options: the project's pyproject.toml and the
+    venv's pyvenv.cfg byte for byte, and the names in ``site-packages`` (``venv``-relative; each
+    ``.dist-info`` carries its version, so an install, upgrade or removal by hand, a lost stub or
+    another base's stubs change them). No absolute path goes in: ``layerenv project`` syncs a staging
+    venv, then moves it into place."""
+    digest = hashlib.sha256(f"layerenv {__version__}\n".encode())
+    for path in (project_dir / "pyproject.toml", venv / "pyvenv.cfg"):
+        digest.update(f"{path.name}\0{file_digest(path)}\n".encode())
+    try:
+        names = sorted(entry.name for entry in (venv / site_packages).iterdir() if entry.name != "__pycache__")
+    except OSError:
+        return ""
+    digest.update("\0".join(names).encode())
+    return digest.hexdigest()
+
+
+def unchanged_since_sync(state: Mapping[str, object], venv: Path, project_dir: Path) -> bool:
+    """Whether what :func:`fingerprint` covers is as the sync that wrote ``state`` left it."""
+    site, recorded = state.get("site_packages"), state.get("fingerprint")
+    if not (isinstance(site, str) and isinstance(recorded, str) and recorded):
+        return False
+    return fingerprint(venv, project_dir, site) == recorded
 
 
 def portable_env(environ: Mapping[str, str]) -> dict[str, str]:
