@@ -47,13 +47,16 @@ def is_stale(venv: Path, project_dir: Path) -> bool:
 
 def fingerprint(venv: Path, project_dir: Path, site_packages: str) -> str:
     """What a sync depends on besides its lock and options: the project's pyproject.toml and the
-    venv's pyvenv.cfg byte for byte, and the names in ``site-packages`` (``venv``-relative; each
+    venv's pyvenv.cfg (its own path aside) byte for byte, and the names in ``site-packages`` (``venv``-relative; each
     ``.dist-info`` carries its version, so an install, upgrade or removal by hand, a lost stub or
     another base's stubs change them). No absolute path goes in: ``layerenv project`` syncs a staging
     venv, then moves it into place."""
-    digest = hashlib.sha256(f"layerenv {__version__}\n".encode())
-    for path in (project_dir / "pyproject.toml", venv / "pyvenv.cfg"):
-        digest.update(f"{path.name}\0{file_digest(path)}\n".encode())
+    digest = hashlib.sha256(f"layerenv {__version__}\n{file_digest(project_dir / 'pyproject.toml')}\n".encode())
+    try:  # its `command` line names the venv's own path, which the move rewrites
+        config = (venv / "pyvenv.cfg").read_bytes().replace(bytes(venv.absolute()), b"<venv>")
+    except OSError:
+        config = b""
+    digest.update(config + b"\n")
     try:
         names = sorted(entry.name for entry in (venv / site_packages).iterdir() if entry.name != "__pycache__")
     except OSError:
