@@ -283,9 +283,11 @@ def sync(request: SyncRequest, reporter: Reporter, log: Log) -> SyncResult:
     previous = state.get("installed", {})
     previous = previous if isinstance(previous, dict) else {}
     wanted = {p.name: p.version for p in the_plan.install}
-    present = {d.name: d.version for d in read_distributions(VenvLayout.for_venv(venv).site_packages)
-               if not (d.dist_info / STUB_MARKER).is_file()}
-    changed = [p for p in the_plan.install if present.get(p.name) != p.version]
+    distributions = read_distributions(VenvLayout.for_venv(venv).site_packages)
+    present = {d.name: d.version for d in distributions if not (d.dist_info / STUB_MARKER).is_file()}
+    # the base's stub at the locked version already satisfies the installer, which installs nothing for it
+    stubbed = {d.name: d.version for d in distributions if (d.dist_info / STUB_MARKER).is_file()}
+    changed = [p for p in the_plan.install if p.version not in (present.get(p.name), stubbed.get(p.name))]
     # what layerenv itself installed: the last sync, and `layerenv project` for packages the lock knows
     # (those of requirements files it does not know stay, as packages installed by hand do)
     locked_names = {package.name for package in lock.packages}
