@@ -30,11 +30,20 @@ from layerenv.project.locks import (
     read_lock,
 )
 from layerenv.project.stubs import STUB_MARKER
-from layerenv.project.sync_state import SYNC_STATE, file_digest, find_lock, fingerprint, portable_env, read_state
+from layerenv.project.sync_state import (
+    SYNC_KEY,
+    SYNC_STATE,
+    file_digest,
+    find_lock,
+    fingerprint,
+    portable_env,
+    read_state,
+    sync_key,
+)
 from layerenv.project.uv_fast import real_uv as uv_not_a_shim
-from layerenv.project.uv_fast import selection_key
+from layerenv.project.uv_fast import selection_text
 from layerenv.reporter import Reporter
-from layerenv.store.atomic import write_json
+from layerenv.store.atomic import write_json, write_text
 from layerenv.venv.distinfo import canonical_name, is_family, read_distributions
 from layerenv.venv.layout import VenvLayout
 
@@ -294,6 +303,7 @@ def sync(request: SyncRequest, reporter: Reporter, log: Log) -> SyncResult:
     managed = set(previous) | (_project_installed(venv) & locked_names)
     removed = sorted(name for name in managed if name not in wanted and name in present and not is_family(name))
     removed += sorted(name for name in present if is_family(name))  # a plain `uv sync` put them there
+    (venv / SYNC_KEY).unlink(missing_ok=True)  # written back once this sync has done all it does
     if changed:
         reporter.step(f"installing {len(changed)} locked package(s) from {lock_path.name} with their hashes")
         _install(changed, project_dir, python, log)
@@ -310,11 +320,11 @@ def sync(request: SyncRequest, reporter: Reporter, log: Log) -> SyncResult:
         "pyproject_sha256": file_digest(pyproject),
         "installed": wanted,
         "left_to_base": sorted({need.name for need in the_plan.family} | set(the_plan.only_family)),
-        # what the project venv's `uv sync` compares to know, without this module, that there is nothing to do
-        "selection": selection_key(asdict(request.selection)),
-        "site_packages": site_packages,
-        "fingerprint": fingerprint(venv, project_dir, site_packages),
     })
+    # what the project venv's `uv sync` compares to know, without this module, that there is nothing to do
+    selection = selection_text(asdict(request.selection))
+    write_text(venv / SYNC_KEY, sync_key(site_packages, fingerprint(venv, project_dir, site_packages, selection),
+                                         lock_path), durable=False)
     return SyncResult(
         lock=lock_path,
         installed=tuple(f"{p.name}=={p.version}" for p in changed),

@@ -15,18 +15,21 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Mapping, Sequence
-from pathlib import Path
 
 from layerenv.errors import BadInput, LayerenvError
 from layerenv.project.sync_state import (
-    file_digest,
-    find_lock,
     is_stale,
+    lock_file,
+    lock_unchanged_since_sync,
     portable_env,
-    read_state,
     unchanged_since_sync,
 )
+
+TYPE_CHECKING = False  # mypy takes it as true; pathlib, typing and collections.abc would slow this path
+if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
+
+    from layerenv.project.sync_state import StrPath
 
 SHIM_MARK = "# layerenv-uv-shim"
 ROUTED = frozenset({"sync", "run", "add", "remove", "lock"})
@@ -93,54 +96,58 @@ def sync_options(arguments: Sequence[str]) -> dict[str, object]:
     return options
 
 
-def selection_key(options: Mapping[str, object]) -> dict[str, object]:
-    """What a sync installs, from :func:`sync_options` (as ``layerenv sync`` records it)."""
-    extras, groups = options.get("extras", ()), options.get("groups", ())
-    return {"extras": sorted(set(extras)) if isinstance(extras, (list, tuple)) else [],
-            "all_extras": bool(options.get("all_extras")),
-            "groups": sorted(set(groups)) if isinstance(groups, (list, tuple)) else [],
-            "all_groups": bool(options.get("all_groups")),
-            "no_default_groups": bool(options.get("no_default_groups"))}
+def selection_text(options: Mapping[str, object]) -> str:
+    """What a sync installs, from :func:`sync_options` or a ``Selection``'s fields, in one canonical line."""
+    parts = []
+    for field in ("extras", "groups"):
+        names = options.get(field, ())
+        parts.append(f"{field}={','.join(sorted(set(names))) if isinstance(names, (list, tuple)) else ''}")
+    for flag in ("all_extras", "all_groups", "no_default_groups"):
+        parts.append(f"{flag}={int(bool(options.get(flag)))}")
+    return ";".join(parts)
 
 
-def is_shim(path: Path) -> bool:
+def is_shim(path: StrPath) -> bool:
     try:
-        with path.open("rb") as handle:
+        with open(path, "rb") as handle:
             return SHIM_MARK.encode() in handle.read(600)
     except OSError:
         return False
 
 
-def real_uv(skip: Path | None = None) -> str | None:
+def real_uv(skip: StrPath | None = None) -> str | None:
     """The uv a shim stands in front of: the first on PATH that is not a layerenv shim (``skip``: a
     directory not to look in), else the one the ``uv`` package installed."""
     skipped = os.path.realpath(skip) if skip else None
     for directory in os.environ.get("PATH", "").split(os.pathsep):
         if not directory or (skipped and os.path.realpath(directory) == skipped):
             continue
-        candidate = Path(directory, "uv.exe" if os.name == "nt" else "uv")
-        if candidate.is_file() and os.access(candidate, os.X_OK) and not is_shim(candidate):
-            return str(candidate)
+        candidate = os.path.join(directory, "uv.exe" if os.name == "nt" else "uv")
+        if os.path.isfile(candidate) and os.access(candidate, os.X_OK) and not is_shim(candidate):
+            return candidate
     with_site_packages()
     from layerenv.installers import find_uv
 
     found = find_uv()
-    return found if found and not is_shim(Path(found)) else None
+    return found if found and not is_shim(found) else None
 
 
-def serves(venv: Path, start: Path, environ: Mapping[str, str]) -> bool:
+def serves(venv: StrPath, start: StrPath, environ: Mapping[str, str]) -> bool:
     """Whether uv, started in ``start``, would act on this venv's project."""
-    if environ.get("UV_PROJECT_ENVIRONMENT") and Path(environ["UV_PROJECT_ENVIRONMENT"]).resolve() != venv.resolve():
+    ours = os.path.realpath(venv)
+    if environ.get("UV_PROJECT_ENVIRONMENT") and os.path.realpath(environ["UV_PROJECT_ENVIRONMENT"]) != ours:
         return False
-    for directory in (start, *start.parents):
-        if (directory / "pyproject.toml").is_file():
-            return (directory / ".venv").resolve() == venv.resolve()
+    directory, parent = os.path.abspath(start), ""
+    while directory != parent:
+        if os.path.isfile(os.path.join(directory, "pyproject.toml")):
+            return os.path.realpath(os.path.join(directory, ".venv")) == ours
+        directory, parent = os.path.dirname(directory), directory
     return False
 
 
-def lock_command(uv: str, python: Path, *, locked: bool) -> list[str]:
+def lock_command(uv: str, python: StrPath, *, locked: bool) -> list[str]:
     """``uv lock`` as ``uv sync`` runs it first, against the project venv's interpreter."""
-    return [uv, "lock", "--python", str(python), *(["--locked"] if locked else [])]
+    return [uv, "lock", "--python", os.fspath(python), *(["--locked"] if locked else [])]
 
 
 def lock_env(environ: Mapping[str, str]) -> dict[str, str]:
@@ -149,22 +156,20 @@ def lock_env(environ: Mapping[str, str]) -> dict[str, str]:
     return env
 
 
-def sync_is_noop(venv: Path, options: Mapping[str, object], uv: str, environ: Mapping[str, str]) -> bool:
+def sync_is_noop(venv: str, options: Mapping[str, object], uv: str, environ: Mapping[str, str]) -> bool:
     """Whether ``layerenv sync`` with ``options`` would find nothing to do: the same selection as the
     last sync, nothing under the project or in the venv changed since, and the lock, after the
     ``uv lock`` a sync runs first, still the one the last sync installed."""
-    state = read_state(venv)
-    project = venv.parent
-    lock = find_lock(project)
-    if lock is None or state.get("selection") != selection_key(options):
+    project = os.path.dirname(venv)
+    lock = lock_file(project)
+    if lock is None or not unchanged_since_sync(venv, project, selection_text(options)):
         return False
-    if not unchanged_since_sync(state, venv, project):
-        return False
-    if lock.name == "uv.lock" and not options.get("frozen") and (project / "pyproject.toml").is_file():
-        argv = lock_command(uv, Path(venv, "bin", "python"), locked=bool(options.get("locked")))
-        if _quiet_run([argv[0], "--directory", str(project), *argv[1:]], lock_env(environ)) != 0:
+    name = os.path.basename(lock)
+    if name == "uv.lock" and not options.get("frozen") and os.path.isfile(os.path.join(project, "pyproject.toml")):
+        argv = lock_command(uv, os.path.join(venv, "bin", "python"), locked=bool(options.get("locked")))
+        if _quiet_run([argv[0], "--directory", project, *argv[1:]], lock_env(environ)) != 0:
             return False  # the full sync runs it again and says why it failed
-    return state.get("lock") == lock.name and state.get("lock_sha256") == file_digest(lock)
+    return lock_unchanged_since_sync(venv, lock)
 
 
 def with_site_packages() -> None:
@@ -190,14 +195,14 @@ def exec_uv(argv: Sequence[str], env: Mapping[str, str]) -> int:
 
 
 def main(venv_text: str, argv: Sequence[str]) -> int:
-    venv = Path(venv_text)
-    real = real_uv(skip=venv / "bin")
+    venv = os.path.abspath(venv_text)
+    real = real_uv(skip=os.path.join(venv, "bin"))
     if real is None:
         sys.stderr.write("layerenv: error: no uv found on PATH besides this project's wrapper (pip install uv)\n")
         return 127
     env = dict(os.environ)
     found = route(argv)
-    start = Path(found.directory).absolute() if found.directory else Path.cwd()
+    start = os.path.abspath(found.directory) if found.directory else os.getcwd()
     if found.command not in ROUTED or not serves(venv, start, env):
         return exec_uv([real, *argv], env)
     head, command, rest = list(argv[: found.position]), argv[found.position], list(argv[found.position + 1 :])
@@ -207,12 +212,14 @@ def main(venv_text: str, argv: Sequence[str]) -> int:
         if command == "sync" and sync_is_noop(venv, sync_options(rest), real, env):
             sys.stderr.write("layerenv: sync: up to date (the lock, pyproject and venv as the last sync left them)\n")
             return 0
-        if command == "run" and ("--no-sync" in rest or not is_stale(venv, venv.parent)):
+        if command == "run" and ("--no-sync" in rest or not is_stale(venv, os.path.dirname(venv))):
             return exec_uv([real, *head, command, *run_options(rest)], env)
         with_site_packages()
+        from pathlib import Path
+
         from layerenv.project.uv_shim import routed
 
-        return routed(venv, real, head, command, rest, env)
+        return routed(Path(venv), real, head, command, rest, env)
     except LayerenvError as error:
         sys.stderr.write(f"layerenv: error: {error.message}\n")
         return error.exit_code
