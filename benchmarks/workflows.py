@@ -11,7 +11,7 @@ as layerenv seeds a project venv) gets the real torch before timing, from --real
 install: the same files pip would write, in seconds from uv's cache).
 "uv sync, 2 to install": the same lock after the project's torchmetrics and einops were uninstalled
 (`uv pip uninstall`, untimed) on each side, so the layered `uv sync` does a full `layerenv sync` rather than
-finding the venv as `layerenv project` left it.
+answering that the venv is as `layerenv project` left it (each layered `uv sync` must say which it did).
 Run: python benchmarks/workflows.py [--runs 1]
 """
 
@@ -76,12 +76,13 @@ torch = {{ index = "torch-cpu" }}
 """
 
 
-def run(argv: list[str], cwd: Path, env: Mapping[str, str]) -> float:
+def run(argv: list[str], cwd: Path, env: Mapping[str, str], expect: str = "") -> float:
+    """Seconds ``argv`` took; it must succeed and print ``expect`` (on stderr)."""
     started = time.perf_counter()
     done = subprocess.run(argv, cwd=cwd, env=dict(env), capture_output=True, text=True, check=False)
     elapsed = time.perf_counter() - started
-    if done.returncode != 0:
-        raise SystemExit(f"benchmark step failed: {' '.join(argv)}\n{done.stdout}{done.stderr}")
+    if done.returncode != 0 or expect not in done.stderr:
+        raise SystemExit(f"benchmark step failed: {' '.join(argv)} (expected {expect!r})\n{done.stdout}{done.stderr}")
     return elapsed
 
 
@@ -93,11 +94,7 @@ def installer_env(scratch: Path, pypi: str) -> dict[str, str]:
                UV_CACHE_DIR=str(scratch / "uv-cache"), POETRY_CACHE_DIR=str(scratch / "poetry-cache"),
                POETRY_CONFIG_DIR=str(scratch / "poetry-config"), POETRY_DATA_DIR=str(scratch / "poetry-data"),
                POETRY_VIRTUALENVS_IN_PROJECT="true", POETRY_NO_INTERACTION="1",
-               PYTHON_KEYRING_BACKEND="keyring.backends.null.Keyring",
-               # An installed layerenv (and installer) has its bytecode; with PYTHONDONTWRITEBYTECODE, as
-               # on this repository's machine, each Python start would compile this checkout's modules again.
-               PYTHONPYCACHEPREFIX=str(scratch / "pycache"))
-    env.pop("PYTHONDONTWRITEBYTECODE", None)
+               PYTHON_KEYRING_BACKEND="keyring.backends.null.Keyring")
     return env
 
 
@@ -230,8 +227,14 @@ class Bench:
         if workflow.startswith("uv sync"):
             if layered:  # an activated shell: the venv's uv wrapper first on PATH
                 env = {**self.env, "VIRTUAL_ENV": str(venv),
-                       "PATH": os.pathsep.join([str(venv / "bin"), str(Path(uv()).parent), self.env["PATH"]])}
-                return run(["uv", "sync"], project, env)
+                       "PATH": os.pathsep.join([str(venv / "bin"), str(Path(uv()).parent), self.env["PATH"]]),
+                       # An installed layerenv has its bytecode; this checkout, under the
+                       # PYTHONDONTWRITEBYTECODE of this repository's machine, would compile its modules
+                       # on every start of the wrapper: they are cached under the scratch directory instead.
+                       "PYTHONPYCACHEPREFIX": str(self.scratch / "pycache")}
+                env.pop("PYTHONDONTWRITEBYTECODE", None)
+                expect = "sync: up to date" if workflow == "uv sync" else f"installed {len(DROPPED)}, removed 0"
+                return run(["uv", "sync"], project, env, expect)
             return run([uv(), "sync"], project, self.env)
         return run([str(venv / "bin" / "python"), "-m", "pip", "install", "-q", "-r", "requirements.txt"],
                    project, self.env)
