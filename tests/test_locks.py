@@ -4,6 +4,7 @@ Linux), and the routing of the project venv's ``uv`` command."""
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pytest
@@ -25,6 +26,7 @@ from layerenv.project.locks import (
 from layerenv.project.sync_state import (
     SYNC_KEY,
     fingerprint,
+    lock_python,
     lock_unchanged_since_sync,
     sync_key,
     unchanged_since_sync,
@@ -251,3 +253,14 @@ def test_sync_selection_text_is_the_same_from_uv_sync_options_and_from_a_selecti
     selection = Selection(extras=("gpu",), groups=("a", "docs"), no_default_groups=True)
     assert selection_text(options) == selection_text(asdict(selection))
     assert selection_text(options) != selection_text(asdict(Selection(extras=("gpu",), groups=("docs",))))
+
+
+def test_uv_lock_runs_with_the_interpreter_the_venv_was_made_from(tmp_path: Path) -> None:
+    venv = tmp_path / ".venv"
+    venv.mkdir()
+    fallback = venv / "bin" / "python"
+    assert lock_python(venv, fallback) == str(fallback)  # no pyvenv.cfg
+    (venv / "pyvenv.cfg").write_text(f"home = /nowhere\nexecutable = {sys.executable}\nversion = 3.11.7\n")
+    assert lock_python(venv, fallback) == sys.executable
+    (venv / "pyvenv.cfg").write_text("executable = /nowhere/python3.11\n")  # gone: uv queries the venv's own
+    assert lock_python(venv, fallback) == str(fallback)

@@ -36,6 +36,7 @@ from layerenv.project.sync_state import (
     file_digest,
     find_lock,
     fingerprint,
+    lock_python,
     portable_env,
     read_state,
     sync_key,
@@ -281,7 +282,7 @@ def sync(request: SyncRequest, reporter: Reporter, log: Log) -> SyncResult:
     if uv_project and not request.frozen and pyproject.is_file():
         _check_selection(read_toml(pyproject), request.selection, pyproject)
         reporter.step(f"locking {project_dir} with uv")
-        refresh_uv_lock(project_dir, python, locked=request.locked, log=log)
+        refresh_uv_lock(project_dir, Path(lock_python(venv, python)), locked=request.locked, log=log)
         lock_path = find_lock(project_dir)
     if lock_path is None:
         raise BadInput(f"{project_dir} has no uv.lock, pylock.toml or poetry.lock (and no pyproject.toml to lock)")

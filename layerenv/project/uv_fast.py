@@ -1,6 +1,7 @@
-"""The start-up path of a project venv's ``uv`` (:mod:`uv_wrapper` writes the script that calls
-:func:`main`): standard library only, so what needs no layerenv work costs a Python start and a few
-file reads, against uv's own tens of milliseconds.
+"""The start-up path of a project venv's ``uv`` (:mod:`uv_wrapper` writes the script, which calls
+:func:`layerenv.project.uv_shim.main`, which asks :func:`answer` first): standard library only, so
+what needs no layerenv work costs a Python start and a few file reads, against uv's own tens of
+milliseconds.
 
 - uv's other commands, or another project than this venv's -> the real uv, exec'd at once;
 - ``uv lock`` -> the real one without ``UV_CONSTRAINT``;
@@ -20,6 +21,7 @@ from layerenv.errors import BadInput, LayerenvError
 from layerenv.project.sync_state import (
     is_stale,
     lock_file,
+    lock_python,
     lock_unchanged_since_sync,
     portable_env,
     unchanged_since_sync,
@@ -146,7 +148,7 @@ def serves(venv: StrPath, start: StrPath, environ: Mapping[str, str]) -> bool:
 
 
 def lock_command(uv: str, python: StrPath, *, locked: bool) -> list[str]:
-    """``uv lock`` as ``uv sync`` runs it first, against the project venv's interpreter."""
+    """``uv lock`` as ``uv sync`` runs it first (``python``: :func:`lock_python`)."""
     return [uv, "lock", "--python", os.fspath(python), *(["--locked"] if locked else [])]
 
 
@@ -166,7 +168,8 @@ def sync_is_noop(venv: str, options: Mapping[str, object], uv: str, environ: Map
         return False
     name = os.path.basename(lock)
     if name == "uv.lock" and not options.get("frozen") and os.path.isfile(os.path.join(project, "pyproject.toml")):
-        argv = lock_command(uv, os.path.join(venv, "bin", "python"), locked=bool(options.get("locked")))
+        python = lock_python(venv, os.path.join(venv, "bin", "python"))
+        argv = lock_command(uv, python, locked=bool(options.get("locked")))
         if _quiet_run([argv[0], "--directory", project, *argv[1:]], lock_env(environ)) != 0:
             return False  # the full sync runs it again and says why it failed
     return lock_unchanged_since_sync(venv, lock)
@@ -194,7 +197,20 @@ def exec_uv(argv: Sequence[str], env: Mapping[str, str]) -> int:
     return 127  # pragma: no cover - execve does not return
 
 
-def main(venv_text: str, argv: Sequence[str]) -> int:
+class Pending:
+    """uv's project command that needs layerenv (:func:`layerenv.project.uv_shim.main` runs it)."""
+
+    __slots__ = ("command", "env", "head", "real", "rest", "venv")
+
+    def __init__(self, venv: str, real: str, head: list[str], command: str, rest: list[str],
+                 env: dict[str, str]) -> None:
+        self.venv, self.real, self.env = venv, real, env
+        self.head, self.command, self.rest = head, command, rest  # argv: global options, command, its own
+
+
+def answer(venv_text: str, argv: Sequence[str]) -> int | Pending:
+    """The exit code where no layerenv work is needed (uv exec'd, or a sync with nothing to do), else
+    the :class:`Pending` command."""
     venv = os.path.abspath(venv_text)
     real = real_uv(skip=os.path.join(venv, "bin"))
     if real is None:
@@ -214,15 +230,10 @@ def main(venv_text: str, argv: Sequence[str]) -> int:
             return 0
         if command == "run" and ("--no-sync" in rest or not is_stale(venv, os.path.dirname(venv))):
             return exec_uv([real, *head, command, *run_options(rest)], env)
-        with_site_packages()
-        from pathlib import Path
-
-        from layerenv.project.uv_shim import routed
-
-        return routed(Path(venv), real, head, command, rest, env)
     except LayerenvError as error:
         sys.stderr.write(f"layerenv: error: {error.message}\n")
         return error.exit_code
+    return Pending(venv, real, head, command, rest, env)
 
 
 def first_positional(arguments: Sequence[str]) -> int:

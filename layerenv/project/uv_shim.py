@@ -1,5 +1,5 @@
-"""What the project venv's ``uv`` does when :mod:`uv_fast` finds layerenv work to do: uv's project
-commands keep the base's torch.
+"""The project venv's ``uv`` (:mod:`uv_wrapper` writes the script calling :func:`main`): what needs no
+layerenv is answered by :mod:`uv_fast`; the rest here, so that uv's project commands keep the base's torch.
 
 - ``uv sync`` -> ``layerenv sync`` (same ``--group``/``--extra``/``--frozen``/``--locked``);
 - ``uv run`` -> ``layerenv sync`` when the lock or pyproject changed since the last one, then the
@@ -10,12 +10,14 @@ commands keep the base's torch.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from pathlib import Path
-
 from layerenv.errors import LayerenvError
 from layerenv.project.sync_state import portable_env
-from layerenv.project.uv_fast import exec_uv, first_positional, run_options, sync_options
+from layerenv.project.uv_fast import answer, exec_uv, first_positional, run_options, sync_options, with_site_packages
+
+TYPE_CHECKING = False  # mypy takes it as true; this module is imported on the venv's `uv` start-up path
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+    from pathlib import Path
 
 
 def routed(venv: Path, real: str, head: Sequence[str], command: str, rest: Sequence[str],
@@ -72,10 +74,19 @@ class _Stderr:
 
 
 def main(venv_text: str, argv: Sequence[str]) -> int:
-    """The entry of shims written before :mod:`uv_fast` (a venv linked by an older layerenv)."""
-    from layerenv.project.uv_fast import main as fast_main
+    """The venv's ``uv`` script: :func:`uv_fast.answer` where no layerenv work is needed, else :func:`routed`."""
+    found = answer(venv_text, argv)
+    if isinstance(found, int):
+        return found
+    with_site_packages()
+    import sys
+    from pathlib import Path
 
-    return fast_main(venv_text, argv)
+    try:
+        return routed(Path(found.venv), found.real, found.head, found.command, found.rest, found.env)
+    except LayerenvError as error:
+        sys.stderr.write(f"layerenv: error: {error.message}\n")
+        return error.exit_code
 
 
 def _add_or_remove(venv: Path, argv: Sequence[str], env: dict[str, str], command: str) -> int:

@@ -17,7 +17,7 @@ _SHIM = """{shebang}
 import sys
 
 sys.path.insert(0, {parent!r})
-from layerenv.project.uv_fast import main
+from layerenv.project.uv_shim import main
 
 sys.exit(main({venv!r}, sys.argv[1:]))
 """
