@@ -9,6 +9,9 @@ once, before timing; every timed install starts from caches warmed by an untimed
 lock, so the figures compare the installers' work, not the network. The plain venv (virtualenv, pip seeded
 as layerenv seeds a project venv) gets the real torch before timing, from --real-wheels as find-links (uv pip
 install: the same files pip would write, in seconds from uv's cache).
+"uv sync, 2 to install": the same lock after the project's torchmetrics and einops were uninstalled
+(`uv pip uninstall`, untimed) on each side, so the layered `uv sync` does a full `layerenv sync` rather than
+answering that the venv is as `layerenv project` left it (each layered `uv sync` must say which it did).
 Run: python benchmarks/workflows.py [--runs 1]
 """
 
@@ -34,7 +37,8 @@ from tests.support.index import IndexServer, serve_index, write_simple_index
 from tests.support.wheels import parse_wheel_filename
 
 TORCH = "2.13.0+cpu"
-WORKFLOWS = ("poetry install", "uv sync", "pip install -r")
+WORKFLOWS = ("poetry install", "uv sync", "uv sync, 2 to install", "pip install -r")
+DROPPED = ("torchmetrics", "einops")  # uninstalled before "uv sync, 2 to install": the sync has work to do
 
 POETRY_PYPROJECT = """\
 [tool.poetry]
@@ -72,12 +76,13 @@ torch = {{ index = "torch-cpu" }}
 """
 
 
-def run(argv: list[str], cwd: Path, env: Mapping[str, str]) -> float:
+def run(argv: list[str], cwd: Path, env: Mapping[str, str], expect: str = "") -> float:
+    """Seconds ``argv`` took; it must succeed and print ``expect`` (on stderr)."""
     started = time.perf_counter()
     done = subprocess.run(argv, cwd=cwd, env=dict(env), capture_output=True, text=True, check=False)
     elapsed = time.perf_counter() - started
-    if done.returncode != 0:
-        raise SystemExit(f"benchmark step failed: {' '.join(argv)}\n{done.stdout}{done.stderr}")
+    if done.returncode != 0 or expect not in done.stderr:
+        raise SystemExit(f"benchmark step failed: {' '.join(argv)} (expected {expect!r})\n{done.stdout}{done.stderr}")
     return elapsed
 
 
@@ -157,28 +162,34 @@ class Bench:
         self.index = server.url_for("torch-cpu/simple") + "/"
         self.poetry_bin = poetry_with_plugin(scratch)
         self.count = 0
+        self.locks: dict[str, dict[str, str]] = {}
 
     def files(self, workflow: str) -> dict[str, str]:
         if workflow == "poetry install":
             return {"pyproject.toml": POETRY_PYPROJECT.format(torch=TORCH, index=self.index)}
-        if workflow == "uv sync":
+        if workflow.startswith("uv sync"):
             return {"pyproject.toml": UV_PYPROJECT.format(torch=TORCH, index=self.index)}
         return {"requirements.txt": "torchmetrics\neinops\n"}
 
     def lock(self, workflow: str) -> dict[str, str]:
-        """The project's files with its lock, made once in a directory of its own."""
+        """The project's files with its lock, made once (per tool) in a directory of its own."""
         files = self.files(workflow)
         if workflow == "pip install -r":
             return files
-        where = self.scratch / f"lock-{workflow.split(maxsplit=1)[0]}"
+        tool = workflow.split(maxsplit=1)[0]
+        if tool in self.locks:
+            return self.locks[tool]
+        where = self.scratch / f"lock-{tool}"
         where.mkdir()
         for name, text in files.items():
             (where / name).write_text(text)
         if workflow == "poetry install":
             run([str(self.poetry_bin / "poetry"), "lock"], where, self.env)
-            return {**files, "poetry.lock": (where / "poetry.lock").read_text()}
-        run([uv(), "lock"], where, self.env)
-        return {**files, "uv.lock": (where / "uv.lock").read_text()}
+            self.locks[tool] = {**files, "poetry.lock": (where / "poetry.lock").read_text()}
+        else:
+            run([uv(), "lock"], where, self.env)
+            self.locks[tool] = {**files, "uv.lock": (where / "uv.lock").read_text()}
+        return self.locks[tool]
 
     def project(self, files: Mapping[str, str], layered: bool) -> Path:
         self.count += 1
@@ -199,16 +210,31 @@ class Bench:
                  "--find-links", str(self.wheel.parent), f"torch=={TORCH}"], project.parent, self.env)
         return project
 
+    def prepare(self, workflow: str, project: Path, layered: bool) -> None:
+        """Untimed: for "uv sync, 2 to install", the project synced, then two of its packages gone."""
+        if workflow != "uv sync, 2 to install":
+            return
+        if not layered:
+            run([uv(), "sync"], project, self.env)
+        run([uv(), "pip", "uninstall", "--python", str(project / ".venv" / "bin" / "python"), *DROPPED],
+            project, self.env)
+
     def install(self, workflow: str, project: Path, layered: bool) -> float:
         venv = project / ".venv"
         if workflow == "poetry install":
             env = {**self.env, "PATH": os.pathsep.join([str(self.poetry_bin), self.env["PATH"]])}
             return run(["poetry", "install"], project, env)
-        if workflow == "uv sync":
+        if workflow.startswith("uv sync"):
             if layered:  # an activated shell: the venv's uv wrapper first on PATH
                 env = {**self.env, "VIRTUAL_ENV": str(venv),
-                       "PATH": os.pathsep.join([str(venv / "bin"), str(Path(uv()).parent), self.env["PATH"]])}
-                return run(["uv", "sync"], project, env)
+                       "PATH": os.pathsep.join([str(venv / "bin"), str(Path(uv()).parent), self.env["PATH"]]),
+                       # An installed layerenv has its bytecode; this checkout, under the
+                       # PYTHONDONTWRITEBYTECODE of this repository's machine, would compile its modules
+                       # on every start of the wrapper: they are cached under the scratch directory instead.
+                       "PYTHONPYCACHEPREFIX": str(self.scratch / "pycache")}
+                env.pop("PYTHONDONTWRITEBYTECODE", None)
+                expect = "sync: up to date" if workflow == "uv sync" else f"installed {len(DROPPED)}, removed 0"
+                return run(["uv", "sync"], project, env, expect)
             return run([uv(), "sync"], project, self.env)
         return run([str(venv / "bin" / "python"), "-m", "pip", "install", "-q", "-r", "requirements.txt"],
                    project, self.env)
@@ -246,7 +272,9 @@ def main() -> None:
             for workflow in WORKFLOWS:
                 locked = bench.lock(workflow)
                 for layered in (True, False):  # untimed: warms the caches both sides read
-                    bench.install(workflow, bench.project(locked, layered), layered)
+                    project = bench.project(locked, layered)
+                    bench.prepare(workflow, project, layered)
+                    bench.install(workflow, project, layered)
                 times: dict[bool, list[float]] = {True: [], False: []}
                 fetched: dict[bool, int] = {True: 0, False: 0}
                 ratio_of_size: list[float] = []
@@ -254,6 +282,7 @@ def main() -> None:
                     order = (True, False) if run_number % 2 == 0 else (False, True)
                     for layered in order:
                         project = bench.project(locked, layered)
+                        bench.prepare(workflow, project, layered)
                         server.reset()
                         times[layered].append(bench.install(workflow, project, layered))
                         fetched[layered] += family_bytes(server)
@@ -279,13 +308,13 @@ def main() -> None:
         return
     print(f"real torch {TORCH}; {options.runs} timed run(s) a side; targets: torch-family bytes 0, "
           ".venv < 1.05x its non-torch packages, time layered/plain <= 1.0x")
-    print(f"{'workflow':15} {'layered s':>16} {'plain s':>16} {'ratio':>6} {'torch bytes (plain)':>20} "
+    print(f"{'workflow':21} {'layered s':>16} {'plain s':>16} {'ratio':>6} {'torch bytes (plain)':>20} "
           f"{'.venv/pkgs':>10}")
     for workflow, row in results.items():
         layered = "/".join(f"{t:.2f}" for t in row["layered_s"])
         plain = "/".join(f"{t:.2f}" for t in row["plain_s"])
         fetched = f"{row['family_bytes_layered']} ({row['family_bytes_plain']})"
-        print(f"{workflow:15} {layered:>16} {plain:>16} {row['time_ratio']:6.2f} {fetched:>20} "
+        print(f"{workflow:21} {layered:>16} {plain:>16} {row['time_ratio']:6.2f} {fetched:>20} "
               f"{row['venv_size_ratio']:10.3f}")
 
 if __name__ == "__main__":

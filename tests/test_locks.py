@@ -4,6 +4,7 @@ Linux), and the routing of the project venv's ``uv`` command."""
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pytest
@@ -22,7 +23,15 @@ from layerenv.project.locks import (
     read_pylock,
     read_uv_lock,
 )
-from layerenv.project.uv_shim import route, sync_options
+from layerenv.project.sync_state import (
+    SYNC_KEY,
+    fingerprint,
+    lock_python,
+    lock_unchanged_since_sync,
+    sync_key,
+    unchanged_since_sync,
+)
+from layerenv.project.uv_fast import route, selection_text, sync_options
 
 LOCKS = Path(__file__).parent / "fixtures" / "locks"
 LINUX = {"sys_platform": "linux", "platform_system": "Linux", "python_version": "3.11",
@@ -201,3 +210,57 @@ def test_uv_command_routing() -> None:
     assert options == {"groups": ["docs"], "extras": ["gpu"], "no_default_groups": True, "frozen": True}
     with pytest.raises(BadInput, match=r"^uv sync --no-install-project: not available in a layered project"):
         sync_options(["--no-install-project"])
+
+
+def test_sync_fingerprint_covers_selection_pyproject_interpreter_and_installs_but_no_absolute_path(
+        tmp_path: Path) -> None:
+    project = tmp_path / "one"
+    site = project / ".venv" / "lib" / "python3.11" / "site-packages"
+    (site / "plain_lib-1.0.dist-info").mkdir(parents=True)
+    (project / "pyproject.toml").write_text("[project]\nname = 'demo'\n")
+    (project / ".venv" / "pyvenv.cfg").write_text(f"version = 3.11.7\ncommand = virtualenv {project / '.venv'}\n")
+    (project / "uv.lock").write_text("version = 1\n")
+    relative, everything = "lib/python3.11/site-packages", selection_text({})
+    key = sync_key(relative, fingerprint(project / ".venv", project, relative, everything), project / "uv.lock")
+    (project / ".venv" / SYNC_KEY).write_text(key)
+    (site / "__pycache__").mkdir()  # Python's own, not an install
+    assert unchanged_since_sync(project / ".venv", project, everything)
+    moved = tmp_path / "two"
+    project.rename(moved)  # `layerenv project` syncs a staging venv, then moves it into place
+    venv, site = moved / ".venv", moved / ".venv" / relative
+    (venv / "pyvenv.cfg").write_text(f"version = 3.11.7\ncommand = virtualenv {venv}\n")
+    assert unchanged_since_sync(venv, moved, everything) and lock_unchanged_since_sync(venv, moved / "uv.lock")
+    assert not unchanged_since_sync(venv, moved, selection_text({"groups": ["docs"]}))
+    (moved / "uv.lock").write_text("version = 1\nrevision = 2\n")
+    assert not lock_unchanged_since_sync(venv, moved / "uv.lock")
+    (site / "plain_lib-1.1.dist-info").mkdir()
+    assert not unchanged_since_sync(venv, moved, everything)
+    (site / "plain_lib-1.1.dist-info").rmdir()
+    (moved / "pyproject.toml").write_text("[project]\nname = 'demo'\ndependencies = ['x']\n")
+    assert not unchanged_since_sync(venv, moved, everything)
+    (moved / "pyproject.toml").write_text("[project]\nname = 'demo'\n")
+    assert unchanged_since_sync(venv, moved, everything)
+    (venv / "pyvenv.cfg").write_text(f"version = 3.11.9\ncommand = virtualenv {venv}\n")
+    assert not unchanged_since_sync(venv, moved, everything)  # another interpreter
+    (venv / SYNC_KEY).unlink()
+    assert not unchanged_since_sync(venv, moved, everything)  # a sync by an older layerenv recorded none
+
+
+def test_sync_selection_text_is_the_same_from_uv_sync_options_and_from_a_selection() -> None:
+    from dataclasses import asdict
+
+    options = sync_options(["--group", "docs", "--extra=gpu", "--group", "a", "--no-dev", "--frozen"])
+    selection = Selection(extras=("gpu",), groups=("a", "docs"), no_default_groups=True)
+    assert selection_text(options) == selection_text(asdict(selection))
+    assert selection_text(options) != selection_text(asdict(Selection(extras=("gpu",), groups=("docs",))))
+
+
+def test_uv_lock_runs_with_the_interpreter_the_venv_was_made_from(tmp_path: Path) -> None:
+    venv = tmp_path / ".venv"
+    venv.mkdir()
+    fallback = venv / "bin" / "python"
+    assert lock_python(venv, fallback) == str(fallback)  # no pyvenv.cfg
+    (venv / "pyvenv.cfg").write_text(f"home = /nowhere\nexecutable = {sys.executable}\nversion = 3.11.7\n")
+    assert lock_python(venv, fallback) == sys.executable
+    (venv / "pyvenv.cfg").write_text("executable = /nowhere/python3.11\n")  # gone: uv queries the venv's own
+    assert lock_python(venv, fallback) == str(fallback)

@@ -181,6 +181,38 @@ def test_uv_sync_in_an_activated_shell_installs_the_lock_and_removes_what_it_dro
     assert_layered_clean(venv, tmp_path / "home")
 
 
+UP_TO_DATE = "layerenv: sync: up to date (the lock, pyproject and venv as the last sync left them)"
+
+
+def test_uv_sync_with_nothing_changed_answers_at_once_and_anything_changed_syncs(tmp_path: Path, world) -> None:  # type: ignore[no-untyped-def]
+    env, served = world
+    locked = _make_lock("uv.lock", tmp_path / "locked", env, served.pypi_url)
+    project = tmp_path / "demo"
+    project.mkdir()
+    for name in ("pyproject.toml", "uv.lock"):
+        shutil.copy(locked.parent / name, project / name)
+    venv = layered(project, env)  # synced in a staging venv, then moved into place
+    lock, before = (project / "uv.lock").read_bytes(), tree_digest(venv)
+    served.server.reset()
+    for command in ("uv sync --frozen", "uv sync", "uv sync --locked"):
+        done = activated(project, command, env)
+        assert done.returncode == 0, done.stderr
+        assert done.stderr.strip() == UP_TO_DATE, (command, done.stderr)
+    assert tree_digest(venv) == before and (project / "uv.lock").read_bytes() == lock
+    assert served.server.wheel_downloads() == {}
+
+    # by hand: a locked package removed; then another selection: each a full sync
+    assert activated(project, "uv pip uninstall plain-lib", env).returncode == 0
+    repaired = activated(project, "uv sync", env)
+    assert repaired.returncode == 0, repaired.stderr
+    assert "installed 1, removed 0" in repaired.stderr and installed(venv)["plain-lib"] == "1.0"
+    narrower = activated(project, "uv sync --no-dev", env)
+    assert "removing plain-lib" in narrower.stderr and "plain-lib" not in installed(venv)
+    assert activated(project, "uv sync --no-dev", env).stderr.strip() == UP_TO_DATE
+    assert (project / "uv.lock").read_bytes() == lock and family_fetched(served) == []
+    assert_layered_clean(venv, tmp_path / "home")
+
+
 def test_uv_sync_option_layerenv_cannot_honour_is_one_line(tmp_path: Path, world) -> None:  # type: ignore[no-untyped-def]
     env, served = world
     project = uv_project(tmp_path / "demo", served.pypi_url, [])

@@ -13,12 +13,12 @@ import os
 import subprocess
 import tempfile
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from layerenv.config import read_toml
 from layerenv.errors import BadInput, OperationFailed
-from layerenv.installers import Log, find_uv
+from layerenv.installers import Log
 from layerenv.project.link import KEEP, STATE_FILE, link, read_link
 from layerenv.project.locks import (
     Lock,
@@ -30,9 +30,21 @@ from layerenv.project.locks import (
     read_lock,
 )
 from layerenv.project.stubs import STUB_MARKER
-from layerenv.project.sync_state import SYNC_STATE, file_digest, find_lock, portable_env, read_state
+from layerenv.project.sync_state import (
+    SYNC_KEY,
+    SYNC_STATE,
+    file_digest,
+    find_lock,
+    fingerprint,
+    lock_python,
+    portable_env,
+    read_state,
+    sync_key,
+)
+from layerenv.project.uv_fast import real_uv as uv_not_a_shim
+from layerenv.project.uv_fast import selection_text
 from layerenv.reporter import Reporter
-from layerenv.store.atomic import write_json
+from layerenv.store.atomic import write_json, write_text
 from layerenv.venv.distinfo import canonical_name, is_family, read_distributions
 from layerenv.venv.layout import VenvLayout
 
@@ -69,7 +81,7 @@ class SyncResult:
 
 
 def real_uv() -> str:
-    uv = find_uv()
+    uv = uv_not_a_shim()
     if uv is None:
         raise BadInput("uv is not installed (pip install uv): a uv.lock is installed with it")
     return uv
@@ -153,7 +165,7 @@ def _indexes(packages: Sequence[LockedPackage]) -> list[str]:
 def _installer_argv(python: Path, indexes: Sequence[str]) -> tuple[list[str], dict[str, str]]:
     env = portable_env(os.environ)
     env.pop("VIRTUAL_ENV", None)
-    uv = find_uv()
+    uv = uv_not_a_shim()
     if uv is not None:
         argv = [uv, "pip", "install", "--python", str(python)]
         if indexes:
@@ -184,7 +196,7 @@ def check_base_meets(plan_: Plan, venv: Path, python: Path, base_id: str, log: L
         raise OperationFailed(f"{found[0].describe(base_id)}; {_FIX}")
     differs = any(name in family and family[name].split("+")[0] != version.split("+")[0]
                   for name, version in plan_.locked_family.items())
-    uv = find_uv()
+    uv = uv_not_a_shim()
     if not differs or uv is None or not plan_.install or record is None:
         return
     with tempfile.TemporaryDirectory(prefix="layerenv-sync-") as scratch:
@@ -271,7 +283,7 @@ def sync(request: SyncRequest, reporter: Reporter, log: Log) -> SyncResult:
     if uv_project and not request.frozen and pyproject.is_file():
         _check_selection(read_toml(pyproject), request.selection, pyproject)
         reporter.step(f"locking {project_dir} with uv")
-        refresh_uv_lock(project_dir, python, locked=request.locked, log=log)
+        refresh_uv_lock(project_dir, Path(lock_python(venv, python)), locked=request.locked, log=log)
         lock_path = find_lock(project_dir)
     if lock_path is None:
         raise BadInput(f"{project_dir} has no uv.lock, pylock.toml or poetry.lock (and no pyproject.toml to lock)")
@@ -282,15 +294,18 @@ def sync(request: SyncRequest, reporter: Reporter, log: Log) -> SyncResult:
     previous = state.get("installed", {})
     previous = previous if isinstance(previous, dict) else {}
     wanted = {p.name: p.version for p in the_plan.install}
-    present = {d.name: d.version for d in read_distributions(VenvLayout.for_venv(venv).site_packages)
-               if not (d.dist_info / STUB_MARKER).is_file()}
-    changed = [p for p in the_plan.install if present.get(p.name) != p.version]
+    distributions = read_distributions(VenvLayout.for_venv(venv).site_packages)
+    present = {d.name: d.version for d in distributions if not (d.dist_info / STUB_MARKER).is_file()}
+    # the base's stub at the locked version already satisfies the installer, which installs nothing for it
+    stubbed = {d.name: d.version for d in distributions if (d.dist_info / STUB_MARKER).is_file()}
+    changed = [p for p in the_plan.install if p.version not in (present.get(p.name), stubbed.get(p.name))]
     # what layerenv itself installed: the last sync, and `layerenv project` for packages the lock knows
     # (those of requirements files it does not know stay, as packages installed by hand do)
     locked_names = {package.name for package in lock.packages}
     managed = set(previous) | (_project_installed(venv) & locked_names)
     removed = sorted(name for name in managed if name not in wanted and name in present and not is_family(name))
     removed += sorted(name for name in present if is_family(name))  # a plain `uv sync` put them there
+    (venv / SYNC_KEY).unlink(missing_ok=True)  # written back once this sync has done all it does
     if changed:
         reporter.step(f"installing {len(changed)} locked package(s) from {lock_path.name} with their hashes")
         _install(changed, project_dir, python, log)
@@ -300,6 +315,7 @@ def sync(request: SyncRequest, reporter: Reporter, log: Log) -> SyncResult:
     if _project_install(lock, project_dir) and (changed or removed or not state):
         _install_editable(project_dir, python, _indexes(the_plan.install), log)
     link(venv, base_id=record.base_id, base_venv=record.base_venv, per_node=KEEP)  # stubs back for what went
+    site_packages = VenvLayout.for_venv(venv).site_packages.relative_to(venv).as_posix()
     write_json(venv / SYNC_STATE, {
         "lock": lock_path.name,
         "lock_sha256": file_digest(lock_path),
@@ -307,6 +323,10 @@ def sync(request: SyncRequest, reporter: Reporter, log: Log) -> SyncResult:
         "installed": wanted,
         "left_to_base": sorted({need.name for need in the_plan.family} | set(the_plan.only_family)),
     })
+    # what the project venv's `uv sync` compares to know, without this module, that there is nothing to do
+    selection = selection_text(asdict(request.selection))
+    write_text(venv / SYNC_KEY, sync_key(site_packages, fingerprint(venv, project_dir, site_packages, selection),
+                                         lock_path), durable=False)
     return SyncResult(
         lock=lock_path,
         installed=tuple(f"{p.name}=={p.version}" for p in changed),
@@ -341,7 +361,7 @@ def _install_editable(project_dir: Path, python: Path, indexes: Sequence[str], l
 
 
 def _uninstall(names: Sequence[str], python: Path, log: Log) -> None:
-    uv = find_uv()
+    uv = uv_not_a_shim()
     env = portable_env(os.environ)
     env.pop("VIRTUAL_ENV", None)
     argv = ([uv, "pip", "uninstall", "--python", str(python), *names] if uv

@@ -1,16 +1,16 @@
 """The ``uv`` command of a project venv: a small script that routes uv's project commands through
-layerenv (:mod:`layerenv.project.uv_shim`), so an activated shell or ``layerenv run`` never lets
-``uv sync``/``uv run``/``uv add`` download a torch. Written by ``link``; never over a real ``uv``."""
+layerenv (:mod:`layerenv.project.uv_fast`, then :mod:`layerenv.project.uv_shim`), so an activated
+shell or ``layerenv run`` never lets ``uv sync``/``uv run``/``uv add`` download a torch. Written by
+``link``; never over a real ``uv``."""
 
 from __future__ import annotations
 
 import sys
 from pathlib import Path
 
+from layerenv.project.uv_fast import SHIM_MARK, is_shim
 from layerenv.store.atomic import write_text
 from layerenv.venv.layout import VenvLayout
-
-SHIM_MARK = "# layerenv-uv-shim"
 
 _SHIM = """{shebang}
 {mark}: uv's project commands in this layered venv go through layerenv; the rest reach the real uv
@@ -23,18 +23,11 @@ sys.exit(main({venv!r}, sys.argv[1:]))
 """
 
 
-def is_shim(path: Path) -> bool:
-    try:
-        with path.open("rb") as handle:
-            return SHIM_MARK.encode() in handle.read(600)
-    except OSError:
-        return False
-
-
 def _shebang(python: str) -> str:
+    # -S: no site-packages at start-up; uv_fast adds them only where layerenv has work to do
     if " " not in python and len(python) < 120:
-        return f"#!{python}"
-    return f"#!/bin/sh\n'''exec' \"{python}\" \"$0\" \"$@\"\n' '''"  # pip's trick for awkward paths
+        return f"#!{python} -S"
+    return f"#!/bin/sh\n'''exec' \"{python}\" -S \"$0\" \"$@\"\n' '''"  # pip's trick for awkward paths
 
 
 def write_uv_shim(venv: Path) -> Path | None:
