@@ -187,6 +187,11 @@ def with_site_packages() -> None:
 def _quiet_run(argv: Sequence[str], env: Mapping[str, str]) -> int:
     """``argv``'s exit code, its output discarded (``os.posix_spawn``: ``subprocess`` alone would
     double this path's imports)."""
+    if sys.platform == "win32":  # no venv wrapper is written there; kept correct all the same
+        import subprocess
+
+        return subprocess.call(list(argv), env=dict(env), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
     devnull = [(os.POSIX_SPAWN_OPEN, fd, os.devnull, os.O_RDWR, 0) for fd in (0, 1, 2)]
     pid = os.posix_spawn(argv[0], list(argv), dict(env), file_actions=devnull)
     return os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
