@@ -49,7 +49,7 @@ from layerenv.project.boot import BOOT_NAME, PTH_NAME
 from layerenv.project.extensions import STATE_FILE as EXTENSIONS_STATE
 from layerenv.project.link import read_link
 from layerenv.project.run_env import RECORD_FILE
-from layerenv.store.atomic import write_json
+from layerenv.store.atomic import read_plain_text, write_json
 from layerenv.store.home import Store
 from layerenv.venv.layout import VenvLayout
 
@@ -197,8 +197,10 @@ class Memory:
     @classmethod
     def load(cls, store: Store) -> Memory:
         path = store.home / "cache" / "doctor.json"
+        if store.trust_problem(path) is not None:
+            return cls(path, {})  # a memory someone else could write would say what doctor need not look at
         try:
-            document = json.loads(path.read_text(encoding="utf-8"))
+            document = json.loads(read_plain_text(path))  # never through a link
             if document.get("checks") != CHECKS or document.get("layerenv") != __version__:
                 return cls(path, {})
             name_sets = [str(names) for names in document["name_sets"]]

@@ -29,9 +29,28 @@ FIX = ("remove it if you did not put it there, or reinstall the package that sho
        "alone: layerenv cannot tell a planted file from one placed on purpose)")
 
 
+def is_shared_pip_pth(path: Path) -> bool:
+    """Whether ``path`` is the ``_layerenv_pip.pth`` layerenv writes: one line naming the store's unpacked
+    pip (``<store>/pip/pip-X-py3-none-any``), which only adds that folder to ``sys.path`` (no import line)."""
+    from layerenv.project.shared_pip import PTH_NAME as PIP_PTH_NAME
+
+    if path.name != PIP_PTH_NAME or path.is_symlink():
+        return False
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError):
+        return False
+    if len(lines) != 1:
+        return False
+    named = Path(lines[0])
+    return named.is_absolute() and named.parent.name == "pip" and named.name.startswith("pip-") and named.is_dir()
+
+
 def foreign_startup_files(site: Path, ours: frozenset[str] = frozenset()) -> list[Path]:
-    """Start-up files at the top of ``site`` that no RECORD lists, not virtualenv's hook nor named in ``ours``."""
-    candidates = [path for path in startup_entries(site) if path.name not in ours and not is_virtualenv_hook(path)]
+    """Start-up files at the top of ``site`` that no RECORD lists, not virtualenv's hook, layerenv's shared
+    pip, nor named in ``ours``."""
+    candidates = [path for path in startup_entries(site)
+                  if path.name not in ours and not is_virtualenv_hook(path) and not is_shared_pip_pth(path)]
     return unlisted_by_records(site, candidates) if candidates else []
 
 

@@ -157,7 +157,8 @@ class Store:
         """Refuse, in one line, a store whose root or layout directories others could change: a few ``lstat``s."""
         if self.trust is None:
             return
-        layout = (self.bases, self.staging, self.graveyard, self.registry, self.nodes, self.locks, self.logs)
+        layout = (self.bases, self.staging, self.graveyard, self.registry, self.nodes, self.locks, self.logs,
+                  self.users, self.home / "cache", self.home / "pip")
         check([self.home, *layout] if self.home.exists() else [], self.trust)
 
     def trust_problem(self, path: Path) -> str | None:
