@@ -455,3 +455,16 @@ def test_a_config_file_that_is_no_config_is_refused_without_its_values(tmp_path:
         load_settings(project_dir=tmp_path, env={"LAYERENV_USER_CONFIG": "/nonexistent"})
     assert caught.value.message == (f"{tmp_path / 'layerenv.toml'}: 'token' must be a table such as [token], "
                                     "not a string")
+
+
+def test_a_project_file_that_leaves_the_torch_sources_empty_keeps_the_shared_base(tmp_path: Path) -> None:
+    """`[index] url = ""` (as layerenv.toml ships it) chooses nothing: only a value gives a base of its own."""
+    from layerenv.base.request import sources_chosen_by
+    from layerenv.config import load_settings
+
+    project = tmp_path / "app"
+    project.mkdir()
+    (project / "layerenv.toml").write_text('[index]\nurl = ""\nextra_urls = []\nfind_links = []\n', encoding="utf-8")
+    assert sources_chosen_by(load_settings(project_dir=project, env={})) == ""
+    (project / "layerenv.toml").write_text('[index]\nfind_links = ["/srv/wheels"]\n', encoding="utf-8")
+    assert sources_chosen_by(load_settings(project_dir=project, env={})).endswith("[index] find_links")

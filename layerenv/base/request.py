@@ -93,7 +93,7 @@ def request_from_settings(
 def sources_chosen_by(settings: Settings) -> str:
     """The project file that chose where torch comes from, or "" when the user's own settings did."""
     return next((f"{path} [{key.replace('.', '] ', 1)}" for key in SOURCE_KEYS
-                 if (path := settings.project_source(key))), "")
+                 if settings.get(key) and (path := settings.project_source(key))), "")  # an empty value chooses nothing
 
 
 def base_key(request: BaseRequest) -> str:

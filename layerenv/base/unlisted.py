@@ -102,9 +102,9 @@ def scan(venv: Path, *, adopted: bool, listed: set[str], own: dict[str, str] | N
     seen: set[str] = set()
     prefix = str(venv) + os.sep
     for path in walk_files(scan_root(venv, adopted)):
-        if path in listed:
-            continue
         rel = path.removeprefix(prefix).replace(os.sep, "/")
+        if path in listed and (own is None or rel not in own):  # listed with no hash: ours to check
+            continue
         if rel == MANIFEST_NAME:
             continue
         if own is None:

@@ -18,8 +18,12 @@ def relocate_venv(venv: Path, old_prefix: Path, new_prefix: Path) -> int:
     site-packages holds no absolute venv paths for wheels installed from an index, and Python
     fixes ``co_filename`` of moved ``.pyc`` files on import. Returns the number of files changed.
     """
-    old = os.fsencode(str(old_prefix))
-    new = os.fsencode(str(new_prefix))
+    pairs = [(os.fsencode(str(old_prefix)), os.fsencode(str(new_prefix)))]
+    if old_prefix.is_absolute() and new_prefix.is_absolute():
+        # a path with a space is written as a file: URL where lists split on whitespace (constraints)
+        quoted = (old_prefix.as_uri().encode(), new_prefix.as_uri().encode())
+        if quoted[0] != b"file://" + pairs[0][0]:
+            pairs.append(quoted)
     layout = VenvLayout.for_venv(venv)
     changed = 0
     candidates: list[Path] = []
@@ -32,10 +36,12 @@ def relocate_venv(venv: Path, old_prefix: Path, new_prefix: Path) -> int:
         if entry.is_symlink() or not entry.is_file() or entry.stat().st_size > _LARGEST:
             continue
         data = entry.read_bytes()
-        if old not in data or b"\0" in data[:1024]:
+        if not any(old in data for old, _new in pairs) or b"\0" in data[:1024]:
             continue
         mode = entry.stat().st_mode
-        entry.write_bytes(data.replace(old, new))
+        for old, new in pairs:
+            data = data.replace(old, new)
+        entry.write_bytes(data)
         Path(entry).chmod(mode)
         changed += 1
     return changed
