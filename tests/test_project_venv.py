@@ -133,3 +133,31 @@ def test_without_uv_auto_falls_back_to_pip_with_one_note(tmp_path: Path, store_e
     assert made.returncode == 0, made.stderr
     assert made.stderr.count(PIP_FALLBACK_NOTE) == 1 and "with pip" in made.stderr
     assert installed_by(project / ".venv", "plain_lib") == "pip"
+
+
+def test_a_family_console_script_wrapper_is_as_its_stub_records_after_the_move_into_place(
+    tmp_path: Path, store_env: dict[str, str]
+) -> None:
+    """The staged venv is linked, then moved to .venv: the wrapper of torch's `torchrun` names the final python
+    from the start, so doctor finds the stub as layerenv wrote it (seen on the H200 with the real torch)."""
+    from layerenv.machine.uv import find_uv
+    from tests.support.wheels import build_fake_torch
+
+    uv = find_uv()
+    if uv is None:
+        pytest.skip("no uv here to make the venv to adopt")
+    wheel = build_fake_torch(tmp_path / "wheels", "2.9.1+cpu", cuda=None, extra_files={
+        "torch-2.9.1+cpu.dist-info/entry_points.txt": "[console_scripts]\ntorchrun = torch.version:main\n"})
+    existing = tmp_path / "existing"
+    env = {**store_env, "LAYERENV_HOME": str(tmp_path / "home")}
+    subprocess.run([uv, "venv", "-q", "--python", sys.executable, str(existing)], env=env, check=True)
+    subprocess.run([uv, "pip", "install", "-q", "--no-index", "--python", str(existing / "bin" / "python"),
+                    str(wheel)], env=env, check=True)
+    assert run_layerenv(["base", "--adopt", str(existing)], env, tmp_path).returncode == 0
+    project = tmp_path / "app"
+    project.mkdir()
+    assert run_layerenv(["project", str(project)], env, tmp_path).returncode == 0
+    wrapper = (project / ".venv" / "bin" / "torchrun").read_text(encoding="utf-8")
+    assert wrapper.startswith(f"#!{project / '.venv' / 'bin' / 'python'}\n"), wrapper
+    doctor = run_layerenv(["doctor"], env, tmp_path)
+    assert doctor.returncode == 0, doctor.stdout + doctor.stderr

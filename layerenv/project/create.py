@@ -448,7 +448,8 @@ def _ensure_project(
         reporter.step(f"creating {final} on base {manifest.base_id}")
         _create_venv(staging, manifest, request, store)
         checkpoint("project:after-venv")
-        link(staging, base_id=manifest.base_id, base_venv=manifest.venv, per_node=mode, durable=False)
+        link(staging, base_id=manifest.base_id, base_venv=manifest.venv, per_node=mode, durable=False,
+             final_venv=final)
         checkpoint("project:after-link")
         if lock:  # the lock pins what pyproject.toml declares; requirements files and layerenv.toml still count
             _install_lock(staging, request, lock, reporter, log)

@@ -143,7 +143,7 @@ class LinkRecord:
 
 
 def link(project_venv: Path, *, base_id: str, base_venv: Path, per_node: PerNode | Keep | None = KEEP,
-         durable: bool = True) -> LinkRecord:
+         durable: bool = True, final_venv: Path | None = None) -> LinkRecord:
     """Layer ``project_venv`` on ``base_venv`` (again, or onto another base); returns the record.
 
     ``per_node``: a :class:`PerNode` makes the venv choose its base per node at start-up (the base
@@ -153,10 +153,13 @@ def link(project_venv: Path, *, base_id: str, base_venv: Path, per_node: PerNode
     The project's own installs are left alone. Files are replaced atomically, the boot module and
     then the ``.pth`` last, so an interrupted link leaves ``import torch`` working with the old or
     the new base; ``layerenv.json`` follows them once everything is in place. ``durable=False`` skips
-    the fsyncs, for a venv being staged that is flushed once before it is swapped in.
+    the fsyncs, for a venv being staged that is flushed once before it is swapped in; ``final_venv``:
+    where that staged venv will live, so the console-script wrappers (whose bytes the stubs' RECORDs
+    hash) name its python there from the start and the move leaves them as recorded.
     """
     venv, base = project_venv.absolute(), base_venv.absolute()
     layout = VenvLayout.for_venv(venv)
+    final_python = final_venv.absolute() / layout.python.relative_to(venv) if final_venv is not None else layout.python
     site, base_site = layout.site_packages, VenvLayout.for_venv(base).site_packages
     if venv == base or not base_site.is_dir() or not site.is_dir():
         raise BadInput(f"cannot layer {venv} on {base}: not two venvs with site-packages")
@@ -175,7 +178,7 @@ def link(project_venv: Path, *, base_id: str, base_venv: Path, per_node: PerNode
     scripts: dict[str, bytes] = {}
     for dist in base_dists:
         if dist.name not in real:  # else the project's own copy (or a family shadow: lifecycle.shadows)
-            wrappers = write_wrappers(layout, dist) if is_family(dist.name) else {}
+            wrappers = write_wrappers(layout, dist, python=final_python) if is_family(dist.name) else {}
             stubs.append(write_stub(site, layout, dist, base_id, wrappers))
             scripts.update(wrappers)
     remove_stale(layout, project, stubs, scripts)

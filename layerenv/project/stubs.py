@@ -71,8 +71,9 @@ def shebang(python: Path) -> str:
     return f"#!/bin/sh\n'''exec' \"{text}\" \"$0\" \"$@\"\n' '''"  # pip's trick for awkward paths
 
 
-def write_wrappers(layout: VenvLayout, dist: Distribution) -> dict[str, bytes]:
-    """Console-script wrappers of a family dist; a script layerenv did not write is left alone.
+def write_wrappers(layout: VenvLayout, dist: Distribution, python: Path | None = None) -> dict[str, bytes]:
+    """Console-script wrappers of a family dist, run by ``python`` (default: the venv's own); a script
+    layerenv did not write is left alone.
 
     None on Windows, where a console script is an ``.exe`` launcher, not a text file.
     """
@@ -81,7 +82,7 @@ def write_wrappers(layout: VenvLayout, dist: Distribution) -> dict[str, bytes]:
         match, target = _ENTRY.match(value), layout.script(name)
         if not match or "/" in name or (target.exists() and WRAPPER_MARK not in _head(target)):
             continue
-        text = _WRAPPER.format(shebang=shebang(layout.python), mark=WRAPPER_MARK, dist=dist.name,
+        text = _WRAPPER.format(shebang=shebang(python or layout.python), mark=WRAPPER_MARK, dist=dist.name,
                                module=match[1], head=match[2].split(".")[0], attr=match[2])
         update_text(target, text, mode=0o755, durable=False)
         written[name] = text.encode()
