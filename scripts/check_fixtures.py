@@ -83,8 +83,9 @@ def h200_checks() -> list[tuple[str, Callable[[], bool]]]:
          lambda: re.search(r"^\s+16 exit 0$", adopt, re.MULTILINE) is not None
          and re.search(r"^\s+1 hashing the files of /opt/torch/.venv", adopt, re.MULTILINE) is not None
          and re.search(r"^\s+15 .*was adopted by another process", adopt, re.MULTILINE) is not None),
-        ("h200 adopt.txt: the project on the adopted base ran a CUDA matmul on the H200",
-         lambda: "NVIDIA H200 /opt/torch/.venv" in adopt and "matmul ok (4096, 4096)" in adopt),
+        ("h200 adopt.txt: the project on the adopted base ran a CUDA matmul on the H200, and doctor found it healthy",
+         lambda: "NVIDIA H200 /opt/torch/.venv" in adopt and "matmul ok (4096, 4096)" in adopt
+         and "healthy: 1 project(s), 1 base(s), nothing to fix" in adopt),
     ]
 
 
