@@ -71,6 +71,29 @@ def _installer_offers(request: BaseRequest, prefix: Path | None) -> bool:
     return offers_other_sources(read_installer_settings(os.environ, Path.home(), prefix), request.installer)
 
 
+def _sources_and_installer(
+    request: BaseRequest, installer: Installer, reporter: Reporter, log: Log, staging: Path
+) -> tuple[BaseRequest, Installer, Sources, Unreachable | None]:
+    """:func:`resolve_sources`, with pip standing in for the installer "auto" chose where only pip's
+    settings offer torch builds."""
+    try:
+        return request, installer, *resolve_sources(request, reporter, log, prefix=staging)
+    except OperationFailed:
+        if not _pip_may_stand_in(request, staging):
+            raise
+    reporter.step(f"only pip's configuration offers {request.detection.decision.variant} builds here (not "
+                  f"{request.installer}'s): this base is built with pip")
+    request = replace(request, installer="pip")
+    return request, get_installer("pip"), *resolve_sources(request, reporter, log, prefix=staging)
+
+
+def _pip_may_stand_in(request: BaseRequest, prefix: Path) -> bool:
+    """Whether an installer "auto" chose, finding no source of torch in its own settings, gives way to
+    pip, whose settings offer one (a machine whose wheels are in pip's find-links, say)."""
+    return (request.installer_auto and request.installer != "pip"
+            and _installer_offers(replace(request, installer="pip"), prefix))
+
+
 def _write_log(log: Log, lines: list[str]) -> None:
     if log.path is None:
         return
@@ -168,7 +191,7 @@ def _build_once(
     staging = store.new_staging_dir(key)
     log = Log(store.log_path(key), verbose=request.verbose)
     try:
-        sources, offline = resolve_sources(request, reporter, log, prefix=staging)
+        request, installer, sources, offline = _sources_and_installer(request, installer, reporter, log, staging)
         reporter.step(f"creating a {request.interpreter.tag} virtualenv")
         python = VenvLayout.for_venv(staging).python
         with ThreadPoolExecutor(max_workers=1) as pool:

@@ -50,6 +50,7 @@ class BaseRequest:
     rebuild: bool = False
     verbose: bool = False
     installer_note: str | None = None  # why the installer is not the one asked for ("auto" without uv)
+    installer_auto: bool = False  # chosen by "auto": pip may stand in where only pip's settings offer torch
 
 
 @dataclass(frozen=True)
@@ -78,6 +79,7 @@ def request_from_settings(
         packages=require_torch(tuple(settings.items("base.packages"))),
         installer=installer,
         installer_note=note,
+        installer_auto=asked == "auto",
         sources=SourceSettings(
             index_template=settings.text("index.url"),
             extra_index_urls=tuple(settings.items("index.extra_urls")),
