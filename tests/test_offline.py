@@ -74,3 +74,25 @@ def test_the_installers_own_find_links_are_tried_and_the_final_error_names_the_o
     assert "LAYERENV_FIND_LINKS=<directory of wheels>" in error and error.endswith(".log)"), error
     log = Path(error.rsplit("(log: ", 1)[1].rstrip(")"))
     assert "-m pip install" in log.read_text(), "pip was asked, with its own configuration"
+
+
+def test_with_the_default_installer_pip_builds_the_base_where_only_pips_settings_offer_torch(
+    tmp_path: Path, offline_env: dict[str, str]
+) -> None:
+    """The README's quick start on this kind of machine: uv is the default, the variant's index is
+    unreachable, and only pip's find-links hold the build (uv reads no pip.conf)."""
+    from layerenv.machine.uv import find_uv
+    from tests.support.wheels import build_fake_torch
+
+    if find_uv() is None:
+        pytest.skip("no uv here: the default is pip already")
+    wheels = tmp_path / "wheels"
+    build_fake_torch(wheels, "2.15.0+cu132", cuda="13.2")
+    pip_conf = tmp_path / "pip.conf"
+    pip_conf.write_text(f"[global]\nno-index = true\nfind-links = {wheels}\n")
+    env = {**offline_env, "PIP_CONFIG_FILE": str(pip_conf)}
+    env.pop("LAYERENV_INSTALLER")
+    result = run_layerenv(["base"], env, tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "only pip's configuration offers cu132 builds here (not uv's): this base is built with pip" in result.stderr
+    assert "installing torch==2.15.0+cu132 with pip" in result.stderr
