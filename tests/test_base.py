@@ -29,6 +29,7 @@ from tests.support.cli import FIXTURE_MACHINES, layerenv_env, run_layerenv, tree
 from tests.support.fake_installer import FakeInstaller
 from tests.support.fake_smi import install_fixture_smi
 from tests.support.index import add_to_index, file_url, write_find_links_dir, write_simple_index
+from tests.support.reporter import Recorder
 from tests.support.wheels import build_fake_torch
 
 pytestmark = pytest.mark.slow
@@ -306,17 +307,6 @@ def test_adopt_registers_without_touching(tmp_path: Path, env_for, variant_index
 # build() driven in-process with an installer passed in ----------------------------------------------
 
 
-class Steps:
-    """A Reporter that keeps what it was told."""
-
-    def __init__(self) -> None:
-        self.warnings: list[str] = []
-
-    def step(self, text: str) -> None:
-        pass
-
-    def warn(self, text: str) -> None:
-        self.warnings.append(text)
 
 
 def replayed_detection(tmp_path: Path, machine: str) -> Detection:
@@ -361,7 +351,7 @@ def test_a_newer_torch_that_fails_verification_falls_back_to_the_table(tmp_path:
     known = build_fake_torch(wheels, f"{newest_series}.0+{variant}", cuda=cuda, arch_list=("sm_80", "sm_90"))
     installer = FakeInstaller([newer, known])
     store = Store.open(str(tmp_path / "home"), {})
-    steps = Steps()
+    steps = Recorder()
 
     result = ensure_base(request, store, steps, installer)
 
@@ -379,7 +369,7 @@ def test_a_torch_inside_the_table_that_fails_verification_does_not_fall_back(tmp
     series, variant = detection.decision.table.newest_series, detection.decision.variant
     broken = build_fake_torch(tmp_path / "w", f"{series}.0+{variant}", cuda=variant.version, arch_list=("sm_100",))
     store = Store.open(str(tmp_path / "home"), {})
-    steps = Steps()
+    steps = Recorder()
     with pytest.raises(OperationFailed, match=r"failed verification: .*no kernels"):
         ensure_base(request, store, steps, FakeInstaller([broken]))
     assert steps.warnings == []
@@ -421,7 +411,7 @@ def test_a_uv_build_whose_torch_came_from_a_refused_place_fails(tmp_path: Path, 
     store = Store.open(str(tmp_path / "home"), {})
 
     with pytest.raises(OperationFailed) as failed:
-        ensure_base(request, store, Steps(), ResolverThatDisagrees(uv, installer_env, claimed))
+        ensure_base(request, store, Recorder(), ResolverThatDisagrees(uv, installer_env, claimed))
 
     assert "refusing the base: torch 2.14.0 is not a cpu build from the variant's index" in failed.value.message
     assert file_url(elsewhere) in failed.value.message

@@ -19,6 +19,7 @@ import pytest
 from tests.support.cli import layerenv_env, run_layerenv, tree_digest
 from tests.support.index import isolated_installer_env
 from tests.support.pytest_fixtures import VariantIndexes
+from tests.support.reporter import Recorder
 
 
 @dataclass(frozen=True)
@@ -299,12 +300,6 @@ def test_an_interrupted_builds_staging_dir_is_seen_by_status_and_doctor_and_remo
 # --------------------------------------------------------------------------- rebase
 
 
-class _Quiet:
-    def step(self, message: str) -> None: ...
-    def warn(self, message: str) -> None: ...
-    def note(self, message: str) -> None: ...
-
-
 def test_rebase_says_reused_for_a_base_another_process_built_after_it_planned(world: World) -> None:
     from layerenv.cli.session import Session
     from layerenv.lifecycle.rebase import execute, plan_rebase
@@ -317,7 +312,7 @@ def test_rebase_says_reused_for_a_base_another_process_built_after_it_planned(wo
     assert len(plan.builds) == 1  # no cu126 base yet: the plan builds one
     other = world.run("base", "--json", LAYERENV_VARIANT="cu126")  # another process builds it first
     assert other.returncode == 0, other.stderr
-    outcome = execute(plan, session.store, _Quiet())
+    outcome = execute(plan, session.store, Recorder())
     cu126 = json.loads(other.stdout)["base_id"]
     assert (outcome.built, outcome.reused) == ((), (cu126,))
     assert [move.project for move in outcome.moved] == [app] and torch_in(app / ".venv") == "2.9.1+cu126"

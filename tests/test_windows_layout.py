@@ -36,6 +36,7 @@ from layerenv.store.atomic import write_json
 from layerenv.store.home import MANIFEST_NAME, Store
 from layerenv.store.nodes import python_key
 from layerenv.venv.layout import VenvLayout
+from tests.support.reporter import Recorder
 from tests.support.wheels import build_fake_torch, build_wheel
 
 SERIES = f"{sys.version_info.major}.{sys.version_info.minor}"
@@ -101,17 +102,6 @@ def _id(manifest: Manifest | None) -> str | None:
     return manifest.base_id if manifest else None  # read back, its decision keeps only what the JSON holds
 
 
-class Warnings:
-    """A Reporter that keeps what it is told to warn about."""
-
-    def __init__(self) -> None:
-        self.warnings: list[str] = []
-
-    def step(self, text: str) -> None:
-        pass
-
-    def warn(self, text: str) -> None:
-        self.warnings.append(text)
 
 
 def windows_request() -> BaseRequest:
@@ -173,7 +163,7 @@ def test_a_published_windows_base_is_reused(tmp_path: Path, no_uname: None) -> N
     windows_base(store, tmp_path / "wheels")
     assert _id(find_current(store, windows_request())) == BASE_ID
     assert _id(usable_current(store, windows_request())) == BASE_ID  # reads its Scripts\ and Lib\site-packages
-    reporter = Warnings()
+    reporter = Recorder()
     assert _id(reuse_base(windows_request(), store, reporter)) == BASE_ID  # and records it as this node's
     assert reporter.warnings == []
     site = (store.home / "nodes" / store.node / f"{python_key(PYTHON)}.txt").read_text(encoding="utf-8")
@@ -211,7 +201,7 @@ def test_link_puts_every_file_where_windows_expects_it(tmp_path: Path, no_uname:
 def test_a_per_node_link_finds_this_nodes_windows_base_at_start_up(tmp_path: Path, no_uname: None) -> None:
     store = Store.open(str(tmp_path / "home"), {})
     manifest = windows_base(store, tmp_path / "wheels")
-    assert _id(reuse_base(windows_request(), store, Warnings())) == BASE_ID
+    assert _id(reuse_base(windows_request(), store, Recorder())) == BASE_ID
     project = windows_venv(tmp_path / "app" / ".venv")
     link(project.root, base_id=BASE_ID, base_venv=manifest.venv,
          per_node=PerNode(store.home, python_key(PYTHON), "python"))
