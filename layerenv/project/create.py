@@ -402,23 +402,30 @@ def _claim(store: Store, manifest: Manifest, venv: Path, project_dir: Path) -> b
 
 def _claimed_base(
     request: ProjectRequest, store: Store, reporter: Reporter, installer: Installer | None
-) -> tuple[Manifest, bool]:
-    """The base the project links to, noted as used by its venv; and whether it was built now."""
+) -> tuple[Manifest, bool, Installer | None]:
+    """The base the project links to, noted as used by its venv; whether it was built now; and the
+    installer, once a build made it choose one (its note, if any, said then)."""
+
+    def build() -> Manifest:
+        nonlocal installer
+        if installer is None:
+            if request.base.installer_note:
+                reporter.step(request.base.installer_note)
+            installer = get_installer(request.installer)
+        return ensure_base(request.base, store, reporter, installer).manifest  # which records this node's answer
+
     manifest = usable_current(store, request.base)
     base_built = manifest is None
     if manifest is None:
         reporter.step("no base fits this project yet: building it first, as `layerenv base` would")
-        if installer is None and request.base.installer_note:
-            reporter.step(request.base.installer_note)
-        installer = installer or get_installer(request.installer)
-        manifest = ensure_base(request.base, store, reporter, installer).manifest  # which records this node's answer
+        manifest = build()
     venv = request.project_dir / VENV_NAME
     if not _claim(store, manifest, venv, request.project_dir):
         reporter.step(f"base {manifest.base_id} was removed meanwhile (layerenv gc): building it again")
-        manifest = ensure_base(request.base, store, reporter, installer or get_installer(request.installer)).manifest
+        manifest = build()
         base_built = True
         store.add_user(venv, manifest.base_id, request.project_dir)
-    return manifest, base_built
+    return manifest, base_built, installer
 
 
 def _ensure_project(
@@ -429,7 +436,7 @@ def _ensure_project(
     project_dir = request.project_dir
     _recover(project_dir)
     _refuse_foreign(project_dir / VENV_NAME)
-    manifest, base_built = _claimed_base(request, store, reporter, installer)
+    manifest, base_built, installer = _claimed_base(request, store, reporter, installer)
     _guard_conflicts(deps, manifest)
     if not base_built:
         remember_node(store, manifest, request.base.detection, reporter)
