@@ -36,9 +36,11 @@ from layerenv.venv.relocate import relocate_venv
 
 def resolve_sources(
     request: BaseRequest, reporter: Reporter, log: Log, prefix: Path | None = None
-) -> tuple[Sources, Unreachable | None]:
-    """Where the base's wheels come from; when the variant's index does not answer, say so at once
-    with what would work here, and fail at once when nothing else could be tried (no slow probes).
+) -> tuple[Sources, Unreachable | None, str]:
+    """Where the base's wheels come from, and the installer to fetch them with; when the variant's
+    index does not answer, say so at once with what would work here, and fail at once when nothing
+    else could be tried (no slow probes). Where "auto" chose an installer whose own settings offer
+    nothing but pip's do (pip's find-links on an offline machine), pip stands in, with a line.
 
     ``prefix`` is the environment the installer will run in (its ``pip.conf`` counts).
     """
@@ -47,13 +49,18 @@ def resolve_sources(
     index_url: str | None = fill_template(template, decision.variant.name, "index.url")
     problem = unreachable_reason(index_url) if index_url else None
     if problem is None:
-        return Sources(index_url, request.sources.extra_index_urls, request.sources.find_links), None
+        return Sources(index_url, request.sources.extra_index_urls, request.sources.find_links), None, request.installer
     offline = _offline(request, redact(index_url or ""), problem)
     _write_log(log, offline.log_lines())
-    if not (request.sources.find_links or request.sources.extra_index_urls or _installer_offers(request, prefix)):
-        raise OperationFailed(f"{offline.dead_end(request.installer)} (log: {log.path})")
-    reporter.warn(offline.warning(request.installer))
-    return Sources(None, request.sources.extra_index_urls, request.sources.find_links), offline
+    installer = request.installer
+    if not (request.sources.find_links or request.sources.extra_index_urls or _installer_offers(installer, prefix)):
+        if not (request.installer_auto and installer != "pip" and _installer_offers("pip", prefix)):
+            raise OperationFailed(f"{offline.dead_end(installer)} (log: {log.path})")
+        reporter.step(f"only pip's configuration offers {decision.variant} builds here (not {installer}'s): "
+                      "this base is built with pip")
+        installer = "pip"
+    reporter.warn(offline.warning(installer))
+    return Sources(None, request.sources.extra_index_urls, request.sources.find_links), offline, installer
 
 
 def _offline(request: BaseRequest, index_url: str, problem: str) -> Unreachable:
@@ -64,34 +71,18 @@ def _offline(request: BaseRequest, index_url: str, problem: str) -> Unreachable:
     return Unreachable(request.detection.decision.variant, index_url, problem, tuple(installs))
 
 
-def _installer_offers(request: BaseRequest, prefix: Path | None) -> bool:
+def _installer_offers(installer: str, prefix: Path | None) -> bool:
     """Whether pip's or uv's own settings point anywhere but PyPI (which has no labelled Linux torch)."""
     from layerenv.installers.settings import offers_other_sources, read_installer_settings
 
-    return offers_other_sources(read_installer_settings(os.environ, Path.home(), prefix), request.installer)
+    return offers_other_sources(read_installer_settings(os.environ, Path.home(), prefix), installer)
 
 
-def _sources_and_installer(
-    request: BaseRequest, installer: Installer, reporter: Reporter, log: Log, staging: Path
-) -> tuple[BaseRequest, Installer, Sources, Unreachable | None]:
-    """:func:`resolve_sources`, with pip standing in for the installer "auto" chose where only pip's
-    settings offer torch builds."""
-    try:
-        return request, installer, *resolve_sources(request, reporter, log, prefix=staging)
-    except OperationFailed:
-        if not _pip_may_stand_in(request, staging):
-            raise
-    reporter.step(f"only pip's configuration offers {request.detection.decision.variant} builds here (not "
-                  f"{request.installer}'s): this base is built with pip")
-    request = replace(request, installer="pip")
-    return request, get_installer("pip"), *resolve_sources(request, reporter, log, prefix=staging)
-
-
-def _pip_may_stand_in(request: BaseRequest, prefix: Path) -> bool:
-    """Whether an installer "auto" chose, finding no source of torch in its own settings, gives way to
-    pip, whose settings offer one (a machine whose wheels are in pip's find-links, say)."""
-    return (request.installer_auto and request.installer != "pip"
-            and _installer_offers(replace(request, installer="pip"), prefix))
+def _with_installer(request: BaseRequest, installer: Installer, name: str) -> tuple[BaseRequest, Installer]:
+    """The request and installer to build with, once :func:`resolve_sources` named pip to stand in."""
+    if name == request.installer:
+        return request, installer
+    return replace(request, installer=name), get_installer(name)
 
 
 def _write_log(log: Log, lines: list[str]) -> None:
@@ -191,7 +182,8 @@ def _build_once(
     staging = store.new_staging_dir(key)
     log = Log(store.log_path(key), verbose=request.verbose)
     try:
-        request, installer, sources, offline = _sources_and_installer(request, installer, reporter, log, staging)
+        sources, offline, installer_name = resolve_sources(request, reporter, log, prefix=staging)
+        request, installer = _with_installer(request, installer, installer_name)
         reporter.step(f"creating a {request.interpreter.tag} virtualenv")
         python = VenvLayout.for_venv(staging).python
         with ThreadPoolExecutor(max_workers=1) as pool:
