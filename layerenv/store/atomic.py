@@ -59,7 +59,7 @@ def update_text(path: Path, text: str, *, mode: int = 0o644, durable: bool = Tru
 LOG_MODE = 0o640
 
 
-def read_plain_text(path: Path) -> str:
+def read_plain_text(path: str | os.PathLike[str]) -> str:
     """A small store file's text (a lock holder, a node record, a registry entry), never through a link.
 
     Raises ``OSError`` for a symlink (``ELOOP``), and for anything but a regular file (a FIFO planted

@@ -289,7 +289,7 @@ class Store:
         for name in names:  # str paths and plain open: doctor and status read 1,000s of these
             path = os.path.join(self.registry, name)  # noqa: PTH118
             try:
-                entry = json.loads(read_plain_text(Path(path)))  # never through a link
+                entry = json.loads(read_plain_text(path))  # never through a link
                 if not isinstance(entry, dict) or "venv" not in entry:
                     raise ValueError("missing 'venv'")
             except (OSError, ValueError) as error:
