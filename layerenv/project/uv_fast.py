@@ -54,6 +54,14 @@ class Route:
         self.directory = directory  # --project or --directory, where uv looks for the project
 
 
+def _value(argv: Sequence[str], index: int, eq: str, value: str) -> tuple[str, int]:
+    """The value of the option at ``index`` (``--opt=value``, or ``--opt value`` from the next argument),
+    and the index of the last argument it took."""
+    if eq:
+        return value, index
+    return (argv[index + 1] if index + 1 < len(argv) else ""), index + 1
+
+
 def route(argv: Sequence[str]) -> Route:
     """Find uv's subcommand behind its global options."""
     directory: str | None = None
@@ -62,9 +70,7 @@ def route(argv: Sequence[str]) -> Route:
         arg = argv[index]
         name, eq, value = arg.partition("=")
         if name in _GLOBAL_WITH_VALUE:
-            if not eq:
-                index += 1
-                value = argv[index] if index < len(argv) else ""
+            value, index = _value(argv, index, eq, value)
             if name in ("--directory", "--project"):
                 directory = value
         elif not arg.startswith("-"):
@@ -81,9 +87,7 @@ def sync_options(arguments: Sequence[str]) -> dict[str, object]:
         arg = arguments[index]
         name, eq, value = arg.partition("=")
         if name in _SYNC_VALUES:
-            if not eq:
-                index += 1
-                value = arguments[index] if index < len(arguments) else ""
+            value, index = _value(arguments, index, eq, value)
             list_of = options[_SYNC_VALUES[name]]
             assert isinstance(list_of, list)
             list_of.append(value)
