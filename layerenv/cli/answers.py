@@ -157,7 +157,7 @@ def _digest(form: str, env: Mapping[str, str], cwd: str) -> tuple[str | None, in
 
 
 def _code_lines(newest: list[int]) -> list[str]:
-    """layerenv's own files by stat: an upgrade, a reinstall or an edit asks again."""
+    """layerenv's own files by inode and ctime: an upgrade, a reinstall or an edit asks again."""
     lines = []
     folders = [_PACKAGE]
     while folders:
@@ -165,8 +165,8 @@ def _code_lines(newest: list[int]) -> list[str]:
             for entry in entries:
                 if entry.name.endswith((".py", ".toml", ".json")):
                     info = entry.stat(follow_symlinks=False)
-                    newest[0] = max(newest[0], info.st_mtime_ns, info.st_ctime_ns)
-                    lines.append(f"{entry.path} {info.st_ino}:{info.st_size}:{info.st_mtime_ns}:{info.st_ctime_ns}")
+                    newest[0] = max(newest[0], info.st_ctime_ns)
+                    lines.append(f"{entry.path} {info.st_ino}:{info.st_ctime_ns}")
                 elif entry.name != "__pycache__" and entry.is_dir(follow_symlinks=False):
                     folders.append(entry.path)
     lines.sort()
@@ -191,7 +191,7 @@ def _changed_ns(path: str, follow: bool) -> int:
         info = os.stat(path) if follow else os.lstat(path)
     except OSError:
         return 0
-    return max(info.st_mtime_ns, info.st_ctime_ns)
+    return info.st_ctime_ns  # the kernel sets it at every change (an mtime can be set to anything)
 
 
 def _owned(info: os.stat_result) -> bool:
@@ -232,22 +232,23 @@ def _read_owned(path: str) -> bytes | None:
 def _parse(data: bytes) -> tuple[list[Witness], str, str] | None:
     """Witness lines, then ``O <n>`` and ``E <n>`` each followed by that many bytes; None if cut or bent."""
     witnesses = []
-    position = 0
     try:
-        while data.startswith(b"W ", position):
-            end = data.index(b"\n", position)
-            follow, signature, path = data[position + 2:end].decode("utf-8", "surrogateescape").split(" ", 2)
+        head_end = data.index(b"O ") if data.startswith(b"O ") else data.index(b"\nO ") + 1
+        for line in data[:head_end].decode("utf-8", "surrogateescape").splitlines():
+            kind, follow, signature, path = line.split(" ", 3)
+            if kind != "W":
+                return None
             witnesses.append(Witness(path, follow=follow == "1", signature=signature))
-            position = end + 1
         texts = []
-        for tag in (b"O ", b"E "):
-            if not data.startswith(tag, position):
+        position = head_end
+        for marker in (b"O ", b"E "):
+            if not data.startswith(marker, position):
                 return None
             end = data.index(b"\n", position)
             size = int(data[position + 2:end])
-            texts.append(data[end + 1:end + 1 + size].decode("utf-8", "surrogateescape"))
-            if len(texts[-1].encode("utf-8", "surrogateescape")) != size:
+            if end + 1 + size > len(data):
                 return None
+            texts.append(data[end + 1:end + 1 + size].decode("utf-8", "surrogateescape"))
             position = end + 1 + size
     except ValueError:
         return None

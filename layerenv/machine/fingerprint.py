@@ -23,15 +23,17 @@ _DEVICE_PREFIXES = ("nvidia", "kfd")
 
 
 def stat_signature(path: str, *, follow: bool = False, newest: list[int] | None = None) -> str:
-    """The facts of ``path`` that any change to it changes: "-" when it is not there. ``newest[0]``
-    is raised to the path's last change, for a caller that must know how recent the newest one is."""
+    """What any change to ``path`` changes: its inode and ctime ("-" when it is not there). The kernel
+    sets ctime on every change of content, mode, owner or links (of a folder: every entry added,
+    removed or renamed), and nothing sets it back. ``newest[0]`` is raised to the path's last change,
+    for a caller that must know how recent the newest one is."""
     try:
         info = os.stat(path) if follow else os.lstat(path)
     except OSError:
         return "-"
-    if newest is not None:
-        newest[0] = max(newest[0], info.st_mtime_ns, info.st_ctime_ns)
-    return f"{info.st_mode:o}:{info.st_uid}:{info.st_ino}:{info.st_size}:{info.st_mtime_ns}:{info.st_ctime_ns}"
+    if newest is not None and info.st_ctime_ns > newest[0]:
+        newest[0] = info.st_ctime_ns
+    return f"{info.st_ino}:{info.st_ctime_ns}"
 
 
 def machine_lines(env: Mapping[str, str], newest: list[int]) -> list[str] | None:
