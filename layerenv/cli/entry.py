@@ -115,7 +115,6 @@ def _run(argv: list[str]) -> None:
     """``exec`` ``argv`` in the nearest project venv; returns only when the full CLI should say why not."""
     import os
 
-    from layerenv.errors import LayerenvError
     from layerenv.project.run_env import (
         base_plainly_trusted,
         exec_command,
@@ -131,7 +130,11 @@ def _run(argv: list[str]) -> None:
         exec_command(argv, run_environment(venv, os.environ))
     except FileNotFoundError:  # the working directory is gone: the full CLI reports it
         return
-    except LayerenvError as error:
+    except Exception as error:  # layerenv.errors is imported only when it is needed: after a failure
+        from layerenv.errors import LayerenvError
+
+        if not isinstance(error, LayerenvError):
+            raise
         from layerenv.cli.exit import Invocation, exit_code_for
 
         sys.exit(exit_code_for(error, Invocation()))
