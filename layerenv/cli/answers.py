@@ -47,20 +47,6 @@ _PACKAGE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 clock = time.time_ns  # the one clock the settle rule reads (tests move it ahead)
 
 
-class Witness:
-    """A path an answer rests on, and its stat signature when the answer was given."""
-
-    __slots__ = ("follow", "path", "signature")
-
-    def __init__(self, path: str, *, follow: bool = False, signature: str | None = None) -> None:
-        self.path = path
-        self.follow = follow
-        self.signature = stat_signature(path, follow=follow) if signature is None else signature
-
-    def holds(self) -> bool:
-        return stat_signature(self.path, follow=self.follow) == self.signature
-
-
 def answers_dir(env: Mapping[str, str]) -> str | None:
     """Where the answers live: the store the environment names (``LAYERENV_HOME``, else the default
     store on Linux); None where only a settings file could say (the full CLI then answers)."""
@@ -88,8 +74,9 @@ def recall(form: str, env: Mapping[str, str], cwd: str) -> tuple[str, str] | Non
     if parsed is None:
         return None
     witnesses, stdout, stderr = parsed
-    if not all(witness.holds() for witness in witnesses):
-        return None
+    for path, follow, signature in witnesses:
+        if stat_signature(path, follow=follow) != signature:
+            return None
     return stdout, stderr
 
 
@@ -110,11 +97,11 @@ def remember(form: str, env: Mapping[str, str], cwd: str, stdout: str, stderr: s
         if not _trusted_folder(folder):
             return False
         digest, newest = _digest(form, env, cwd)
-        witnesses = [Witness(path, follow=follow) for path, follow in rests_on]
-        newest = max([newest, *(_changed_ns(witness.path, witness.follow) for witness in witnesses)])
-        if digest is None or newest >= started_ns - SETTLE_NS:
+        seen = [newest]
+        lines = [f"W {int(follow)} {stat_signature(path, follow=follow, newest=seen)} {path}\n"
+                 for path, follow in rests_on]
+        if digest is None or seen[0] >= started_ns - SETTLE_NS:
             return False
-        lines = [f"W {int(witness.follow)} {witness.signature} {witness.path}\n" for witness in witnesses]
         out, err = (text.encode("utf-8", "surrogateescape") for text in (stdout, stderr))
         body = b"".join([_FORMAT, "".join(lines).encode("utf-8", "surrogateescape"), b"O %d\n" % len(out), out,
                          b"E %d\n" % len(err), err])
@@ -186,14 +173,6 @@ def _content_digest(path: str) -> str:
     return blake2b(data, digest_size=16).hexdigest()
 
 
-def _changed_ns(path: str, follow: bool) -> int:
-    try:
-        info = os.stat(path) if follow else os.lstat(path)
-    except OSError:
-        return 0
-    return info.st_ctime_ns  # the kernel sets it at every change (an mtime can be set to anything)
-
-
 def _owned(info: os.stat_result) -> bool:
     return info.st_uid in (os.geteuid(), 0) and not info.st_mode & 0o022
 
@@ -229,8 +208,9 @@ def _read_owned(path: str) -> bytes | None:
         os.close(descriptor)
 
 
-def _parse(data: bytes) -> tuple[list[Witness], str, str] | None:
-    """Witness lines, then ``O <n>`` and ``E <n>`` each followed by that many bytes; None if cut or bent."""
+def _parse(data: bytes) -> tuple[list[tuple[str, bool, str]], str, str] | None:
+    """Witness lines ((path, followed, signature)), then ``O <n>`` and ``E <n>`` each followed by that many
+    bytes; None if cut or bent."""
     witnesses = []
     try:
         head_end = data.index(b"O ") if data.startswith(b"O ") else data.index(b"\nO ") + 1
@@ -238,7 +218,7 @@ def _parse(data: bytes) -> tuple[list[Witness], str, str] | None:
             kind, follow, signature, path = line.split(" ", 3)
             if kind != "W":
                 return None
-            witnesses.append(Witness(path, follow=follow == "1", signature=signature))
+            witnesses.append((path, follow == "1", signature))
         texts = []
         position = head_end
         for marker in (b"O ", b"E "):
