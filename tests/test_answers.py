@@ -118,6 +118,13 @@ def test_an_answer_others_could_write_or_a_link_is_ignored(home: Path, tmp_path:
     assert detect(env, tmp_path).stdout == PLANTED  # the same file, trusted again
 
 
+def test_detect_creates_no_store(tmp_path: Path) -> None:
+    home = tmp_path / "no-store-yet"
+    env = layerenv_env(home, base_env=os.environ, machine="rtx5090-580")
+    detect(env, tmp_path)
+    assert not home.exists()
+
+
 def test_a_reading_whose_probe_failed_is_not_kept(home: Path, tmp_path: Path) -> None:
     from tests.support.fake_smi import install_fake_smi
 
@@ -134,6 +141,7 @@ def test_the_machine_files_changed_reads_it_again(tmp_path: Path, monkeypatch: p
     """A driver upgraded on a replayed machine: the same form and environment, another answer."""
     sysroot = tmp_path / "machine"
     shutil.copytree(FIXTURE_MACHINES / "rtx5090-570", sysroot)
+    (tmp_path / "home").mkdir()
     env = {"LAYERENV_HOME": str(tmp_path / "home"), "LAYERENV_SYSROOT": str(sysroot), "PATH": "/usr/bin:/bin"}
     monkeypatch.setattr(answers, "clock", lambda: time.time_ns() + 10 * 10**9)
     assert answers.remember("detect-json", env, str(tmp_path), "driver 570\n", "", answers.clock())
@@ -146,6 +154,7 @@ def test_the_machine_files_changed_reads_it_again(tmp_path: Path, monkeypatch: p
 def test_files_changed_within_the_settle_window_are_not_kept(tmp_path: Path) -> None:
     sysroot = tmp_path / "machine"
     shutil.copytree(FIXTURE_MACHINES / "rtx5090-580", sysroot)  # written now: a later edit could share its tick
+    (tmp_path / "home").mkdir()
     env = {"LAYERENV_HOME": str(tmp_path / "home"), "LAYERENV_SYSROOT": str(sysroot), "PATH": "/usr/bin:/bin"}
     assert not answers.remember("detect-json", env, str(tmp_path), "x\n", "", answers.clock())
     assert answers.recall("detect-json", env, str(tmp_path)) is None

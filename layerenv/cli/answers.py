@@ -92,6 +92,8 @@ def remember(form: str, env: Mapping[str, str], cwd: str, stdout: str, stderr: s
     folder = answers_dir(env)
     if folder is None or any("\n" in path for path, _ in rests_on):
         return False
+    if not os.path.isdir(os.path.dirname(os.path.dirname(folder))):
+        return False  # no store yet: `detect` creates none
     try:
         os.makedirs(folder, mode=0o700, exist_ok=True)  # before the stats: creating it changes the store's cache
         if not _trusted_folder(folder):
