@@ -44,6 +44,8 @@ _ENV_PREFIXES = ("LAYERENV_", "PYTORCH_", "CUDA_", "NVIDIA_", "HIP_", "ROCR_", "
 _ENV_NAMES = ("PATH", "HOME", "LD_LIBRARY_PATH", "VIRTUAL_ENV", "CONDA_PREFIX", "PYTHONPATH", "PYTHONHOME")
 _PACKAGE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
+_NO_FOLLOW: int = getattr(os, "O_NOFOLLOW", 0)
+
 clock = time.time_ns  # the one clock the settle rule reads (tests move it ahead)
 
 
@@ -108,7 +110,7 @@ def remember(form: str, env: Mapping[str, str], cwd: str, stdout: str, stderr: s
         body = b"".join([_FORMAT, "".join(lines).encode("utf-8", "surrogateescape"), b"O %d\n" % len(out), out,
                          b"E %d\n" % len(err), err])
         temporary = os.path.join(folder, f".{form}-{digest}.{os.getpid()}.tmp")
-        descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NO_FOLLOW, 0o600)
         try:
             with os.fdopen(descriptor, "wb") as handle:
                 handle.write(body)
@@ -129,7 +131,7 @@ def _digest(form: str, env: Mapping[str, str], cwd: str) -> tuple[str | None, in
     if machine is None:
         return None, 0
     lines = [f"form {form}", f"python {sys.executable} {sys.version}",
-             f"ids {os.geteuid()} {os.getegid()} {sorted(os.getgroups())}", *_code_lines(newest)]
+             f"ids {_ids()}", *_code_lines(newest)]
     lines += [f"env {name}={value}" for name, value in sorted(env.items())
               if name.startswith(_ENV_PREFIXES) or name in _ENV_NAMES]
     root = project_root(cwd)
@@ -175,7 +177,15 @@ def _content_digest(path: str) -> str:
     return blake2b(data, digest_size=16).hexdigest()
 
 
+def _ids() -> str:
+    if sys.platform == "win32":  # no answers there (machine_lines): this only keeps the types whole
+        return "-"
+    return f"{os.geteuid()} {os.getegid()} {sorted(os.getgroups())}"
+
+
 def _owned(info: os.stat_result) -> bool:
+    if sys.platform == "win32":
+        return False
     return info.st_uid in (os.geteuid(), 0) and not info.st_mode & 0o022
 
 
@@ -193,7 +203,7 @@ def _trusted_folder(folder: str) -> bool:
 
 def _read_owned(path: str) -> bytes | None:
     try:
-        descriptor = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_NONBLOCK", 0))
+        descriptor = os.open(path, os.O_RDONLY | _NO_FOLLOW | getattr(os, "O_NONBLOCK", 0))
     except OSError:
         return None
     try:
