@@ -3,7 +3,10 @@
 Each command runs as a fresh subprocess (argument lists, a timeout each), timed with
 ``time.perf_counter``; one untimed warm-up run of each comes first so the page cache is warm.
 Prints median/min/max in milliseconds, the ratios layerenv/nvidia-smi and layerenv/torch, and
-whether the targets hold (layerenv detect under 150 ms, and at most twice nvidia-smi).
+whether the targets hold (layerenv detect under 150 ms, at most twice nvidia-smi, and at most 1.5x
+the interpreter's own ``python -c pass``). ``layerenv detect --json`` gives the answer it remembered
+(the warm-up run worked it out and kept it, in a fresh ``LAYERENV_HOME``); ``--fresh`` reads the
+machine every time, as the first call after a change does.
 
     python benchmarks/detect.py [--runs 20] [--torch-runs 3] [--json]
 
@@ -70,6 +73,7 @@ class Timing:
 def _child_env() -> dict[str, str]:
     """The caller's environment, with the repository importable (``-m layerenv`` from a checkout)."""
     env = dict(os.environ)
+    env.pop("PYTHONDONTWRITEBYTECODE", None)  # as installed: byte-compiled (the warm-up run writes them)
     parts = [part for part in env.get("PYTHONPATH", "").split(os.pathsep) if part]
     if str(REPO) not in parts:
         parts.append(str(REPO))
@@ -116,10 +120,20 @@ def _ratio(numerator: Timing, denominator: Timing) -> float | None:
 
 
 def benchmark(runs: int, torch_runs: int, timeout: float, python: str) -> dict[str, Any]:
+    import tempfile
+
     env = _child_env()
-    layerenv = time_command(
-        Timing("layerenv detect --json", [python, "-m", "layerenv", "detect", "--json"], runs), timeout, env
-    )
+    home = tempfile.mkdtemp(prefix="layerenv-bench-detect-")
+    env["LAYERENV_HOME"] = home
+    try:
+        layerenv = time_command(
+            Timing("layerenv detect --json", [python, "-m", "layerenv", "detect", "--json"], runs), timeout, env
+        )
+        fresh = time_command(
+            Timing("layerenv detect --json --fresh", [python, "-m", "layerenv", "detect", "--json", "--fresh"], runs),
+            timeout, env)
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
     startup = time_command(Timing("python -c pass", [python, "-c", "pass"], runs), timeout, env)
 
     smi_path = shutil.which("nvidia-smi")
@@ -168,11 +182,13 @@ def benchmark(runs: int, torch_runs: int, timeout: float, python: str) -> dict[s
         "python_version": sys.version.split()[0],
         "runs": runs,
         "torch_runs": torch_runs,
-        "timings": {t.name: t.to_json() for t in (layerenv, smi, torch, startup)},
+        "timings": {t.name: t.to_json() for t in (layerenv, fresh, smi, torch, startup)},
         "ratios": {
             "layerenv/nvidia-smi": None if smi_ratio is None else round(smi_ratio, 3),
             "layerenv/torch": None if torch_ratio is None else round(torch_ratio, 3),
             "layerenv/python -c pass": None if startup_ratio is None else round(startup_ratio, 3),
+            "layerenv --fresh/python -c pass": None if _ratio(fresh, startup) is None else round(
+                _ratio(fresh, startup) or 0.0, 3),
         },
         "targets": targets,
         "detected": detected,

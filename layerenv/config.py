@@ -8,12 +8,12 @@ project's ``layerenv.toml``, the ``[tool.layerenv]`` table of its ``pyproject.to
 from __future__ import annotations
 
 import os
-import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from layerenv.config_paths import project_root, user_config_file
 from layerenv.errors import BadInput, ConfigError
 from layerenv.tomlcompat import TOMLDecodeError, loads
 
@@ -290,10 +290,8 @@ def read_pyproject_table(path: Path) -> dict[str, Any]:
 
 def find_project_root(start: Path) -> Path | None:
     """The nearest directory at or above ``start`` holding ``layerenv.toml`` or ``pyproject.toml``."""
-    for directory in (start, *start.parents):
-        if (directory / "layerenv.toml").is_file() or (directory / "pyproject.toml").is_file():
-            return directory
-    return None
+    found = project_root(str(start))
+    return None if found is None else Path(found)
 
 
 def _env_value(spec: SettingSpec, raw: str) -> Any:
@@ -323,15 +321,7 @@ def _forced_channel(env: Mapping[str, str]) -> tuple[str, str] | None:
 
 
 def user_config_path(env: Mapping[str, str]) -> Path:
-    override = env.get("LAYERENV_USER_CONFIG")
-    if override:
-        return Path(override)
-    if sys.platform.startswith("linux"):  # platformdirs' answer, without importing it on the hot path
-        config_home = env.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
-        return Path(config_home) / "layerenv" / "layerenv.toml"
-    from platformdirs import user_config_dir
-
-    return Path(user_config_dir("layerenv")) / "layerenv.toml"
+    return Path(user_config_file(env))
 
 
 def _drop_user_only(layer: dict[str, Any], path: Path) -> None:

@@ -13,7 +13,7 @@ STAGES: tuple[frozenset[str], ...] = (
     frozenset({"__init__", "errors", "faults", "tomlcompat", "reporter", "urls"}),
     frozenset({"machine"}),
     frozenset({"choice"}),
-    frozenset({"config"}),
+    frozenset({"config", "config_paths"}),
     frozenset({"store"}),
     frozenset({"venv"}),
     frozenset({"installers"}),

@@ -8,7 +8,7 @@ from layerenv.choice.detection import Detection
 from layerenv.choice.table import load_matrix
 from layerenv.choice.variant import Variant, parse_version_tuple
 from layerenv.errors import OperationFailed
-from layerenv.store.home import Store
+from layerenv.store.home import MANIFEST_NAME, Store
 from layerenv.venv.layout import VenvLayout
 
 
@@ -79,26 +79,33 @@ def usable_current(store: Store, request: BaseRequest) -> Manifest | None:
 def refuse_writable_by_others(manifest: Manifest) -> None:
     """Refuse a base that another user could change, and so run code in every project on it.
 
-    Cheap by design (a few hundred ``lstat`` calls, not the 15k files of a real torch): the venv,
-    its ``bin`` and ``site-packages`` directories, the ``.pth`` files in ``site-packages``, and for
-    each torch-family package its directory, its direct subdirectories and its top-level ``.py``
-    files. Deeper files are left to ``layerenv verify``, which hashes every file.
+    Cheap by design (a few hundred ``lstat`` calls, not the 15k files of a real torch): the paths
+    :func:`trust_checked_paths` names. Deeper files are left to ``layerenv verify``, which hashes every file.
     """
-    import os
     import stat
+
+    for path, mode in trust_checked_paths(manifest):
+        if mode & stat.S_IWOTH and not stat.S_ISLNK(mode):
+            _refuse(manifest, path)
+
+
+def trust_checked_paths(manifest: Manifest) -> list[tuple[str, int]]:
+    """The paths :func:`refuse_writable_by_others` checks, with their modes: the venv, its ``bin`` and
+    ``site-packages`` directories, the ``.pth`` files in ``site-packages``, and for each torch-family
+    package its directory, its direct subdirectories and its top-level ``.py`` files."""
+    import os
 
     layout = VenvLayout.for_venv(manifest.venv)
     site_path = layout.site_packages
     site = str(site_path)
     names = {name.replace("-", "_") for name in (*manifest.requested, *manifest.packages)}
     packages = sorted(str(site_path / name) for name in names)
+    checked: list[tuple[str, int]] = []
     for path in (str(layout.root), str(layout.bin_dir), site, *packages):
         try:
-            mode = os.lstat(path).st_mode
+            checked.append((path, os.lstat(path).st_mode))
         except OSError:
             continue
-        if mode & stat.S_IWOTH and not stat.S_ISLNK(mode):
-            _refuse(manifest, path)
     for directory in (site, *packages):
         try:
             with os.scandir(directory) as entries:
@@ -107,10 +114,25 @@ def refuse_writable_by_others(manifest: Manifest) -> None:
                         wanted = entry.name.endswith(".pth")
                     else:
                         wanted = entry.name.endswith(".py") or entry.is_dir(follow_symlinks=False)
-                    if wanted and entry.stat(follow_symlinks=False).st_mode & stat.S_IWOTH and not entry.is_symlink():
-                        _refuse(manifest, entry.path)
+                    if wanted:
+                        checked.append((entry.path, entry.stat(follow_symlinks=False).st_mode))
         except OSError:
             continue
+    return checked
+
+
+def paths_read(store: Store, request: BaseRequest, chosen: Manifest) -> list[tuple[str, bool]]:
+    """What :func:`usable_current` read to choose ``chosen`` (path, whether followed): the store's
+    folders, each base's folder and manifest, each base's interpreter, and the folders and files the
+    trust check looked at. Unchanged, they give the same answer for the same request."""
+    read = [(str(store.home), False), (str(store.bases), False)]
+    for directory in sorted(store.bases.iterdir()):
+        for path in (str(directory), str(directory / MANIFEST_NAME)):
+            read += [(path, False), (path, True)]  # a symlink's target is trusted too
+    for manifest in published(store):
+        read.append((str(VenvLayout.for_venv(manifest.venv).python), True))
+    read += [(path, False) for path, _ in trust_checked_paths(chosen)]
+    return read
 
 
 def _refuse(manifest: Manifest, path: str) -> None:

@@ -18,11 +18,12 @@ TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (a third 
 if TYPE_CHECKING:
     from layerenv.cli.exit import Invocation
 
-_FAST_DETECT = (["detect"], ["detect", "--json"])
-_FAST_BASE = (["base"], ["base", "--json"])
+_FORMS = {("detect",): "detect", ("detect", "--json"): "detect-json", ("base",): "base",
+          ("base", "--json"): "base-json"}
 
 
-def _detect(invocation: Invocation, as_json: bool) -> None:
+def _detect(invocation: Invocation, as_json: bool) -> tuple[str, str] | None:
+    """Print this machine's reading and choice; returns (stdout, stderr) when the answer may be remembered."""
     import os
 
     from layerenv.cli.render import detect_json, render_summary
@@ -30,47 +31,75 @@ def _detect(invocation: Invocation, as_json: bool) -> None:
 
     invocation.session = Session.open(os.environ)
     result = invocation.session.detection
-    if as_json:
-        print(detect_json(result))
-        return
-    print(render_summary(result.machine, result.decision, result.outlook))
-    for warning in result.decision.warnings:
-        print(f"warning: {warning}", file=sys.stderr)
+    stdout = detect_json(result) if as_json else render_summary(result.machine, result.decision, result.outlook)
+    stderr = "" if as_json else "".join(f"warning: {warning}\n" for warning in result.decision.warnings)
+    print(stdout)
+    sys.stderr.write(stderr)
+    return (stdout + "\n", stderr) if _rememberable(invocation) else None
+
+
+def _rememberable(invocation: Invocation) -> bool:
+    """Whether this reading may be given again unread (see :mod:`layerenv.cli.answers`)."""
+    from layerenv.machine.nvidia import probe_troubled
+
+    session = invocation.session
+    if session is None or session.settings.sources["store.home"] not in ("default", "LAYERENV_HOME"):
+        return False
+    machine = session.detection.machine
+    visible = session.env.get("CUDA_VISIBLE_DEVICES", "")
+    if probe_troubled(machine.notes) or any(entry.strip().upper().startswith("MIG-") for entry in visible.split(",")):
+        return False
+    return not (machine.driver_version and not machine.gpus and not machine.hidden_gpus)  # a driver, no GPU
 
 
 class _Warnings:
-    """The fast path's reporter: a reused base has no steps to show, only warnings."""
+    """The fast path's reporter: a reused base has no steps to show, only warnings (kept to be remembered)."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
 
     def step(self, text: str) -> None:
         pass
 
     def warn(self, text: str) -> None:
-        print(f"warning: {text}", file=sys.stderr)
+        self.lines.append(f"warning: {text}\n")
 
 
-def _reuse_base(invocation: Invocation, as_json: bool) -> bool:
-    """Answer ``layerenv base`` when a fitting base exists; False sends the call to the full CLI."""
+def _reuse_base(invocation: Invocation, as_json: bool) -> tuple[str, str, list[tuple[str, bool]]] | None:
+    """Answer ``layerenv base`` when a fitting base exists: (stdout, stderr, the paths the answer rests
+    on, each with whether it is followed); None sends the call to the full CLI."""
     import os
 
+    from layerenv.base.current import paths_read
     from layerenv.base.ensure import reuse_base
     from layerenv.cli.render import base_summary
     from layerenv.cli.session import Session
     from layerenv.errors import LayerenvError
+    from layerenv.store.nodes import record_paths
 
+    reporter = _Warnings()
     try:
         invocation.session = session = Session.open(os.environ)
         if session.settings.text("base.python"):
-            return False  # interpreter discovery and everything else: the full CLI
+            return None  # interpreter discovery and everything else: the full CLI
         request = session.base_request()
-        manifest = reuse_base(request, session.store, _Warnings())
+        manifest = reuse_base(request, session.store, reporter)
+        if manifest is None:
+            return None
+        read = paths_read(session.store, request, manifest)
     except LayerenvError:
-        return False  # the full CLI reports it, with the same words
-    if manifest is None:
-        return False
-    for warning in request.detection.decision.warnings:
-        print(f"warning: {warning}", file=sys.stderr)
-    print(base_summary(manifest, "reused", as_json=as_json))
-    return True
+        return None  # the full CLI reports it, with the same words
+    stderr = "".join(f"warning: {warning}\n" for warning in request.detection.decision.warnings)
+    stderr += "".join(reporter.lines)
+    stdout = base_summary(manifest, "reused", as_json=as_json)
+    print(stdout)
+    sys.stderr.write(stderr)
+    store = session.store
+    read += [(str(path), False) for path in record_paths(store.home, store.node, request.interpreter)]
+    read += [(str(path), False) for path in (store.staging, store.graveyard, store.registry, store.nodes,
+                                            store.locks, store.logs, store.users, store.home / "cache",
+                                            store.home / "pip")]
+    return stdout + "\n", stderr, read
 
 
 def _run_argv(arguments: list[str]) -> list[str] | None:
@@ -86,7 +115,6 @@ def _run(argv: list[str]) -> None:
     """``exec`` ``argv`` in the nearest project venv; returns only when the full CLI should say why not."""
     import os
 
-    from layerenv.errors import LayerenvError
     from layerenv.project.run_env import (
         base_plainly_trusted,
         exec_command,
@@ -102,7 +130,11 @@ def _run(argv: list[str]) -> None:
         exec_command(argv, run_environment(venv, os.environ))
     except FileNotFoundError:  # the working directory is gone: the full CLI reports it
         return
-    except LayerenvError as error:
+    except Exception as error:  # layerenv.errors is imported only when it is needed: after a failure
+        from layerenv.errors import LayerenvError
+
+        if not isinstance(error, LayerenvError):
+            raise
         from layerenv.cli.exit import Invocation, exit_code_for
 
         sys.exit(exit_code_for(error, Invocation()))
@@ -113,18 +145,46 @@ def main() -> None:
     run_argv = _run_argv(arguments)
     if run_argv is not None:
         _run(run_argv)
-    if arguments in _FAST_DETECT or arguments in _FAST_BASE:
-        from layerenv.cli.exit import Invocation, exit_boundary
-
-        invocation = Invocation()
-        with exit_boundary(invocation):
-            if arguments in _FAST_DETECT:
-                _detect(invocation, as_json=len(arguments) == 2)
-                answered = True
-            else:
-                answered = _reuse_base(invocation, as_json=len(arguments) == 2)
-        if answered:
-            sys.exit(0)
+    form = _FORMS.get(tuple(arguments))
+    if form is not None:
+        _answer(form)
     from layerenv.cli.main import main as click_main
 
     click_main()
+
+
+def _answer(form: str) -> None:
+    """Answer ``detect [--json]`` or a reused ``base [--json]``: remembered, else worked out (and kept);
+    returns only when the full CLI must answer."""
+    import os
+
+    from layerenv.cli import answers
+
+    try:
+        cwd = os.getcwd()
+    except FileNotFoundError:
+        return  # the full CLI says the working directory is gone
+    started = answers.clock()
+    remembered = answers.recall(form, os.environ, cwd)
+    if remembered is not None:
+        sys.stdout.write(remembered[0])
+        sys.stderr.write(remembered[1])
+        sys.exit(0)
+    from layerenv.cli.exit import Invocation, exit_boundary
+
+    invocation = Invocation()
+    as_json = form.endswith("-json")
+    with exit_boundary(invocation):
+        if form.startswith("detect"):
+            given = _detect(invocation, as_json=as_json)
+            if given is not None:
+                answers.remember(form, os.environ, cwd, *given, started)
+            sys.exit(0)
+        reused = _reuse_base(invocation, as_json=as_json)
+    if reused is None:
+        return
+    session = invocation.session
+    if session is not None and session.settings.sources["store.home"] in ("default", "LAYERENV_HOME"):
+        stdout, stderr, rests_on = reused
+        answers.remember(form, os.environ, cwd, stdout, stderr, started, rests_on)
+    sys.exit(0)

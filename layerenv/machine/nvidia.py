@@ -4,7 +4,7 @@ sysfs, NVML, ``nvidia-smi`` and the model-name table in that order."""
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
@@ -199,6 +199,17 @@ def read_nvidia(
 
     gpus, notes = _gpus_from_proc(sysroot, smi_problem)
     return NvidiaReading(gpus, driver, None, notes)
+
+
+#: What a note says when ``nvidia-smi`` was there but failed (a hung or busy driver may answer next time),
+#: as against a lasting fact such as "nvidia-smi not found".
+_SMI_TROUBLE = ("could not run nvidia-smi", "nvidia-smi timed out", "nvidia-smi exited with status",
+                "nvidia-smi printed no GPU rows")
+
+
+def probe_troubled(notes: Sequence[str]) -> bool:
+    """Whether a reading's notes say a probe failed this time (so another reading may differ)."""
+    return any(note.startswith(_SMI_TROUBLE) for note in notes)
 
 
 def _ask_smi(run: Runner, which: Callable[[str], str | None]) -> tuple[list[SmiRow], str]:

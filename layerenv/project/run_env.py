@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Mapping
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing
+if TYPE_CHECKING:  # collections.abc costs the start-up path about a millisecond
+    from collections.abc import Mapping
 
 RECORD_FILE = "layerenv.json"
 CONSTRAINTS_FILE = "layerenv-constraints.txt"
@@ -160,7 +163,7 @@ def exec_command(argv: list[str], env: dict[str, str]) -> None:
         if hasattr(signals, name):
             signals.signal(getattr(signals, name), signals.SIG_DFL)
     try:
-        os.execvpe(argv[0], argv, env)  # noqa: S606 - argument list, no shell
+        _exec_on_path(argv, env)
     except OSError as error:
         from layerenv.errors import BadInput
 
@@ -168,3 +171,20 @@ def exec_command(argv: list[str], env: dict[str, str]) -> None:
             raise BadInput(f"command not found: {argv[0]}") from None
         # not executable, not a program at all: the user's command, not a bug
         raise BadInput(f"cannot run {argv[0]}: {error.strerror}") from None
+
+
+def _exec_on_path(argv: list[str], env: dict[str, str]) -> None:
+    """``os.execvpe`` (the command looked up on ``env``'s ``PATH``, the first error that is not "no such
+    file" kept), without the ``warnings`` import that its ``os.get_exec_path`` costs."""
+    if os.path.dirname(argv[0]):
+        os.execve(argv[0], argv, env)  # noqa: S606 - argument list, no shell
+    first: OSError | None = None
+    for folder in env.get("PATH", os.defpath).split(os.pathsep):
+        try:
+            os.execve(os.path.join(folder, argv[0]), argv, env)  # noqa: S606
+        except (FileNotFoundError, NotADirectoryError) as error:
+            last: OSError = error
+        except OSError as error:
+            last = error
+            first = first or error
+    raise first or last

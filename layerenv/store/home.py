@@ -17,6 +17,8 @@
       logs/<base-id>-<time>.log     installer output of each build
       cache/doctor.json             the projects doctor last found healthy, with their files' stats
                                     (layerenv.lifecycle.fingerprint); deleting it only makes doctor read more
+      cache/answers/                the answers `detect` and a reusing `base` gave, under a digest of their
+                                    inputs (layerenv.cli.answers); deleting them only costs a slower call
 """
 
 from __future__ import annotations

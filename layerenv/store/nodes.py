@@ -58,6 +58,12 @@ def node_dir(home: Path, node: str) -> Path:
     return home / NODES_DIR / node
 
 
+def record_paths(home: Path, node: str, python: Interpreter) -> list[Path]:
+    """The files :func:`record` keeps for ``python`` on ``node``, and their folder."""
+    directory = node_dir(home, node)
+    return [directory, directory / f"{python_key(python)}.txt", directory / "node.json"]
+
+
 def record(home: Path, node: str, *, python: Interpreter, base_id: str, site: Path,
            variant: str, machine: str) -> bool:
     """Record that ``node`` uses ``base_id`` for ``python``; False when the store cannot be written.

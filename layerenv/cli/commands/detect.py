@@ -12,6 +12,9 @@ from layerenv.cli.render import detect_json, render_candidates, render_summary
 @decision_options
 @click.option("--explain", is_flag=True, help="Show every candidate build and why it was kept or dropped.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for other tools.")
+@click.option("--fresh", is_flag=True,
+              help="Read the machine now. (Plain `detect` and `detect --json` give a remembered answer while the "
+                   "driver, GPUs, settings and environment are unchanged.)")
 def command(
     variant: str | None,
     channel: str | None,
@@ -19,6 +22,7 @@ def command(
     strict: bool | None,
     explain: bool,
     as_json: bool,
+    fresh: bool,
 ) -> None:
     """Read the GPUs and driver, and choose the torch variant for this machine."""
     result = open_session(flags=decision_flags(variant, channel, torch_pin, strict)).detection

@@ -1,0 +1,259 @@
+"""Remembered answers of ``layerenv detect [--json]`` and ``layerenv base [--json]`` (a base reused).
+
+Scripts, containers and shells call those two forms over and over, and their answer only changes when
+their inputs do, so an answer once given is kept (``$LAYERENV_HOME/cache/answers/``) under a digest of
+every input, and given again while that digest and the files it rests on are unchanged. The inputs:
+the form; the interpreter and its version; the stat of every file of layerenv itself (an upgrade or
+an edit); the environment variables layerenv, the installers, CUDA and ROCm read; the user, process
+and group ids; the content of every settings file (the user's, ``LAYERENV_CONFIG``, the nearest
+project's); and this machine's identity (:mod:`layerenv.machine.fingerprint`: boot id, driver
+versions, GPU folders, devices, the MIG layout). A reused base's answer also rests on the store's
+folders, every base's manifest, the chosen base's folders that the trust check reads, and this node's
+record, each by its stat; any change to one of them and the question is asked in full again.
+
+Taking those stats costs about a millisecond, against the ~100 ms of reading the machine with NVML
+and choosing a build through the release table, so a repeated call costs what starting Python costs.
+
+Not remembered: a reading with notes (a probe that failed or timed out may answer differently next
+time), a driver with no GPU found, ``CUDA_VISIBLE_DEVICES`` naming MIG instances (asked of
+``nvidia-smi``), a store another file than the environment places, and files changed less than
+:data:`SETTLE_NS` ago (git's "racily clean" rule: a later change within the same timestamp tick would
+not show). An answer file is used only when it, its folder and the store's ``cache`` folder belong to
+this user (or root) and no one else can write them; ``layerenv detect --fresh`` reads the machine again.
+
+This module imports ``os`` and ``sys`` only, on the path that answers.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections.abc import Mapping, Sequence
+
+from layerenv.config_paths import PROJECT_FILES, project_root, user_config_file
+from layerenv.machine.fingerprint import machine_lines, stat_signature
+
+#: A file changed less than this before an answer may change again within its timestamp tick unseen.
+SETTLE_NS = 2_000_000_000
+#: Answer files kept; the oldest go first (each project tree, user and environment has its own).
+KEEP = 64
+_FORMAT = b"layerenv-answer 1\n"
+_ENV_PREFIXES = ("LAYERENV_", "PYTORCH_", "CUDA_", "NVIDIA_", "HIP_", "ROCR_", "ROCM_", "HSA_", "GPU_", "PIP_",
+                 "UV_", "XDG_")
+_ENV_NAMES = ("PATH", "HOME", "LD_LIBRARY_PATH", "VIRTUAL_ENV", "CONDA_PREFIX", "PYTHONPATH", "PYTHONHOME")
+_PACKAGE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+_NO_FOLLOW: int = getattr(os, "O_NOFOLLOW", 0)
+
+clock = time.time_ns  # the one clock the settle rule reads (tests move it ahead)
+
+
+def answers_dir(env: Mapping[str, str]) -> str | None:
+    """Where the answers live: the store the environment names (``LAYERENV_HOME``, else the default
+    store on Linux); None where only a settings file could say (the full CLI then answers)."""
+    configured = env.get("LAYERENV_HOME")
+    if configured:
+        home = os.path.expanduser(configured)
+    elif sys.platform.startswith("linux"):  # platformdirs' user_data_dir, without importing it
+        data = env.get("XDG_DATA_HOME", "").strip() or os.path.join(os.path.expanduser("~"), ".local", "share")
+        home = os.path.join(data, "layerenv")
+    else:
+        return None
+    return os.path.join(home, "cache", "answers") if os.path.isabs(home) else None
+
+
+def recall(form: str, env: Mapping[str, str], cwd: str) -> tuple[str, str] | None:
+    """(stdout, stderr) of the answer remembered for these inputs, if every file it rests on is unchanged."""
+    folder = answers_dir(env)
+    digest, _ = _digest(form, env, cwd)
+    if folder is None or digest is None or not _trusted_folder(folder):
+        return None
+    data = _read_owned(os.path.join(folder, f"{form}-{digest}"))
+    if data is None or not data.startswith(_FORMAT):
+        return None
+    parsed = _parse(data[len(_FORMAT):])
+    if parsed is None:
+        return None
+    witnesses, stdout, stderr = parsed
+    for path, follow, signature in witnesses:
+        if stat_signature(path, follow=follow) != signature:
+            return None
+    return stdout, stderr
+
+
+def remember(form: str, env: Mapping[str, str], cwd: str, stdout: str, stderr: str, started_ns: int,
+             rests_on: Sequence[tuple[str, bool]] = ()) -> bool:
+    """Keep an answer worked out from a reading begun at ``started_ns`` (by :data:`clock`), resting on
+    the paths ``rests_on`` ((path, whether followed)); False (nothing kept) where it must not or cannot be.
+
+    Kept only when every input last changed :data:`SETTLE_NS` before the reading began: an input
+    changed during the reading may not be what the answer saw, and one changed just before it may
+    change again within its timestamp tick unseen.
+    """
+    folder = answers_dir(env)
+    if folder is None or any("\n" in path for path, _ in rests_on):
+        return False
+    if not os.path.isdir(os.path.dirname(os.path.dirname(folder))):
+        return False  # no store yet: `detect` creates none
+    try:
+        os.makedirs(folder, mode=0o700, exist_ok=True)  # before the stats: creating it changes the store's cache
+        if not _trusted_folder(folder):
+            return False
+        digest, newest = _digest(form, env, cwd)
+        seen = [newest]
+        lines = [f"W {int(follow)} {stat_signature(path, follow=follow, newest=seen)} {path}\n"
+                 for path, follow in rests_on]
+        if digest is None or seen[0] >= started_ns - SETTLE_NS:
+            return False
+        out, err = (text.encode("utf-8", "surrogateescape") for text in (stdout, stderr))
+        body = b"".join([_FORMAT, "".join(lines).encode("utf-8", "surrogateescape"), b"O %d\n" % len(out), out,
+                         b"E %d\n" % len(err), err])
+        temporary = os.path.join(folder, f".{form}-{digest}.{os.getpid()}.tmp")
+        descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NO_FOLLOW, 0o600)
+        try:
+            with os.fdopen(descriptor, "wb") as handle:
+                handle.write(body)
+            os.replace(temporary, os.path.join(folder, f"{form}-{digest}"))
+        except BaseException:
+            os.unlink(temporary)
+            raise
+        _prune(folder)
+    except OSError:
+        return False
+    return True
+
+
+def _digest(form: str, env: Mapping[str, str], cwd: str) -> tuple[str | None, int]:
+    """The digest of every input, and the newest change of a file among them identified by its stat."""
+    newest = [0]
+    machine = machine_lines(env, newest)
+    if machine is None:
+        return None, 0
+    lines = [f"form {form}", f"python {sys.executable} {sys.version}",
+             f"ids {_ids()}", *_code_lines(newest)]
+    lines += [f"env {name}={value}" for name, value in sorted(env.items())
+              if name.startswith(_ENV_PREFIXES) or name in _ENV_NAMES]
+    root = project_root(cwd)
+    files = [user_config_file(env), env.get("LAYERENV_CONFIG") or ""]
+    files += [os.path.join(root, name) for name in PROJECT_FILES] if root else []
+    lines += [f"file {path} {_content_digest(path)}" for path in files if path]
+    lines += machine
+    try:
+        from _blake2 import blake2b  # hashlib's own, without OpenSSL's start-up
+    except ImportError:  # pragma: no cover - an interpreter built without it
+        from hashlib import blake2b
+    text = "\n".join(lines).encode("utf-8", "surrogateescape")
+    return blake2b(text, digest_size=16).hexdigest(), newest[0]
+
+
+def _code_lines(newest: list[int]) -> list[str]:
+    """layerenv's own files by inode and ctime: an upgrade, a reinstall or an edit asks again."""
+    lines = []
+    folders = [_PACKAGE]
+    while folders:
+        with os.scandir(folders.pop()) as entries:
+            for entry in entries:
+                if entry.name.endswith((".py", ".toml", ".json")):
+                    info = entry.stat(follow_symlinks=False)
+                    newest[0] = max(newest[0], info.st_ctime_ns)
+                    lines.append(f"{entry.path} {info.st_ino}:{info.st_ctime_ns}")
+                elif entry.name != "__pycache__" and entry.is_dir(follow_symlinks=False):
+                    folders.append(entry.path)
+    lines.sort()
+    return lines
+
+
+def _content_digest(path: str) -> str:
+    try:
+        with open(path, "rb") as handle:
+            data = handle.read()
+    except OSError:
+        return "-"
+    try:
+        from _blake2 import blake2b
+    except ImportError:  # pragma: no cover
+        from hashlib import blake2b
+    return blake2b(data, digest_size=16).hexdigest()
+
+
+def _ids() -> str:
+    if sys.platform == "win32":  # no answers there (machine_lines): this only keeps the types whole
+        return "-"
+    return f"{os.geteuid()} {os.getegid()} {sorted(os.getgroups())}"
+
+
+def _owned(info: os.stat_result) -> bool:
+    if sys.platform == "win32":
+        return False
+    return info.st_uid in (os.geteuid(), 0) and not info.st_mode & 0o022
+
+
+def _trusted_folder(folder: str) -> bool:
+    """The answers folder and the store's ``cache`` folder: this user's or root's, writable by no one else."""
+    for path in (folder, os.path.dirname(folder)):
+        try:
+            info = os.lstat(path)
+        except OSError:
+            return False
+        if not _owned(info) or (info.st_mode & 0o170000) != 0o040000:
+            return False
+    return True
+
+
+def _read_owned(path: str) -> bytes | None:
+    try:
+        descriptor = os.open(path, os.O_RDONLY | _NO_FOLLOW | getattr(os, "O_NONBLOCK", 0))
+    except OSError:
+        return None
+    try:
+        info = os.fstat(descriptor)
+        if not _owned(info) or (info.st_mode & 0o170000) != 0o100000 or info.st_size > 1 << 22:
+            return None
+        chunks = []
+        while chunk := os.read(descriptor, 1 << 16):
+            chunks.append(chunk)
+        return b"".join(chunks)
+    except OSError:
+        return None
+    finally:
+        os.close(descriptor)
+
+
+def _parse(data: bytes) -> tuple[list[tuple[str, bool, str]], str, str] | None:
+    """Witness lines ((path, followed, signature)), then ``O <n>`` and ``E <n>`` each followed by that many
+    bytes; None if cut or bent."""
+    witnesses = []
+    try:
+        head_end = data.index(b"O ") if data.startswith(b"O ") else data.index(b"\nO ") + 1
+        for line in data[:head_end].decode("utf-8", "surrogateescape").splitlines():
+            kind, follow, signature, path = line.split(" ", 3)
+            if kind != "W":
+                return None
+            witnesses.append((path, follow == "1", signature))
+        texts = []
+        position = head_end
+        for marker in (b"O ", b"E "):
+            if not data.startswith(marker, position):
+                return None
+            end = data.index(b"\n", position)
+            size = int(data[position + 2:end])
+            if end + 1 + size > len(data):
+                return None
+            texts.append(data[end + 1:end + 1 + size].decode("utf-8", "surrogateescape"))
+            position = end + 1 + size
+    except ValueError:
+        return None
+    return (witnesses, texts[0], texts[1]) if position == len(data) else None
+
+
+def _prune(folder: str) -> None:
+    """Keep the newest :data:`KEEP` answers."""
+    with os.scandir(folder) as entries:
+        answers = [(entry.stat(follow_symlinks=False).st_mtime_ns, entry.path) for entry in entries
+                   if not entry.name.startswith(".") and entry.is_file(follow_symlinks=False)]
+    for _, path in sorted(answers)[:-KEEP]:
+        try:
+            os.unlink(path)
+        except OSError:  # another process pruned it first
+            continue

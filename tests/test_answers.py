@@ -1,0 +1,279 @@
+"""Remembered answers of ``layerenv detect`` and ``layerenv base`` (:mod:`layerenv.cli.answers`).
+
+A remembered answer must be given only while every input it came from is unchanged. The process tests
+use the repository's machine fixtures, whose files are older than the settle window, so the first
+call's answer is kept; a planted answer (the kept file's text replaced) shows whether a call was
+answered from memory. The base tests run in process with the clock moved ahead, since a base just
+built is younger than the settle window.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import stat
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from layerenv.cli import answers
+from tests.support.cli import FIXTURE_MACHINES, REPO, layerenv_env, run_layerenv
+from tests.support.index import isolated_installer_env
+from tests.support.pytest_fixtures import VariantIndexes
+
+PLANTED = '{"planted": true}\n'
+
+
+def answer_files(home: Path) -> list[Path]:
+    folder = home / "cache" / "answers"
+    return sorted(path for path in folder.iterdir() if not path.name.startswith(".")) if folder.is_dir() else []
+
+
+def plant(path: Path, stdout: str = PLANTED) -> None:
+    """Replace a kept answer's text, keeping what it rests on."""
+    data = path.read_bytes()
+    head = data[: data.index(b"\nO ") + 1] if b"\nO " in data else data[: data.index(b"O ")]
+    out = stdout.encode()
+    path.write_bytes(head + b"O %d\n" % len(out) + out + b"E 0\n")
+
+
+@pytest.fixture
+def home(tmp_path: Path) -> Path:
+    home = tmp_path / "home"
+    home.mkdir()
+    return home
+
+
+def detect(env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    result = run_layerenv(["detect", "--json"], env, cwd)
+    assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr
+    return result
+
+
+def test_a_detect_answer_is_kept_and_given_again(home: Path, tmp_path: Path) -> None:
+    env = layerenv_env(home, base_env=os.environ, machine="rtx5090-580")
+    first = detect(env, tmp_path)
+    [kept] = answer_files(home)
+    assert kept.name.startswith("detect-json-") and stat.S_IMODE(kept.stat().st_mode) == 0o600
+    assert detect(env, tmp_path).stdout == first.stdout
+    plant(kept)
+    assert detect(env, tmp_path).stdout == PLANTED  # answered from memory: the machine was not read
+
+
+@pytest.mark.parametrize("change", ["machine", "visible", "project-config", "user-config", "form"])
+def test_any_changed_input_reads_the_machine_again(home: Path, tmp_path: Path, change: str) -> None:
+    env = layerenv_env(home, base_env=os.environ, machine="rtx5090-580")
+    detect(env, tmp_path)
+    [kept] = answer_files(home)
+    plant(kept)
+    cwd, args = tmp_path, ["detect", "--json"]
+    if change == "machine":
+        env["LAYERENV_SYSROOT"] = str(FIXTURE_MACHINES / "h100-580")
+    elif change == "visible":
+        env["CUDA_VISIBLE_DEVICES"] = ""
+    elif change == "project-config":
+        cwd = tmp_path / "project" / "src"
+        cwd.mkdir(parents=True)
+        (tmp_path / "project" / "layerenv.toml").write_text('[torch]\nvariant = "cpu"\n')
+    elif change == "user-config":
+        Path(env["LAYERENV_USER_CONFIG"]).write_text('[torch]\nvariant = "cu128"\n')
+    elif change == "form":
+        args = ["detect"]
+    result = run_layerenv(args, env, cwd)
+    assert result.returncode == 0, result.stderr
+    assert "planted" not in result.stdout
+    fresh = {key: value for key, value in env.items() if key != "LAYERENV_HOME"}
+    fresh["LAYERENV_HOME"] = str(tmp_path / "fresh-home")
+    expected = run_layerenv(args, fresh, cwd)
+    assert result.stdout == expected.stdout
+
+
+def test_an_answer_others_could_write_or_a_link_is_ignored(home: Path, tmp_path: Path) -> None:
+    env = layerenv_env(home, base_env=os.environ, machine="rtx5090-580")
+    expected = detect(env, tmp_path).stdout
+    [kept] = answer_files(home)
+    plant(kept)
+    kept.chmod(0o620)
+    assert detect(env, tmp_path).stdout == expected
+    planted = tmp_path / "elsewhere"
+    assert kept.stat().st_mode & 0o077 == 0  # the answer given in full was kept again, this user's only
+    plant(kept)
+    shutil.copyfile(kept, planted)
+    planted.chmod(0o600)
+    kept.unlink()
+    kept.symlink_to(planted)
+    assert detect(env, tmp_path).stdout == expected
+    kept.unlink()
+    shutil.copyfile(planted, kept)
+    kept.chmod(0o600)
+    (home / "cache").chmod(0o777)
+    try:
+        assert detect(env, tmp_path).stdout == expected
+    finally:
+        (home / "cache").chmod(0o755)
+    assert detect(env, tmp_path).stdout == PLANTED  # the same file, trusted again
+
+
+def test_detect_creates_no_store(tmp_path: Path) -> None:
+    home = tmp_path / "no-store-yet"
+    env = layerenv_env(home, base_env=os.environ, machine="rtx5090-580")
+    detect(env, tmp_path)
+    assert not home.exists()
+
+
+def test_a_reading_whose_probe_failed_is_not_kept(home: Path, tmp_path: Path) -> None:
+    from tests.support.fake_smi import install_fake_smi
+
+    bin_dir = tmp_path / "bin"
+    install_fake_smi(bin_dir, stdout=b"", exit_code=9)
+    os.utime(bin_dir / "nvidia-smi", (time.time() - 60, time.time() - 60))
+    env = layerenv_env(home, base_env=os.environ, machine="rtx5090-580")
+    env["PATH"] = f"{bin_dir}{os.pathsep}{env['PATH']}"
+    detect(env, tmp_path)
+    assert answer_files(home) == []
+
+
+def test_the_machine_files_changed_reads_it_again(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A driver upgraded on a replayed machine: the same form and environment, another answer."""
+    sysroot = tmp_path / "machine"
+    shutil.copytree(FIXTURE_MACHINES / "rtx5090-570", sysroot)
+    (tmp_path / "home").mkdir()
+    env = {"LAYERENV_HOME": str(tmp_path / "home"), "LAYERENV_SYSROOT": str(sysroot), "PATH": "/usr/bin:/bin"}
+    monkeypatch.setattr(answers, "clock", lambda: time.time_ns() + 10 * 10**9)
+    assert answers.remember("detect-json", env, str(tmp_path), "driver 570\n", "", answers.clock())
+    assert answers.recall("detect-json", env, str(tmp_path)) == ("driver 570\n", "")
+    version = sysroot / "sys" / "module" / "nvidia" / "version"
+    version.write_text(version.read_text().replace("570", "580"))
+    assert answers.recall("detect-json", env, str(tmp_path)) is None
+
+
+def test_files_changed_within_the_settle_window_are_not_kept(tmp_path: Path) -> None:
+    sysroot = tmp_path / "machine"
+    shutil.copytree(FIXTURE_MACHINES / "rtx5090-580", sysroot)  # written now: a later edit could share its tick
+    (tmp_path / "home").mkdir()
+    env = {"LAYERENV_HOME": str(tmp_path / "home"), "LAYERENV_SYSROOT": str(sysroot), "PATH": "/usr/bin:/bin"}
+    assert not answers.remember("detect-json", env, str(tmp_path), "x\n", "", answers.clock())
+    assert answers.recall("detect-json", env, str(tmp_path)) is None
+
+
+# --------------------------------------------------------------------------- base
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory, variant_indexes: VariantIndexes) -> tuple[Path, dict[str, str]]:
+    """A cu128 base on the replayed RTX 5090 (uv, local index)."""
+    root = tmp_path_factory.mktemp("answers-base")
+    installers = isolated_installer_env(uv_cache_dir=root / "uv-cache")
+    installers.pop("CUDA_VISIBLE_DEVICES", None)
+    env = layerenv_env(root / "home", base_env={**installers, "PIP_INDEX_URL": variant_indexes.pypi_url},
+                       machine="rtx5090-580", installer="uv",
+                       extra={"LAYERENV_INDEX_URL": variant_indexes.url_template, "LAYERENV_VARIANT": "cu128"})
+    result = run_layerenv(["base"], env, root)
+    assert result.returncode == 0, result.stderr
+    return root, env
+
+
+@pytest.fixture
+def in_process(built: tuple[Path, dict[str, str]], monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """The store's environment in this process, the clock 10 s ahead (the base was just built)."""
+    root, env = built
+    saved, cwd = dict(os.environ), Path.cwd()
+    os.environ.clear()
+    os.environ.update(env)
+    os.chdir(root)
+    monkeypatch.setattr(answers, "clock", lambda: time.time_ns() + 10 * 10**9)
+    try:
+        yield root / "home"
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+        os.chdir(cwd)
+        for kept in answer_files(root / "home"):
+            kept.unlink()
+
+
+def base_json(capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    from layerenv.cli.entry import main
+
+    argv = sys.argv
+    sys.argv = ["layerenv", "base", "--json"]
+    try:
+        with pytest.raises(SystemExit) as ended:
+            main()
+    finally:
+        sys.argv = argv
+    captured = capsys.readouterr()
+    return int(ended.value.code or 0), captured.out, captured.err
+
+
+def refuse_reuse(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Any call that works the answer out fails loudly (so only a remembered answer can succeed)."""
+    import layerenv.base.ensure
+
+    def worked_out(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the base was looked up, not remembered")
+
+    monkeypatch.setattr(layerenv.base.ensure, "reuse_base", worked_out)
+
+
+def test_a_reused_base_answer_is_kept_and_given_again(in_process: Path, capsys: pytest.CaptureFixture[str],
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    code, first, _ = base_json(capsys)
+    assert code == 0 and '"status": "reused"' in first
+    assert [path.name.split("-")[0] for path in answer_files(in_process)] == ["base"]
+    refuse_reuse(monkeypatch)
+    assert base_json(capsys) == (0, first, "")
+
+
+@pytest.mark.parametrize("change", ["package-writable", "new-base", "node-record", "manifest"])
+def test_a_changed_store_looks_the_base_up_again(in_process: Path, capsys: pytest.CaptureFixture[str],
+                                                 monkeypatch: pytest.MonkeyPatch, change: str) -> None:
+    code, first, _ = base_json(capsys)
+    assert code == 0
+    [kept] = answer_files(in_process)
+    plant(kept, '{"planted": true}\n')
+    [base] = [path for path in (in_process / "bases").iterdir()]
+    site = next(base.glob("lib/python*/site-packages"))
+    undo = None
+    if change == "package-writable":
+        torch_dir = site / "torch"
+        torch_dir.chmod(torch_dir.stat().st_mode | stat.S_IWOTH)
+        undo = lambda: torch_dir.chmod(torch_dir.stat().st_mode & ~stat.S_IWOTH)  # noqa: E731
+    elif change == "new-base":
+        (in_process / "bases" / "zz-other").mkdir()
+        undo = (in_process / "bases" / "zz-other").rmdir
+    elif change == "node-record":
+        [record] = [path for path in (in_process / "nodes").rglob("*.txt")]
+        record.write_text(record.read_text())  # rewritten in place: its stat changes
+    elif change == "manifest":
+        manifest = base / "layerenv-manifest.json"
+        manifest.write_bytes(manifest.read_bytes())
+    try:
+        code, out, err = base_json(capsys)
+    finally:
+        if undo is not None:
+            undo()
+    assert "planted" not in out
+    if change == "package-writable":  # the trust check ran again, and refused
+        assert code != 0 and "writable by other users" in err, err
+    else:
+        assert (code, out) == (0, first)
+
+
+def test_the_fast_forms_cost_no_click(built: tuple[Path, dict[str, str]]) -> None:
+    """A remembered answer imports neither click nor the release table (what makes it cheap)."""
+    root, env = built
+    probe = ("import sys, runpy; sys.argv = ['layerenv', 'detect', '--json']\n"
+             "try:\n    runpy.run_module('layerenv', run_name='__main__')\nexcept SystemExit:\n    pass\n"
+             "print(sorted(m for m in sys.modules if m.startswith(('click', 'layerenv.choice', 'tomllib'))))")
+    env = {**env, "LAYERENV_SYSROOT": str(FIXTURE_MACHINES / "no-gpu"), "PYTHONPATH": str(REPO)}
+    for _ in range(2):
+        result = subprocess.run([sys.executable, "-c", probe], env=env, cwd=root, capture_output=True, text=True,
+                                check=False,
+                                timeout=60)
+        assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1] == "[]"
