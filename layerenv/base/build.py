@@ -18,7 +18,13 @@ from layerenv import __version__
 from layerenv.base.manifest import Manifest, PackageRecord, refuse_newer
 from layerenv.base.offline import Unreachable
 from layerenv.base.request import BaseRequest, BaseResult, base_id
-from layerenv.base.resolve import Acceptance, companion_specifier, newest_acceptable, series_specifier
+from layerenv.base.resolve import (
+    Acceptance,
+    companion_specifier,
+    newest_acceptable,
+    newest_of_each,
+    series_specifier,
+)
 from layerenv.base.torch_check import TorchReport, inspect_torch, judge
 from layerenv.base.unlisted import capture_own_files
 from layerenv.choice.variant import parse_version_tuple
@@ -125,16 +131,17 @@ def _plan(
             f"no torch{specifier} {decision.variant} build found in {', '.join(sources.describe())}{detail} "
             f"(log: {log.path})"
         )
+    companions = [name for name in request.packages if name != "torch"]
+    pairing = {name: companion_specifier(name, torch.version, decision.table.torchaudio_series) for name in companions}
+    answers = newest_of_each({name: spec for name, spec in pairing.items() if spec}, newest, acceptance)
     requirements = [f"torch=={torch.version}"]
     notes = []
-    for name in request.packages:
-        if name == "torch":
-            continue
-        companion = companion_specifier(name, torch.version, decision.table.torchaudio_series)
+    for name in companions:
+        companion = pairing[name]
         if companion is None:
             notes.append(f"{name}: no release pairs with torch {torch.version}; left out")
             continue
-        found, _ = newest_acceptable(name, companion, newest, acceptance) if companion else (None, [])
+        found, _ = answers[name] if companion else (None, [])
         if companion and found is None:
             notes.append(f"{name}{companion}: no {decision.variant} build in the sources; left out")
             continue
