@@ -210,8 +210,7 @@ def _build_once(
         for note in plan.notes:
             reporter.warn(note)
         with _stage(reporter, timings, "install", f"installing {' '.join(plan.requirements)} with {installer.name}"):
-            installed = installer.install(python, plan.requirements, sources, log)
-            _check_sources(installed, plan, sources, decision.variant.name)
+            _install(installer, python, plan, sources, log, decision.variant.name)
         checkpoint("base:after-install")
         with _stage(reporter, timings, "verify", "verifying torch in the new base"):
             report = _verify(python, request, plan, log, open_ended=open_ended)
@@ -279,10 +278,15 @@ def _verify(python: Path, request: BaseRequest, plan: _Plan, log: Log, *, open_e
     return report
 
 
-def _check_sources(installed: list[Resolved], plan: _Plan, sources: Sources, variant: str) -> None:
-    """No dependency confusion: each pinned torch-family wheel came from an accepted place."""
+def _install(installer: Installer, python: Path, plan: _Plan, sources: Sources, log: Log, variant: str) -> None:
+    """Install the plan; no dependency confusion: each pinned torch-family wheel came from an accepted
+    place (the installer is asked where from only for a build whose label does not already settle it)."""
     acceptance = Acceptance(variant, sources.index_url, sources.find_links)
     pinned = {requirement.split("==")[0] for requirement in plan.requirements}
+    installed = installer.install(
+        python, plan.requirements, sources, log,
+        sources_for=lambda name, version: name.lower() in pinned and acceptance.needs_source(version),
+    )
     for item in installed:
         if item.name.lower() in pinned and acceptance.why_not(item) is not None:
             raise OperationFailed(f"refusing the base: {acceptance.why_not(item)}")
