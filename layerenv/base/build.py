@@ -189,23 +189,9 @@ def _build_once(
     staging = store.new_staging_dir(key)
     log = Log(store.log_path(key), verbose=request.verbose)
     try:
-        sources, offline, installer_name = resolve_sources(request, reporter, log, prefix=staging)
-        request, installer = _with_installer(request, installer, installer_name)
-        reporter.step(f"creating a {request.interpreter.tag} virtualenv")
         python = VenvLayout.for_venv(staging).python
-        with ThreadPoolExecutor(max_workers=1) as pool:
-            creating = pool.submit(create_virtualenv, staging, request.interpreter.executable, prompt=BASE_PROMPT,
-                                   seed_pip=installer.seeds_pip)
-            if installer.seeds_pip:  # pip resolves from inside the venv; uv (no pip) for the interpreter, meanwhile
-                creating.result()
-                checkpoint("base:after-venv")
-            timings["venv"] = time.monotonic() - started
-            with _stage(reporter, timings, "resolve", f"resolving torch for {decision.variant}"):
-                plan = _plan(request, installer, python if installer.seeds_pip else request.interpreter.executable,
-                             sources, log, open_ended=open_ended, offline=offline)
-            creating.result()
-        if not installer.seeds_pip:
-            checkpoint("base:after-venv")
+        request, installer, sources, plan = _venv_and_plan(
+            request, installer, staging, reporter, log, timings, started, open_ended=open_ended)
         checkpoint("base:after-resolve")
         for note in plan.notes:
             reporter.warn(note)
@@ -252,6 +238,48 @@ def _build_once(
         return BaseResult(manifest, reused=False, log=log.path)
     finally:
         remove_tree(staging)
+
+
+def _venv_and_plan(
+    request: BaseRequest,
+    installer: Installer,
+    staging: Path,
+    reporter: Reporter,
+    log: Log,
+    timings: dict[str, float],
+    started: float,
+    *,
+    open_ended: bool,
+) -> tuple[BaseRequest, Installer, Sources, _Plan]:
+    """The staging venv and the plan, side by side: the venv is made while the index is probed and
+    (with uv, which needs no pip inside) while torch is resolved for the interpreter."""
+    decision = request.detection.decision
+    python = VenvLayout.for_venv(staging).python
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        creating = pool.submit(_create_venv, staging, request, installer)
+        sources, offline, installer_name = resolve_sources(request, reporter, log, prefix=staging)
+        request, chosen = _with_installer(request, installer, installer_name)
+        if chosen.seeds_pip != installer.seeds_pip:  # pip standing in for uv: its venv needs pip
+            creating.result()
+            remove_tree(staging)
+            creating = pool.submit(_create_venv, staging, request, chosen)
+        installer = chosen
+        reporter.step(f"creating a {request.interpreter.tag} virtualenv")
+        if installer.seeds_pip:  # pip resolves from inside the venv; uv (no pip) for the interpreter, meanwhile
+            creating.result()
+            checkpoint("base:after-venv")
+        timings["venv"] = time.monotonic() - started
+        with _stage(reporter, timings, "resolve", f"resolving torch for {decision.variant}"):
+            plan = _plan(request, installer, python if installer.seeds_pip else request.interpreter.executable,
+                         sources, log, open_ended=open_ended, offline=offline)
+        creating.result()
+    if not installer.seeds_pip:
+        checkpoint("base:after-venv")
+    return request, installer, sources, plan
+
+
+def _create_venv(staging: Path, request: BaseRequest, installer: Installer) -> None:
+    create_virtualenv(staging, request.interpreter.executable, prompt=BASE_PROMPT, seed_pip=installer.seeds_pip)
 
 
 @contextmanager
