@@ -3,7 +3,11 @@
 Targets (issues 4 and 19): the uv build (uv is the default installer) within 1.2x of `uv venv && uv pip
 install`, 200 MB fake torch; reuse under 200 ms. Each build row is printed as a ratio against its peer,
 run in the same process; layerenv runs with bytecode written (as installed), after one untimed build.
-Run: python benchmarks/base.py [--payload-mb 200] [--runs 5]; run it three times and report every run.
+The uv build and its peer run ``--rounds`` times, interleaved (each in a fresh store / venv), so that a
+busy machine's drift hits both; every round is printed with its wall and CPU time (user + system of the
+process and its children), the rows and ratios are the medians.
+Run: python benchmarks/base.py [--payload-mb 200] [--runs 5] [--rounds 5]; run it three times and report
+every run.
 """
 
 from __future__ import annotations
@@ -12,8 +16,12 @@ import argparse
 import json
 import os
 import shutil
+import statistics
+import subprocess
 import sys
 import tempfile
+import time
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from _common import clean_env, fake_variant_index, layerenv, median_of, timed, uv
@@ -23,6 +31,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--payload-mb", type=int, default=200, help="size of the fake torch's library")
     parser.add_argument("--runs", type=int, default=5, help="runs of the reuse measurement")
+    parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds of the uv build and its peer")
     parser.add_argument("--json", action="store_true")
     options = parser.parse_args()
     scratch = Path(tempfile.mkdtemp(prefix="layerenv-bench-base-"))
@@ -43,17 +52,25 @@ def main() -> None:
             clean_env(scratch, cache),
         )
 
+        rounds: list[dict[str, tuple[float, float]]] = []
+        for number in range(options.rounds):
+            rounds.append({
+                "layerenv base (uv)": timed_cpu(
+                    layerenv("base", "--installer", "uv"), clean_env(scratch / f"h-uv{number}", settings)
+                ),
+                "uv venv && uv pip install": timed_cpu(
+                    [
+                        "sh",
+                        "-c",
+                        f"'{uv()}' venv -q '{scratch}/p-uv{number}' && '{uv()}' pip install -q "
+                        f"--python '{scratch}/p-uv{number}' --index-url '{index}' " + " ".join(requirements),
+                    ],
+                    clean_env(scratch, cache),
+                ),
+            })
+        uv_rows = ("layerenv base (uv)", "uv venv && uv pip install")
         results = {
-            "layerenv base (uv)": timed(layerenv("base", "--installer", "uv"), clean_env(scratch / "h-uv", settings)),
-            "uv venv && uv pip install": timed(
-                [
-                    "sh",
-                    "-c",
-                    f"'{uv()}' venv -q '{scratch}/p-uv' && '{uv()}' pip install -q "
-                    f"--python '{scratch}/p-uv' --index-url '{index}' " + " ".join(requirements),
-                ],
-                clean_env(scratch, cache),
-            ),
+            **{row: statistics.median(run[row][0] for run in rounds) for row in uv_rows},
             "layerenv base (pip)": timed(
                 layerenv("base", "--installer", "pip"), clean_env(scratch / "h-pip", settings)
             ),
@@ -68,16 +85,26 @@ def main() -> None:
             ),
             "layerenv base (reuse)": median_of(options.runs, layerenv("base"), clean_env(scratch / "h-pip", settings)),
         }
+        cpu = {row: statistics.median(run[row][1] for run in rounds) for row in uv_rows}
+        each = [run["layerenv base (uv)"][0] / run["uv venv && uv pip install"][0] for run in rounds]
         ratios = {
-            "uv build / uv venv+install": results["layerenv base (uv)"] / results["uv venv && uv pip install"],
+            "uv build / uv venv+install": statistics.median(each),
             "pip build / venv+pip install": results["layerenv base (pip)"] / results["python -m venv && pip install"],
         }
         if options.json:
-            print(json.dumps({"seconds": results, "ratios": ratios, "payload_mb": options.payload_mb}, indent=2))
+            print(json.dumps({"seconds": results, "ratios": ratios, "payload_mb": options.payload_mb,
+                              "cpu_seconds": cpu, "rounds": [{row: list(run[row]) for row in uv_rows}
+                                                             for run in rounds]}, indent=2))
             return
         print(f"fake torch with a {options.payload_mb} MB library, same wheel for every run")
+        for number, run in enumerate(rounds, 1):
+            print(f"  round {number}: " + "; ".join(
+                f"{row} {wall * 1000:.0f} ms (CPU {used * 1000:.0f} ms)" for row, (wall, used) in run.items()
+            ) + f"; {each[number - 1]:.2f}x")
         for name, seconds in results.items():
             print(f"  {name:<32} {seconds * 1000:9.0f} ms")
+        for name, used in cpu.items():
+            print(f"  {name + ' CPU':<32} {used * 1000:9.0f} ms")
         for name, ratio in ratios.items():
             print(f"  {name:<32} {ratio:9.2f}x")
         print(
@@ -86,6 +113,21 @@ def main() -> None:
         )
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+
+
+def timed_cpu(argv: Sequence[str], env: Mapping[str, str]) -> tuple[float, float]:
+    """Wall seconds and CPU seconds (user + system of the process and every process it waited for)."""
+    started = time.perf_counter()
+    process = subprocess.Popen(list(argv), env=dict(env), stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    assert process.stdout is not None
+    output = process.stdout.read()
+    _, status, usage = os.wait4(process.pid, 0)  # not Popen.wait: wait4 hands back the CPU time too
+    elapsed = time.perf_counter() - started
+    process.returncode = os.waitstatus_to_exitcode(status)
+    process.stdout.close()
+    if process.returncode != 0:
+        raise SystemExit(f"benchmark step failed: {' '.join(argv)}\n{output.decode(errors='replace')}")
+    return elapsed, usage.ru_utime + usage.ru_stime
 
 
 if __name__ == "__main__":

@@ -61,3 +61,33 @@ def test_uv_reports_where_each_installed_distribution_came_from(tmp_path: Path, 
         ("plain-lib", "1.0", file_url(index)),
         ("other-lib", "2.0", file_url(links)),
     }
+
+
+def test_uv_asks_where_from_only_for_the_distributions_the_caller_needs(
+    tmp_path: Path, installer_env: dict[str, str]
+) -> None:
+    """A base build needs the source of an unlabelled pinned wheel only: the others come back without
+    one, and uv is not run again to find it."""
+    index = write_simple_index(
+        tmp_path / "index", [build_fake_torch(tmp_path / "w", "2.9.1+cpu", cuda=None),
+                             build_plain_package(tmp_path / "w", "plain-lib", "1.0")]
+    )
+    venv = tmp_path / "venv"
+    create_virtualenv(venv, Path(sys.executable), prompt="t", seed_pip=False)
+    uv_binary = find_uv()
+    assert uv_binary is not None
+    log = Log(tmp_path / "install.log")
+
+    installed = UvInstaller(uv_binary, installer_env).install(
+        venv / "bin" / "python", ["torch==2.9.1+cpu", "plain-lib"], Sources(file_url(index)), log,
+        sources_for=lambda name, version: name == "plain-lib",
+    )
+
+    assert {(item.name, item.version, item.url) for item in installed} == {
+        ("torch", "2.9.1+cpu", None),
+        ("plain-lib", "1.0", file_url(index)),
+    }
+    written = log.path.read_text() if log.path else ""
+    assert written.count(" pip compile ") == 1, "one run asks where from, for plain-lib alone"
+    answered = written.split(" pip compile ", 1)[1].splitlines()
+    assert "plain-lib==1.0" in answered and not any(line.startswith("torch") for line in answered)

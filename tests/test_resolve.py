@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
-from layerenv.base.resolve import Acceptance, companion_specifier, newest_acceptable, series_specifier
+import threading
+
+from layerenv.base.resolve import (
+    Acceptance,
+    companion_specifier,
+    newest_acceptable,
+    newest_of_each,
+    series_specifier,
+)
 from layerenv.choice.decide import TableFacts
 from layerenv.choice.table import load_matrix
 from layerenv.choice.variant import Variant
@@ -49,3 +57,46 @@ def test_newest_acceptable_skips_wrong_builds_until_one_fits() -> None:
     assert found is not None and found.version == "2.13.0+cpu"
     assert len(rejected) == 1 and "2.14.1" in rejected[0]
     assert asked == ["torch>=2.5", "torch>=2.5,!=2.14.1"]
+
+
+def test_a_build_labelled_with_the_variant_needs_no_source_to_be_judged() -> None:
+    """What lets a base build skip asking uv again where a wheel came from: wherever it did, the verdict
+    on a build labelled with the variant is the same; every other build is asked."""
+    acceptance = Acceptance("cu128", "https://download.pytorch.org/whl/cu128", ())
+    places = [None, "https://download.pytorch.org/whl/cu128/t.whl", "https://pypi.example/t.whl", "file:///x/t.whl"]
+    assert not acceptance.needs_source("2.9.1+cu128")
+    assert all(acceptance.why_not(Resolved("torch", "2.9.1+cu128", url)) is None for url in places)
+    for version in ("2.9.1", "2.9.1+cpu", "2.9.1+cu126"):
+        assert acceptance.needs_source(version)
+    verdicts = {acceptance.why_not(Resolved("torch", "2.9.1", url)) is None for url in places}
+    assert verdicts == {True, False}, "an unlabelled build is judged by where it came from"
+
+
+def test_companions_are_asked_side_by_side_each_with_its_own_specifier() -> None:
+    """torchvision and torchaudio do not wait for each other (each asks while the other is asked: one
+    at a time would break the barrier), and each skips its own unacceptable builds."""
+    both_asking = threading.Barrier(2, timeout=10)
+    offered = {"torchvision": ["0.24.1+cpu", "0.24.0+cu128"], "torchaudio": ["2.9.1+cu128"]}
+    asked: list[str] = []
+    first_asks: set[str] = set()
+    lock = threading.Lock()
+
+    def find_newest(requirement: str) -> Resolved | None:
+        name = requirement.partition("=")[0]
+        with lock:
+            first = name not in first_asks
+            first_asks.add(name)
+        if first:
+            both_asking.wait()
+        asked.append(requirement)
+        excluded = requirement.split(",")[1:]
+        versions = [v for v in offered[name] if f"!={v}" not in excluded]
+        return Resolved(name, versions[0], None) if versions else None
+
+    answers = newest_of_each({"torchvision": "==0.24.*", "torchaudio": "==2.9.*"}, find_newest,
+                             Acceptance("cu128", None, ()))
+
+    assert answers["torchvision"][0] == Resolved("torchvision", "0.24.0+cu128", None)
+    assert answers["torchvision"][1] and "0.24.1+cpu" in answers["torchvision"][1][0]
+    assert answers["torchaudio"] == (Resolved("torchaudio", "2.9.1+cu128", None), [])
+    assert sorted(asked) == ["torchaudio==2.9.*", "torchvision==0.24.*", "torchvision==0.24.*,!=0.24.1+cpu"]

@@ -18,7 +18,13 @@ from layerenv import __version__
 from layerenv.base.manifest import Manifest, PackageRecord, refuse_newer
 from layerenv.base.offline import Unreachable
 from layerenv.base.request import BaseRequest, BaseResult, base_id
-from layerenv.base.resolve import Acceptance, companion_specifier, newest_acceptable, series_specifier
+from layerenv.base.resolve import (
+    Acceptance,
+    companion_specifier,
+    newest_acceptable,
+    newest_of_each,
+    series_specifier,
+)
 from layerenv.base.torch_check import TorchReport, inspect_torch, judge
 from layerenv.base.unlisted import capture_own_files
 from layerenv.choice.variant import parse_version_tuple
@@ -125,16 +131,17 @@ def _plan(
             f"no torch{specifier} {decision.variant} build found in {', '.join(sources.describe())}{detail} "
             f"(log: {log.path})"
         )
+    companions = [name for name in request.packages if name != "torch"]
+    pairing = {name: companion_specifier(name, torch.version, decision.table.torchaudio_series) for name in companions}
+    answers = newest_of_each({name: spec for name, spec in pairing.items() if spec}, newest, acceptance)
     requirements = [f"torch=={torch.version}"]
     notes = []
-    for name in request.packages:
-        if name == "torch":
-            continue
-        companion = companion_specifier(name, torch.version, decision.table.torchaudio_series)
+    for name in companions:
+        companion = pairing[name]
         if companion is None:
             notes.append(f"{name}: no release pairs with torch {torch.version}; left out")
             continue
-        found, _ = newest_acceptable(name, companion, newest, acceptance) if companion else (None, [])
+        found, _ = answers[name] if companion else (None, [])
         if companion and found is None:
             notes.append(f"{name}{companion}: no {decision.variant} build in the sources; left out")
             continue
@@ -182,29 +189,14 @@ def _build_once(
     staging = store.new_staging_dir(key)
     log = Log(store.log_path(key), verbose=request.verbose)
     try:
-        sources, offline, installer_name = resolve_sources(request, reporter, log, prefix=staging)
-        request, installer = _with_installer(request, installer, installer_name)
-        reporter.step(f"creating a {request.interpreter.tag} virtualenv")
         python = VenvLayout.for_venv(staging).python
-        with ThreadPoolExecutor(max_workers=1) as pool:
-            creating = pool.submit(create_virtualenv, staging, request.interpreter.executable, prompt=BASE_PROMPT,
-                                   seed_pip=installer.seeds_pip)
-            if installer.seeds_pip:  # pip resolves from inside the venv; uv (no pip) for the interpreter, meanwhile
-                creating.result()
-                checkpoint("base:after-venv")
-            timings["venv"] = time.monotonic() - started
-            with _stage(reporter, timings, "resolve", f"resolving torch for {decision.variant}"):
-                plan = _plan(request, installer, python if installer.seeds_pip else request.interpreter.executable,
-                             sources, log, open_ended=open_ended, offline=offline)
-            creating.result()
-        if not installer.seeds_pip:
-            checkpoint("base:after-venv")
+        request, installer, sources, plan = _venv_and_plan(
+            request, installer, staging, reporter, log, timings, started, open_ended=open_ended)
         checkpoint("base:after-resolve")
         for note in plan.notes:
             reporter.warn(note)
         with _stage(reporter, timings, "install", f"installing {' '.join(plan.requirements)} with {installer.name}"):
-            installed = installer.install(python, plan.requirements, sources, log)
-            _check_sources(installed, plan, sources, decision.variant.name)
+            _install(installer, python, plan, sources, log, decision.variant.name)
         checkpoint("base:after-install")
         with _stage(reporter, timings, "verify", "verifying torch in the new base"):
             report = _verify(python, request, plan, log, open_ended=open_ended)
@@ -248,6 +240,48 @@ def _build_once(
         remove_tree(staging)
 
 
+def _venv_and_plan(
+    request: BaseRequest,
+    installer: Installer,
+    staging: Path,
+    reporter: Reporter,
+    log: Log,
+    timings: dict[str, float],
+    started: float,
+    *,
+    open_ended: bool,
+) -> tuple[BaseRequest, Installer, Sources, _Plan]:
+    """The staging venv and the plan, side by side: the venv is made while the index is probed and
+    (with uv, which needs no pip inside) while torch is resolved for the interpreter."""
+    decision = request.detection.decision
+    python = VenvLayout.for_venv(staging).python
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        creating = pool.submit(_create_venv, staging, request, installer)
+        sources, offline, installer_name = resolve_sources(request, reporter, log, prefix=staging)
+        request, chosen = _with_installer(request, installer, installer_name)
+        if chosen.seeds_pip != installer.seeds_pip:  # pip standing in for uv: its venv needs pip
+            creating.result()
+            remove_tree(staging)
+            creating = pool.submit(_create_venv, staging, request, chosen)
+        installer = chosen
+        reporter.step(f"creating a {request.interpreter.tag} virtualenv")
+        if installer.seeds_pip:  # pip resolves from inside the venv; uv (no pip) for the interpreter, meanwhile
+            creating.result()
+            checkpoint("base:after-venv")
+        timings["venv"] = time.monotonic() - started
+        with _stage(reporter, timings, "resolve", f"resolving torch for {decision.variant}"):
+            plan = _plan(request, installer, python if installer.seeds_pip else request.interpreter.executable,
+                         sources, log, open_ended=open_ended, offline=offline)
+        creating.result()
+    if not installer.seeds_pip:
+        checkpoint("base:after-venv")
+    return request, installer, sources, plan
+
+
+def _create_venv(staging: Path, request: BaseRequest, installer: Installer) -> None:
+    create_virtualenv(staging, request.interpreter.executable, prompt=BASE_PROMPT, seed_pip=installer.seeds_pip)
+
+
 @contextmanager
 def _stage(reporter: Reporter, timings: dict[str, float], name: str, text: str) -> Iterator[None]:
     """A long step: its line, its progress on a terminal (the installer's output goes to the log, so
@@ -272,10 +306,15 @@ def _verify(python: Path, request: BaseRequest, plan: _Plan, log: Log, *, open_e
     return report
 
 
-def _check_sources(installed: list[Resolved], plan: _Plan, sources: Sources, variant: str) -> None:
-    """No dependency confusion: each pinned torch-family wheel came from an accepted place."""
+def _install(installer: Installer, python: Path, plan: _Plan, sources: Sources, log: Log, variant: str) -> None:
+    """Install the plan; no dependency confusion: each pinned torch-family wheel came from an accepted
+    place (the installer is asked where from only for a build whose label does not already settle it)."""
     acceptance = Acceptance(variant, sources.index_url, sources.find_links)
     pinned = {requirement.split("==")[0] for requirement in plan.requirements}
+    installed = installer.install(
+        python, plan.requirements, sources, log,
+        sources_for=lambda name, version: name.lower() in pinned and acceptance.needs_source(version),
+    )
     for item in installed:
         if item.name.lower() in pinned and acceptance.why_not(item) is not None:
             raise OperationFailed(f"refusing the base: {acceptance.why_not(item)}")

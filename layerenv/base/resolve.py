@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from layerenv.choice.decide import normalize_pin
@@ -39,6 +40,11 @@ class Acceptance:
     index_url: str | None
     find_links: tuple[str, ...]
 
+    def needs_source(self, version: str) -> bool:
+        """Whether :meth:`why_not` of a build with this version looks at where it came from: a build
+        labelled with the variant is accepted from anywhere the sources name, so its place need not be asked."""
+        return local_label(version) != self.variant
+
     def why_not(self, resolved: Resolved) -> str | None:
         label = local_label(resolved.version)
         if label == self.variant:
@@ -73,6 +79,21 @@ def newest_acceptable(
         rejected.append(reason)
         excluded.append(f"!={resolved.version}")
     return None, rejected
+
+
+def newest_of_each(
+    specifiers: Mapping[str, str],
+    find_newest: Callable[[str], Resolved | None],
+    acceptance: Acceptance,
+) -> dict[str, tuple[Resolved | None, list[str]]]:
+    """:func:`newest_acceptable` for each name with its specifier, the installer runs side by side (the
+    companions of a torch release do not depend on each other)."""
+    if len(specifiers) < 2:
+        return {name: newest_acceptable(name, spec, find_newest, acceptance) for name, spec in specifiers.items()}
+    with ThreadPoolExecutor(max_workers=len(specifiers), thread_name_prefix="layerenv-resolve") as pool:
+        asked = {name: pool.submit(newest_acceptable, name, spec, find_newest, acceptance)
+                 for name, spec in specifiers.items()}
+        return {name: future.result() for name, future in asked.items()}
 
 
 def companion_specifier(name: str, torch_version: str, torchaudio_series: Collection[str]) -> str | None:

@@ -140,11 +140,23 @@ def _run(argv: list[str]) -> None:
         sys.exit(exit_code_for(error, Invocation()))
 
 
+def _skip_last_collections() -> None:
+    """Freeze every object at exit: the interpreter's last garbage collections would walk all that the
+    command loaded (70-130 ms after a base build on a busy 2-core machine, 25-45 ms after the imports
+    alone) only to free memory the process hands back anyway. The console script's process only: a
+    library caller's interpreter is left alone."""
+    import atexit
+    import gc
+
+    atexit.register(gc.freeze)
+
+
 def main() -> None:
     arguments = sys.argv[1:]
     run_argv = _run_argv(arguments)
     if run_argv is not None:
         _run(run_argv)
+    _skip_last_collections()
     form = _FORMS.get(tuple(arguments))
     if form is not None:
         _answer(form)

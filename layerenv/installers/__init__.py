@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping
 from layerenv.config import INSTALLER_NAMES
 from layerenv.errors import BadInput
 from layerenv.installers.pip import PipInstaller
-from layerenv.installers.protocol import Installer, InstallerFailed, LayeredVenv, Log, Resolved, Sources
+from layerenv.installers.protocol import Installer, InstallerFailed, LayeredVenv, Log, Resolved, Sources, Wanted
 from layerenv.installers.uv import UvInstaller
 from layerenv.machine.uv import find_uv
 
@@ -26,6 +26,7 @@ __all__ = [
     "Resolved",
     "Sources",
     "UvInstaller",
+    "Wanted",
     "find_uv",
     "get_installer",
 ]

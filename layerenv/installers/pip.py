@@ -9,7 +9,7 @@ import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from layerenv.installers.protocol import LayeredVenv, Log, Resolved, Sources
+from layerenv.installers.protocol import LayeredVenv, Log, Resolved, Sources, Wanted
 from layerenv.installers.run import Ran, failure, run
 
 _PIP_INSTALL = ("-m", "pip", "install", "--no-input", "--disable-pip-version-check")
@@ -33,7 +33,10 @@ class PipInstaller:
         ran, resolved = _install_with_report(python, args, log, self.environ)
         return resolved[0] if ran.returncode == 0 and resolved else None
 
-    def install(self, python: Path, requirements: Sequence[str], sources: Sources, log: Log) -> list[Resolved]:
+    def install(
+        self, python: Path, requirements: Sequence[str], sources: Sources, log: Log, *, sources_for: Wanted = None
+    ) -> list[Resolved]:
+        # pip's report names every source at no extra cost: sources_for has nothing to save
         return self._installed(python, [*_source_args(sources), *requirements], log)
 
     def install_project(self, venv: LayeredVenv, requirements: Sequence[str], log: Log) -> list[Resolved]:

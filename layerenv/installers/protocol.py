@@ -3,7 +3,7 @@ from where, where its output is logged, and the failure that carries that output
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -56,6 +56,10 @@ class Log:
     verbose: bool = False
 
 
+# which installed distributions (name, version) a caller needs the source of; None: every one
+Wanted = Callable[[str, str], bool] | None
+
+
 class InstallerFailed(OperationFailed):
     """An installer exited non-zero; carries its (redacted) output for callers that explain it."""
 
@@ -81,8 +85,12 @@ class Installer(Protocol):
         """The newest release matching ``requirement`` in ``sources``, resolved without installing."""
         ...
 
-    def install(self, python: Path, requirements: Sequence[str], sources: Sources, log: Log) -> list[Resolved]:
-        """Install into a base's venv from ``sources`` only; report each installed distribution's source."""
+    def install(
+        self, python: Path, requirements: Sequence[str], sources: Sources, log: Log, *, sources_for: Wanted = None
+    ) -> list[Resolved]:
+        """Install into a base's venv from ``sources`` only; report each installed distribution's source.
+        ``sources_for(name, version)`` says which the caller needs the source of: an installer that must
+        ask again where a distribution came from asks only for those (the others may carry no URL)."""
         ...
 
     def install_project(self, venv: LayeredVenv, requirements: Sequence[str], log: Log) -> list[Resolved]:

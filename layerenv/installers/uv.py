@@ -10,7 +10,7 @@ import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from layerenv.installers.protocol import LayeredVenv, Log, Resolved, Sources
+from layerenv.installers.protocol import LayeredVenv, Log, Resolved, Sources, Wanted
 from layerenv.installers.run import failure, run
 from layerenv.venv.distinfo import Distribution, read_distributions
 from layerenv.venv.layout import VenvLayout
@@ -36,8 +36,10 @@ class UvInstaller:
         found = self._compile(python, [requirement], _source_args(sources), _build_env(self._env()), log)
         return found[0] if found else None
 
-    def install(self, python: Path, requirements: Sequence[str], sources: Sources, log: Log) -> list[Resolved]:
-        return self._installed(python, requirements, _source_args(sources), _build_env(self._env()), log)
+    def install(
+        self, python: Path, requirements: Sequence[str], sources: Sources, log: Log, *, sources_for: Wanted = None
+    ) -> list[Resolved]:
+        return self._installed(python, requirements, _source_args(sources), _build_env(self._env()), log, sources_for)
 
     def install_project(self, venv: LayeredVenv, requirements: Sequence[str], log: Log) -> list[Resolved]:
         return self._installed(venv.python, requirements, [], {**self._env(), **venv.uv_environment}, log)
@@ -47,7 +49,13 @@ class UvInstaller:
         return self._installed(venv.python, [*upgrades, *names], [], {**self._env(), **venv.uv_environment}, log)
 
     def _installed(
-        self, python: Path, args: Sequence[str], source_args: list[str], env: Mapping[str, str], log: Log
+        self,
+        python: Path,
+        args: Sequence[str],
+        source_args: list[str],
+        env: Mapping[str, str],
+        log: Log,
+        sources_for: Wanted = None,
     ) -> list[Resolved]:
         venv = python.parent.parent
         before = {dist.dist_info.name for dist in _uv_installed(venv)}
@@ -58,15 +66,23 @@ class UvInstaller:
         if ran.returncode != 0:
             raise failure(self.name, ran, log)
         added = [dist for dist in _uv_installed(venv) if dist.dist_info.name not in before]
-        return self._sources_of(python, added, source_args, env, log)
+        return self._sources_of(python, added, source_args, env, log, sources_for)
 
     def _sources_of(
-        self, python: Path, dists: list[Distribution], source_args: list[str], env: Mapping[str, str], log: Log
+        self,
+        python: Path,
+        dists: list[Distribution],
+        source_args: list[str],
+        env: Mapping[str, str],
+        log: Log,
+        sources_for: Wanted = None,
     ) -> list[Resolved]:
         """Each installed distribution with its source: a direct URL as uv recorded it, else the index
-        or find-links location uv resolves that exact version from (``None`` when it cannot say)."""
+        or find-links location uv resolves that exact version from (``None`` when it cannot say, or
+        when ``sources_for`` says it is not needed: then uv is not run again for it)."""
         direct = {dist.name: _direct_url(dist) for dist in dists}
-        pins = [f"{dist.name}=={dist.version}" for dist in dists if direct[dist.name] is None]
+        pins = [f"{dist.name}=={dist.version}" for dist in dists
+                if direct[dist.name] is None and (sources_for is None or sources_for(dist.name, dist.version))]
         found = {item.name: item for item in self._compile(python, pins, source_args, env, log)} if pins else {}
         return [
             Resolved(dist.name, dist.version, direct[dist.name] or getattr(found.get(dist.name), "url", None))

@@ -17,7 +17,7 @@ from pathlib import Path
 from packaging.requirements import Requirement
 from packaging.version import Version
 
-from layerenv.installers import LayeredVenv, Log, Resolved, Sources
+from layerenv.installers import LayeredVenv, Log, Resolved, Sources, Wanted
 from layerenv.venv.distinfo import canonical_name
 from layerenv.venv.layout import VenvLayout
 
@@ -54,7 +54,9 @@ class FakeInstaller:
         newest = max(versions, key=Version)
         return self._resolved(canonical_name(wanted.name), newest)
 
-    def install(self, python: Path, requirements: Sequence[str], sources: Sources, log: Log) -> list[Resolved]:
+    def install(
+        self, python: Path, requirements: Sequence[str], sources: Sources, log: Log, *, sources_for: Wanted = None
+    ) -> list[Resolved]:
         return self._unpack(python.parent.parent, requirements)
 
     def install_project(self, venv: LayeredVenv, requirements: Sequence[str], log: Log) -> list[Resolved]:
