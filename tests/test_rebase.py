@@ -139,14 +139,23 @@ def test_kill_9_at_any_point_leaves_every_project_working(tmp_path: Path, driver
         clone_project(first, tmp_path / f"p{i:02d}", old_id, base_venv, store) for i in range(1, 20)
     ]
     assert len(store.projects()) == 20
-    for fault in ("rebase:after-build", "rebase:project-5", "rebase:after-link", "rebase:project-17"):
+    def staged(venv: Path) -> list[Path]:
+        site = next((venv / "lib").glob("python3.*/site-packages"))
+        return [*venv.glob(".layerenv-staged-*"), *site.glob(".layerenv-*"), *site.glob(".*.tmp")]
+
+    for fault in ("rebase:after-build", "rebase:after-stage", "rebase:project-5", "rebase:after-link",
+                  "rebase:project-17"):
         killed = run_layerenv(
             ["rebase"], {**new_env, "LAYERENV_FAULTS_ENABLED": "1", "LAYERENV_FAULT": fault}, tmp_path
         )
         assert killed.returncode == -9, (fault, killed.stderr)
         versions = {torch_version(venv) for venv in venvs}
         assert versions <= {"2.9.1+cu129", "2.15.0+cu132"}, (fault, versions)
+        if fault == "rebase:after-stage":  # every project's new files written and flushed, none renamed yet
+            assert versions == {"2.9.1+cu129"}
+            assert all(staged(venv) for venv in venvs)
     final = run_layerenv(["rebase"], new_env, tmp_path)
     assert final.returncode == 0, final.stderr
     assert {torch_version(venv) for venv in venvs} == {"2.15.0+cu132"}
     assert {entry["base_id"] for entry in store.projects()} == {"cp311-linux_x86_64-torch2.15.0-cu132"}
+    assert not [path for venv in venvs for path in staged(venv)]  # the killed runs' leftovers are gone
