@@ -31,6 +31,7 @@ from layerenv.project.relink import Move, move_project, stage_move
 from layerenv.reporter import Reporter
 from layerenv.store.atomic import Batch, flush
 from layerenv.store.home import Store
+from layerenv.store.locking import Busy
 from layerenv.venv.layout import VenvLayout
 
 if TYPE_CHECKING:
@@ -339,6 +340,7 @@ class _Prepared:
     locked: ExitStack
     batch: Batch | None = None
     result: list[str] | str = field(default_factory=list)
+    busy: bool = False  # another command held the venv's lock: moved whole once the chunk's locks are released
 
 
 def relink_all(plan: Plan, store: Store, bases: Mapping[str, Manifest], relinks: list[tuple[int, Move]]
@@ -359,6 +361,9 @@ def relink_all(plan: Plan, store: Store, bases: Mapping[str, Manifest], relinks:
         finally:
             for item in prepared:
                 _release(item)
+        for item in prepared:
+            if item.busy:  # its turn now, waiting for its lock while holding no other
+                yield item.move, _move_whole(plan, store, bases, item.move)
 
 
 def _prepare_all(plan: Plan, store: Store, bases: Mapping[str, Manifest], chunk: list[tuple[int, Move]]
@@ -390,9 +395,10 @@ def _finish(prepared: list[_Prepared]) -> Iterator[tuple[Move, list[str] | str]]
     checkpoint("rebase:after-stage")
     # each project's renames in order, the projects at once: replacing a file frees the old one's blocks,
     # a wait on the disk that overlaps with the others'
-    pool = ThreadPoolExecutor(max_workers=min(APPLY_THREADS, len(prepared)))
+    ready = [item for item in prepared if not item.busy]
+    pool = ThreadPoolExecutor(max_workers=min(APPLY_THREADS, len(ready) or 1))
     try:
-        for item, _ in zip(prepared, pool.map(_apply, prepared), strict=True):
+        for item, _ in zip(ready, pool.map(_apply, ready), strict=True):
             yield item.move, item.result
     finally:
         pool.shutdown(wait=True, cancel_futures=True)  # before the caller releases what is left
@@ -421,8 +427,12 @@ def _prepare(plan: Plan, store: Store, bases: Mapping[str, Manifest], item: tupl
     new, old, steps = bases[str(move.new_base)], bases.get(move.old_base), plan.steps_of(move)
 
     def first_half() -> list[str]:
-        prepared.locked.enter_context(store.lock(store.project_lock_name(move.venv),
-                                                 purpose=f"layerenv rebase {move.project}"))
+        try:  # never waiting while holding other venvs' locks: two rebases could each wait for the other
+            prepared.locked.enter_context(store.lock(store.project_lock_name(move.venv), blocking=False,
+                                                     purpose=f"layerenv rebase {move.project}"))
+        except Busy:
+            prepared.busy, prepared.batch = True, None
+            return []
         if prepared.batch is not None and stage_move(move, new, store, prepared.batch, steps=steps, old=old):
             return []
         prepared.batch = None  # nothing was staged
@@ -437,6 +447,17 @@ def _prepare(plan: Plan, store: Store, bases: Mapping[str, Manifest], item: tupl
         _release(prepared)  # nothing of it stays
     prepared.result = result or []
     return prepared
+
+
+def _move_whole(plan: Plan, store: Store, bases: Mapping[str, Manifest], move: Move) -> list[str] | str:
+    """One project's move, start to end, under its venv's lock (waiting for it)."""
+
+    def whole() -> list[str]:
+        with store.lock(store.project_lock_name(move.venv), purpose=f"layerenv rebase {move.project}"):
+            return move_project(move, bases[str(move.new_base)], store, steps=plan.steps_of(move),
+                                old=bases.get(move.old_base))
+
+    return _guarded(move, whole) or []
 
 
 def _guarded(move: Move, action: Callable[[], list[str] | None]) -> list[str] | str | None:
