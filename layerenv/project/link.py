@@ -169,7 +169,8 @@ def link(project_venv: Path, *, base_id: str, base_venv: Path, per_node: PerNode
     if per_node is KEEP:
         previous = read_link(venv)
         per_node = previous.per_node if previous else None
-    for leftover in [*site.glob(".layerenv-*"), *venv.glob(f"{STAGED_PREFIX}*")]:  # of an interrupted link
+    staged = [*venv.glob(f"{STAGED_PREFIX}*"), *layout.bin_dir.glob(f"{STAGED_PREFIX}*")]  # a killed rebase's
+    for leftover in [*site.glob(".layerenv-*"), *staged]:  # of an interrupted link
         remove_tree(leftover)
     base_dists = base_distributions(base_site)
     family = [d for d in base_dists if is_family(d.name)]

@@ -103,6 +103,7 @@ def write_stub(site: Path, layout: VenvLayout, dist: Distribution, base_id: str,
     graveyard = layout.root / f"{STAGED_PREFIX}old-{final.name}"
     remove_tree(staging)
     staging.mkdir()
+    writer.scratch(staging)
     listed = {f"{final.name}/{name}": data for name, data in files.items()}
     for name, data in files.items():
         (staging / name).write_bytes(data)

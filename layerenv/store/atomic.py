@@ -82,6 +82,9 @@ class Writer(Protocol):
     def then(self, step: Callable[[], object]) -> None:
         """Run ``step`` after the replacements asked for so far (at once, for :data:`NOW`)."""
 
+    def scratch(self, path: Path) -> None:
+        """``path`` was made for a later step to move into place: removed if the steps never run."""
+
 
 class _Now:
     def write_text(self, path: Path, text: str, *, mode: int = 0o644, durable: bool = True) -> None:
@@ -92,6 +95,9 @@ class _Now:
 
     def then(self, step: Callable[[], object]) -> None:
         step()
+
+    def scratch(self, path: Path) -> None:
+        pass
 
 
 NOW: Writer = _Now()
@@ -130,6 +136,9 @@ class Batch:
     def then(self, step: Callable[[], object]) -> None:
         self._steps.append(step)
 
+    def scratch(self, path: Path) -> None:
+        self._temporaries.append(path)
+
     def apply(self) -> None:
         """Make the replacements and run the steps, in order; call after :func:`flush` of ``durable``."""
         steps, self._steps = self._steps, []
@@ -144,7 +153,7 @@ class Batch:
     def discard(self) -> None:
         """Remove the temporaries not applied (the files in place are left as they were)."""
         for temporary in self._temporaries:
-            temporary.unlink(missing_ok=True)
+            remove_tree(temporary)
         self._temporaries, self._steps = [], []
 
 
