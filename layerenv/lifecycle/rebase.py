@@ -213,8 +213,6 @@ LookUp = Callable[[str, "PackageSources"], "list[Candidate]"]
 def plan_extensions(moves: list[Move], bases: dict[str, Manifest], targets: dict[str, Target], look_up: LookUp,
                     env: Mapping[str, str]) -> tuple[tuple[Path, tuple[ExtensionStep, ...]], ...]:
     """Per project venv, what each compiled extension needs for the torch it moves to (or stays on)."""
-    from layerenv.project.extension_moves import plan_extension
-    from layerenv.project.extension_sources import PackageSources
     from layerenv.project.extensions import find_extensions, read_state
     from layerenv.project.link import read_link
 
@@ -237,6 +235,10 @@ def plan_extensions(moves: list[Move], bases: dict[str, Manifest], targets: dict
         extensions = find_extensions(move.venv, read_state(move.venv), linked.stubs if linked else ())
         if not extensions:
             continue
+        # imported where a project has extensions only: the index client (urllib, ssl) is ~50 ms of start-up
+        from layerenv.project.extension_moves import plan_extension
+        from layerenv.project.extension_sources import PackageSources
+
         sources = PackageSources.of_venv(move.venv, env, old.torch_build, new_torch)
         steps = []
         step_for = partial(plan_extension, old_torch=old.torch_build, new_torch=new_torch,
