@@ -34,8 +34,11 @@ def write_text(path: Path, text: str, *, mode: int = 0o644, durable: bool = True
 
 def _write_beside(path: Path, text: str, mode: int, *, prefix: str, sync: bool) -> Path:
     """A new temporary file in ``path``'s directory holding ``text`` with ``mode`` (fsynced if ``sync``)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(dir=path.parent, prefix=prefix, suffix=".tmp")
+    try:
+        fd, name = tempfile.mkstemp(dir=path.parent, prefix=prefix, suffix=".tmp")
+    except FileNotFoundError:  # made only then: a relink writes a dozen files into folders that exist
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(dir=path.parent, prefix=prefix, suffix=".tmp")
     temporary = Path(name)
     try:
         with os.fdopen(fd, "w", encoding="utf-8", errors="surrogateescape") as handle:
