@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import resource
 import shutil
 import sys
 import tempfile
@@ -63,14 +64,17 @@ def main() -> None:
             link(target / ".venv", base_id=old_id, base_venv=store.base_dir(old_id))
             store.register(target / ".venv", old_id, target)
         build = timed(layerenv("base"), new)  # the new base exists before the move is timed
-        started = time.perf_counter()
+        started, children = time.perf_counter(), resource.getrusage(resource.RUSAGE_CHILDREN)
         timed(layerenv("rebase"), new)
         move = time.perf_counter() - started
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpu = after.ru_utime - children.ru_utime + after.ru_stime - children.ru_stime  # the rebase process's
         nothing = timed(layerenv("rebase"), new)
         result = {
             "projects": options.projects,
             "build_new_base_s": build,
             "rebase_s": move,
+            "rebase_cpu_s": cpu,
             "per_project_ms": move * 1000 / options.projects,
             "rebase_when_nothing_changed_s": nothing,
         }
@@ -79,7 +83,7 @@ def main() -> None:
             return
         print(f"building the new base (not part of the target): {build:.2f} s")
         print(
-            f"layerenv rebase, {options.projects} projects onto it: {move:.2f} s "
+            f"layerenv rebase, {options.projects} projects onto it: {move:.2f} s, {cpu:.2f} s CPU "
             f"({result['per_project_ms']:.1f} ms a project); target < {TARGET_S:.0f} s: "
             f"{'met' if move < TARGET_S else 'NOT met'}"
         )

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -139,14 +141,50 @@ def test_kill_9_at_any_point_leaves_every_project_working(tmp_path: Path, driver
         clone_project(first, tmp_path / f"p{i:02d}", old_id, base_venv, store) for i in range(1, 20)
     ]
     assert len(store.projects()) == 20
-    for fault in ("rebase:after-build", "rebase:project-5", "rebase:after-link", "rebase:project-17"):
+    def staged(venv: Path) -> list[Path]:
+        site = next((venv / "lib").glob("python3.*/site-packages"))
+        return [*venv.glob(".layerenv-staged-*"), *site.glob(".layerenv-*"), *site.glob(".*.tmp")]
+
+    for fault in ("rebase:after-build", "rebase:after-stage", "rebase:project-5", "rebase:after-link",
+                  "rebase:project-17"):
         killed = run_layerenv(
             ["rebase"], {**new_env, "LAYERENV_FAULTS_ENABLED": "1", "LAYERENV_FAULT": fault}, tmp_path
         )
         assert killed.returncode == -9, (fault, killed.stderr)
         versions = {torch_version(venv) for venv in venvs}
         assert versions <= {"2.9.1+cu129", "2.15.0+cu132"}, (fault, versions)
+        if fault == "rebase:after-stage":  # every project's new files written and flushed, none renamed yet
+            assert versions == {"2.9.1+cu129"}
+            assert all(staged(venv) for venv in venvs)
     final = run_layerenv(["rebase"], new_env, tmp_path)
     assert final.returncode == 0, final.stderr
     assert {torch_version(venv) for venv in venvs} == {"2.15.0+cu132"}
     assert {entry["base_id"] for entry in store.projects()} == {"cp311-linux_x86_64-torch2.15.0-cu132"}
+    assert not [path for venv in venvs for path in staged(venv)]  # the killed runs' leftovers are gone
+
+
+def test_a_project_whose_venv_another_command_holds_moves_after_the_rest(tmp_path: Path, driver_upgrade_env) -> None:  # type: ignore[no-untyped-def]
+    """rebase never waits for one venv's lock while holding others (two rebases would wait on each other):
+    a busy venv is moved whole once the others are done and it is free."""
+    old_env, new_env = driver_upgrade_env("rtx5090-570"), driver_upgrade_env("rtx5090-580")
+    first = tmp_path / "p0"
+    first.mkdir()
+    assert run_layerenv(["project", str(first)], old_env, tmp_path).returncode == 0
+    store = Store(tmp_path / "home")
+    old_id, new_id = "cp311-linux_x86_64-torch2.9.1-cu129", "cp311-linux_x86_64-torch2.15.0-cu132"
+    busy = clone_project(first, tmp_path / "p1", old_id, store.base_dir(old_id), store)
+
+    def entry(venv: Path) -> str:
+        return str(json.loads(store.registry_entry(venv).read_text())["base_id"])
+
+    with store.lock(store.project_lock_name(busy), purpose="test: another command changing p1"):
+        rebase = subprocess.Popen([sys.executable, "-m", "layerenv", "rebase"], env=new_env, cwd=tmp_path,
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 60
+        while entry(first / ".venv") != new_id and rebase.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert entry(first / ".venv") == new_id  # the free venv moved while p1's was held
+        assert rebase.poll() is None and entry(busy) == old_id  # p1 waits for its lock, untouched
+    _, err = rebase.communicate(timeout=120)
+    assert rebase.returncode == 0, err
+    assert entry(busy) == new_id and torch_version(busy) == torch_version(first / ".venv") == "2.15.0+cu132"

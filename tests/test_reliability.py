@@ -45,6 +45,7 @@ PROJECT_POINTS = [
 ]
 REBASE_POINTS = [
     "rebase:after-build",
+    "rebase:after-stage",
     "rebase:project-0",
     "rebase:project-1",
     "rebase:after-link",

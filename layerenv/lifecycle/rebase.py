@@ -8,9 +8,10 @@ new base, both working; the registry is updated after the link, and the next reb
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from contextlib import ExitStack
+from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -26,16 +27,20 @@ from layerenv.choice.variant import parse_version_tuple
 from layerenv.errors import BadInput, OperationFailed
 from layerenv.faults import checkpoint
 from layerenv.machine.interpreters import Interpreter
-from layerenv.project.relink import Move, move_project
+from layerenv.project.relink import Move, move_project, stage_move
 from layerenv.reporter import Reporter
+from layerenv.store.atomic import Batch, flush
 from layerenv.store.home import Store
+from layerenv.store.locking import Busy
 from layerenv.venv.layout import VenvLayout
 
 if TYPE_CHECKING:
     from layerenv.project.extension_moves import ExtensionStep
     from layerenv.project.extension_sources import Candidate, PackageSources
 
-RELINK_THREADS = 8  # projects relinked at once: their waits on the disk overlap, and the writes stay small
+RELINK_THREADS = 8  # projects prepared at once: their reads and locks overlap, and the writes stay small
+APPLY_THREADS = 16  # projects whose staged files are renamed in place at once
+RELINK_CHUNK = 64  # projects staged before their files are flushed and renamed: bounds the locks and files held
 
 
 @dataclass(frozen=True)
@@ -208,8 +213,6 @@ LookUp = Callable[[str, "PackageSources"], "list[Candidate]"]
 def plan_extensions(moves: list[Move], bases: dict[str, Manifest], targets: dict[str, Target], look_up: LookUp,
                     env: Mapping[str, str]) -> tuple[tuple[Path, tuple[ExtensionStep, ...]], ...]:
     """Per project venv, what each compiled extension needs for the torch it moves to (or stays on)."""
-    from layerenv.project.extension_moves import plan_extension
-    from layerenv.project.extension_sources import PackageSources
     from layerenv.project.extensions import find_extensions, read_state
     from layerenv.project.link import read_link
 
@@ -232,6 +235,10 @@ def plan_extensions(moves: list[Move], bases: dict[str, Manifest], targets: dict
         extensions = find_extensions(move.venv, read_state(move.venv), linked.stubs if linked else ())
         if not extensions:
             continue
+        # imported where a project has extensions only: the index client (urllib, ssl) is ~50 ms of start-up
+        from layerenv.project.extension_moves import plan_extension
+        from layerenv.project.extension_sources import PackageSources
+
         sources = PackageSources.of_venv(move.venv, env, old.torch_build, new_torch)
         steps = []
         step_for = partial(plan_extension, old_torch=old.torch_build, new_torch=new_torch,
@@ -313,34 +320,153 @@ def execute(plan: Plan, store: Store, reporter: Reporter) -> Outcome:
             continue
         relinks.append((index, replace(move, new_base=new_id)))
 
-    def relink(item: tuple[int, Move]) -> list[str] | str:
-        """One project's move: what needed reinstalling, or the line saying why it failed."""
-        index, move = item
-        checkpoint(f"rebase:project-{index}")
-        try:
-            # the venv's lock: another rebase or `layerenv project` changing the same venv goes first
-            with store.lock(store.project_lock_name(move.venv), purpose=f"layerenv rebase {move.project}"):
-                return move_project(move, bases[str(move.new_base)], store, steps=plan.steps_of(move),
-                                    old=bases.get(move.old_base))
-        except (OperationFailed, BadInput) as error:
-            return error.message
-        except OSError as error:  # the venv changed under us (deleted, moved): this project only
-            return f"{move.project}: not moved onto {move.new_base}: {error.strerror or error} ({error.filename})"
-
-    # Each relink is a handful of small writes, each file fsynced before its rename: the waits overlap.
-    # Interrupted (^C, a bug): the relinks under way finish (each is whole), those not started never start.
-    pool = ThreadPoolExecutor(max_workers=min(RELINK_THREADS, len(relinks) or 1))
-    try:
-        for (_, move), result in zip(relinks, pool.map(relink, relinks), strict=True):
-            if isinstance(result, str):
-                failures.append(result)
-                continue
-            moved.append(move)
-            if result:
-                reinstalled[str(move.venv)] = result
-            reporter.step(f"moved {move.project} onto {move.new_base}")
-            for step in plan.blocked_by(move):
-                reporter.warn(f"moved {move.project} anyway (--force): {step.describe()}; it will fail to import")
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
+    for outcome in relink_all(plan, store, bases, relinks):
+        move, result = outcome
+        if isinstance(result, str):
+            failures.append(result)
+            continue
+        moved.append(move)
+        if result:
+            reinstalled[str(move.venv)] = result
+        reporter.step(f"moved {move.project} onto {move.new_base}")
+        for step in plan.blocked_by(move):
+            reporter.warn(f"moved {move.project} anyway (--force): {step.describe()}; it will fail to import")
     return Outcome(tuple(moved), reinstalled, tuple(failures), tuple(built), tuple(reused))
+
+
+@dataclass
+class _Prepared:
+    """One project of a chunk after its first half: done (``result``), or staged in ``batch`` under its lock."""
+
+    move: Move
+    locked: ExitStack
+    batch: Batch | None = None
+    result: list[str] | str = field(default_factory=list)
+    busy: bool = False  # another command held the venv's lock: moved whole once the chunk's locks are released
+
+
+def relink_all(plan: Plan, store: Store, bases: Mapping[str, Manifest], relinks: list[tuple[int, Move]]
+               ) -> Iterator[tuple[Move, list[str] | str]]:
+    """Move each project, in order: what needed reinstalling, or the line saying why it failed.
+
+    A chunk of projects at a time: each takes its venv's lock (another rebase or `layerenv project`
+    changing the same venv goes first) and, when the move runs nothing, writes its new files beside the
+    old ones; those of the whole chunk are fsynced at once (one wait, not one a file), then each
+    project's files are renamed in place in link order and its lock released. A move that runs an
+    installer is done whole in the first half. Interrupted (^C, a bug): the staged files not renamed
+    yet are removed, so those projects stay where they were.
+    """
+    for start in range(0, len(relinks), RELINK_CHUNK):
+        prepared = _prepare_all(plan, store, bases, relinks[start:start + RELINK_CHUNK])
+        try:
+            yield from _finish(prepared)
+        finally:
+            for item in prepared:
+                _release(item)
+        for item in prepared:
+            if item.busy:  # its turn now, waiting for its lock while holding no other
+                yield item.move, _move_whole(plan, store, bases, item.move)
+
+
+def _prepare_all(plan: Plan, store: Store, bases: Mapping[str, Manifest], chunk: list[tuple[int, Move]]
+                 ) -> list[_Prepared]:
+    """The first half of each move in ``chunk``, several at once; on an exception, none is left locked."""
+    pool = ThreadPoolExecutor(max_workers=min(RELINK_THREADS, len(chunk)))
+    futures = [pool.submit(_prepare, plan, store, bases, item) for item in chunk]
+    try:
+        return [future.result() for future in futures]
+    except BaseException:
+        pool.shutdown(wait=True, cancel_futures=True)
+        for future in futures:
+            if future.done() and not future.cancelled() and future.exception() is None:
+                _release(future.result())
+        raise
+    finally:
+        pool.shutdown(wait=True)
+
+
+def _finish(prepared: list[_Prepared]) -> Iterator[tuple[Move, list[str] | str]]:
+    """Flush the staged files of a chunk at once, rename each project's in order, release its lock."""
+    staged = [item for item in prepared if item.batch is not None]
+    try:
+        flush([path for item in staged if item.batch for path in item.batch.durable])
+    except OSError as error:  # a full disk, an I/O error: none of the chunk moved
+        for item in staged:
+            item.result = f"{item.move.project}: not moved onto {item.move.new_base}: {error.strerror or error}"
+            _release(item)
+    checkpoint("rebase:after-stage")
+    # each project's renames in order, the projects at once: replacing a file frees the old one's blocks,
+    # a wait on the disk that overlaps with the others'
+    ready = [item for item in prepared if not item.busy]
+    pool = ThreadPoolExecutor(max_workers=min(APPLY_THREADS, len(ready) or 1))
+    try:
+        for item, _ in zip(ready, pool.map(_apply, ready), strict=True):
+            yield item.move, item.result
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)  # before the caller releases what is left
+
+
+def _apply(item: _Prepared) -> None:
+    batch, item.batch = item.batch, None
+    if batch is not None:
+        item.result = _guarded(item.move, batch.apply) or item.result
+    item.locked.close()
+
+
+def _release(item: _Prepared) -> None:
+    """Drop what ``item`` staged and not renamed, and release its lock."""
+    if item.batch is not None:
+        item.batch.discard()
+        item.batch = None
+    item.locked.close()
+
+
+def _prepare(plan: Plan, store: Store, bases: Mapping[str, Manifest], item: tuple[int, Move]) -> _Prepared:
+    """Under the venv's lock: stage the move, or (one that runs an installer) make it whole."""
+    index, move = item
+    checkpoint(f"rebase:project-{index}")
+    prepared = _Prepared(move, ExitStack(), Batch())
+    new, old, steps = bases[str(move.new_base)], bases.get(move.old_base), plan.steps_of(move)
+
+    def first_half() -> list[str]:
+        try:  # never waiting while holding other venvs' locks: two rebases could each wait for the other
+            prepared.locked.enter_context(store.lock(store.project_lock_name(move.venv), blocking=False,
+                                                     purpose=f"layerenv rebase {move.project}"))
+        except Busy:
+            prepared.busy, prepared.batch = True, None
+            return []
+        if prepared.batch is not None and stage_move(move, new, store, prepared.batch, steps=steps, old=old):
+            return []
+        prepared.batch = None  # nothing was staged
+        return move_project(move, new, store, steps=steps, old=old)
+
+    try:
+        result = _guarded(move, first_half)
+    except BaseException:
+        _release(prepared)
+        raise
+    if isinstance(result, str):
+        _release(prepared)  # nothing of it stays
+    prepared.result = result or []
+    return prepared
+
+
+def _move_whole(plan: Plan, store: Store, bases: Mapping[str, Manifest], move: Move) -> list[str] | str:
+    """One project's move, start to end, under its venv's lock (waiting for it)."""
+
+    def whole() -> list[str]:
+        with store.lock(store.project_lock_name(move.venv), purpose=f"layerenv rebase {move.project}"):
+            return move_project(move, bases[str(move.new_base)], store, steps=plan.steps_of(move),
+                                old=bases.get(move.old_base))
+
+    return _guarded(move, whole) or []
+
+
+def _guarded(move: Move, action: Callable[[], list[str] | None]) -> list[str] | str | None:
+    """``action``'s result, or the line saying why this project could not be moved."""
+    try:
+        return action()
+    except (OperationFailed, BadInput) as error:
+        return error.message
+    except OSError as error:  # the venv changed under us (deleted, moved): this project only
+        return f"{move.project}: not moved onto {move.new_base}: {error.strerror or error} ({error.filename})"

@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from layerenv.project.run_env import constraint_reference
-from layerenv.store.atomic import update_text
+from layerenv.store.atomic import NOW, Writer
 
 _BLOCK = re.compile(r"[ \t]*# >>> layerenv >>>\n.*?# <<< layerenv <<<\n", re.S)
 _V, _OLD, _ON = "UV_CONSTRAINT", "_LAYERENV_OLD_UV_CONSTRAINT", "_LAYERENV_UV_ACTIVE"
@@ -69,7 +69,7 @@ def _block(code: str, indent: str) -> str:
     return "".join(f"{indent}{line}\n" for line in lines)
 
 
-def patch_activation_scripts(scripts: Iterable[Path], constraints: Path) -> None:
+def patch_activation_scripts(scripts: Iterable[Path], constraints: Path, *, writer: Writer = NOW) -> None:
     """Export ``UV_CONSTRAINT`` (ours first) on activation, restore the previous value on deactivate.
 
     ``scripts``: the venv's activation scripts (``VenvLayout.activation_scripts``); those of a shell
@@ -81,7 +81,8 @@ def patch_activation_scripts(scripts: Iterable[Path], constraints: Path) -> None
         if name not in _SHELLS or (name == "activate.csh" and not path.with_name("deactivate.csh").is_file()):
             continue
         anchor, restore, export = _SHELLS[name]
-        text = _BLOCK.sub("", path.read_text(encoding="utf-8", errors="surrogateescape"))  # see write_text
+        original = path.read_text(encoding="utf-8", errors="surrogateescape")  # see write_text
+        text = _BLOCK.sub("", original)
         if anchor:
             match = re.search(anchor, text, re.M)
             if match is None:
@@ -92,4 +93,5 @@ def patch_activation_scripts(scripts: Iterable[Path], constraints: Path) -> None
             code = _block(export.replace("{q}", _QUOTE[name](constraint_reference(str(constraints)))), "")
             sig = text.find("# SIG # Begin signature block")
             text = text + code if sig < 0 else text[:sig] + code + text[sig:]
-        update_text(path, text, mode=path.stat().st_mode & 0o777, durable=False)
+        if text != original:  # a relink onto another base leaves them as they were: no second read
+            writer.write_text(path, text, mode=path.stat().st_mode & 0o777, durable=False)

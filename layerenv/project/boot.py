@@ -10,9 +10,10 @@ import re
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
-from layerenv.store.atomic import update_text
+from layerenv.store.atomic import NOW, Writer
 from layerenv.venv.distinfo import pyvenv_cfg
 
 __all__ = ["BOOT_NAME", "PTH_NAME", "Boot", "fixed_boot", "per_node_boot", "python_series", "write_boot"]
@@ -185,12 +186,12 @@ def per_node_boot(base_id: str, modules: Sequence[str], *, store: Path, python_k
     return Boot(module, "import _layerenv_boot\n")
 
 
-def write_boot(venv: Path, site: Path, boot: Boot, *, durable: bool = True) -> None:
+def write_boot(venv: Path, site: Path, boot: Boot, *, durable: bool = True, writer: Writer = NOW) -> None:
     """The boot module first and the ``.pth`` last, each replaced atomically, so that an interrupted
     write leaves a venv that starts with the old boot or the new one."""
-    if update_text(site / BOOT_NAME, boot.module, durable=durable) or not _boot_compiled(site / BOOT_NAME):
-        _compile_boot(venv, site / BOOT_NAME)
-    update_text(site / PTH_NAME, boot.pth, durable=durable)
+    if writer.update_text(site / BOOT_NAME, boot.module, durable=durable) or not _boot_compiled(site / BOOT_NAME):
+        writer.then(partial(_compile_boot, venv, site / BOOT_NAME))  # once the new module is in place
+    writer.update_text(site / PTH_NAME, boot.pth, durable=durable)
 
 
 def python_series(venv: Path) -> str | None:

@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from layerenv.project.run_env import CONSTRAINTS_FILE, constraint_reference
-from layerenv.store.atomic import update_text
+from layerenv.store.atomic import NOW, Writer
 from layerenv.venv.distinfo import Distribution
 
 __all__ = ["CONSTRAINTS_FILE", "write_constraints"]
@@ -19,17 +19,17 @@ __all__ = ["CONSTRAINTS_FILE", "write_constraints"]
 
 
 def write_constraints(venv: Path, base_id: str, family: Iterable[Distribution], pip_config: Path, *,
-                      durable: bool = True) -> Path:
+                      durable: bool = True, writer: Writer = NOW) -> Path:
     """Pin ``family`` in ``<venv>/layerenv-constraints.txt`` and name that file in ``pip_config``."""
     constraints = venv / CONSTRAINTS_FILE
     pins = "".join(f"{d.name}=={d.version}\n" for d in family)
-    update_text(constraints, f"# layerenv: the torch family of base {base_id}; installs must keep it.\n{pins}",
-                durable=durable)
-    _write_pip_conf(pip_config, constraints, durable=durable)
+    writer.update_text(constraints, f"# layerenv: the torch family of base {base_id}; installs must keep it.\n{pins}",
+                       durable=durable)
+    _write_pip_conf(pip_config, constraints, durable=durable, writer=writer)
     return constraints
 
 
-def _write_pip_conf(path: Path, constraints: Path, *, durable: bool) -> None:
+def _write_pip_conf(path: Path, constraints: Path, *, durable: bool, writer: Writer) -> None:
     """The venv's "site" pip config names our constraints; its other settings stay."""
     parser = configparser.ConfigParser(interpolation=None)
     if path.is_file():
@@ -41,4 +41,4 @@ def _write_pip_conf(path: Path, constraints: Path, *, durable: bool) -> None:
     parser.set("global", "constraint", " ".join([constraint_reference(str(constraints)), *others]))
     text = io.StringIO()
     parser.write(text)
-    update_text(path, text.getvalue(), durable=durable)
+    writer.update_text(path, text.getvalue(), durable=durable)

@@ -34,7 +34,7 @@ from layerenv.project.constraints import write_constraints
 from layerenv.project.run_env import RECORD_FILE, constraint_variables
 from layerenv.project.stubs import base_distributions, is_stub, remove_stale, write_stub, write_wrappers
 from layerenv.project.uv_wrapper import write_uv_shim
-from layerenv.store.atomic import json_text, remove_tree, update_text
+from layerenv.store.atomic import NOW, STAGED_PREFIX, Writer, json_text, remove_tree
 from layerenv.venv.distinfo import canonical_name, is_family, read_distributions
 from layerenv.venv.layout import VenvLayout
 
@@ -143,7 +143,7 @@ class LinkRecord:
 
 
 def link(project_venv: Path, *, base_id: str, base_venv: Path, per_node: PerNode | Keep | None = KEEP,
-         durable: bool = True, final_venv: Path | None = None) -> LinkRecord:
+         durable: bool = True, final_venv: Path | None = None, writer: Writer = NOW) -> LinkRecord:
     """Layer ``project_venv`` on ``base_venv`` (again, or onto another base); returns the record.
 
     ``per_node``: a :class:`PerNode` makes the venv choose its base per node at start-up (the base
@@ -155,7 +155,8 @@ def link(project_venv: Path, *, base_id: str, base_venv: Path, per_node: PerNode
     the new base; ``layerenv.json`` follows them once everything is in place. ``durable=False`` skips
     the fsyncs, for a venv being staged that is flushed once before it is swapped in; ``final_venv``:
     where that staged venv will live, so the console-script wrappers (whose bytes the stubs' RECORDs
-    hash) name its python there from the start and the move leaves them as recorded.
+    hash) name its python there from the start and the move leaves them as recorded. ``writer``: a
+    :class:`~layerenv.store.atomic.Batch` collects the replacements, in this order, to be made later.
     """
     venv, base = project_venv.absolute(), base_venv.absolute()
     layout = VenvLayout.for_venv(venv)
@@ -168,7 +169,8 @@ def link(project_venv: Path, *, base_id: str, base_venv: Path, per_node: PerNode
     if per_node is KEEP:
         previous = read_link(venv)
         per_node = previous.per_node if previous else None
-    for leftover in site.glob(".layerenv-*"):  # staging of an interrupted link
+    staged = [*venv.glob(f"{STAGED_PREFIX}*"), *layout.bin_dir.glob(f"{STAGED_PREFIX}*")]  # a killed rebase's
+    for leftover in [*site.glob(".layerenv-*"), *staged]:  # of an interrupted link
         remove_tree(leftover)
     base_dists = base_distributions(base_site)
     family = [d for d in base_dists if is_family(d.name)]
@@ -178,24 +180,24 @@ def link(project_venv: Path, *, base_id: str, base_venv: Path, per_node: PerNode
     scripts: dict[str, bytes] = {}
     for dist in base_dists:
         if dist.name not in real:  # else the project's own copy (or a family shadow: lifecycle.shadows)
-            wrappers = write_wrappers(layout, dist, python=final_python) if is_family(dist.name) else {}
-            stubs.append(write_stub(site, layout, dist, base_id, wrappers))
+            wrappers = write_wrappers(layout, dist, python=final_python, writer=writer) if is_family(dist.name) else {}
+            stubs.append(write_stub(site, layout, dist, base_id, wrappers, writer=writer))
             scripts.update(wrappers)
-    remove_stale(layout, project, stubs, scripts)
-    constraints = write_constraints(venv, base_id, family, layout.pip_config, durable=durable)
-    patch_activation_scripts(layout.activation_scripts, constraints)
-    write_uv_shim(venv)
+    remove_stale(layout, project, stubs, scripts, writer=writer)
+    constraints = write_constraints(venv, base_id, family, layout.pip_config, durable=durable, writer=writer)
+    patch_activation_scripts(layout.activation_scripts, constraints, writer=writer)
+    write_uv_shim(venv, writer=writer)
     modules = tuple(sorted({m for d in family for m in d.top_level}))
     if per_node is None:
         boot = fixed_boot(base_id, base_site, modules)
     else:
         boot = per_node_boot(base_id, modules, store=per_node.store, python_key=per_node.python_key,
                              base_python=per_node.base_python, layerenv=per_node.layerenv)
-    write_boot(venv, site, boot, durable=durable)
+    write_boot(venv, site, boot, durable=durable, writer=writer)
     record = LinkRecord(base_id, base, base_site, tuple((d.name, d.version) for d in family), modules,
                         tuple(stubs), tuple(sorted(scripts)), constraints,
                         per_node=per_node)
-    update_text(venv / RECORD_FILE, json_text(record.to_json()), durable=durable)
+    writer.update_text(venv / RECORD_FILE, json_text(record.to_json()), durable=durable)
     return record
 
 

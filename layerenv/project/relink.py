@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -13,7 +14,7 @@ from layerenv.errors import OperationFailed
 from layerenv.faults import checkpoint
 from layerenv.installers import Installer, InstallerFailed, LayeredVenv, Log, PipInstaller
 from layerenv.project.link import STATE_FILE
-from layerenv.store.atomic import write_json
+from layerenv.store.atomic import NOW, Batch, Writer, json_text
 from layerenv.store.home import Store
 from layerenv.venv.distinfo import canonical_name, is_family, read_distributions
 from layerenv.venv.layout import VenvLayout
@@ -100,6 +101,30 @@ def move_project(move: Move, manifest: Manifest, store: Store, installer: Instal
     return done + needing
 
 
+def stage_move(move: Move, manifest: Manifest, store: Store, batch: Batch, *, steps: Sequence[ExtensionStep] = (),
+               old: Manifest | None = None) -> bool:
+    """Write a move that runs nothing (no extension to move, nothing to reinstall) into ``batch``, in
+    :func:`move_project`'s order (the link, the project's record, the registry), and say so; False
+    (nothing written) for a move that must run an installer: :func:`move_project` does it whole."""
+    from layerenv.project.extensions import find_extensions, read_state
+    from layerenv.project.link import link, read_link
+
+    if any(step.action != "blocked" for step in steps) or packages_needing_reinstall(move.venv, manifest):
+        return False
+    before = read_link(move.venv)
+    record = link(move.venv, base_id=manifest.base_id, base_venv=manifest.venv, writer=batch)
+    batch.then(partial(checkpoint, "rebase:after-link"))
+    # the old link's stubs are still here (the batch removes them): neither set is the project's own
+    stubs = {*record.stubs, *(before.stubs if before else ())}
+    kept = {extension.name: extension.built_against or (old.torch_build if old else None)
+            for extension in find_extensions(move.venv, read_state(move.venv), stubs)}
+    record_base(move.venv, manifest.base_id, manifest.torch_build, kept, writer=batch, stubs=stubs)
+    batch.then(partial(checkpoint, "rebase:after-record"))
+    store.register(move.venv, manifest.base_id, move.project, writer=batch)
+    batch.then(partial(checkpoint, "rebase:after-register"))
+    return True
+
+
 def refuse_untrusted_interpreter(venv: Path, store: Store) -> None:
     """Before running a project's own ``python`` (to reinstall or rebuild), make sure nobody but the caller or root
     (or the trusted group) could have made it run their code: the interpreter file it resolves to, the
@@ -150,9 +175,11 @@ def _move_extensions(move: Move, manifest: Manifest, store: Store, installer: In
 
 
 def record_base(venv: Path, base_id: str, torch_build: str | None = None,
-                kept: Mapping[str, str | None] | None = None) -> None:
+                kept: Mapping[str, str | None] | None = None, *, writer: Writer = NOW,
+                stubs: Iterable[str] | None = None) -> None:
     """The project's record names ``base_id``; with ``torch_build``, its compiled extensions are recorded
-    as installed against it, except those ``kept`` names (each keeps its record, else the torch given)."""
+    as installed against it, except those ``kept`` names (each keeps its record, else the torch given).
+    ``stubs``: the stub folders to skip (default: those the venv's link record names)."""
     from layerenv.project.extensions import record_extensions
     from layerenv.project.link import read_link
 
@@ -164,6 +191,8 @@ def record_base(venv: Path, base_id: str, torch_build: str | None = None,
     if isinstance(state, dict):
         state["base_id"] = base_id
         if torch_build is not None:
-            linked = read_link(venv)
-            state = record_extensions(state, venv, torch_build, kept, skip=linked.stubs if linked else ())
-        write_json(state_path, state)
+            if stubs is None:
+                linked = read_link(venv)
+                stubs = linked.stubs if linked else ()
+            state = record_extensions(state, venv, torch_build, kept, skip=stubs)
+        writer.write_text(state_path, json_text(state))

@@ -15,11 +15,12 @@ import json
 import os
 import re
 from collections.abc import Collection, Iterable, Mapping
+from functools import partial
 from hashlib import sha256
 from pathlib import Path
 
 from layerenv import __version__
-from layerenv.store.atomic import remove_tree, update_text
+from layerenv.store.atomic import NOW, STAGED_PREFIX, Writer, remove_tree
 from layerenv.venv.distinfo import Distribution, read_distributions
 from layerenv.venv.layout import VenvLayout
 
@@ -71,7 +72,8 @@ def shebang(python: Path) -> str:
     return f"#!/bin/sh\n'''exec' \"{text}\" \"$0\" \"$@\"\n' '''"  # pip's trick for awkward paths
 
 
-def write_wrappers(layout: VenvLayout, dist: Distribution, python: Path | None = None) -> dict[str, bytes]:
+def write_wrappers(layout: VenvLayout, dist: Distribution, python: Path | None = None, *,
+                   writer: Writer = NOW) -> dict[str, bytes]:
     """Console-script wrappers of a family dist, run by ``python`` (default: the venv's own); a script
     layerenv did not write is left alone.
 
@@ -84,40 +86,62 @@ def write_wrappers(layout: VenvLayout, dist: Distribution, python: Path | None =
             continue
         text = _WRAPPER.format(shebang=shebang(python or layout.python), mark=WRAPPER_MARK, dist=dist.name,
                                module=match[1], head=match[2].split(".")[0], attr=match[2])
-        update_text(target, text, mode=0o755, durable=False)
+        writer.update_text(target, text, mode=0o755, durable=False)
         written[name] = text.encode()
     return written
 
 
-def write_stub(site: Path, layout: VenvLayout, dist: Distribution, base_id: str, scripts: Mapping[str, bytes]) -> str:
-    """Build the stub beside its place, then swap it in; RECORD names the stub's files only."""
+def write_stub(site: Path, layout: VenvLayout, dist: Distribution, base_id: str, scripts: Mapping[str, bytes], *,
+               writer: Writer = NOW) -> str:
+    """Build the stub in the venv (outside site-packages, so no scan of it ever sees a half-built one),
+    then swap it in (``writer``'s step); RECORD names the stub's files only."""
     final = site / dist.dist_info.name
     marker = {"base_id": base_id, "dist_info": str(dist.dist_info), "layerenv_version": __version__}
-    files = {"INSTALLER": f"{STUB_INSTALLER}\n".encode(), STUB_MARKER: json.dumps(marker, indent=2).encode()}
-    for name in ("METADATA", "WHEEL", "entry_points.txt"):  # `uv pip check` wants WHEEL
-        if (dist.dist_info / name).is_file():
-            files[name] = (dist.dist_info / name).read_bytes()
-    staging, graveyard = site / f".layerenv-new-{final.name}", site / f".layerenv-old-{final.name}"
+    files = {"INSTALLER": f"{STUB_INSTALLER}\n".encode(), STUB_MARKER: json.dumps(marker, indent=2).encode(),
+             **_copied(dist)}
+    staging = layout.root / f"{STAGED_PREFIX}new-{final.name}"
+    graveyard = layout.root / f"{STAGED_PREFIX}old-{final.name}"
     remove_tree(staging)
     staging.mkdir()
+    writer.scratch(staging)
     listed = {f"{final.name}/{name}": data for name, data in files.items()}
     for name, data in files.items():
         (staging / name).write_bytes(data)
     for name, data in scripts.items():
         listed[os.path.relpath(layout.script(name), site).replace(os.sep, "/")] = data
     record = io.StringIO()
-    writer = csv.writer(record, lineterminator="\n")
+    rows = csv.writer(record, lineterminator="\n")
     for rel, data in listed.items():
         digest = sha256(data).digest()
-        writer.writerow([rel, "sha256=" + _b64(digest), len(data)])
-    writer.writerow([f"{final.name}/RECORD", "", ""])
+        rows.writerow([rel, "sha256=" + _b64(digest), len(data)])
+    rows.writerow([f"{final.name}/RECORD", "", ""])
     (staging / "RECORD").write_text(record.getvalue(), encoding="utf-8")
+    writer.then(partial(_swap_in, staging, final, graveyard))
+    return final.name
+
+
+_COPIED: dict[tuple[Path, str], dict[str, bytes]] = {}
+
+
+def _copied(dist: Distribution) -> dict[str, bytes]:
+    """The files a stub copies from the base's ``dist``, read once per process for each install of it
+    (its RECORD's hash): a rebase stubs the same base distributions in every project."""
+    key = (dist.dist_info, dist.record_sha256)
+    if key not in _COPIED:
+        files = {}
+        for name in ("METADATA", "WHEEL", "entry_points.txt"):  # `uv pip check` wants WHEEL
+            if (dist.dist_info / name).is_file():
+                files[name] = (dist.dist_info / name).read_bytes()
+        _COPIED[key] = files
+    return _COPIED[key]
+
+
+def _swap_in(staging: Path, final: Path, graveyard: Path) -> None:
     if final.exists():
         remove_tree(graveyard)
         final.replace(graveyard)
     staging.replace(final)
     remove_tree(graveyard)
-    return final.name
 
 
 def _b64(digest: bytes) -> str:
@@ -125,14 +149,14 @@ def _b64(digest: bytes) -> str:
 
 
 def remove_stale(layout: VenvLayout, project: Iterable[Distribution], stubs: Collection[str],
-                 scripts: Collection[str]) -> None:
-    """Remove the stubs and wrappers of an earlier link that this one did not write again."""
+                 scripts: Collection[str], *, writer: Writer = NOW) -> None:
+    """Remove the stubs and wrappers of an earlier link that this one did not write again (``writer``'s steps)."""
     for old in project:
         if is_stub(old) and old.dist_info.name not in stubs:
-            remove_tree(old.dist_info)
+            writer.then(partial(remove_tree, old.dist_info))
     for path in layout.bin_dir.iterdir() if layout.bin_dir.is_dir() else ():
         if path.name not in scripts and path.is_file() and WRAPPER_MARK in _head(path):
-            path.unlink()
+            writer.then(partial(path.unlink, missing_ok=True))
 
 
 _BASE_CACHE: dict[tuple[Path, int], list[Distribution]] = {}

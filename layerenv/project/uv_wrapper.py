@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from layerenv.project.uv_fast import SHIM_MARK, is_shim
-from layerenv.store.atomic import write_text
+from layerenv.store.atomic import NOW, Writer
 from layerenv.venv.layout import VenvLayout
 
 _SHIM = """{shebang}
@@ -30,7 +30,7 @@ def _shebang(python: str) -> str:
     return f"#!/bin/sh\n'''exec' \"{python}\" -S \"$0\" \"$@\"\n' '''"  # pip's trick for awkward paths
 
 
-def write_uv_shim(venv: Path) -> Path | None:
+def write_uv_shim(venv: Path, *, writer: Writer = NOW) -> Path | None:
     """``<venv>/bin/uv``, run by layerenv's own interpreter; None where a real uv stands there (the
     project installed uv itself) or on Windows."""
     layout = VenvLayout.for_venv(venv)
@@ -42,5 +42,5 @@ def write_uv_shim(venv: Path) -> Path | None:
     parent = str(Path(__file__).resolve().parents[2])
     text = _SHIM.format(shebang=_shebang(sys.executable), mark=SHIM_MARK, parent=parent, venv=str(venv))
     if not target.is_file() or target.read_text(encoding="utf-8", errors="replace") != text:
-        write_text(target, text, mode=0o755, durable=False)
+        writer.write_text(target, text, mode=0o755, durable=False)
     return target

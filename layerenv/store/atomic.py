@@ -8,8 +8,9 @@ import shutil
 import stat
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Protocol
 
 _RENAME_EXCHANGE = 2
 _AT_FDCWD = -100
@@ -23,19 +24,43 @@ def write_text(path: Path, text: str, *, mode: int = 0o644, durable: bool = True
     read with ``errors="surrogateescape"`` (virtualenv's ``activate.csh`` for a non-ASCII path), are
     written back as they were.
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    temporary = _write_beside(path, text, mode, prefix=f".{path.name}.", sync=durable)
+    try:
+        temporary.replace(path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+
+
+def _write_beside(path: Path, text: str, mode: int, *, prefix: str, sync: bool) -> Path:
+    """A new temporary file in ``path``'s directory holding ``text`` with ``mode`` (fsynced if ``sync``)."""
+    try:
+        fd, name = tempfile.mkstemp(dir=path.parent, prefix=prefix, suffix=".tmp")
+    except FileNotFoundError:  # made only then: a relink writes a dozen files into folders that exist
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(dir=path.parent, prefix=prefix, suffix=".tmp")
+    temporary = Path(name)
     try:
         with os.fdopen(fd, "w", encoding="utf-8", errors="surrogateescape") as handle:
             handle.write(text)
             handle.flush()
-            if durable:
+            if sync:
                 os.fsync(handle.fileno())
-        Path(temporary).chmod(mode)
-        Path(temporary).replace(path)
+        temporary.chmod(mode)
     except BaseException:
-        Path(temporary).unlink(missing_ok=True)
+        temporary.unlink(missing_ok=True)
         raise
+    return temporary
+
+
+def holds(path: Path, text: str, mode: int) -> bool:
+    """Whether ``path`` already holds ``text`` with ``mode``."""
+    try:
+        return path.stat().st_mode & 0o777 == mode and (
+            path.read_text(encoding="utf-8", errors="surrogateescape") == text
+        )
+    except (OSError, ValueError):
+        return False
 
 
 def update_text(path: Path, text: str, *, mode: int = 0o644, durable: bool = True) -> bool:
@@ -44,16 +69,95 @@ def update_text(path: Path, text: str, *, mode: int = 0o644, durable: bool = Tru
     Relinking a project rewrites a dozen small files of which a rebase changes half: reading one is
     far cheaper than a temporary file, an fsync and a rename.
     """
-    try:
-        same = path.stat().st_mode & 0o777 == mode and (
-            path.read_text(encoding="utf-8", errors="surrogateescape") == text
-        )
-    except (OSError, ValueError):
-        same = False
-    if same:
+    if holds(path, text, mode):
         return False
     write_text(path, text, mode=mode, durable=durable)
     return True
+
+
+class Writer(Protocol):
+    """Where a sequence of file replacements goes: in place at once (:data:`NOW`), or into a :class:`Batch`."""
+
+    def write_text(self, path: Path, text: str, *, mode: int = 0o644, durable: bool = True) -> None: ...
+
+    def update_text(self, path: Path, text: str, *, mode: int = 0o644, durable: bool = True) -> bool: ...
+
+    def then(self, step: Callable[[], object]) -> None:
+        """Run ``step`` after the replacements asked for so far (at once, for :data:`NOW`)."""
+
+    def scratch(self, path: Path) -> None:
+        """``path`` was made for a later step to move into place: removed if the steps never run."""
+
+
+class _Now:
+    def write_text(self, path: Path, text: str, *, mode: int = 0o644, durable: bool = True) -> None:
+        write_text(path, text, mode=mode, durable=durable)
+
+    def update_text(self, path: Path, text: str, *, mode: int = 0o644, durable: bool = True) -> bool:
+        return update_text(path, text, mode=mode, durable=durable)
+
+    def then(self, step: Callable[[], object]) -> None:
+        step()
+
+    def scratch(self, path: Path) -> None:
+        pass
+
+
+NOW: Writer = _Now()
+
+STAGED_PREFIX = ".layerenv-staged-"  # a batch's temporaries: a killed run's are removed by the next link
+
+
+class Batch:
+    """Replacements written now and put in place later, in the order asked for.
+
+    Each file is written beside its place at once, without an fsync; :func:`flush` then fsyncs the
+    temporaries of many batches together (the waits overlap: one wait, not one a file), and
+    :meth:`apply` renames them in order, running the steps given to :meth:`then` between. So a file
+    still never replaces another before its bytes are on disk, and a kill before :meth:`apply` leaves
+    only temporaries beside the old files.
+    """
+
+    def __init__(self) -> None:
+        self.durable: list[Path] = []  # temporaries whose bytes must be on disk before their rename
+        self._temporaries: list[Path] = []
+        self._steps: list[Callable[[], object]] = []
+
+    def write_text(self, path: Path, text: str, *, mode: int = 0o644, durable: bool = True) -> None:
+        temporary = _write_beside(path, text, mode, prefix=f"{STAGED_PREFIX}{path.name}.", sync=False)
+        self._temporaries.append(temporary)
+        if durable:
+            self.durable.append(temporary)
+        self._steps.append(lambda: temporary.replace(path))
+
+    def update_text(self, path: Path, text: str, *, mode: int = 0o644, durable: bool = True) -> bool:
+        if holds(path, text, mode):
+            return False
+        self.write_text(path, text, mode=mode, durable=durable)
+        return True
+
+    def then(self, step: Callable[[], object]) -> None:
+        self._steps.append(step)
+
+    def scratch(self, path: Path) -> None:
+        self._temporaries.append(path)
+
+    def apply(self) -> None:
+        """Make the replacements and run the steps, in order; call after :func:`flush` of ``durable``."""
+        steps, self._steps = self._steps, []
+        try:
+            for step in steps:
+                step()
+        except BaseException:
+            self.discard()  # those not renamed yet
+            raise
+        self._temporaries = []
+
+    def discard(self) -> None:
+        """Remove the temporaries not applied (the files in place are left as they were)."""
+        for temporary in self._temporaries:
+            remove_tree(temporary)
+        self._temporaries, self._steps = [], []
 
 
 LOG_MODE = 0o640

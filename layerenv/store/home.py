@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from layerenv.errors import BadInput, OperationFailed
-from layerenv.store.atomic import read_plain_text, write_json
+from layerenv.store.atomic import NOW, Writer, json_text, read_plain_text
 from layerenv.store.identity import check_name
 from layerenv.store.trust import Trust, check, path_problem
 
@@ -250,20 +250,21 @@ class Store:
         digest = hashlib.sha256(os.fsencode(str(project_venv))).hexdigest()[:24]
         return self.registry / f"{digest}.json"
 
-    def register(self, project_venv: Path, base_id: str, project_dir: Path) -> None:
+    def register(self, project_venv: Path, base_id: str, project_dir: Path, *, writer: Writer = NOW) -> None:
         document = {"venv": str(project_venv), "project": str(project_dir), "base_id": base_id, "updated": time.time()}
         try:
-            self.add_user(project_venv, base_id, project_dir)
-            write_json(self.registry_entry(project_venv), document)
+            self.add_user(project_venv, base_id, project_dir, writer=writer)
+            writer.write_text(self.registry_entry(project_venv), json_text(document))
         except OSError as error:  # a full disk, a read-only store
             raise OperationFailed(f"cannot record {project_venv} in the store's registry {self.registry}: "
                                   f"{error.strerror or error}") from None
 
-    def add_user(self, project_venv: Path, base_id: str, project_dir: Path) -> None:
+    def add_user(self, project_venv: Path, base_id: str, project_dir: Path, *, writer: Writer = NOW) -> None:
         """Note in ``users/<base-id>/`` that ``project_venv`` links (or is about to link) to that base."""
         path = self.users / check_name(base_id, "base id") / self.registry_entry(project_venv).name
         if not path.is_file():
-            write_json(path, {"venv": str(project_venv), "project": str(project_dir), "base_id": base_id})
+            note = {"venv": str(project_venv), "project": str(project_dir), "base_id": base_id}
+            writer.write_text(path, json_text(note))
 
     def base_users(self, base_id: str) -> list[dict[str, str]]:
         """The project venvs ever noted as users of ``base_id`` (unreadable notes are skipped: the

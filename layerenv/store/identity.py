@@ -5,6 +5,7 @@ from __future__ import annotations
 import platform
 import re
 from collections.abc import Mapping
+from functools import cache
 from pathlib import Path
 
 from layerenv.errors import BadInput
@@ -19,6 +20,7 @@ def check_name(name: str, what: str) -> str:
     return name
 
 
+@cache  # the same while this process lives; a lock taken per project venv asks every time
 def boot_id() -> str:
     try:
         return Path("/proc/sys/kernel/random/boot_id").read_text(encoding="utf-8").strip()

@@ -32,6 +32,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 
 from layerenv.errors import BadInput, OperationFailed
@@ -93,6 +94,7 @@ class Holder:
             return None
 
 
+@cache  # the same while this process lives
 def pid_namespace() -> str:
     try:
         return str(Path("/proc/self/ns/pid").readlink())
@@ -151,6 +153,12 @@ def filesystem_type(path: Path, mountinfo: str) -> str:
 
 
 def is_network_filesystem(path: Path) -> bool:
+    return _on_network_filesystem(str(path))
+
+
+@cache  # a store's locks directory stays on its filesystem while one command runs: a rebase locks 100s of venvs
+def _on_network_filesystem(directory: str) -> bool:
+    path = Path(directory)
     try:
         mountinfo = Path("/proc/self/mountinfo").read_text(encoding="utf-8", errors="replace")
     except OSError:

@@ -10,6 +10,7 @@ import configparser
 import csv
 import hashlib
 import io
+import os
 import re
 from dataclasses import dataclass
 from functools import cached_property
@@ -70,14 +71,29 @@ def is_family(name: str) -> bool:
     return norm in FAMILY_NAMES or (norm.startswith(_FAMILY_PREFIXES) and norm not in NOT_FAMILY)
 
 
+_CFG_CACHE: dict[str, tuple[tuple[int, int, int], dict[str, str]]] = {}
+
+
 def pyvenv_cfg(venv: Path) -> dict[str, str]:
-    """The ``key = value`` pairs of ``venv/pyvenv.cfg`` (empty when the file is missing)."""
+    """The ``key = value`` pairs of ``venv/pyvenv.cfg`` (empty when the file is missing).
+
+    Read again only when the file changed (inode, size, mtime): linking a project asks a dozen times.
+    """
+    path = os.path.join(venv, "pyvenv.cfg")  # noqa: PTH118 - a str path: this runs a dozen times a link
     try:
-        text = (venv / "pyvenv.cfg").read_text(encoding="utf-8")
+        info = os.stat(path)  # noqa: PTH116
+        stamp = (info.st_ino, info.st_size, info.st_mtime_ns)
+        cached = _CFG_CACHE.get(path)
+        if cached is not None and cached[0] == stamp:
+            return dict(cached[1])
+        with open(path, encoding="utf-8") as handle:  # noqa: PTH123
+            text = handle.read()
     except OSError:
         return {}
     pairs = (line.partition("=") for line in text.splitlines() if "=" in line)
-    return {key.strip().lower(): value.strip() for key, _, value in pairs}
+    found = {key.strip().lower(): value.strip() for key, _, value in pairs}
+    _CFG_CACHE[path] = (stamp, found)
+    return dict(found)
 
 
 def record_paths(record_text: str) -> list[str]:

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from layerenv.choice.detection import Detection
     from layerenv.config import Settings
     from layerenv.lifecycle.rebase import Plan, Target
+    from layerenv.project.extension_sources import Candidate, PackageSources
     from layerenv.project.relink import Move
 
 
@@ -85,6 +86,13 @@ def refuse_project_sources(settings: Settings) -> None:
                        "(LAYERENV_EXTRA_INDEX_URL, LAYERENV_FIND_LINKS) or your user config instead")
 
 
+def _wheel_candidates(name: str, sources: PackageSources) -> list[Candidate]:
+    """Which wheels of ``name`` the sources offer; the index client is imported only when asked."""
+    from layerenv.project.extension_sources import wheel_candidates
+
+    return wheel_candidates(name, sources)
+
+
 @click.command("rebase")
 @click.option("--dry-run", is_flag=True, help="Print the plan (old -> new base, why, which projects); change nothing.")
 @click.option(
@@ -108,7 +116,6 @@ def command(
 ) -> None:
     """Re-detect; build the base that fits now if it changed; move registered projects onto it."""
     from layerenv.lifecycle.rebase import execute, plan_rebase
-    from layerenv.project.extension_sources import wheel_candidates
 
     verbosity = verbosity_of(ctx, local_verbose, local_quiet)
     console = Console(verbosity)
@@ -117,7 +124,7 @@ def command(
     store = session.store
     detection = session.detection
     only = project_path.resolve() if project_path is not None else None
-    plan = plan_rebase(store, session.base_request, only=only, onto=base_id, look_up=wheel_candidates,
+    plan = plan_rebase(store, session.base_request, only=only, onto=base_id, look_up=_wheel_candidates,
                        env=os.environ, force=force)
     decision = detection.decision
     builds = [f"{t.interpreter.tag}: build {decision.variant} torch {decision.torch_series[0]}" for t in plan.builds]
