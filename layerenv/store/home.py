@@ -136,7 +136,8 @@ class Store:
         """
         os.umask(os.umask(0o022) | 0o022)
         try:
-            layout = (self.home, self.bases, self.staging, self.graveyard, self.registry, self.locks, self.logs)
+            layout = (self.home, self.bases, self.staging, self.graveyard, self.registry, self.locks, self.logs,
+                      self.home / "cache" / "answers")  # made now, so that remembering an answer changes no folder
             for directory in layout:
                 if not directory.is_dir():
                     directory.mkdir(parents=True, exist_ok=True)
