@@ -26,7 +26,7 @@ import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from _common import clean_env, fake_variant_index, layerenv, timed, uv
+from _common import clean_env, console_script, fake_variant_index, interleaved_medians, layerenv, timed, uv
 
 
 def main() -> None:
@@ -86,22 +86,24 @@ def main() -> None:
                 clean_env(scratch),
             ),
         }
-        # reuse, as scripts call it again and again: the answer is remembered once the base is 2 s old
+        # reuse, as scripts call it again and again: the answer is remembered once the base is 2 s old;
+        # layerenv started as its console script is (pip's imports re; uv's does not), not through -m
         reuse_env = clean_env(scratch / "h-pip", settings)
         time.sleep(2.1)
-        timed(layerenv("base"), reuse_env)
-        reuse, startup = [], []
-        for _ in range(options.runs):
-            reuse.append(timed(layerenv("base"), reuse_env))
-            startup.append(timed([sys.executable, "-c", "pass"], reuse_env))
-        results["layerenv base (reuse)"] = statistics.median(reuse)
-        results["python -c pass"] = statistics.median(startup)
+        reuse = interleaved_medians({
+            "layerenv base (reuse)": console_script("base"),
+            "layerenv base (reuse, uv's script)": console_script("base", writer="uv"),
+            "python -c pass": [sys.executable, "-c", "pass"],
+        }, options.runs, reuse_env)
+        results.update(reuse)
         cpu = {row: statistics.median(run[row][1] for run in rounds) for row in uv_rows}
         each = [run["layerenv base (uv)"][0] / run["uv venv && uv pip install"][0] for run in rounds]
         ratios = {
             "uv build / uv venv+install": statistics.median(each),
             "pip build / venv+pip install": results["layerenv base (pip)"] / results["python -m venv && pip install"],
             "reuse / python -c pass": results["layerenv base (reuse)"] / results["python -c pass"],
+            "reuse (uv's script) / python -c pass": results["layerenv base (reuse, uv's script)"] / results[
+                "python -c pass"],
         }
         if options.json:
             print(json.dumps({"seconds": results, "ratios": ratios, "payload_mb": options.payload_mb,

@@ -29,10 +29,13 @@ from __future__ import annotations
 import os
 import sys
 import time
-from collections.abc import Mapping, Sequence
 
 from layerenv.config_paths import PROJECT_FILES, project_root, user_config_file
 from layerenv.machine.fingerprint import machine_lines, stat_signature
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing
+if TYPE_CHECKING:  # collections.abc costs the start-up path ~1-3 ms
+    from collections.abc import Mapping, Sequence
 
 #: A file changed less than this before an answer may change again within its timestamp tick unseen.
 SETTLE_NS = 2_000_000_000
