@@ -52,7 +52,18 @@ def adopt(path: Path, detection: Detection, store: Store, reporter: Reporter, *,
             by = "by another process" if waited else "before"
             reporter.step(f"{venv} was adopted {by} as {manifest.base_id} and is unchanged since; reusing it")
     remember_node(store, manifest, detection, reporter)
+    _make_shape(store, manifest)
     return manifest
+
+
+def _make_shape(store: Store, manifest: Manifest) -> None:
+    """The venv shape project venvs on this base are copied from, made now so the first project is fast
+    too: an adopted environment is not one virtualenv made with the base prompt."""
+    from layerenv.venv.create import is_template
+    from layerenv.venv.shapes import ensure_shape
+
+    if not is_template(manifest.venv):
+        ensure_shape(store, manifest.python)
 
 
 def adopt_lock_name(venv: Path) -> str:

@@ -28,7 +28,7 @@ from layerenv.project.sync_state import find_lock
 from layerenv.reporter import Reporter
 from layerenv.store.atomic import flush, json_text, remove_tree, swap_in, write_text
 from layerenv.store.home import MANIFEST_NAME, Store
-from layerenv.venv.create import clone_shape, create_virtualenv
+from layerenv.venv.create import clone_shape, create_virtualenv, is_template
 from layerenv.venv.distinfo import canonical_name
 from layerenv.venv.layout import VenvLayout
 from layerenv.venv.relocate import relocate_venv
@@ -334,10 +334,33 @@ def _create_venv(staging: Path, manifest: Manifest, request: ProjectRequest, sto
     if wheel is None:
         create_virtualenv(staging, manifest.python.executable, prompt=prompt, system_site_packages=system)
         return
-    if not clone_shape(manifest.venv, staging, prompt=prompt, system_site_packages=system):
+    if not _copy_shape(manifest, staging, store, prompt=prompt, system_site_packages=system):
         create_virtualenv(staging, manifest.python.executable, prompt=prompt, seed_pip=False,
                           system_site_packages=system)
     share_pip(staging, wheel, store.home / "pip")
+
+
+def _copy_shape(manifest: Manifest, staging: Path, store: Store, *, prompt: str, system_site_packages: bool) -> bool:
+    """The base's venv shape copied into ``staging``: the base's own where virtualenv made it, else the
+    store's shape for its interpreter (made now if adopting did not make it). False, with nothing left in
+    ``staging``, where neither gives what virtualenv would write."""
+    from layerenv.venv.shapes import ensure_shape
+
+    if is_template(manifest.venv):
+        return clone_shape(manifest.venv, staging, prompt=prompt, system_site_packages=system_site_packages)
+    template = ensure_shape(store, manifest.python)
+    if template is None:
+        return False
+    before = template.stat()
+    if clone_shape(template, staging, prompt=prompt, system_site_packages=system_site_packages):
+        try:
+            after = template.stat()
+        except FileNotFoundError:
+            after = None
+        if after is not None and (after.st_dev, after.st_ino) == (before.st_dev, before.st_ino):
+            return True  # the template stayed in place (gc moves one away whole) while it was read
+    remove_tree(staging)
+    return False
 
 
 def _refuse_foreign(existing: Path) -> None:

@@ -15,6 +15,9 @@
       locks/venv-<hash>.lock        one per project venv: `layerenv project` and `rebase` on it take turns
       nodes/<node>/                 per node: which base each Python uses there (layerenv.store.nodes)
       logs/<base-id>-<time>.log     installer output of each build
+      shapes/<key>/                 an empty venv virtualenv made for one interpreter (layerenv.venv.shapes): what
+                                    project venvs on an adopted base are copied from; gc removes one no base needs
+      pip/pip-<version>-.../        virtualenv's pip wheel unpacked once, shared by project venvs
       cache/doctor.json             the projects doctor last found healthy, with their files' stats
                                     (layerenv.lifecycle.fingerprint); deleting it only makes doctor read more
       cache/answers/                the answers `detect` and a reusing `base` gave, under a digest of their
@@ -154,6 +157,10 @@ class Store:
     def nodes(self) -> Path:
         return self.home / "nodes"
 
+    @property
+    def shapes(self) -> Path:
+        return self.home / "shapes"
+
     # Trust (layerenv.store.trust) ----------------------------------------------------------------
 
     def check_trusted(self) -> None:
@@ -161,7 +168,7 @@ class Store:
         if self.trust is None:
             return
         layout = (self.bases, self.staging, self.graveyard, self.registry, self.nodes, self.locks, self.logs,
-                  self.users, self.home / "cache", self.home / "pip")
+                  self.users, self.home / "cache", self.home / "pip", self.shapes)
         check([self.home, *layout] if self.home.exists() else [], self.trust)
 
     def trust_problem(self, path: Path) -> str | None:
