@@ -329,15 +329,15 @@ def _create_venv(staging: Path, manifest: Manifest, request: ProjectRequest, sto
     else virtualenv; pip seeded only where there is none to share."""
     from layerenv.project.shared_pip import bundled_pip, share_pip
 
-    prompt, system = request.project_dir.name or "project", request.system_site_packages
-    wheel = None if VenvLayout.for_venv(manifest.venv).windows else bundled_pip(manifest.python.version[:2])
+    prompt, system, shared = request.project_dir.name or "project", request.system_site_packages, store.home / "pip"
+    wheel = None if VenvLayout.for_venv(manifest.venv).windows else bundled_pip(manifest.python.version[:2], shared)
     if wheel is None:
         create_virtualenv(staging, manifest.python.executable, prompt=prompt, system_site_packages=system)
         return
     if not _copy_shape(manifest, staging, store, prompt=prompt, system_site_packages=system):
         create_virtualenv(staging, manifest.python.executable, prompt=prompt, seed_pip=False,
                           system_site_packages=system)
-    share_pip(staging, wheel, store.home / "pip")
+    share_pip(staging, wheel, shared)
 
 
 def _copy_shape(manifest: Manifest, staging: Path, store: Store, *, prompt: str, system_site_packages: bool) -> bool:
