@@ -7,7 +7,6 @@ interpreter (no ``importlib.metadata`` scan), so any venv can be read from any P
 from __future__ import annotations
 
 import configparser
-import csv
 import hashlib
 import io
 import os
@@ -130,6 +129,8 @@ def pyvenv_cfg(venv: Path) -> dict[str, str]:
 
 def record_paths(record_text: str) -> list[str]:
     """The paths listed in a RECORD file (relative to site-packages, ``/``-separated)."""
+    import csv  # only here: most RECORDs are read without it (:func:`first_parts`)
+
     return [row[0].replace("\\", "/") for row in csv.reader(io.StringIO(record_text)) if row and row[0]]
 
 
