@@ -370,13 +370,14 @@ def _refuse_foreign(existing: Path) -> None:
         )
 
 
-def _seal(staging: Path, final: Path, state: dict[str, object]) -> None:
+def _seal(staging: Path, final: Path, state: dict[str, object], notes: list[Path]) -> None:
     """The staged venv made ready to be swapped in: its state recorded, its paths rewritten for ``final``,
-    and what layerenv wrote into it flushed to disk at once (it was written without an fsync a file)."""
+    and what layerenv wrote into it flushed to disk at once (it was written without an fsync a file),
+    with the store's ``notes`` on its use of the base."""
     write_text(staging / STATE_FILE, json_text(state), durable=False)
     relocate_venv(staging, staging, final)
     checkpoint("project:after-relocate")
-    flush(_layerenv_files(staging))
+    flush([*_layerenv_files(staging), *notes, *(note.parent for note in notes)])
 
 
 def _layerenv_files(venv: Path) -> list[Path]:
@@ -411,23 +412,26 @@ def _dependencies(request: ProjectRequest) -> ProjectDependencies:
                              install_project=request.install_project)
 
 
-def _claim(store: Store, manifest: Manifest, venv: Path, project_dir: Path) -> bool:
-    """Note ``venv`` as a user of ``manifest``'s base, then whether the base is still published.
+def _claim(store: Store, manifest: Manifest, venv: Path, project_dir: Path) -> tuple[bool, Path | None]:
+    """Note ``venv`` as a user of ``manifest``'s base, then whether the base is still published; and the note,
+    if written now (flushed with the staged venv: until that venv is in place, a power cut loses nothing a
+    gc needs).
 
     Under the base key's lock, as gc removes a base: a gc either saw the note (and keeps the base), or
     finished before this looks (and the base is built again)."""
     from layerenv.base.manifest import lock_key
 
-    store.add_user(venv, manifest.base_id, project_dir)
+    note = store.add_user(venv, manifest.base_id, project_dir, durable=False)
     with store.lock(lock_key(manifest), purpose=f"layerenv project {project_dir}"):
-        return (store.base_dir(manifest.base_id) / MANIFEST_NAME).is_file()
+        return (store.base_dir(manifest.base_id) / MANIFEST_NAME).is_file(), note
 
 
 def _claimed_base(
     request: ProjectRequest, store: Store, reporter: Reporter, installer: Installer | None
-) -> tuple[Manifest, bool, Installer | None]:
-    """The base the project links to, noted as used by its venv; whether it was built now; and the
-    installer, once a build made it choose one (its note, if any, said then)."""
+) -> tuple[Manifest, bool, Installer | None, list[Path]]:
+    """The base the project links to, noted as used by its venv; whether it was built now; the
+    installer, once a build made it choose one (its note, if any, said then); the note if it is still
+    to be flushed."""
 
     def build() -> Manifest:
         nonlocal installer
@@ -443,12 +447,14 @@ def _claimed_base(
         reporter.step("no base fits this project yet: building it first, as `layerenv base` would")
         manifest = build()
     venv = request.project_dir / VENV_NAME
-    if not _claim(store, manifest, venv, request.project_dir):
+    published, note = _claim(store, manifest, venv, request.project_dir)
+    if not published:
         reporter.step(f"base {manifest.base_id} was removed meanwhile (layerenv gc): building it again")
         manifest = build()
         base_built = True
         store.add_user(venv, manifest.base_id, request.project_dir)
-    return manifest, base_built, installer
+        note = None  # its base is gone, and its folder with it
+    return manifest, base_built, installer, [note] if note is not None else []
 
 
 def _ensure_project(
@@ -459,7 +465,7 @@ def _ensure_project(
     project_dir = request.project_dir
     _recover(project_dir)
     _refuse_foreign(project_dir / VENV_NAME)
-    manifest, base_built, installer = _claimed_base(request, store, reporter, installer)
+    manifest, base_built, installer, unflushed = _claimed_base(request, store, reporter, installer)
     _guard_conflicts(deps, manifest)
     if not base_built:
         remember_node(store, manifest, request.base.detection, reporter)
@@ -468,6 +474,8 @@ def _ensure_project(
     state = _read_state(final) if final.is_dir() else {}
     mode = boot_mode(request, store, manifest)
     if state.get("fingerprint") == fingerprint and (final / "layerenv.json").is_file():
+        if unflushed:
+            flush([*unflushed, *(note.parent for note in unflushed)])
         changed = _bring_up_to_date(final, project_dir, manifest, str(state.get("base_id")), mode, store, reporter)
         return ProjectResult(final, manifest, changed=changed, installed=(), base_built=base_built)
     staging = project_dir / f"{VENV_NAME}.layerenv-new-{os.getpid()}-{os.urandom(3).hex()}"
@@ -495,7 +503,7 @@ def _ensure_project(
             "installed": ours,
             "groups": list(deps.groups),
             "created": time.time(),
-        }, staging, manifest))
+        }, staging, manifest), unflushed)
         store.register(final, manifest.base_id, project_dir)  # before the swap: a venv in place is never unregistered
         graveyard = project_dir / f"{VENV_NAME}.layerenv-old-{os.getpid()}-{os.urandom(3).hex()}"
         checkpoint("project:before-swap")

@@ -267,12 +267,16 @@ class Store:
             raise OperationFailed(f"cannot record {project_venv} in the store's registry {self.registry}: "
                                   f"{error.strerror or error}") from None
 
-    def add_user(self, project_venv: Path, base_id: str, project_dir: Path, *, writer: Writer = NOW) -> None:
-        """Note in ``users/<base-id>/`` that ``project_venv`` links (or is about to link) to that base."""
+    def add_user(self, project_venv: Path, base_id: str, project_dir: Path, *, writer: Writer = NOW,
+                 durable: bool = True) -> Path | None:
+        """Note in ``users/<base-id>/`` that ``project_venv`` links (or is about to link) to that base; the
+        note, if written now (not ``durable``: the caller flushes it before the venv is put in place)."""
         path = self.users / check_name(base_id, "base id") / self.registry_entry(project_venv).name
-        if not path.is_file():
-            note = {"venv": str(project_venv), "project": str(project_dir), "base_id": base_id}
-            writer.write_text(path, json_text(note))
+        if path.is_file():
+            return None
+        note = {"venv": str(project_venv), "project": str(project_dir), "base_id": base_id}
+        writer.write_text(path, json_text(note), durable=durable)
+        return path
 
     def base_users(self, base_id: str) -> list[dict[str, str]]:
         """The project venvs ever noted as users of ``base_id`` (unreadable notes are skipped: the
