@@ -266,6 +266,10 @@ def test_a_shape_others_could_change_is_refused(tmp_path: Path) -> None:
     store = Store(tmp_path / "home", trust=Trust.for_caller())
     shape = ensure_shape(store, interpreter)
     assert shape is not None and template_for(store, interpreter) == shape
+    (shape / "bin" / "activate").chmod(0o666)  # anyone could add a line to every project's activate script
+    with pytest.raises(Untrusted, match=r"activate is writable by others"):
+        template_for(store, interpreter)
+    (shape / "bin" / "activate").chmod(0o644)
     (shape / "bin").chmod(0o777)  # anyone could point bin/python elsewhere for every project copied from it
     with pytest.raises(Untrusted, match=r"bin is writable by others"):
         template_for(store, interpreter)

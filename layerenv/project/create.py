@@ -348,7 +348,10 @@ def _copy_shape(manifest: Manifest, staging: Path, store: Store, *, prompt: str,
 
     if is_template(manifest.venv):
         return clone_shape(manifest.venv, staging, prompt=prompt, system_site_packages=system_site_packages)
-    template = ensure_shape(store, manifest.python)
+    try:
+        template = ensure_shape(store, manifest.python)
+    except OperationFailed:  # virtualenv failed in the store (a full disk?): it gets its turn in the project
+        return False
     if template is None:
         return False
     before = template.stat()

@@ -56,10 +56,11 @@ def template_for(store: Store, interpreter: Interpreter) -> Path | None:
     shape = store.shapes / key
     if not (shape / "pyvenv.cfg").is_file():
         return None
-    for path in (store.shapes, shape, shape / "bin", shape / "pyvenv.cfg"):
-        found = store.trust_problem(path)
-        if found is not None:
-            raise refusal(path, found)
+    if store.trust is not None:  # a shape is a few dozen entries, all copied: each is checked, not only its folder
+        for path in (store.shapes, shape, *sorted(shape.rglob("*"))):
+            found = store.trust_problem(path)
+            if found is not None:
+                raise refusal(path, found)
     return shape
 
 
