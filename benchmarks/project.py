@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import resource
 import shutil
 import statistics
@@ -58,7 +59,7 @@ def interleaved(commands: dict[str, list[str]], runs: int, env: dict[str, str],
     cpu: dict[str, list[float]] = {name: [] for name in commands}
     for number in range(runs + 1):  # the first round warms caches and writes bytecode: not counted
         for name, argv in commands.items():
-            dest = fresh / f"{name.replace(' ', '_')}-{number}"
+            dest = fresh / f"{re.sub(r'[^A-Za-z0-9_.-]+', '_', name)}-{number}"  # no character a shell must quote
             dest.mkdir(parents=True)
             before = resource.getrusage(resource.RUSAGE_CHILDREN)
             seconds = timed([part.replace("{dest}", str(dest)) for part in argv], env)
