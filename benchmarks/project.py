@@ -6,7 +6,9 @@ Rows (issue 19), each printed with its peer measured in the same run:
   2. the same against a warm-cache `uv venv && uv pip install torch`: <= 0.5x;
   3. disk of 10 project venvs, everything in `.venv` counted (allocated blocks, folders too): < 1 MB each,
      beside a `uv venv` (no seed packages);
-  4. `import torch` in a project venv against the base: < 3% overhead.
+  4. `import torch` in a project venv against the base: < 3% overhead;
+  5. row 1 on an adopted base that uv made (`uv venv` + `uv pip install` of the real CPU torch, then
+     `layerenv base --adopt`, as on the H200's /opt/torch/.venv), timed with the others (--no-adopted: skip).
 The real CPU torch wheel is looked up in --real-wheels (default /opt/wheels); its dependencies come from
 --deps-index. layerenv is started as its console script starts it, with bytecode written (as installed).
 Run: python benchmarks/project.py [--runs 5] [--imports 15]; run it three times and report every run.
@@ -17,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import resource
 import shutil
 import statistics
@@ -56,7 +59,7 @@ def interleaved(commands: dict[str, list[str]], runs: int, env: dict[str, str],
     cpu: dict[str, list[float]] = {name: [] for name in commands}
     for number in range(runs + 1):  # the first round warms caches and writes bytecode: not counted
         for name, argv in commands.items():
-            dest = fresh / f"{name.replace(' ', '_')}-{number}"
+            dest = fresh / f"{re.sub(r'[^A-Za-z0-9_.-]+', '_', name)}-{number}"  # no character a shell must quote
             dest.mkdir(parents=True)
             before = resource.getrusage(resource.RUSAGE_CHILDREN)
             seconds = timed([part.replace("{dest}", str(dest)) for part in argv], env)
@@ -68,12 +71,25 @@ def interleaved(commands: dict[str, list[str]], runs: int, env: dict[str, str],
             {name: statistics.median(values) for name, values in cpu.items()})
 
 
+ADOPTED = "layerenv project (adopted uv-made base)"
+
+
+def adopted_store(scratch: Path, interpreter: str, deps: list[str], env: dict[str, str]) -> Path:
+    """A store whose base is adopted from a venv uv made with the real torch in it (as the H200's); its home."""
+    venv, home = scratch / "uv-torch-venv", scratch / "adopted-home"
+    timed([uv(), "venv", "-q", "--python", interpreter, str(venv)], env)
+    timed([uv(), "pip", "install", "-q", "--python", str(venv / "bin" / "python"), *deps], env)
+    timed(console_script("base", "--adopt", str(venv)), {**env, "LAYERENV_HOME": str(home)})
+    return home
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=5, help="timed runs of each command (medians)")
     parser.add_argument("--imports", type=int, default=15, help="runs of each import measurement")
     parser.add_argument("--real-wheels", default="/opt/wheels", help="directory holding a real CPU torch wheel")
     parser.add_argument("--deps-index", default="file:///opt/pypi/simple", help="index for real torch's dependencies")
+    parser.add_argument("--no-adopted", action="store_true", help="leave out row 5 (an adopted uv-made base)")
     parser.add_argument("--json", action="store_true")
     options = parser.parse_args()
     tag = f"cp{sys.version_info.major}{sys.version_info.minor}"
@@ -96,8 +112,12 @@ def main() -> None:
         deps = ["--find-links", options.real_wheels, "--index-url", options.deps_index, f"torch=={version}"]
         uv_torch = (f"'{uv()}' venv -q --python '{interpreter}' '{{dest}}/.venv' && '{uv()}' pip install -q "
                     f"--python '{{dest}}/.venv' " + " ".join(deps))
+        adopted = {} if options.no_adopted else {
+            ADOPTED: ["env", f"LAYERENV_HOME={adopted_store(scratch, interpreter, deps, env)}",
+                      *console_script("project", "{dest}")]}
         seconds, cpu = interleaved({
             "layerenv project": console_script("project", "{dest}"),
+            **adopted,
             "uv venv --system-site-packages": [uv(), "venv", "-q", "--python", interpreter, "--system-site-packages",
                                                "{dest}/.venv"],
             "python -m venv --system-site-packages": [interpreter, "-m", "venv", "--system-site-packages",
@@ -133,6 +153,10 @@ def main() -> None:
             "import_torch_project_s": project_import,
             "import_overhead": project_import / base_import - 1,
         }
+        if adopted:
+            result["adopted_project_s"] = seconds[ADOPTED]
+            peer = seconds["uv venv && uv pip install torch (warm)"]
+            result["adopted_project_vs_uv_torch_install"] = seconds[ADOPTED] / peer
         if options.json:
             print(json.dumps(result, indent=2))
             return
@@ -154,6 +178,11 @@ def main() -> None:
         overhead = result["import_overhead"]
         print(f"  row 4: import torch, base {base_import * 1000:.0f} ms, project {project_import * 1000:.0f} ms, "
               f"overhead {100 * overhead:+.1f}% (target < 3%: {verdict[overhead < 0.03]})")
+        if adopted:
+            mine = seconds[ADOPTED]
+            print(f"  row 5: layerenv project on an adopted uv-made base {mine * 1000:.0f} ms, cpu "
+                  f"{cpu[ADOPTED] * 1000:.0f} ms (target <= 300 ms: {verdict[mine <= 0.3]}); vs uv venv && uv pip "
+                  f"install torch (warm) {result['adopted_project_vs_uv_torch_install']:.2f}x")
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 

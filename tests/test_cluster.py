@@ -155,6 +155,26 @@ def _plant(path: Path, holder: Holder) -> None:
     path.write_text(holder.to_json())
 
 
+def test_flock_excludes_filelock_holders_both_ways_and_names_its_holder(tmp_path: Path) -> None:
+    """The flock mode takes the very lock :class:`filelock.FileLock` takes (older layerenvs and tests hold
+    it that way), and a waiter is told who holds it."""
+    from filelock import FileLock, Timeout
+
+    from layerenv.store.locking import flock
+
+    path = tmp_path / "key.lock"
+    with FileLock(str(path)), pytest.raises(Busy, match="another layerenv process"), \
+            flock(path, purpose="x", node="n", blocking=False):
+        pass
+    with flock(path, purpose="building it", node="n", blocking=False):
+        with pytest.raises(Timeout):
+            FileLock(str(path)).acquire(timeout=0)
+        with pytest.raises(Busy, match="building it"), flock(path, purpose="y", node="n", blocking=False):
+            pass
+    with flock(path, purpose="again", node="n", blocking=False):  # released: free for the next
+        assert not (tmp_path / "key.lock").is_symlink()
+
+
 def test_a_lease_whose_holder_died_on_this_host_is_broken_at_once(tmp_path: Path) -> None:
     gone = subprocess.Popen([sys.executable, "-c", "pass"])
     gone.wait()

@@ -14,12 +14,14 @@ from pathlib import Path
 
 import pytest
 import virtualenv
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from layerenv.lifecycle.shadows import find_shadows, remove_shadows
 from layerenv.project.conflicts import explain_conflict
 from layerenv.project.link import LinkRecord, link, read_link, uv_environment
 from layerenv.store import atomic
-from layerenv.venv.distinfo import is_family, read_distributions, top_level_of
+from layerenv.venv.distinfo import first_parts, is_family, read_distributions, top_level_of
 from layerenv.venv.layout import VenvLayout
 from tests.support.index import isolated_installer_env, serve_index, write_simple_index
 from tests.support.pytest_fixtures import PYPI, VariantIndexes, wheel_path
@@ -178,6 +180,18 @@ def pip_install(venv: Path, env: Mapping[str, str], *args: str | Path, check: bo
 
 
 # --------------------------------------------------------------------------- distinfo
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["torch", "functorch", "six.py", "torch-2.dist-info", "..", "a\\b", ""]),
+                          st.sampled_from(["", "/x.py", "/y/z.so", "\\w.py"])), max_size=30),
+       st.sampled_from(["\n", "\r\n"]))
+def test_first_parts_of_a_record_are_those_of_each_line_however_its_lines_are_ordered(
+    lines: list[tuple[str, str]], newline: str
+) -> None:
+    record = "".join(f"{first}{rest},sha256=x,1{newline}" for first, rest in lines)
+    paths = [line.split(",", 1)[0].replace("\\", "/") for line in record.splitlines() if line]
+    assert first_parts(record) == {path if "/" not in path else path.split("/", 1)[0] + "/" for path in paths}
 
 
 def test_read_distributions_of_base(base_a: Path) -> None:

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from layerenv.config import PIP_FALLBACK_NOTE, resolve_installer
+from layerenv.store.home import Store
 from layerenv.venv.create import BASE_PROMPT, clone_shape, create_virtualenv
 from tests.support.cli import layerenv_env, run_layerenv
 
@@ -41,12 +42,26 @@ def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return base
 
 
-def test_the_copied_shape_is_what_virtualenv_writes(tmp_path: Path, template: Path) -> None:
+@pytest.fixture(scope="module")
+def store_shape(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The store's shape for this interpreter, as adopting an environment another tool made leaves it."""
+    from layerenv.machine.interpreters import Interpreter
+    from layerenv.venv.shapes import ensure_shape
+
+    interpreter = Interpreter(PYTHON, "cpython", sys.version_info[:3], "linux_x86_64")
+    shape = ensure_shape(Store(tmp_path_factory.mktemp("store") / "home"), interpreter)
+    assert shape is not None
+    return shape
+
+
+@pytest.mark.parametrize("made_by", ["base", "store shape"])
+def test_the_copied_shape_is_what_virtualenv_writes(tmp_path: Path, made_by: str, request: pytest.FixtureRequest) -> None:
+    copy_from: Path = request.getfixturevalue("template" if made_by == "base" else "store_shape")
     venv = tmp_path / "proj" / ".venv.layerenv-new-1-ab"
     create_virtualenv(venv, PYTHON, prompt="proj", seed_pip=False, system_site_packages=True)
     expected = tree(venv)
     venv.rename(tmp_path / "made-by-virtualenv")
-    assert clone_shape(template, venv, prompt="proj", system_site_packages=True)
+    assert clone_shape(copy_from, venv, prompt="proj", system_site_packages=True)
     copied = tree(venv)
     command = [line for line in expected.pop("pyvenv.cfg").decode().splitlines() if not line.startswith("command")]
     assert copied.pop("pyvenv.cfg").decode().splitlines() == command
@@ -161,3 +176,100 @@ def test_a_family_console_script_wrapper_is_as_its_stub_records_after_the_move_i
     assert wrapper.startswith(f"#!{project / '.venv' / 'bin' / 'python'}\n"), wrapper
     doctor = run_layerenv(["doctor"], env, tmp_path)
     assert doctor.returncode == 0, doctor.stdout + doctor.stderr
+
+
+def test_on_an_adopted_uv_venv_project_venvs_are_copied_from_the_store_shape_gc_drops_it_with_the_base(
+    tmp_path: Path, store_env: dict[str, str]
+) -> None:
+    """Adopting a venv uv made leaves an empty virtualenv-made venv for its interpreter in the store, so
+    no project venv on it starts virtualenv; gc keeps that shape while a base runs on its interpreter."""
+    import importlib.util
+    import json
+
+    from layerenv.machine.uv import find_uv
+    from layerenv.venv.create import is_template
+    from tests.support.wheels import build_fake_torch
+
+    uv = find_uv()
+    if uv is None:
+        pytest.skip("no uv here to make the venv to adopt")
+    home = tmp_path / "home"
+    env = {**store_env, "LAYERENV_HOME": str(home)}
+    existing = tmp_path / "existing"
+    subprocess.run([uv, "venv", "-q", "--python", sys.executable, str(existing)], env=env, check=True)
+    subprocess.run([uv, "pip", "install", "-q", "--no-index", "--python", str(existing / "bin" / "python"),
+                    str(build_fake_torch(tmp_path / "wheels", "2.9.1+cpu", cuda=None))], env=env, check=True)
+    adopted = run_layerenv(["base", "--adopt", str(existing), "--json"], env, tmp_path)
+    assert adopted.returncode == 0, adopted.stderr
+    base_id = json.loads(adopted.stdout)["base_id"]
+    shapes = sorted((home / "shapes").iterdir())
+    assert len(shapes) == 1 and is_template(shapes[0]) and not any((home / "staging").iterdir())
+
+    real = Path(next(iter(importlib.util.find_spec("virtualenv").submodule_search_locations)))  # type: ignore[union-attr]
+    shadow = tmp_path / "no-virtualenv" / "virtualenv"
+    shadow.mkdir(parents=True)
+    (shadow / "__init__.py").write_text("def cli_run(*args, **kwargs):\n    raise RuntimeError('virtualenv ran')\n")
+    (shadow / "version.py").write_bytes((real / "version.py").read_bytes())
+    (shadow / "seed").symlink_to(real / "seed")  # its bundled pip wheel, shared by project venvs
+    project = tmp_path / "app"
+    project.mkdir()
+    made = run_layerenv(["project", str(project)],
+                        {**env, "PYTHONPATH": os.pathsep.join([str(shadow.parent), env["PYTHONPATH"]])}, tmp_path)
+    assert made.returncode == 0, made.stderr
+    ran = subprocess.run([str(project / ".venv" / "bin" / "python"), "-c", "import sys, torch; print(sys.prefix)"],
+                         capture_output=True, text=True, check=True)
+    assert ran.stdout.strip() == str(project / ".venv")
+
+    def gc() -> dict[str, object]:
+        done = run_layerenv(["gc", "--json"], env, tmp_path)
+        assert done.returncode == 0, done.stderr
+        return dict(json.loads(done.stdout))
+
+    assert gc()["shapes_removed"] == [] and shapes[0].is_dir(), "kept: its base is in use"
+    subprocess.run(["rm", "-r", str(project), str(existing)], check=True)  # the project and the environment gone
+    assert run_layerenv(["doctor", "--fix"], env, tmp_path).returncode in (0, 1)
+    done = gc()
+    assert [entry["id"] for entry in done["removed"]] == [base_id], done  # type: ignore[attr-defined]
+    assert [entry["path"] for entry in done["shapes_removed"]] == [str(shapes[0])]  # type: ignore[attr-defined]
+    assert not shapes[0].exists()
+
+
+@pytest.mark.parametrize("point", ["shape:before-flush", "shape:before-publish"])
+def test_a_shape_maker_killed_leaves_no_half_shape_and_the_next_one_clears_its_staging(
+    tmp_path: Path, point: str
+) -> None:
+    from layerenv.machine.interpreters import Interpreter
+    from layerenv.venv.create import is_template
+    from layerenv.venv.shapes import ensure_shape
+
+    interpreter = Interpreter(PYTHON, "cpython", sys.version_info[:3], "linux_x86_64")
+    store = Store(tmp_path / "home")
+    code = ("import sys; from pathlib import Path; from layerenv.store.home import Store; "
+            "from layerenv.machine.interpreters import Interpreter; from layerenv.venv.shapes import ensure_shape; "
+            f"ensure_shape(Store(Path({str(store.home)!r})), Interpreter(Path({str(PYTHON)!r}), 'cpython', "
+            f"{tuple(sys.version_info[:3])!r}, 'linux_x86_64'))")
+    env = {**os.environ, "LAYERENV_FAULTS_ENABLED": "1", "LAYERENV_FAULT": point}
+    killed = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=False)
+    assert killed.returncode == -9, killed.stderr
+    assert not (store.shapes.is_dir() and any(store.shapes.iterdir())), "nothing half made is published"
+    assert len(list(store.staging.iterdir())) == 1
+    shape = ensure_shape(store, interpreter)
+    assert shape is not None and is_template(shape) and not any(store.staging.iterdir())
+
+
+def test_a_shape_others_could_change_is_refused(tmp_path: Path) -> None:
+    from layerenv.machine.interpreters import Interpreter
+    from layerenv.store.trust import Trust, Untrusted
+    from layerenv.venv.shapes import ensure_shape, template_for
+
+    interpreter = Interpreter(PYTHON, "cpython", sys.version_info[:3], "linux_x86_64")
+    store = Store(tmp_path / "home", trust=Trust.for_caller())
+    shape = ensure_shape(store, interpreter)
+    assert shape is not None and template_for(store, interpreter) == shape
+    (shape / "bin" / "activate").chmod(0o666)  # anyone could add a line to every project's activate script
+    with pytest.raises(Untrusted, match=r"activate is writable by others"):
+        template_for(store, interpreter)
+    (shape / "bin" / "activate").chmod(0o644)
+    (shape / "bin").chmod(0o777)  # anyone could point bin/python elsewhere for every project copied from it
+    with pytest.raises(Untrusted, match=r"bin is writable by others"):
+        template_for(store, interpreter)

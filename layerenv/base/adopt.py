@@ -52,7 +52,24 @@ def adopt(path: Path, detection: Detection, store: Store, reporter: Reporter, *,
             by = "by another process" if waited else "before"
             reporter.step(f"{venv} was adopted {by} as {manifest.base_id} and is unchanged since; reusing it")
     remember_node(store, manifest, detection, reporter)
+    _make_shape(store, manifest, reporter)
     return manifest
+
+
+def _make_shape(store: Store, manifest: Manifest, reporter: Reporter) -> None:
+    """The venv shape project venvs on this base are copied from, made now so the first project is fast
+    too: an adopted environment is not one virtualenv made with the base prompt. Not made (virtualenv
+    failed): each project venv is made by virtualenv, as before shapes, and the first tries again."""
+    from layerenv.venv.create import is_template
+    from layerenv.venv.shapes import ensure_shape
+
+    if is_template(manifest.venv):
+        return
+    try:
+        ensure_shape(store, manifest.python)
+    except OperationFailed as error:
+        reporter.warn(f"no venv shape for {manifest.python.executable} ({error}); project venvs on "
+                      f"{manifest.base_id} will be made by virtualenv, which is slower")
 
 
 def adopt_lock_name(venv: Path) -> str:

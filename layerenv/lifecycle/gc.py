@@ -10,6 +10,10 @@ and held while the base is moved away, so a build of that key cannot start meanw
 Staging dirs (``staging/``) of builds that were interrupted (their key's lock is free) are removed
 too; those of a running build are kept (layerenv.lifecycle.leftovers).
 
+Venv shapes (``shapes/<key>/``, layerenv.venv.shapes) of interpreters no published base runs on are
+removed too, each under its lock and after reading the bases again there; while any manifest does not
+read (a newer layerenv's, say) every shape is kept, as that base may need one.
+
 Removal is crash-safe: the base's directory is renamed into ``graveyard/`` (one atomic rename
 inside the store), then deleted; what an interrupted gc left there is deleted by the next gc or
 build. For an adopted base only the store's manifest directory goes, never the environment.
@@ -58,6 +62,15 @@ class Kept:
 
 
 @dataclass(frozen=True)
+class ShapeRemoval:
+    path: str  # shapes/<key>: an empty venv template of an interpreter no base uses
+    size_bytes: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {"path": self.path, "size_bytes": self.size_bytes}
+
+
+@dataclass(frozen=True)
 class GcResult:
     dry_run: bool
     removed: tuple[Removal, ...]  # would be removed, with ``dry_run``
@@ -65,17 +78,20 @@ class GcResult:
     leftovers_bytes: int  # what interrupted removals had left in graveyard/
     staging: tuple[Leftover, ...] = ()  # staging/ dirs of interrupted builds, removed (or, dry, would be)
     staging_kept: tuple[Leftover, ...] = ()  # staging/ dirs of builds running now
+    shapes: tuple[ShapeRemoval, ...] = ()  # shapes/ of interpreters no base uses, removed (or, dry, would be)
 
     @property
     def freed_bytes(self) -> int:
         removed = sum(removal.size_bytes for removal in self.removed)
-        return removed + self.leftovers_bytes + sum(leftover.size_bytes for leftover in self.staging)
+        shapes = sum(shape.size_bytes for shape in self.shapes)
+        return removed + self.leftovers_bytes + sum(leftover.size_bytes for leftover in self.staging) + shapes
 
     def to_json(self) -> dict[str, Any]:
         return {"dry_run": self.dry_run, "removed": [r.to_json() for r in self.removed],
                 "kept": [k.to_json() for k in self.kept], "freed_bytes": self.freed_bytes,
                 "staging_removed": [leftover.to_json() for leftover in self.staging],
-                "staging_kept": [leftover.to_json() for leftover in self.staging_kept]}
+                "staging_kept": [leftover.to_json() for leftover in self.staging_kept],
+                "shapes_removed": [shape.to_json() for shape in self.shapes]}
 
 
 def bases_in_use(store: Store) -> dict[str, list[str]]:
@@ -148,13 +164,63 @@ def collect(store: Store, current_ids: set[str], *, dry_run: bool) -> GcResult:
                 kept.append(Kept(manifest.base_id, "; ".join(users)))
                 continue
             removed.append(_remove(store, manifest, dry_run=dry_run))
+    gone = {removal.base_id for removal in removed}
+    shapes = _orphan_shapes(store, [manifest for manifest in manifests if manifest.base_id not in gone],
+                            dry_run=dry_run)
     leftovers = _sweep_graveyard(store, dry_run=dry_run)
     staging = staging_leftovers(store)
     orphans = tuple(item for item in staging if item.orphaned)
     for leftover in orphans if not dry_run else ():
         remove_tree(leftover.path)
     live = tuple(item for item in staging if not item.orphaned)
-    return GcResult(dry_run, tuple(removed), tuple(kept), leftovers, orphans, live)
+    return GcResult(dry_run, tuple(removed), tuple(kept), leftovers, orphans, live, shapes)
+
+
+def _orphan_shapes(store: Store, manifests: list[Manifest], *, dry_run: bool) -> tuple[ShapeRemoval, ...]:
+    """Remove (or list) the shapes no published base needs: each under its lock (a maker of it waits), the
+    bases read again there (one published meanwhile keeps its shape)."""
+    from layerenv.base.file_check import read_bases
+    from layerenv.store.identity import check_name
+    from layerenv.venv.shapes import interpreter_key, interpreter_key_of
+
+    def needed() -> set[str] | None:  # None: some manifest does not read, so any shape may be needed
+        published, unreadable = read_bases(store)
+        if unreadable:
+            return None
+        return {interpreter_key(manifest.python) for manifest in published}
+
+    try:
+        names = sorted(os.listdir(store.shapes))  # noqa: PTH208
+    except OSError:
+        return ()
+    if not names or needed() is None:
+        return ()
+    used = {interpreter_key(manifest.python) for manifest in manifests}  # the bases this gc keeps
+    removed = []
+    for name in names:
+        try:
+            check_name(f"shape-{name}", "lock name")
+        except BadInput:
+            continue  # not a name layerenv gives a shape: left alone
+        path = store.shapes / name
+        if interpreter_key_of(name) in used or path.is_symlink() or not path.is_dir():
+            continue
+        with try_lock(store, f"shape-{name}", hold=not dry_run) as holder:
+            if holder is not None:
+                continue
+            if not dry_run and ((again := needed()) is None or interpreter_key_of(name) in again):
+                continue
+            size = disk_usage(path)
+            if not dry_run:
+                grave = store.graveyard_dir(f"shape-{name}")
+                try:
+                    store.graveyard.mkdir(parents=True, exist_ok=True)
+                    path.rename(grave)  # whole: a project copying it sees it moved and makes its venv anew
+                except OSError as error:
+                    raise OperationFailed(f"cannot remove the venv shape {path}: {error.strerror}") from None
+                remove_tree(grave)
+            removed.append(ShapeRemoval(str(path), size))
+    return tuple(removed)
 
 
 def linked_users(store: Store, manifest: Manifest) -> list[str]:
@@ -252,5 +318,5 @@ def _sweep_graveyard(store: Store, *, dry_run: bool) -> int:
     return freed
 
 
-__all__ = ["GcResult", "Kept", "Removal", "bases_in_use", "collect", "linked_users", "links_to", "lock_key",
-           "try_lock"]
+__all__ = ["GcResult", "Kept", "Removal", "ShapeRemoval", "bases_in_use", "collect", "linked_users", "links_to",
+           "lock_key", "try_lock"]

@@ -28,7 +28,7 @@ from layerenv.project.sync_state import find_lock
 from layerenv.reporter import Reporter
 from layerenv.store.atomic import flush, json_text, remove_tree, swap_in, write_text
 from layerenv.store.home import MANIFEST_NAME, Store
-from layerenv.venv.create import clone_shape, create_virtualenv
+from layerenv.venv.create import clone_shape, create_virtualenv, is_template
 from layerenv.venv.distinfo import canonical_name
 from layerenv.venv.layout import VenvLayout
 from layerenv.venv.relocate import relocate_venv
@@ -329,15 +329,41 @@ def _create_venv(staging: Path, manifest: Manifest, request: ProjectRequest, sto
     else virtualenv; pip seeded only where there is none to share."""
     from layerenv.project.shared_pip import bundled_pip, share_pip
 
-    prompt, system = request.project_dir.name or "project", request.system_site_packages
-    wheel = None if VenvLayout.for_venv(manifest.venv).windows else bundled_pip(manifest.python.version[:2])
+    prompt, system, shared = request.project_dir.name or "project", request.system_site_packages, store.home / "pip"
+    wheel = None if VenvLayout.for_venv(manifest.venv).windows else bundled_pip(manifest.python.version[:2], shared)
     if wheel is None:
         create_virtualenv(staging, manifest.python.executable, prompt=prompt, system_site_packages=system)
         return
-    if not clone_shape(manifest.venv, staging, prompt=prompt, system_site_packages=system):
+    if not _copy_shape(manifest, staging, store, prompt=prompt, system_site_packages=system):
         create_virtualenv(staging, manifest.python.executable, prompt=prompt, seed_pip=False,
                           system_site_packages=system)
-    share_pip(staging, wheel, store.home / "pip")
+    share_pip(staging, wheel, shared)
+
+
+def _copy_shape(manifest: Manifest, staging: Path, store: Store, *, prompt: str, system_site_packages: bool) -> bool:
+    """The base's venv shape copied into ``staging``: the base's own where virtualenv made it, else the
+    store's shape for its interpreter (made now if adopting did not make it). False, with nothing left in
+    ``staging``, where neither gives what virtualenv would write."""
+    from layerenv.venv.shapes import ensure_shape
+
+    if is_template(manifest.venv):
+        return clone_shape(manifest.venv, staging, prompt=prompt, system_site_packages=system_site_packages)
+    try:
+        template = ensure_shape(store, manifest.python)
+    except OperationFailed:  # virtualenv failed in the store (a full disk?): it gets its turn in the project
+        return False
+    if template is None:
+        return False
+    before = template.stat()
+    if clone_shape(template, staging, prompt=prompt, system_site_packages=system_site_packages):
+        try:
+            after = template.stat()
+        except FileNotFoundError:
+            after = None
+        if after is not None and (after.st_dev, after.st_ino) == (before.st_dev, before.st_ino):
+            return True  # the template stayed in place (gc moves one away whole) while it was read
+    remove_tree(staging)
+    return False
 
 
 def _refuse_foreign(existing: Path) -> None:
@@ -347,13 +373,14 @@ def _refuse_foreign(existing: Path) -> None:
         )
 
 
-def _seal(staging: Path, final: Path, state: dict[str, object]) -> None:
+def _seal(staging: Path, final: Path, state: dict[str, object], notes: list[Path]) -> None:
     """The staged venv made ready to be swapped in: its state recorded, its paths rewritten for ``final``,
-    and what layerenv wrote into it flushed to disk at once (it was written without an fsync a file)."""
+    and what layerenv wrote into it flushed to disk at once (it was written without an fsync a file),
+    with the store's ``notes`` on its use of the base."""
     write_text(staging / STATE_FILE, json_text(state), durable=False)
     relocate_venv(staging, staging, final)
     checkpoint("project:after-relocate")
-    flush(_layerenv_files(staging))
+    flush([*_layerenv_files(staging), *notes, *(note.parent for note in notes)])
 
 
 def _layerenv_files(venv: Path) -> list[Path]:
@@ -388,23 +415,26 @@ def _dependencies(request: ProjectRequest) -> ProjectDependencies:
                              install_project=request.install_project)
 
 
-def _claim(store: Store, manifest: Manifest, venv: Path, project_dir: Path) -> bool:
-    """Note ``venv`` as a user of ``manifest``'s base, then whether the base is still published.
+def _claim(store: Store, manifest: Manifest, venv: Path, project_dir: Path) -> tuple[bool, Path | None]:
+    """Note ``venv`` as a user of ``manifest``'s base, then whether the base is still published; and the note,
+    if written now (flushed with the staged venv: until that venv is in place, a power cut loses nothing a
+    gc needs).
 
     Under the base key's lock, as gc removes a base: a gc either saw the note (and keeps the base), or
     finished before this looks (and the base is built again)."""
     from layerenv.base.manifest import lock_key
 
-    store.add_user(venv, manifest.base_id, project_dir)
+    note = store.add_user(venv, manifest.base_id, project_dir, durable=False)
     with store.lock(lock_key(manifest), purpose=f"layerenv project {project_dir}"):
-        return (store.base_dir(manifest.base_id) / MANIFEST_NAME).is_file()
+        return (store.base_dir(manifest.base_id) / MANIFEST_NAME).is_file(), note
 
 
 def _claimed_base(
     request: ProjectRequest, store: Store, reporter: Reporter, installer: Installer | None
-) -> tuple[Manifest, bool, Installer | None]:
-    """The base the project links to, noted as used by its venv; whether it was built now; and the
-    installer, once a build made it choose one (its note, if any, said then)."""
+) -> tuple[Manifest, bool, Installer | None, list[Path]]:
+    """The base the project links to, noted as used by its venv; whether it was built now; the
+    installer, once a build made it choose one (its note, if any, said then); the note if it is still
+    to be flushed."""
 
     def build() -> Manifest:
         nonlocal installer
@@ -420,12 +450,14 @@ def _claimed_base(
         reporter.step("no base fits this project yet: building it first, as `layerenv base` would")
         manifest = build()
     venv = request.project_dir / VENV_NAME
-    if not _claim(store, manifest, venv, request.project_dir):
+    published, note = _claim(store, manifest, venv, request.project_dir)
+    if not published:
         reporter.step(f"base {manifest.base_id} was removed meanwhile (layerenv gc): building it again")
         manifest = build()
         base_built = True
         store.add_user(venv, manifest.base_id, request.project_dir)
-    return manifest, base_built, installer
+        note = None  # its base is gone, and its folder with it
+    return manifest, base_built, installer, [note] if note is not None else []
 
 
 def _ensure_project(
@@ -436,7 +468,7 @@ def _ensure_project(
     project_dir = request.project_dir
     _recover(project_dir)
     _refuse_foreign(project_dir / VENV_NAME)
-    manifest, base_built, installer = _claimed_base(request, store, reporter, installer)
+    manifest, base_built, installer, unflushed = _claimed_base(request, store, reporter, installer)
     _guard_conflicts(deps, manifest)
     if not base_built:
         remember_node(store, manifest, request.base.detection, reporter)
@@ -445,6 +477,8 @@ def _ensure_project(
     state = _read_state(final) if final.is_dir() else {}
     mode = boot_mode(request, store, manifest)
     if state.get("fingerprint") == fingerprint and (final / "layerenv.json").is_file():
+        if unflushed:
+            flush([*unflushed, *(note.parent for note in unflushed)])
         changed = _bring_up_to_date(final, project_dir, manifest, str(state.get("base_id")), mode, store, reporter)
         return ProjectResult(final, manifest, changed=changed, installed=(), base_built=base_built)
     staging = project_dir / f"{VENV_NAME}.layerenv-new-{os.getpid()}-{os.urandom(3).hex()}"
@@ -472,7 +506,7 @@ def _ensure_project(
             "installed": ours,
             "groups": list(deps.groups),
             "created": time.time(),
-        }, staging, manifest))
+        }, staging, manifest), unflushed)
         store.register(final, manifest.base_id, project_dir)  # before the swap: a venv in place is never unregistered
         graveyard = project_dir / f"{VENV_NAME}.layerenv-old-{os.getpid()}-{os.urandom(3).hex()}"
         checkpoint("project:before-swap")

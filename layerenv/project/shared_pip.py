@@ -11,7 +11,6 @@ from __future__ import annotations
 import importlib.util
 import os
 import re
-import zipfile
 from pathlib import Path
 
 from layerenv.project.stubs import shebang
@@ -33,15 +32,16 @@ if __name__ == "__main__":
 """
 
 
-def bundled_pip(version: tuple[int, int]) -> Path | None:
+def bundled_pip(version: tuple[int, int], shared: Path | None = None) -> Path | None:
     """The newest pip wheel virtualenv ships that supports Python ``version``; None when it ships none
-    (some distributions' virtualenv packages leave the wheels out)."""
+    (some distributions' virtualenv packages leave the wheels out). ``shared``: where wheels are unpacked
+    (:func:`unpacked`), whose metadata is read instead of the wheel's where it is there."""
     spec = importlib.util.find_spec("virtualenv")
     if spec is None or not spec.submodule_search_locations:
         return None
     embed = Path(next(iter(spec.submodule_search_locations))) / "seed" / "wheels" / "embed"
     for wheel in sorted(embed.glob("pip-*-py3-none-any.whl"), key=_release, reverse=True):
-        if _supports(_requires_python(wheel), version):
+        if _supports(_requires_python(wheel, shared), version):
             return wheel
     return None
 
@@ -61,10 +61,19 @@ def _supports(requires_python: str, version: tuple[int, int]) -> bool:
     return SpecifierSet(requires_python).contains(f"{version[0]}.{version[1]}")
 
 
-def _requires_python(wheel: Path) -> str:
-    with zipfile.ZipFile(wheel) as archive:
-        name = next((n for n in archive.namelist() if n.endswith(".dist-info/METADATA")), None)
-        text = archive.read(name).decode("utf-8", errors="replace") if name else ""
+def _requires_python(wheel: Path, shared: Path | None) -> str:
+    """The wheel's ``Requires-Python``: from its copy unpacked in ``shared`` (a plain read) when there is
+    one, else from the wheel (a zip to open)."""
+    unpacked_metadata = [] if shared is None else list(
+        (shared / wheel.name.removesuffix(".whl")).glob("pip-*.dist-info/METADATA"))
+    if len(unpacked_metadata) == 1:
+        text = unpacked_metadata[0].read_text(encoding="utf-8", errors="replace")
+    else:
+        import zipfile
+
+        with zipfile.ZipFile(wheel) as archive:
+            name = next((n for n in archive.namelist() if n.endswith(".dist-info/METADATA")), None)
+            text = archive.read(name).decode("utf-8", errors="replace") if name else ""
     for line in text.splitlines():
         if not line.strip():
             break
@@ -83,6 +92,8 @@ def unpacked(wheel: Path, shared: Path) -> Path:
     shared.mkdir(parents=True, exist_ok=True)
     staging = shared / f".{target.name}.{os.getpid()}-{os.urandom(3).hex()}"
     try:
+        import zipfile
+
         with zipfile.ZipFile(wheel) as archive:
             archive.extractall(staging)
         try:

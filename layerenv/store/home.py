@@ -15,6 +15,9 @@
       locks/venv-<hash>.lock        one per project venv: `layerenv project` and `rebase` on it take turns
       nodes/<node>/                 per node: which base each Python uses there (layerenv.store.nodes)
       logs/<base-id>-<time>.log     installer output of each build
+      shapes/<key>/                 an empty venv virtualenv made for one interpreter (layerenv.venv.shapes): what
+                                    project venvs on an adopted base are copied from; gc removes one no base needs
+      pip/pip-<version>-.../        virtualenv's pip wheel unpacked once, shared by project venvs
       cache/doctor.json             the projects doctor last found healthy, with their files' stats
                                     (layerenv.lifecycle.fingerprint); deleting it only makes doctor read more
       cache/answers/                the answers `detect` and a reusing `base` gave, under a digest of their
@@ -154,6 +157,10 @@ class Store:
     def nodes(self) -> Path:
         return self.home / "nodes"
 
+    @property
+    def shapes(self) -> Path:
+        return self.home / "shapes"
+
     # Trust (layerenv.store.trust) ----------------------------------------------------------------
 
     def check_trusted(self) -> None:
@@ -161,7 +168,7 @@ class Store:
         if self.trust is None:
             return
         layout = (self.bases, self.staging, self.graveyard, self.registry, self.nodes, self.locks, self.logs,
-                  self.users, self.home / "cache", self.home / "pip")
+                  self.users, self.home / "cache", self.home / "pip", self.shapes)
         check([self.home, *layout] if self.home.exists() else [], self.trust)
 
     def trust_problem(self, path: Path) -> str | None:
@@ -260,12 +267,16 @@ class Store:
             raise OperationFailed(f"cannot record {project_venv} in the store's registry {self.registry}: "
                                   f"{error.strerror or error}") from None
 
-    def add_user(self, project_venv: Path, base_id: str, project_dir: Path, *, writer: Writer = NOW) -> None:
-        """Note in ``users/<base-id>/`` that ``project_venv`` links (or is about to link) to that base."""
+    def add_user(self, project_venv: Path, base_id: str, project_dir: Path, *, writer: Writer = NOW,
+                 durable: bool = True) -> Path | None:
+        """Note in ``users/<base-id>/`` that ``project_venv`` links (or is about to link) to that base; the
+        note, if written now (not ``durable``: the caller flushes it before the venv is put in place)."""
         path = self.users / check_name(base_id, "base id") / self.registry_entry(project_venv).name
-        if not path.is_file():
-            note = {"venv": str(project_venv), "project": str(project_dir), "base_id": base_id}
-            writer.write_text(path, json_text(note))
+        if path.is_file():
+            return None
+        note = {"venv": str(project_venv), "project": str(project_dir), "base_id": base_id}
+        writer.write_text(path, json_text(note), durable=durable)
+        return path
 
     def base_users(self, base_id: str) -> list[dict[str, str]]:
         """The project venvs ever noted as users of ``base_id`` (unreadable notes are skipped: the

@@ -50,13 +50,11 @@ def clone_shape(template: Path, path: Path, *, prompt: str, system_site_packages
     :func:`create_virtualenv`.
     """
     bin_dir = template / "bin"
-    config = _pyvenv_lines(template / "pyvenv.cfg")
-    if (sys.platform == "win32" or config is None or not all(_PLAIN.fullmatch(text) for text in
-                                                              (str(template), str(path), prompt))):
+    config = _template_config(template)
+    if config is None or not all(_PLAIN.fullmatch(text) for text in (str(template), str(path), prompt)):
         return False
-    values = dict(config)
     links = sorted(entry for entry in bin_dir.glob("python*") if entry.is_symlink())
-    if values.get("prompt", "").strip('"') != BASE_PROMPT or "virtualenv" not in values or bin_dir / "python" not in links:
+    if bin_dir / "python" not in links:
         return False
     try:
         site = path / VenvLayout.for_venv(template).site_packages.relative_to(template)  # lib/python3.13t/... too
@@ -85,6 +83,20 @@ def clone_shape(template: Path, path: Path, *, prompt: str, system_site_packages
     lines = [f"{key} = {settings.get(key, value)}" for key, value in config if key != "command"]
     (path / "pyvenv.cfg").write_text("".join(f"{line}\n" for line in lines), encoding="utf-8")
     return True
+
+
+def is_template(venv: Path) -> bool:
+    """Whether :func:`clone_shape` can copy ``venv``'s shape: virtualenv made it with :data:`BASE_PROMPT`."""
+    return _template_config(venv) is not None and (venv / "bin" / "python").is_symlink()
+
+
+def _template_config(venv: Path) -> list[tuple[str, str]] | None:
+    """The ``pyvenv.cfg`` lines of a venv virtualenv made with :data:`BASE_PROMPT` (POSIX), else None."""
+    config = None if sys.platform == "win32" else _pyvenv_lines(venv / "pyvenv.cfg")
+    if config is None:
+        return None
+    values = dict(config)
+    return config if values.get("prompt", "").strip('"') == BASE_PROMPT and "virtualenv" in values else None
 
 
 def _pyvenv_lines(path: Path) -> list[tuple[str, str]] | None:

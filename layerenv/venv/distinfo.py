@@ -7,7 +7,6 @@ interpreter (no ``importlib.metadata`` scan), so any venv can be read from any P
 from __future__ import annotations
 
 import configparser
-import csv
 import hashlib
 import io
 import os
@@ -50,14 +49,46 @@ class Distribution:
     def top_level(self) -> tuple[str, ...]:
         """Top-level modules and packages, from RECORD (else ``top_level.txt``); parsed on first use."""
         record = _read_text(self.dist_info / "RECORD")
-        if record is not None:  # a RECORD without quotes (every wheel's) is split without the csv module: faster
-            paths = record_paths(record) if '"' in record else [line.split(",", 1)[0].replace("\\", "/")
-                                                                   for line in record.splitlines() if line]
+        if record is not None and '"' not in record:  # every wheel's: no csv module needed
+            firsts = first_parts(record)
         else:
-            paths = [f"{line.strip()}/" for line in (_read_text(self.dist_info / "top_level.txt") or "").splitlines()]
-        # torch's RECORD lists ~15,000 files in a few dozen folders: what decides a top level is its first part
-        firsts = {path if "/" not in path else path.split("/", 1)[0] + "/" for path in paths}
+            paths = (record_paths(record) if record is not None else
+                     [f"{line.strip()}/" for line in (_read_text(self.dist_info / "top_level.txt") or "").splitlines()])
+            firsts = {_first_part(path) for path in paths}
         return tuple(sorted({top for top in map(top_level_of, firsts) if top}))
+
+
+def _first_part(path: str) -> str:
+    """What decides a path's top level: ``torch/nn/x.py`` -> ``torch/``, ``six.py`` -> ``six.py``."""
+    return path if "/" not in path else path.split("/", 1)[0] + "/"
+
+
+def first_parts(record: str) -> set[str]:
+    """:func:`_first_part` of every path in a RECORD without quotes. torch's lists ~15,000 files in a few
+    folders, each folder's files together: a run of lines sharing a folder is passed over at C speed
+    (``str.rfind``/``str.count`` prove every line up to the folder's last one starts with it), so the
+    lines read one by one are few. A folder whose lines are not together is read line by line."""
+    text = "\n" + record.replace("\\", "/")
+    firsts: set[str] = set()
+    scattered: set[str] = set()
+    start, length = 1, len(text)
+    while start < length:
+        end = text.find("\n", start)
+        end = length if end == -1 else end
+        line = text[start:end].rstrip("\r")
+        first = _first_part(line.split(",", 1)[0])
+        if line:
+            firsts.add(first)
+        if first.endswith("/") and first not in scattered:
+            marker = "\n" + first
+            last = text.rfind(marker, end)
+            if last != -1 and text.count("\n", end, last + 1) == text.count(marker, end, last + len(marker)):
+                found = text.find("\n", last + 1)
+                end = length if found == -1 else found
+            else:
+                scattered.add(first)
+        start = end + 1
+    return firsts
 
 
 def canonical_name(name: str) -> str:
@@ -98,6 +129,8 @@ def pyvenv_cfg(venv: Path) -> dict[str, str]:
 
 def record_paths(record_text: str) -> list[str]:
     """The paths listed in a RECORD file (relative to site-packages, ``/``-separated)."""
+    import csv  # only here: most RECORDs are read without it (:func:`first_parts`)
+
     return [row[0].replace("\\", "/") for row in csv.reader(io.StringIO(record_text)) if row and row[0]]
 
 

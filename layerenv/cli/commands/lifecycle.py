@@ -99,7 +99,8 @@ def gc_command(dry_run: bool, as_json: bool) -> None:
     whose key's lock is held (a build of that key in progress) is kept, and so is one that another
     node of a shared store recorded as its base (that node may be down now). For an adopted base only
     its manifest in the store is removed, never the environment. Staging dirs of interrupted builds
-    (in staging/, their key's lock free) are removed too. Reports the space freed.
+    (in staging/, their key's lock free) are removed too, and the venv shapes (in shapes/) of
+    interpreters no base uses. Reports the space freed.
     """
     from layerenv.lifecycle.gc import collect
 
@@ -125,4 +126,7 @@ def gc_command(dry_run: bool, as_json: bool) -> None:
         click.echo(f"{verb} {leftover.describe()}")
     for leftover in result.staging_kept:
         click.echo(f"kept {leftover.describe()}")
+    for shape in result.shapes:
+        click.echo(f"{verb} {shape.path} ({format_size(shape.size_bytes)}): the empty venv shape of an interpreter "
+                   "no base uses")
     click.echo(f"{'would free' if dry_run else 'freed'} {format_size(result.freed_bytes)}")

@@ -74,6 +74,8 @@ def command(
         on = f"this node's base {result.manifest.base_id}; each node loads its own (per node)"
     click.echo(f"{result.venv}: {state}, on {on}")
     click.echo(f"activate with: source {VenvLayout.for_venv(result.venv).bin_dir / 'activate'}")
+    if not any((project_dir / name).is_file() for name in ("poetry.lock", "pyproject.toml")):
+        return  # no poetry project: the hint's module is not worth importing
     from layerenv.integrations.poetry_hint import plugin_hint
 
     if hint := plugin_hint(project_dir, session.env):
