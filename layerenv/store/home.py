@@ -139,8 +139,11 @@ class Store:
         """
         os.umask(os.umask(0o022) | 0o022)
         try:
+            # a new store gets cache/answers too, so that remembering its first answer changes no folder an
+            # answer rests on (an existing store gains it then: its next answer is remembered 2 s later)
+            answers = () if self.home.is_dir() else (self.home / "cache" / "answers",)
             layout = (self.home, self.bases, self.staging, self.graveyard, self.registry, self.locks, self.logs,
-                      self.home / "cache" / "answers")  # made now, so that remembering an answer changes no folder
+                      *answers)
             for directory in layout:
                 if not directory.is_dir():
                     directory.mkdir(parents=True, exist_ok=True)
