@@ -15,7 +15,8 @@ from tests.support.index import isolated_installer_env
 from tests.support.pytest_fixtures import CpuBaseStore, ServedIndexes, fresh_installer_caches
 from tests.support.wheels import build_plain_package
 
-pytestmark = pytest.mark.slow
+# one worker runs the module (scripts/test.sh: --dist loadgroup), so builds its base once
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("cpu-base-store:test_project_declared")]
 
 FAMILY_PREFIXES = ("torch-", "torchvision-", "torchaudio-", "triton-", "nvidia", "cuda")
 

@@ -21,7 +21,8 @@ from tests.support.index import add_to_index, isolated_installer_env
 from tests.support.pytest_fixtures import CpuBaseStore, ServedIndexes, fresh_installer_caches
 from tests.support.wheels import build_plain_package
 
-pytestmark = pytest.mark.slow
+# one worker runs the module (scripts/test.sh: --dist loadgroup), so builds its base once
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("cpu-base-store:test_uv_workflow")]
 
 UV = shutil.which("uv") or str(Path(sys.executable).parent / "uv")
 POETRY = shutil.which("poetry") or str(Path(sys.executable).parent / "poetry")
