@@ -14,7 +14,9 @@ if [ ! -x "$venv/bin/uv" ]; then
   "$venv/bin/python" -m pip install --quiet --disable-pip-version-check uv \
     || echo "scripts/test.sh: could not install uv; pip installs the test dependencies" >&2
 fi
-if ! { [ -x "$venv/bin/uv" ] && "$venv/bin/uv" pip install --quiet --python "$venv/bin/python" -e '.[test]'; }; then
+# (--compile-bytecode as pip does: where PYTHONDONTWRITEBYTECODE is set, no import writes it later)
+if ! { [ -x "$venv/bin/uv" ] &&
+       "$venv/bin/uv" pip install --quiet --compile-bytecode --python "$venv/bin/python" -e '.[test]'; }; then
   "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -e '.[test]'
 fi
 export PATH="$PWD/$venv/bin:$PATH"
@@ -43,6 +45,10 @@ for index in "${!platforms[@]}"; do
 done
 [ "$failed" = 0 ]
 "$venv/bin/python" scripts/check_fixtures.py
+# The suite starts layerenv in hundreds of processes (108 for test_lifecycle + test_edges alone):
+# compile it once here, since where PYTHONDONTWRITEBYTECODE is set (this CI image sets it) each
+# process would compile every module it imports again
+"$venv/bin/python" -m compileall -q layerenv tests/support >/dev/null
 # two workers: most tests wait on real installers in subprocesses; loadgroup keeps each xdist_group
 # (tests sharing one expensive base) on one worker, so the base is built once
 "$venv/bin/python" -m pytest -q -p no:cacheprovider -n "${LAYERENV_TEST_WORKERS:-2}" --dist loadgroup "$@"
