@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.pytest_fixtures import *  # noqa: F403
+from tests.support.real_torch import real_cpu_base  # noqa: F401
 
 #: what the caller's shell may have set that would steer an installer (or layerenv) into its environment
 CALLER_ENVIRONMENT = ("VIRTUAL_ENV", "CONDA_PREFIX", "CONDA_DEFAULT_ENV")

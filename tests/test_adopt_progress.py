@@ -13,6 +13,7 @@ import pytest
 
 from tests.support.cli import layerenv_env, run_layerenv
 from tests.support.pytest_fixtures import VariantIndexes
+from tests.support.venvs import venv_with_pip
 from tests.test_first_run_cli import in_terminal
 
 pytestmark = pytest.mark.slow
@@ -24,7 +25,7 @@ PROGRESS = re.compile(r"\r\x1b\[K  hashing: (\d+)/(\d+) files, \d+\.\ds")
 def torch_venv(tmp_path: Path, installer_env: dict[str, str], variant_indexes: VariantIndexes) -> Path:
     """A virtualenv with a (fake) cu130 torch installed by pip, as a machine image would have it."""
     venv = tmp_path / "existing"
-    subprocess.run(["python3", "-m", "venv", str(venv)], check=True, env=installer_env)
+    venv_with_pip(venv, installer_env)
     pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "-q", "--index-url", variant_indexes.url("cu130")]
     subprocess.run([*pip, "torch==2.11.0+cu130"], check=True, env=installer_env)
     return venv

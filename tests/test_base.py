@@ -30,6 +30,7 @@ from tests.support.fake_installer import FakeInstaller
 from tests.support.fake_smi import install_fixture_smi
 from tests.support.index import add_to_index, file_url, write_find_links_dir, write_simple_index
 from tests.support.reporter import Recorder
+from tests.support.venvs import venv_with_pip
 from tests.support.wheels import build_fake_torch
 
 pytestmark = pytest.mark.slow
@@ -264,7 +265,7 @@ def test_bad_input_changes_nothing(tmp_path: Path, env_for) -> None:  # type: ig
 
 def test_adopt_registers_without_touching(tmp_path: Path, env_for, variant_indexes, installer_env) -> None:  # type: ignore[no-untyped-def]
     venv = tmp_path / "existing"
-    subprocess.run(["python3", "-m", "venv", str(venv)], check=True, env=installer_env)
+    venv_with_pip(venv, installer_env)
     subprocess.run(
         [
             str(venv / "bin" / "python"),

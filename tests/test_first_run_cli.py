@@ -17,6 +17,7 @@ import pytest
 from layerenv.project.link import link
 from tests.support.cli import REPO, layerenv_env, run_layerenv
 from tests.support.pytest_fixtures import VariantIndexes
+from tests.support.venvs import venv_with_pip
 
 
 def test_a_mistyped_command_gets_the_nearest_name(tmp_path: Path) -> None:
@@ -142,7 +143,7 @@ def test_an_adopted_base_is_named_as_used_and_the_machines_own_choice_beside_it(
     tmp_path: Path, variant_indexes: VariantIndexes, installer_env: dict[str, str]
 ) -> None:
     existing = tmp_path / "existing"
-    subprocess.run(["python3", "-m", "venv", str(existing)], check=True, env=installer_env)
+    venv_with_pip(existing, installer_env)
     subprocess.run([str(existing / "bin" / "python"), "-m", "pip", "install", "-q", "--index-url",
                     variant_indexes.url("cu130"), "torch==2.11.0+cu130"], check=True, env=installer_env)
     env = layerenv_env(tmp_path / "home", base_env={**installer_env, "PIP_INDEX_URL": variant_indexes.pypi_url},

@@ -9,8 +9,11 @@ from pathlib import Path
 import pytest
 
 from tests.support.cli import layerenv_env, run_layerenv, tree_digest
+from tests.support.index import isolated_installer_env
+from tests.support.pytest_fixtures import fresh_installer_caches
 
-pytestmark = pytest.mark.slow
+# one worker runs the module (scripts/test.sh: --dist loadgroup), so builds its shared base once
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("cpu-base-store:test_project")]
 
 
 @pytest.fixture
@@ -19,6 +22,32 @@ def project_env(tmp_path: Path, installer_env: dict[str, str], variant_indexes):
     return layerenv_env(
         tmp_path / "home",
         base_env={**installer_env, "PIP_INDEX_URL": variant_indexes.pypi_url},
+        machine="no-gpu",
+        extra={"LAYERENV_INDEX_URL": variant_indexes.url_template},
+    )
+
+
+@pytest.fixture(scope="module")
+def built_store(tmp_path_factory: pytest.TempPathFactory, variant_indexes) -> Path:  # type: ignore[no-untyped-def]
+    """A store whose CPU base is built once for the module, for the tests that only read the base."""
+    root = tmp_path_factory.mktemp("project-store")
+    env = _env(root / "home", root / "caches", variant_indexes)
+    built = run_layerenv(["base"], env, root)
+    assert built.returncode == 0, built.stderr
+    return root / "home"
+
+
+@pytest.fixture
+def shared_env(tmp_path: Path, built_store: Path, variant_indexes):  # type: ignore[no-untyped-def]
+    """As ``project_env``, in the module's store with its base already built; this test's own empty
+    installer caches."""
+    return _env(built_store, tmp_path / "caches", variant_indexes)
+
+
+def _env(home: Path, caches: Path, variant_indexes) -> dict[str, str]:  # type: ignore[no-untyped-def]
+    return layerenv_env(
+        home,
+        base_env={**isolated_installer_env(), **fresh_installer_caches(caches), "PIP_INDEX_URL": variant_indexes.pypi_url},
         machine="no-gpu",
         extra={"LAYERENV_INDEX_URL": variant_indexes.url_template},
     )
@@ -69,27 +98,27 @@ def test_project_builds_base_then_layers_and_is_idempotent(tmp_path: Path, proje
     assert shell.stdout.strip() == f"source {venv}/bin/activate"
 
 
-def test_conflicting_torch_requirement_changes_nothing(tmp_path: Path, project_env) -> None:  # type: ignore[no-untyped-def]
+def test_conflicting_torch_requirement_changes_nothing(tmp_path: Path, shared_env) -> None:  # type: ignore[no-untyped-def]
     project = tmp_path / "repo"
     project.mkdir()
     (project / "requirements.txt").write_text("plain-lib\n")
-    assert run_layerenv(["project", str(project)], project_env, tmp_path).returncode == 0
+    assert run_layerenv(["project", str(project)], shared_env, tmp_path).returncode == 0
     venv = project / ".venv"
     before = tree_digest(venv)
     (project / "requirements.txt").write_text("plain-lib\ntorch==2.5.1\n")
-    result = run_layerenv(["project", str(project)], project_env, tmp_path)
+    result = run_layerenv(["project", str(project)], shared_env, tmp_path)
     assert result.returncode == 1
     assert "requirements.txt:2: torch==2.5.1 conflicts with the base" in result.stderr
     assert "2.9.1+cpu" in result.stderr and "Traceback" not in result.stderr
     assert tree_digest(venv) == before
 
 
-def test_pip_in_the_project_refuses_another_torch(tmp_path: Path, project_env) -> None:  # type: ignore[no-untyped-def]
+def test_pip_in_the_project_refuses_another_torch(tmp_path: Path, shared_env) -> None:  # type: ignore[no-untyped-def]
     project = tmp_path / "repo"
     project.mkdir()
-    assert run_layerenv(["project", str(project)], project_env, tmp_path).returncode == 0
+    assert run_layerenv(["project", str(project)], shared_env, tmp_path).returncode == 0
     venv = project / ".venv"
-    env = {k: v for k, v in project_env.items() if k != "PIP_CONFIG_FILE"}  # the venv's pip.conf must apply
+    env = {k: v for k, v in shared_env.items() if k != "PIP_CONFIG_FILE"}  # the venv's pip.conf must apply
     before = tree_digest(venv / "lib")
     result = subprocess.run(
         [str(venv / "bin" / "python"), "-m", "pip", "install", "pins-old-torch"],
@@ -112,20 +141,20 @@ def test_pip_in_the_project_refuses_another_torch(tmp_path: Path, project_env) -
 
 
 @pytest.mark.parametrize("fault", ["project:after-install", "project:before-swap", "project:after-swap"])
-def test_kill_9_while_updating_keeps_a_working_venv(tmp_path: Path, project_env, fault: str) -> None:  # type: ignore[no-untyped-def]
+def test_kill_9_while_updating_keeps_a_working_venv(tmp_path: Path, shared_env, fault: str) -> None:  # type: ignore[no-untyped-def]
     project = tmp_path / "repo"
     project.mkdir()
     (project / "requirements.txt").write_text("plain-lib\n")
-    assert run_layerenv(["project", str(project)], project_env, tmp_path).returncode == 0
+    assert run_layerenv(["project", str(project)], shared_env, tmp_path).returncode == 0
     (project / "requirements.txt").write_text("plain-lib\nneeds-torch\n")
     killed = run_layerenv(
-        ["project", str(project)], {**project_env, "LAYERENV_FAULTS_ENABLED": "1", "LAYERENV_FAULT": fault}, tmp_path
+        ["project", str(project)], {**shared_env, "LAYERENV_FAULTS_ENABLED": "1", "LAYERENV_FAULT": fault}, tmp_path
     )
     assert killed.returncode == -9
     venv = project / ".venv"
     if venv.exists():
         assert imports(venv, "import torch, plain_lib; print(torch.__version__)") == "2.9.1+cpu"
-    done = run_layerenv(["project", str(project)], project_env, tmp_path)
+    done = run_layerenv(["project", str(project)], shared_env, tmp_path)
     assert done.returncode == 0, done.stderr
     assert imports(venv, "import torch, needs_torch; print(torch.__version__)") == "2.9.1+cpu"
     assert sorted(p.name for p in project.iterdir()) == [".venv", "requirements.txt"]

@@ -11,9 +11,12 @@ from pathlib import Path
 import pytest
 
 from tests.support.cli import layerenv_env, run_layerenv, tree_digest
+from tests.support.index import isolated_installer_env
+from tests.support.pytest_fixtures import CpuBaseStore, ServedIndexes, fresh_installer_caches
 from tests.support.wheels import build_plain_package
 
-pytestmark = pytest.mark.slow
+# one worker runs the module (scripts/test.sh: --dist loadgroup), so builds its base once
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("cpu-base-store:test_project_declared")]
 
 FAMILY_PREFIXES = ("torch-", "torchvision-", "torchaudio-", "triton-", "nvidia", "cuda")
 
@@ -78,22 +81,27 @@ def local_package(path: Path, name: str, depends: tuple[str, ...] = (), build_re
 
 
 @pytest.fixture
-def served_env(tmp_path: Path, installer_env: dict[str, str], served_indexes):  # type: ignore[no-untyped-def]
-    """A store with a built base; the served index's download log then starts empty."""
-    env = layerenv_env(
-        tmp_path / "home",
-        base_env={**installer_env, "PIP_INDEX_URL": served_indexes.pypi_url},
+def served(cpu_base_store: CpuBaseStore) -> ServedIndexes:
+    """The served indexes, their download log emptied for this test."""
+    cpu_base_store.served.server.reset()
+    return cpu_base_store.served
+
+
+@pytest.fixture
+def served_env(tmp_path: Path, cpu_base_store: CpuBaseStore, served: ServedIndexes) -> dict[str, str]:
+    """A store with a built base, built once for the module (these tests only read it); this test's own
+    empty installer caches."""
+    return layerenv_env(
+        cpu_base_store.home,
+        base_env={**isolated_installer_env(), **fresh_installer_caches(tmp_path / "caches"),
+                  "PIP_INDEX_URL": served.pypi_url},
         machine="no-gpu",
-        extra={"LAYERENV_INDEX_URL": served_indexes.url_template},
+        extra={"LAYERENV_INDEX_URL": served.url_template},
     )
-    built = run_layerenv(["base"], env, tmp_path)
-    assert built.returncode == 0, built.stderr
-    served_indexes.server.reset()
-    return env
 
 
-def family_downloads(served_indexes) -> list[str]:  # type: ignore[no-untyped-def]
-    return [name for name in served_indexes.downloads if name.lower().startswith(FAMILY_PREFIXES)]
+def family_downloads(served) -> list[str]:  # type: ignore[no-untyped-def]
+    return [name for name in served.downloads if name.lower().startswith(FAMILY_PREFIXES)]
 
 
 def python_in(venv: Path, code: str, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -104,14 +112,14 @@ def error_lines(stderr: str) -> list[str]:
     return [line for line in stderr.splitlines() if line.startswith("layerenv: error:")]
 
 
-def test_requirements_file_with_pip_options_and_the_project_itself(tmp_path: Path, served_env, served_indexes) -> None:  # type: ignore[no-untyped-def]
+def test_requirements_file_with_pip_options_and_the_project_itself(tmp_path: Path, served_env, served) -> None:  # type: ignore[no-untyped-def]
     project = local_package(tmp_path / "repo", "app", depends=("plain-lib",))
     local_package(project / "libs" / "local", "local", depends=("needs-torch",))
     (project / "reqs").mkdir()
     (project / "reqs" / "base.txt").write_text("-c constraints.txt\nplain-lib\n")
     (project / "reqs" / "constraints.txt").write_text("plain-lib==1.0\ntorch>=2\n")
     (project / "requirements.txt").write_text(
-        f"--index-url {served_indexes.pypi_url}\n"
+        f"--index-url {served.pypi_url}\n"
         "--extra-index-url https://download.pytorch.org/whl/cpu\n"
         "-r reqs/base.txt\n"
         "-e ./libs/local\n"
@@ -128,11 +136,11 @@ def test_requirements_file_with_pip_options_and_the_project_itself(tmp_path: Pat
     venv = project / ".venv"
     shown = python_in(venv, "import torch, plain_lib, needs_torch, local, app; print(torch.__file__, local.__file__, "
                             "app.__file__)").stdout.split()
-    assert shown[0].startswith(str(tmp_path / "home" / "bases"))
+    assert shown[0].startswith(str(Path(served_env["LAYERENV_HOME"]) / "bases"))
     assert shown[1] == str(project / "libs" / "local" / "local.py")  # editable: the source itself
     assert shown[2] == str(project / "app.py")
     assert python_in(venv, "import pins_old_torch", check=False).returncode != 0  # its marker is false
-    assert family_downloads(served_indexes) == []
+    assert family_downloads(served) == []
 
     again = run_layerenv(["project", str(project), "--no-install-project"], env, tmp_path)
     assert again.returncode == 0, again.stderr
@@ -141,8 +149,8 @@ def test_requirements_file_with_pip_options_and_the_project_itself(tmp_path: Pat
 
 
 @pytest.mark.parametrize("installer", ["pip", "uv"])
-def test_hash_checking_mode_beside_the_base_constraints(tmp_path: Path, served_env, served_indexes, installer: str) -> None:  # type: ignore[no-untyped-def]
-    files = served_indexes.root / "pypi" / "files"
+def test_hash_checking_mode_beside_the_base_constraints(tmp_path: Path, served_env, served, installer: str) -> None:  # type: ignore[no-untyped-def]
+    files = served.root / "pypi" / "files"
 
     def sha(name: str) -> str:
         return "sha256:" + hashlib.sha256(next(files.glob(f"{name}-1.0-*.whl")).read_bytes()).hexdigest()
@@ -150,7 +158,7 @@ def test_hash_checking_mode_beside_the_base_constraints(tmp_path: Path, served_e
     project = tmp_path / "repo"
     project.mkdir()
     compiled = (  # as `pip-compile --generate-hashes` writes it, torch and its CUDA wheel included
-        f"--index-url {served_indexes.pypi_url}\n"
+        f"--index-url {served.pypi_url}\n"
         f"needs-torch==1.0 \\\n    --hash={sha('needs_torch')}\n    # via -r requirements.in\n"
         f"plain-lib==1.0 \\\n    --hash={sha('plain_lib')} \\\n    --hash=sha256:{'0' * 64}\n"
         f"torch==2.9.1+cpu \\\n    --hash=sha256:{'1' * 64}\n"
@@ -162,7 +170,7 @@ def test_hash_checking_mode_beside_the_base_constraints(tmp_path: Path, served_e
     assert result.returncode == 0, result.stderr
     assert python_in(project / ".venv", "import needs_torch, plain_lib, torch; print(torch.__version__)"
                      ).stdout.strip() == "2.9.1+cpu"
-    assert family_downloads(served_indexes) == []
+    assert family_downloads(served) == []
 
     (project / "requirements.txt").write_text(compiled.replace(sha("plain_lib"), "sha256:" + "3" * 64))
     before = tree_digest(project / ".venv")
@@ -173,7 +181,7 @@ def test_hash_checking_mode_beside_the_base_constraints(tmp_path: Path, served_e
     assert tree_digest(project / ".venv") == before
 
 
-def test_dependency_groups_and_poetry_tables(tmp_path: Path, served_env, served_indexes) -> None:  # type: ignore[no-untyped-def]
+def test_dependency_groups_and_poetry_tables(tmp_path: Path, served_env, served) -> None:  # type: ignore[no-untyped-def]
     project = tmp_path / "repo"
     project.mkdir()
     pyproject = (
@@ -209,10 +217,10 @@ def test_dependency_groups_and_poetry_tables(tmp_path: Path, served_env, served_
         '= ">=2.5.1,<2.6.0" in layerenv.toml and run `layerenv project` again'
     ], conflict.stderr
     assert "Traceback" not in conflict.stderr and tree_digest(venv) == before
-    assert family_downloads(served_indexes) == []
+    assert family_downloads(served) == []
 
 
-def test_a_dependency_pinning_another_torch_stops_before_downloading_it(tmp_path: Path, served_env, served_indexes) -> None:  # type: ignore[no-untyped-def]
+def test_a_dependency_pinning_another_torch_stops_before_downloading_it(tmp_path: Path, served_env, served) -> None:  # type: ignore[no-untyped-def]
     project = tmp_path / "repo"
     project.mkdir()
     (project / "requirements.txt").write_text("-r more.txt\n")
@@ -221,20 +229,20 @@ def test_a_dependency_pinning_another_torch_stops_before_downloading_it(tmp_path
     assert result.returncode == 1
     [line] = error_lines(result.stderr)
     assert "pins-old-torch 1.0 requires torch==2.5.1" in line and "torch 2.9.1" in line, line
-    assert family_downloads(served_indexes) == []
+    assert family_downloads(served) == []
     assert not (project / ".venv").exists()
 
 
-def test_a_torch_family_build_requirement_builds_against_the_base(tmp_path: Path, served_env, served_indexes) -> None:  # type: ignore[no-untyped-def]
+def test_a_torch_family_build_requirement_builds_against_the_base(tmp_path: Path, served_env, served) -> None:  # type: ignore[no-untyped-def]
     project = local_package(tmp_path / "repo", "app", build_requires=("torch>=2",))
     result = run_layerenv(["project", str(project)], served_env, tmp_path)
     assert result.returncode == 0, result.stderr
     assert "building it without isolation, against the base" in result.stderr
     assert python_in(project / ".venv", "import app; print(app.__file__)").stdout.strip() == str(project / "app.py")
-    assert family_downloads(served_indexes) == []
+    assert family_downloads(served) == []
 
 
-def test_packages_installed_by_hand_are_kept_or_named(tmp_path: Path, served_env, served_indexes) -> None:  # type: ignore[no-untyped-def]
+def test_packages_installed_by_hand_are_kept_or_named(tmp_path: Path, served_env, served) -> None:  # type: ignore[no-untyped-def]
     project = tmp_path / "repo"
     project.mkdir()
     (project / "requirements.txt").write_text("plain-lib\n")
@@ -255,4 +263,4 @@ def test_packages_installed_by_hand_are_kept_or_named(tmp_path: Path, served_env
     assert "removed: needs-torch" not in result.stderr
     assert python_in(venv, "import needs_torch, plain_lib").returncode == 0
     assert python_in(venv, "import hand_made", check=False).returncode != 0
-    assert family_downloads(served_indexes) == []
+    assert family_downloads(served) == []

@@ -7,36 +7,25 @@ dependencies come from pip's configured index, as on an offline machine with a l
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from tests.support.cli import layerenv_env, run_layerenv
+from tests.support.cli import run_layerenv
+from tests.support.real_torch import REAL_TORCH_GROUP, TAG, WHEELS, RealBase
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, REAL_TORCH_GROUP]
 
-WHEELS = Path(os.environ.get("LAYERENV_TEST_TORCH_WHEELS", "/opt/wheels"))
-TAG = f"cp{sys.version_info.major}{sys.version_info.minor}"
 REAL = sorted(WHEELS.glob(f"torch-*+cpu-{TAG}-{TAG}-*.whl")) if WHEELS.is_dir() else []
 
 
 @pytest.mark.skipif(not REAL, reason=f"no real CPU torch wheel for {TAG} in {WHEELS} (set LAYERENV_TEST_TORCH_WHEELS)")
-def test_real_cpu_torch_base_and_project(tmp_path: Path) -> None:
+def test_real_cpu_torch_base_and_project(tmp_path: Path, real_cpu_base: Callable[[str], RealBase]) -> None:
     version = REAL[-1].name.split("-")[1]
-    env = layerenv_env(
-        tmp_path / "home",
-        base_env=os.environ,
-        machine="no-gpu",
-        extra={
-            "LAYERENV_INDEX_URL": f"file://{tmp_path}/unreachable/{{variant}}",
-            "LAYERENV_FIND_LINKS": str(WHEELS),
-            "LAYERENV_TORCH": version.split("+")[0],
-        },
-    )
-    base = run_layerenv(["base", "--json"], env, tmp_path, timeout=900)
+    store = real_cpu_base(version.split("+")[0])  # built once a session: test_real_workflows shares it
+    base, env = store.built, store.env
     assert base.returncode == 0, base.stderr
     summary = json.loads(base.stdout)
     assert summary["packages"]["torch"] == version and summary["variant"] == "cpu"
@@ -58,7 +47,7 @@ def test_real_cpu_torch_base_and_project(tmp_path: Path) -> None:
     torch_version, dist_version, product, mse, torch_file = out.stdout.split()
     assert torch_version == version and dist_version == version
     assert (float(product), float(mse)) == (83.0, 1.0)  # [[5, 14], [14, 50]]
-    assert torch_file.startswith(str(tmp_path / "home" / "bases"))
+    assert torch_file.startswith(str(store.home / "bases"))
     site = next((venv / "lib").glob("python*/site-packages"))
     real_torch = [p for p in site.glob("torch-*.dist-info") if (p / "INSTALLER").read_text().strip() != "layerenv"]
     assert real_torch == [], "the project venv must not hold a second torch"

@@ -14,22 +14,21 @@ import shutil
 import subprocess
 import sys
 import urllib.request
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from layerenv.venv.distinfo import canonical_name, is_family
-from tests.support.cli import layerenv_env, run_layerenv
+from tests.support.cli import run_layerenv
 from tests.support.index import IndexServer, serve_index, write_simple_index
+from tests.support.real_torch import REAL_TORCH_GROUP, TAG, WHEELS, RealBase
 from tests.support.wheels import parse_wheel_filename
 from tests.test_poetry_plugin import poetry_home  # noqa: F401 - the fixture: poetry with the plugin
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, REAL_TORCH_GROUP]
 
-WHEELS = Path(os.environ.get("LAYERENV_TEST_TORCH_WHEELS", "/opt/wheels"))
-TAG = f"cp{sys.version_info.major}{sys.version_info.minor}"
 REAL = sorted(WHEELS.glob(f"torch-2.13.0+cpu-{TAG}-{TAG}-*.whl")) if WHEELS.is_dir() else []
 PYPI = "https://pypi.org/simple"
 TORCH = "2.13.0+cpu"
@@ -92,7 +91,8 @@ def installer_env(tmp: Path, env: Mapping[str, str]) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def real_world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RealWorld]:
+def real_world(tmp_path_factory: pytest.TempPathFactory,
+               real_cpu_base: Callable[[str], RealBase]) -> Iterator[RealWorld]:
     reason = _skip_reason()
     if reason:
         pytest.skip(reason)
@@ -105,18 +105,12 @@ def real_world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RealWorld]:
     except OSError:  # another file system: a symlink, still no 200 MB copy
         linked.symlink_to(REAL[-1])
     write_simple_index(root / "index" / "torch-cpu", [linked])
-    # The base as test_real_torch builds it: the wheel from find-links, torch's own dependencies
-    # from pip's configured index; a torch index URL that leads nowhere.
-    env = layerenv_env(root / "home", base_env=os.environ, machine="no-gpu", extra={
-        "LAYERENV_INDEX_URL": f"file://{root}/unreachable/{{variant}}",
-        "LAYERENV_FIND_LINKS": str(WHEELS),
-        "LAYERENV_TORCH": "2.13.0",
-    })
-    built = run_layerenv(["base", "--json"], env, root, timeout=900)
-    assert built.returncode == 0, built.stderr
-    assert json.loads(built.stdout)["packages"]["torch"] == TORCH
+    # The base as test_real_torch builds it (the same one, once a session; the projects only read it)
+    store = real_cpu_base("2.13.0")
+    assert store.built.returncode == 0, store.built.stderr
+    assert json.loads(store.built.stdout)["packages"]["torch"] == TORCH
     with serve_index(root / "index") as server:
-        yield RealWorld(root / "home", env, server)
+        yield RealWorld(store.home, store.env, server)
 
 
 def project_env(world: RealWorld, tmp: Path) -> dict[str, str]:

@@ -17,10 +17,12 @@ import pytest
 
 from layerenv.venv.distinfo import canonical_name, is_family
 from tests.support.cli import layerenv_env, run_layerenv, tree_digest
-from tests.support.index import add_to_index
+from tests.support.index import add_to_index, isolated_installer_env
+from tests.support.pytest_fixtures import CpuBaseStore, ServedIndexes, fresh_installer_caches
 from tests.support.wheels import build_plain_package
 
-pytestmark = pytest.mark.slow
+# one worker runs the module (scripts/test.sh: --dist loadgroup), so builds its base once
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("cpu-base-store:test_uv_workflow")]
 
 UV = shutil.which("uv") or str(Path(sys.executable).parent / "uv")
 POETRY = shutil.which("poetry") or str(Path(sys.executable).parent / "poetry")
@@ -47,19 +49,35 @@ def uv_project(directory: Path, index: str, dependencies: list[str]) -> Path:
     return directory
 
 
-@pytest.fixture
-def world(tmp_path: Path, installer_env: dict[str, str], served_indexes):  # type: ignore[no-untyped-def]
-    """A CPU base (torch 2.9.1+cpu) in a fresh store; project packages from the served PyPI-like index."""
-    base_env = {k: v for k, v in installer_env.items() if not k.startswith("POETRY_")}
+def _world(home: Path, tmp_path: Path, served: ServedIndexes) -> dict[str, str]:
+    base_env = {k: v for k, v in isolated_installer_env().items() if not k.startswith("POETRY_")}
     base_env.pop("VIRTUAL_ENV", None)
-    base_env.update(PIP_INDEX_URL=served_indexes.pypi_url, UV_DEFAULT_INDEX=served_indexes.pypi_url,
-                    POETRY_CACHE_DIR=str(tmp_path / "poetry-cache"), POETRY_VIRTUALENVS_CREATE="false")
-    env = layerenv_env(tmp_path / "home", base_env=base_env, machine="no-gpu",
-                       extra={"LAYERENV_INDEX_URL": served_indexes.url_template})
+    base_env.update(fresh_installer_caches(tmp_path / "caches"), PIP_INDEX_URL=served.pypi_url,
+                    UV_DEFAULT_INDEX=served.pypi_url, POETRY_VIRTUALENVS_CREATE="false")
+    return layerenv_env(home, base_env=base_env, machine="no-gpu", extra={"LAYERENV_INDEX_URL": served.url_template})
+
+
+@pytest.fixture
+def world(tmp_path: Path, cpu_base_store: CpuBaseStore):  # type: ignore[no-untyped-def]
+    """A CPU base (torch 2.9.1+cpu), built once for the module (projects only read it); project packages
+    from the served PyPI-like index; this test's own empty pip/uv/poetry caches; the download log empty."""
+    cpu_base_store.served.server.reset()
+    return _world(cpu_base_store.home, tmp_path, cpu_base_store.served), cpu_base_store.served
+
+
+@pytest.fixture
+def own_world(tmp_path: Path, served_indexes: ServedIndexes):  # type: ignore[no-untyped-def]
+    """As ``world``, in a store of this test's own: for a test that looks at the whole store (doctor)."""
+    env = _world(tmp_path / "home", tmp_path, served_indexes)
     built = run_layerenv(["base"], env, tmp_path)
     assert built.returncode == 0, built.stderr
     served_indexes.server.reset()
     return env, served_indexes
+
+
+def store(env: Mapping[str, str]) -> Path:
+    """The store (LAYERENV_HOME) the test's layerenv commands use."""
+    return Path(env["LAYERENV_HOME"])
 
 
 def layered(project: Path, env: Mapping[str, str]) -> Path:
@@ -129,7 +147,7 @@ def test_uv_add_in_an_activated_shell(tmp_path: Path, world) -> None:  # type: i
     assert done.returncode == 0, done.stderr
     assert family_fetched(served) == []
     assert installed(venv)["needs-torch"] == "1.0"
-    assert_layered_clean(venv, tmp_path / "home")
+    assert_layered_clean(venv, store(env))
     # pyproject.toml and uv.lock exactly as plain `uv add` writes them (no +cpu, no machine path)
     assert plain([UV, "add", "--no-sync", "needs-torch"], twin, env).returncode == 0
     assert (project / "pyproject.toml").read_bytes() == (twin / "pyproject.toml").read_bytes()
@@ -166,7 +184,7 @@ def test_uv_sync_in_an_activated_shell_installs_the_lock_and_removes_what_it_dro
     assert "layerenv sync" in done.stderr
     assert family_fetched(served) == []
     assert {"needs-torch", "plain-lib"} <= set(installed(venv))
-    assert_layered_clean(venv, tmp_path / "home")
+    assert_layered_clean(venv, store(env))
     assert (project / "uv.lock").read_bytes() == as_uv_writes_it(project, env, tmp_path)
 
     # a package installed by hand stays; one the lock no longer pins goes, by name
@@ -178,7 +196,7 @@ def test_uv_sync_in_an_activated_shell_installs_the_lock_and_removes_what_it_dro
     assert "removing needs-torch" in again.stderr
     assert "needs-torch" not in installed(venv) and {"plain-lib", "hand-made"} <= set(installed(venv))
     assert (project / "uv.lock").read_bytes() == as_uv_writes_it(project, env, tmp_path)
-    assert_layered_clean(venv, tmp_path / "home")
+    assert_layered_clean(venv, store(env))
 
 
 UP_TO_DATE = "layerenv: sync: up to date (the lock, pyproject and venv as the last sync left them)"
@@ -210,7 +228,7 @@ def test_uv_sync_with_nothing_changed_answers_at_once_and_anything_changed_syncs
     assert "removing plain-lib" in narrower.stderr and "plain-lib" not in installed(venv)
     assert activated(project, "uv sync --no-dev", env).stderr.strip() == UP_TO_DATE
     assert (project / "uv.lock").read_bytes() == lock and family_fetched(served) == []
-    assert_layered_clean(venv, tmp_path / "home")
+    assert_layered_clean(venv, store(env))
 
 
 def test_uv_sync_option_layerenv_cannot_honour_is_one_line(tmp_path: Path, world) -> None:  # type: ignore[no-untyped-def]
@@ -232,7 +250,7 @@ def test_uv_run_in_an_activated_shell_syncs_first_then_runs_with_the_base_torch(
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "2.9.1+cpu"
     assert family_fetched(served) == []
-    assert_layered_clean(venv, tmp_path / "home")
+    assert_layered_clean(venv, store(env))
     assert (project / "uv.lock").read_bytes() == as_uv_writes_it(project, env, tmp_path)
     before = tree_digest(venv)
     second = activated(project, "uv run python -c 'print(1)'", env)  # nothing changed: no sync
@@ -266,9 +284,9 @@ def test_uv_add_and_run_under_layerenv_run(tmp_path: Path, world) -> None:  # ty
     ran = run_layerenv(["run", "uv", "run", "python", "-c", "import torch, needs_torch; print(torch.__file__)"],
                        env, project)
     assert ran.returncode == 0, ran.stderr
-    assert ran.stdout.strip().startswith(str(tmp_path / "home" / "bases"))
+    assert ran.stdout.strip().startswith(str(store(env) / "bases"))
     assert family_fetched(served) == []
-    assert_layered_clean(venv, tmp_path / "home")
+    assert_layered_clean(venv, store(env))
 
 
 def test_uv_pip_still_reaches_the_real_uv_with_the_constraints(tmp_path: Path, world) -> None:  # type: ignore[no-untyped-def]
@@ -287,8 +305,8 @@ def test_uv_pip_still_reaches_the_real_uv_with_the_constraints(tmp_path: Path, w
 # --------------------------------------------------------------------------- no hook: caught after
 
 
-def test_a_plain_uv_sync_outside_any_activation_is_caught_and_repaired(tmp_path: Path, world) -> None:  # type: ignore[no-untyped-def]
-    env, served = world
+def test_a_plain_uv_sync_outside_any_activation_is_caught_and_repaired(tmp_path: Path, own_world) -> None:  # type: ignore[no-untyped-def]
+    env, served = own_world
     project = uv_project(tmp_path / "demo", served.pypi_url, ["needs-torch"])
     venv = layered(project, env)
     done = plain([UV, "sync"], project, env)  # uv has no hook here: it puts PyPI's torch into .venv
@@ -301,7 +319,7 @@ def test_a_plain_uv_sync_outside_any_activation_is_caught_and_repaired(tmp_path:
     assert run_layerenv(["doctor", "--fix"], env, project).returncode == 0
     synced = run_layerenv(["sync"], env, project)
     assert synced.returncode == 0, synced.stderr
-    assert_layered_clean(venv, tmp_path / "home")
+    assert_layered_clean(venv, store(env))
     assert run_layerenv(["doctor"], env, project).returncode == 0
 
 
@@ -337,7 +355,7 @@ def test_layerenv_project_installs_each_kind_of_lock_and_never_edits_it(tmp_path
     venv = layered(project, env)
     assert family_fetched(served) == []
     assert {"needs-torch", "plain-lib"} <= set(installed(venv))
-    assert_layered_clean(venv, tmp_path / "home")
+    assert_layered_clean(venv, store(env))
     assert lock.read_bytes() == before
     assert sorted(p.name for p in project.iterdir()) == sorted([".venv", "pyproject.toml", kind])
 
@@ -375,5 +393,5 @@ def test_layerenv_sync_with_groups_and_extras(tmp_path: Path, world) -> None:  #
     both = run_layerenv(["sync", "--extra", "extra-one"], env, project)
     assert both.returncode == 0, both.stderr
     assert {"needs-torch", "plain-lib"} <= set(installed(venv))
-    assert_layered_clean(venv, tmp_path / "home")
+    assert_layered_clean(venv, store(env))
     assert os.access(venv / "bin" / "uv", os.X_OK)

@@ -33,6 +33,7 @@ Index layout (one tree, so one HTTP server serves every variant)::
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -40,7 +41,7 @@ from pathlib import Path
 
 import pytest
 
-from .cli import layerenv_env
+from .cli import layerenv_env, run_layerenv
 from .index import (
     IndexServer,
     add_to_index,
@@ -61,13 +62,16 @@ __all__ = [
     "PYPI_WHEELS",
     "TORCH_BUILDS",
     "VARIANTS",
+    "CpuBaseStore",
     "FakeTorchBuild",
     "ServedIndexes",
     "VariantIndexes",
     "build_catalogue",
+    "cpu_base_store",
     "driver_upgrade_env",
     "fake_wheel_families",
     "fake_wheels",
+    "fresh_installer_caches",
     "installer_env",
     "pypi_like_index",
     "served_indexes",
@@ -286,10 +290,8 @@ def pypi_like_index(variant_indexes: VariantIndexes) -> str:
     return variant_indexes.pypi_url
 
 
-@pytest.fixture
-def served_indexes(variant_indexes: VariantIndexes, tmp_path: Path) -> Iterator[ServedIndexes]:
-    """A fresh copy of the variant tree served on ``http://127.0.0.1:PORT/{variant}/simple``."""
-    root = tmp_path / "served-indexes"
+@contextlib.contextmanager
+def _served_copy(variant_indexes: VariantIndexes, root: Path) -> Iterator[ServedIndexes]:
     shutil.copytree(variant_indexes.root, root)
     with serve_index(root) as server:
         yield ServedIndexes(
@@ -301,12 +303,57 @@ def served_indexes(variant_indexes: VariantIndexes, tmp_path: Path) -> Iterator[
 
 
 @pytest.fixture
+def served_indexes(variant_indexes: VariantIndexes, tmp_path: Path) -> Iterator[ServedIndexes]:
+    """A fresh copy of the variant tree served on ``http://127.0.0.1:PORT/{variant}/simple``."""
+    with _served_copy(variant_indexes, tmp_path / "served-indexes") as served:
+        yield served
+
+
+def fresh_installer_caches(directory: Path) -> dict[str, str]:
+    """Private, empty pip, uv and poetry caches under ``directory``: what a test's installers fetch is
+    fetched from its index (a cache filled by another test would hide a download)."""
+    return {
+        "PIP_CACHE_DIR": str(directory / "pip"),
+        "UV_CACHE_DIR": str(directory / "uv"),
+        "POETRY_CACHE_DIR": str(directory / "poetry"),
+    }
+
+
+@pytest.fixture
 def installer_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     """:func:`isolated_installer_env` with private, empty pip and uv caches for this test."""
     caches = tmp_path_factory.mktemp("installer-cache")
     env = isolated_installer_env(uv_cache_dir=caches / "uv")
     env["PIP_CACHE_DIR"] = str(caches / "pip")
     return env
+
+
+@dataclass(frozen=True)
+class CpuBaseStore:
+    """A store (``home``) holding a CPU base (torch 2.9.1+cpu, built by pip from ``served``), the
+    variant tree served over HTTP, and the environment the base was built with (``build_env``)."""
+
+    home: Path
+    served: ServedIndexes
+    build_env: dict[str, str]
+
+
+@pytest.fixture(scope="module")
+def cpu_base_store(variant_indexes: VariantIndexes, tmp_path_factory: pytest.TempPathFactory) -> Iterator[CpuBaseStore]:
+    """One built CPU base per test module: for tests about projects, which only read the base. A test
+    that changes the base, or looks at the whole store (``doctor``, ``status``, the registry), needs
+    its own store. Give each test :func:`fresh_installer_caches` and reset ``served.server`` first."""
+    root = tmp_path_factory.mktemp("cpu-base-store")
+    with _served_copy(variant_indexes, root / "served-indexes") as served:
+        installers = {**isolated_installer_env(), **fresh_installer_caches(root / "build-caches"),
+                      "PIP_INDEX_URL": served.pypi_url}
+        for name in ("CUDA_VISIBLE_DEVICES", "PYTORCH_FORCE_NIGHTLY", "PYTORCH_FORCE_STABLE"):
+            installers.pop(name, None)  # as tests/conftest.py clears them for every test
+        env = layerenv_env(root / "home", base_env=installers, machine="no-gpu",
+                           extra={"LAYERENV_INDEX_URL": served.url_template})
+        built = run_layerenv(["base"], env, root)
+        assert built.returncode == 0, built.stderr
+        yield CpuBaseStore(home=root / "home", served=served, build_env=env)
 
 
 @pytest.fixture

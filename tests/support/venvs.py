@@ -1,0 +1,27 @@
+"""Virtual environments as a machine image has them, made quickly."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+
+UV = shutil.which("uv") or str(Path(sys.executable).parent / "uv")
+
+_BUNDLED = "import ensurepip, os; print(os.path.join(os.path.dirname(ensurepip.__file__), '_bundled'))"
+
+
+def venv_with_pip(dest: Path, env: Mapping[str, str], python: str = "python3") -> Path:
+    """What ``python -m venv dest`` leaves (ensurepip's bundled pip, and setuptools where it bundles
+    it), with the bundled wheels installed by uv: ensurepip runs pip to install them, seconds a venv."""
+    subprocess.run([python, "-m", "venv", "--without-pip", str(dest)], check=True, env=dict(env))
+    interpreter = dest / "bin" / "python"
+    bundled = Path(subprocess.run([str(interpreter), "-c", _BUNDLED], check=True, env=dict(env),
+                                  capture_output=True, text=True).stdout.strip())
+    wheels = sorted(str(wheel) for wheel in bundled.glob("*.whl"))
+    assert any(Path(wheel).name.startswith("pip-") for wheel in wheels), f"no pip wheel in {bundled}"
+    subprocess.run([UV, "pip", "install", "--quiet", "--offline", "--no-cache", "--no-index", "--python",
+                    str(interpreter), *wheels], check=True, env=dict(env))
+    return dest
