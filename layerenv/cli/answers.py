@@ -31,7 +31,7 @@ import sys
 import time
 
 from layerenv.config_paths import PROJECT_FILES, project_root, user_config_file
-from layerenv.machine.fingerprint import machine_lines, stat_signature
+from layerenv.machine.fingerprint import machine_lines
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing
 if TYPE_CHECKING:  # collections.abc costs the start-up path ~1-3 ms
@@ -41,7 +41,7 @@ if TYPE_CHECKING:  # collections.abc costs the start-up path ~1-3 ms
 SETTLE_NS = 2_000_000_000
 #: Answer files kept; the oldest go first (each project tree, user and environment has its own).
 KEEP = 64
-_FORMAT = b"layerenv-answer 1\n"
+_FORMAT = b"layerenv-answer 2\n"
 _ENV_PREFIXES = ("LAYERENV_", "PYTORCH_", "CUDA_", "NVIDIA_", "HIP_", "ROCR_", "ROCM_", "HSA_", "GPU_", "PIP_",
                  "UV_", "XDG_")
 _ENV_NAMES = ("PATH", "HOME", "LD_LIBRARY_PATH", "VIRTUAL_ENV", "CONDA_PREFIX", "PYTHONPATH", "PYTHONHOME")
@@ -78,11 +78,8 @@ def recall(form: str, env: Mapping[str, str], cwd: str) -> tuple[str, str] | Non
     parsed = _parse(data[len(_FORMAT):])
     if parsed is None:
         return None
-    witnesses, stdout, stderr = parsed
-    for path, follow, signature in witnesses:
-        if stat_signature(path, follow=follow) != signature:
-            return None
-    return stdout, stderr
+    rests_on, stats, stdout, stderr = parsed
+    return (stdout, stderr) if _stats_digest(rests_on)[0] == stats else None
 
 
 def remember(form: str, env: Mapping[str, str], cwd: str, stdout: str, stderr: str, started_ns: int,
@@ -104,14 +101,13 @@ def remember(form: str, env: Mapping[str, str], cwd: str, stdout: str, stderr: s
         if not _trusted_folder(folder):
             return False
         digest, newest = _digest(form, env, cwd)
-        seen = [newest]
-        lines = [f"W {int(follow)} {stat_signature(path, follow=follow, newest=seen)} {path}\n"
-                 for path, follow in rests_on]
-        if digest is None or seen[0] >= started_ns - SETTLE_NS:
+        stats, changed = _stats_digest(rests_on)
+        if digest is None or max(newest, changed) >= started_ns - SETTLE_NS:
             return False
+        head = "".join(f"{int(follow)}{path}\n" for path, follow in rests_on)
         out, err = (text.encode("utf-8", "surrogateescape") for text in (stdout, stderr))
-        body = b"".join([_FORMAT, "".join(lines).encode("utf-8", "surrogateescape"), b"O %d\n" % len(out), out,
-                         b"E %d\n" % len(err), err])
+        body = b"".join([_FORMAT, b"P %d\n" % len(rests_on), head.encode("utf-8", "surrogateescape"),
+                         f"S {stats}\n".encode(), b"O %d\n" % len(out), out, b"E %d\n" % len(err), err])
         temporary = os.path.join(folder, f".{form}-{digest}.{os.getpid()}.tmp")
         descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NO_FOLLOW, 0o600)
         try:
@@ -142,12 +138,7 @@ def _digest(form: str, env: Mapping[str, str], cwd: str) -> tuple[str | None, in
     files += [os.path.join(root, name) for name in PROJECT_FILES] if root else []
     lines += [f"file {path} {_content_digest(path)}" for path in files if path]
     lines += machine
-    try:
-        from _blake2 import blake2b  # hashlib's own, without OpenSSL's start-up
-    except ImportError:  # pragma: no cover - an interpreter built without it
-        from hashlib import blake2b
-    text = "\n".join(lines).encode("utf-8", "surrogateescape")
-    return blake2b(text, digest_size=16).hexdigest(), newest[0]
+    return _hash("\n".join(lines).encode("utf-8", "surrogateescape")), newest[0]
 
 
 def _code_lines(newest: list[int]) -> list[str]:
@@ -173,11 +164,7 @@ def _content_digest(path: str) -> str:
             data = handle.read()
     except OSError:
         return "-"
-    try:
-        from _blake2 import blake2b
-    except ImportError:  # pragma: no cover
-        from hashlib import blake2b
-    return blake2b(data, digest_size=16).hexdigest()
+    return _hash(data)
 
 
 def _ids() -> str:
@@ -223,31 +210,60 @@ def _read_owned(path: str) -> bytes | None:
         os.close(descriptor)
 
 
-def _parse(data: bytes) -> tuple[list[tuple[str, bool, str]], str, str] | None:
-    """Witness lines ((path, followed, signature)), then ``O <n>`` and ``E <n>`` each followed by that many
-    bytes; None if cut or bent."""
-    witnesses = []
+def _stats_digest(rests_on: Sequence[tuple[str, bool]]) -> tuple[str, int]:
+    """A digest of every path's inode and ctime (0s for one that is not there), and the newest ctime.
+    Numbers into one digest, not a signature a path: a reused adopted base rests on thousands of paths."""
+    values: list[int] = []
+    newest = 0
+    stat, lstat, extend = os.stat, os.lstat, values.extend
+    for path, follow in rests_on:
+        try:
+            info = stat(path) if follow else lstat(path)
+        except OSError:
+            extend((0, 0))
+            continue
+        extend((info.st_ino, info.st_ctime_ns))
+        if info.st_ctime_ns > newest:  # noqa: PLR1730 - cheaper than max(), thousands of times a call
+            newest = info.st_ctime_ns
+    return _hash(repr(values).encode()), newest
+
+
+def _hash(data: bytes) -> str:
     try:
-        head_end = data.index(b"O ") if data.startswith(b"O ") else data.index(b"\nO ") + 1
-        for line in data[:head_end].decode("utf-8", "surrogateescape").splitlines():
-            kind, follow, signature, path = line.split(" ", 3)
-            if kind != "W":
-                return None
-            witnesses.append((path, follow == "1", signature))
+        from _blake2 import blake2b  # hashlib's own, without OpenSSL's start-up
+    except ImportError:  # pragma: no cover - an interpreter built without it
+        from hashlib import blake2b
+    return blake2b(data, digest_size=16).hexdigest()
+
+
+def _parse(data: bytes) -> tuple[list[tuple[str, bool]], str, str, str] | None:
+    """``P <n>`` and n lines of (0|1)<path>, ``S <digest>``, then ``O <n>`` and ``E <n>`` each followed by that
+    many bytes; None if cut or bent."""
+    try:
+        end = data.index(b"\n")
+        if not data.startswith(b"P "):
+            return None
+        count = int(data[2:end])
+        lines = data[end + 1:].split(b"\n", count + 1)
+        if len(lines) != count + 2 or not lines[count].startswith(b"S "):
+            return None
+        rests_on = [(line[1:].decode("utf-8", "surrogateescape"), line[:1] == b"1") for line in lines[:count]]
+        stats = lines[count][2:].decode("ascii")
+        rest = lines[count + 1]
         texts = []
-        position = head_end
+        position = 0
         for marker in (b"O ", b"E "):
-            if not data.startswith(marker, position):
+            if not rest.startswith(marker, position):
                 return None
-            end = data.index(b"\n", position)
-            size = int(data[position + 2:end])
-            if end + 1 + size > len(data):
+            end = rest.index(b"\n", position)
+            size = int(rest[position + 2:end])
+            if end + 1 + size > len(rest):
                 return None
-            texts.append(data[end + 1:end + 1 + size].decode("utf-8", "surrogateescape"))
+            texts.append(rest[end + 1:end + 1 + size].decode("utf-8", "surrogateescape"))
             position = end + 1 + size
-    except ValueError:
+    except (ValueError, UnicodeDecodeError):
         return None
-    return (witnesses, texts[0], texts[1]) if position == len(data) else None
+    return (rests_on, stats, texts[0], texts[1]) if position == len(rest) else None
 
 
 def _prune(folder: str) -> None:
