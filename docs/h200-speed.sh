@@ -85,6 +85,8 @@ for index in range(9):
 print(f"layerenv project on an empty repo: median {statistics.median(runs):.0f} ms (target <= 300 ms), "
       f"runs {[round(value) for value in runs]}")
 PY
+  echo "== what the reused base's remembered answer rests on"
+  for f in "$LAYERENV_HOME"/cache/answers/base-*; do sed -n 2p "$f"; done
   echo "== doctor"; layerenv doctor; echo "exit $?"
 } > "$O/speed.txt" 2>&1
 cat "$O/speed.txt"
