@@ -14,9 +14,11 @@ if [ ! -x "$venv/bin/uv" ]; then
   "$venv/bin/python" -m pip install --quiet --disable-pip-version-check uv \
     || echo "scripts/test.sh: could not install uv; pip installs the test dependencies" >&2
 fi
-# (--compile-bytecode as pip does: where PYTHONDONTWRITEBYTECODE is set, no import writes it later)
+# (--compile-bytecode as pip does: where PYTHONDONTWRITEBYTECODE is set, no import writes it later; the
+# system's certificates, as pip uses them: a registry reached through a TLS-inspecting proxy)
 if ! { [ -x "$venv/bin/uv" ] &&
-       "$venv/bin/uv" pip install --quiet --compile-bytecode --python "$venv/bin/python" -e '.[test]'; }; then
+       UV_SYSTEM_CERTS=1 UV_NATIVE_TLS=1 "$venv/bin/uv" pip install --quiet --compile-bytecode \
+         --python "$venv/bin/python" -e '.[test]'; }; then
   "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -e '.[test]'
 fi
 export PATH="$PWD/$venv/bin:$PATH"
