@@ -125,11 +125,19 @@ def test_the_fast_path_reports_a_bug_the_same_way_without_click_and_without_a_st
     assert not (tmp_path / "no-store").exists(), "an error log does not create a store"
 
 
-@pytest.mark.parametrize("argv", [["detect", "--json"], ["status", "--json"]])
+@pytest.mark.parametrize("argv", [["detect", "--json"], ["status", "--json"], ["detect", "--json", "remembered"]])
 def test_a_reader_that_went_away_ends_the_run_quietly(tmp_path: Path, argv: list[str]) -> None:
-    """``layerenv ... | head -0``: no traceback, no message, exit 1 (as click itself does)."""
+    """``layerenv ... | head -0``: no traceback, no message, exit 1 (as click itself does), with stdout
+    buffered as it is in a pipe (no PYTHONUNBUFFERED: the failure then comes at a flush), and for an
+    answer given from memory too."""
     (tmp_path / "home").mkdir()
     env = layerenv_env(tmp_path / "home", base_env=os.environ, machine="h100-580")
+    env.pop("PYTHONUNBUFFERED", None)
+    if argv[-1] == "remembered":
+        argv = argv[:-1]
+        first = subprocess.run([sys.executable, "-m", "layerenv", *argv], env=env, capture_output=True, text=True,
+                               check=False, cwd=tmp_path)
+        assert first.returncode == 0 and list((tmp_path / "home" / "cache" / "answers").iterdir()), first.stderr
     read, write = os.pipe()
     os.close(read)  # before the child starts: its first write fails with EPIPE
     try:

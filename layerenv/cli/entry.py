@@ -179,24 +179,33 @@ def _answer(form: str) -> None:
     started = answers.clock()
     remembered = answers.recall(form, os.environ, cwd)
     if remembered is not None:
-        sys.stdout.write(remembered[0])
+        try:
+            sys.stdout.write(remembered[0])
+            sys.stdout.flush()  # here, not at exit: a reader that went away ends the run quietly
+        except BrokenPipeError as error:
+            from layerenv.cli.exit import Invocation, exit_code_for
+
+            sys.exit(exit_code_for(error, Invocation()))
         sys.stderr.write(remembered[1])
         sys.exit(0)
     from layerenv.cli.exit import Invocation, exit_boundary
 
     invocation = Invocation()
     as_json = form.endswith("-json")
-    with exit_boundary(invocation):
+    given: tuple[str, str] | None = None
+    reused: tuple[str, str, list[tuple[str, bool]]] | None = None
+    with exit_boundary(invocation):  # its end flushes stdout: the run must not leave it before that
         if form.startswith("detect"):
             given = _detect(invocation, as_json=as_json)
-            if given is not None:
-                answers.remember(form, os.environ, cwd, *given, started)
-            sys.exit(0)
-        reused = _reuse_base(invocation, as_json=as_json)
-    if reused is None:
-        return
+        else:
+            reused = _reuse_base(invocation, as_json=as_json)
+            if reused is None:
+                return
+    if given is not None:
+        answers.remember(form, os.environ, cwd, *given, started)
     session = invocation.session
-    if session is not None and session.settings.sources["store.home"] in ("default", "LAYERENV_HOME"):
+    if reused is not None and session is not None and session.settings.sources["store.home"] in (
+            "default", "LAYERENV_HOME"):
         stdout, stderr, rests_on = reused
         answers.remember(form, os.environ, cwd, stdout, stderr, started, rests_on)
     sys.exit(0)
