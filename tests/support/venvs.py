@@ -21,7 +21,11 @@ def venv_with_pip(dest: Path, env: Mapping[str, str], python: str = "python3") -
     bundled = Path(subprocess.run([str(interpreter), "-c", _BUNDLED], check=True, env=dict(env),
                                   capture_output=True, text=True).stdout.strip())
     wheels = sorted(str(wheel) for wheel in bundled.glob("*.whl"))
-    assert any(Path(wheel).name.startswith("pip-") for wheel in wheels), f"no pip wheel in {bundled}"
+    if not any(Path(wheel).name.startswith("pip-") for wheel in wheels):
+        # Debian's python3 keeps ensurepip's wheels elsewhere (/usr/share/python-wheels): let it seed pip
+        shutil.rmtree(dest)
+        subprocess.run([python, "-m", "venv", str(dest)], check=True, env=dict(env))
+        return dest
     subprocess.run([UV, "pip", "install", "--quiet", "--offline", "--no-cache", "--no-index", "--python",
                     str(interpreter), *wheels], check=True, env=dict(env))
     return dest
