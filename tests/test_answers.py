@@ -118,6 +118,23 @@ def test_an_answer_others_could_write_or_a_link_is_ignored(home: Path, tmp_path:
     assert detect(env, tmp_path).stdout == PLANTED  # the same file, trusted again
 
 
+def test_a_store_a_settings_file_names_is_not_used_for_answers_an_empty_one_is(home: Path, tmp_path: Path) -> None:
+    """The shipped layerenv.toml says ``[store] home = ""`` (the default); a file naming another store
+    would put answers where a call that reads no file cannot look, so none are kept."""
+    env = layerenv_env(home, base_env=os.environ, machine="rtx5090-580")
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "layerenv.toml").write_text('[store]\nhome = ""\n')
+    detect(env, project)
+    assert len(answer_files(home)) == 1
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (project / "layerenv.toml").write_text(f'[store]\nhome = "{elsewhere}"\n')
+    env.pop("LAYERENV_HOME")
+    detect(env, project)
+    assert len(answer_files(home)) == 1 and answer_files(elsewhere) == []
+
+
 def test_detect_creates_no_store(tmp_path: Path) -> None:
     home = tmp_path / "no-store-yet"
     env = layerenv_env(home, base_env=os.environ, machine="rtx5090-580")

@@ -17,6 +17,7 @@ import sys
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (a third of `layerenv run`'s start-up)
 if TYPE_CHECKING:
     from layerenv.cli.exit import Invocation
+    from layerenv.cli.session import Session
 
 _FORMS = {("detect",): "detect", ("detect", "--json"): "detect-json", ("base",): "base",
           ("base", "--json"): "base-json"}
@@ -38,12 +39,19 @@ def _detect(invocation: Invocation, as_json: bool) -> tuple[str, str] | None:
     return (stdout + "\n", stderr) if _rememberable(invocation) else None
 
 
+def _store_from_environment(session: Session) -> bool:
+    """Whether the store is where the environment alone places it (``LAYERENV_HOME``, else the default):
+    where a remembered answer is looked for before any settings file is read. An empty ``store.home``
+    in a settings file (the shipped template) is the default too."""
+    return session.settings.text("store.home") == session.env.get("LAYERENV_HOME", "")
+
+
 def _rememberable(invocation: Invocation) -> bool:
     """Whether this reading may be given again unread (see :mod:`layerenv.cli.answers`)."""
     from layerenv.machine.nvidia import probe_troubled
 
     session = invocation.session
-    if session is None or session.settings.sources["store.home"] not in ("default", "LAYERENV_HOME"):
+    if session is None or not _store_from_environment(session):
         return False
     machine = session.detection.machine
     visible = session.env.get("CUDA_VISIBLE_DEVICES", "")
@@ -204,8 +212,7 @@ def _answer(form: str) -> None:
     if given is not None:
         answers.remember(form, os.environ, cwd, *given, started)
     session = invocation.session
-    if reused is not None and session is not None and session.settings.sources["store.home"] in (
-            "default", "LAYERENV_HOME"):
+    if reused is not None and session is not None and _store_from_environment(session):
         stdout, stderr, rests_on = reused
         answers.remember(form, os.environ, cwd, stdout, stderr, started, rests_on)
     sys.exit(0)
