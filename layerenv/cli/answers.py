@@ -16,7 +16,7 @@ and choosing a build through the release table, so a repeated call costs what st
 
 Not remembered: a reading with notes (a probe that failed or timed out may answer differently next
 time), a driver with no GPU found, ``CUDA_VISIBLE_DEVICES`` naming MIG instances (asked of
-``nvidia-smi``), a store another file than the environment places, and files changed less than
+``nvidia-smi``), a store a settings file places elsewhere than the environment does, and files changed less than
 :data:`SETTLE_NS` ago (git's "racily clean" rule: a later change within the same timestamp tick would
 not show). An answer file is used only when it, its folder and the store's ``cache`` folder belong to
 this user (or root) and no one else can write them; ``layerenv detect --fresh`` reads the machine again.
