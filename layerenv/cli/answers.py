@@ -14,14 +14,15 @@ record, each by its stat; any change to one of them and the question is asked in
 Taking those stats costs about a millisecond, against the ~100 ms of reading the machine with NVML
 and choosing a build through the release table, so a repeated call costs what starting Python costs.
 
-Not remembered: a reading with notes (a probe that failed or timed out may answer differently next
-time), a driver with no GPU found, ``CUDA_VISIBLE_DEVICES`` naming MIG instances (asked of
-``nvidia-smi``), a store a settings file places elsewhere than the environment does, and files changed less than
-:data:`SETTLE_NS` ago (git's "racily clean" rule: a later change within the same timestamp tick would
-not show). An answer file is used only when it, its folder and the store's ``cache`` folder belong to
-this user (or root) and no one else can write them; ``layerenv detect --fresh`` reads the machine again.
+Not remembered: a reading in which ``nvidia-smi`` failed or timed out (it may answer next time), a
+driver with no GPU found, ``CUDA_VISIBLE_DEVICES`` naming MIG instances (asked of ``nvidia-smi``), a
+store a settings file places elsewhere than the environment does, and inputs changed less than
+:data:`SETTLE_NS` before the reading began (git's "racily clean" rule: a later change within the
+same timestamp tick would not show). An answer file is used only when it, its folder and the store's
+``cache`` folder belong to this user (or root) and no one else can write them; ``layerenv detect
+--fresh`` reads the machine again.
 
-This module imports ``os`` and ``sys`` only, on the path that answers.
+This module imports ``os``, ``sys``, ``time`` and ``_blake2`` only, on the path that answers.
 """
 
 from __future__ import annotations
