@@ -246,9 +246,13 @@ def test_a_reused_base_answer_is_kept_and_given_again(in_process: Path, capsys: 
     assert base_json(capsys) == (0, first, "")
 
 
-@pytest.mark.parametrize("change", ["package-writable", "new-base", "node-record", "manifest"])
+@pytest.mark.parametrize("change", ["package-writable", "store-folder-writable", "new-base", "node-record",
+                                    "manifest"])
 def test_a_changed_store_looks_the_base_up_again(in_process: Path, capsys: pytest.CaptureFixture[str],
                                                  monkeypatch: pytest.MonkeyPatch, change: str) -> None:
+    shapes = in_process / "shapes"  # a layout folder the store's trust check reads, made only by an adoption
+    if change == "store-folder-writable":
+        shapes.mkdir()
     code, first, _ = base_json(capsys)
     assert code == 0
     [kept] = answer_files(in_process)
@@ -260,6 +264,9 @@ def test_a_changed_store_looks_the_base_up_again(in_process: Path, capsys: pytes
         torch_dir = site / "torch"
         torch_dir.chmod(torch_dir.stat().st_mode | stat.S_IWOTH)
         undo = lambda: torch_dir.chmod(torch_dir.stat().st_mode & ~stat.S_IWOTH)  # noqa: E731
+    elif change == "store-folder-writable":
+        shapes.chmod(0o777)
+        undo = shapes.rmdir
     elif change == "new-base":
         (in_process / "bases" / "zz-other").mkdir()
         undo = (in_process / "bases" / "zz-other").rmdir
@@ -277,6 +284,8 @@ def test_a_changed_store_looks_the_base_up_again(in_process: Path, capsys: pytes
     assert "planted" not in out
     if change == "package-writable":  # the trust check ran again, and refused
         assert code != 0 and "writable by other users" in err, err
+    elif change == "store-folder-writable":  # the store's own check ran again, and refused
+        assert code == 2 and "writable by others" in err and str(shapes) in err, err
     else:
         assert (code, out) == (0, first)
 

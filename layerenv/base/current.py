@@ -123,9 +123,10 @@ def trust_checked_paths(manifest: Manifest) -> list[tuple[str, int]]:
 
 def paths_read(store: Store, request: BaseRequest, chosen: Manifest) -> list[tuple[str, bool]]:
     """What :func:`usable_current` read to choose ``chosen`` (path, whether followed): the store's
-    folders, each base's folder and manifest, each base's interpreter, and the folders and files the
-    trust check looked at. Unchanged, they give the same answer for the same request."""
-    read = [(str(store.home), False), (str(store.bases), False)]
+    layout folders (their trust is checked on opening it), each base's folder and manifest, each base's
+    interpreter, and the folders and files the trust check looked at. Unchanged, they give the same
+    answer for the same request."""
+    read = [(str(path), False) for path in store.layout_dirs]
     for directory in sorted(store.bases.iterdir()):
         for path in (str(directory), str(directory / MANIFEST_NAME)):
             read += [(path, False), (path, True)]  # a symlink's target is trusted too

@@ -104,9 +104,6 @@ def _reuse_base(invocation: Invocation, as_json: bool) -> tuple[str, str, list[t
     sys.stderr.write(stderr)
     store = session.store
     read += [(str(path), False) for path in record_paths(store.home, store.node, request.interpreter)]
-    read += [(str(path), False) for path in (store.staging, store.graveyard, store.registry, store.nodes,
-                                            store.locks, store.logs, store.users, store.home / "cache",
-                                            store.home / "pip")]
     return stdout + "\n", stderr, read
 
 

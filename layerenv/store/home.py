@@ -166,13 +166,17 @@ class Store:
 
     # Trust (layerenv.store.trust) ----------------------------------------------------------------
 
+    @property
+    def layout_dirs(self) -> tuple[Path, ...]:
+        """The store's root and its layout directories: what :meth:`check_trusted` checks."""
+        return (self.home, self.bases, self.staging, self.graveyard, self.registry, self.nodes, self.locks,
+                self.logs, self.users, self.home / "cache", self.home / "pip", self.shapes)
+
     def check_trusted(self) -> None:
         """Refuse, in one line, a store whose root or layout directories others could change: a few ``lstat``s."""
         if self.trust is None:
             return
-        layout = (self.bases, self.staging, self.graveyard, self.registry, self.nodes, self.locks, self.logs,
-                  self.users, self.home / "cache", self.home / "pip", self.shapes)
-        check([self.home, *layout] if self.home.exists() else [], self.trust)
+        check(list(self.layout_dirs) if self.home.exists() else [], self.trust)
 
     def trust_problem(self, path: Path) -> str | None:
         """Why ``path`` (a base, a node record) is not trusted, or None; always None for an unchecked store."""
