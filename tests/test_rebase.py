@@ -15,8 +15,7 @@ from layerenv.project.link import link
 from layerenv.store.home import Store
 from layerenv.venv.relocate import relocate_venv
 from tests.support.cli import run_layerenv
-from tests.support.index import add_to_index
-from tests.support.wheels import build_plain_package
+from tests.support.pytest_fixtures import caps_torch_project
 
 pytestmark = pytest.mark.slow
 
@@ -106,15 +105,7 @@ def test_driver_upgrade_moves_projects_to_a_new_cuda(tmp_path: Path, driver_upgr
 
 def test_a_dependency_the_new_torch_breaks_is_reinstalled(tmp_path: Path, driver_upgrade_env, served_indexes) -> None:  # type: ignore[no-untyped-def]
     """caps-torch 1.0 wants torch<2.10, 2.0 wants torch>=2.10: the move to torch 2.15 reinstalls it."""
-    wheels = tmp_path / "caps"
-    add_to_index(served_indexes.root / "pypi", [build_plain_package(wheels, "caps-torch", "1.0", ("torch<2.10",)),
-                                                build_plain_package(wheels, "caps-torch", "2.0", ("torch>=2.10",))])
-    old_env, new_env = driver_upgrade_env("rtx5090-570"), driver_upgrade_env("rtx5090-580")
-    project = tmp_path / "gamma"
-    project.mkdir()
-    (project / "requirements.txt").write_text("caps-torch\n")
-    made = run_layerenv(["project", str(project)], old_env, tmp_path)
-    assert made.returncode == 0, made.stderr
+    project, _, new_env = caps_torch_project(tmp_path, served_indexes, driver_upgrade_env)
     venv = project / ".venv"
     version_of = "import importlib.metadata as m; print(m.version('caps-torch'))"
     assert subprocess.run([str(venv / "bin" / "python"), "-c", version_of], capture_output=True, text=True,

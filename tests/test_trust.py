@@ -361,17 +361,9 @@ def test_rebase_never_runs_a_project_interpreter_another_user_planted(  # type: 
     from layerenv.project.link import link, read_link
     from layerenv.venv.relocate import relocate_venv
     from tests.support.cli import run_layerenv
-    from tests.support.index import add_to_index
-    from tests.support.wheels import build_plain_package
+    from tests.support.pytest_fixtures import caps_torch_project
 
-    wheels = tmp_path / "caps"
-    add_to_index(served_indexes.root / "pypi", [build_plain_package(wheels, "caps-torch", "1.0", ("torch<2.10",)),
-                                                build_plain_package(wheels, "caps-torch", "2.0", ("torch>=2.10",))])
-    old_env, new_env = driver_upgrade_env("rtx5090-570"), driver_upgrade_env("rtx5090-580")
-    project = tmp_path / "gamma"
-    project.mkdir()
-    (project / "requirements.txt").write_text("caps-torch\n")
-    assert run_layerenv(["project", str(project)], old_env, tmp_path).returncode == 0
+    project, _, new_env = caps_torch_project(tmp_path, served_indexes, driver_upgrade_env)
     old = read_link(project / ".venv")
     assert old is not None
 

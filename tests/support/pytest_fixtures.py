@@ -377,3 +377,19 @@ def driver_upgrade_env(tmp_path: Path, installer_env: dict[str, str], served_ind
         )
 
     return make
+
+
+def caps_torch_project(tmp_path: Path, served_indexes: ServedIndexes, driver_upgrade_env) -> tuple[Path, dict[str, str], dict[str, str]]:  # type: ignore[no-untyped-def]
+    """A project needing ``caps-torch`` (1.0 wants torch<2.10, 2.0 wants torch>=2.10), made on the
+    replayed RTX 5090 with driver 570 (torch 2.9.1); (project, that environment, the one after the
+    upgrade to driver 580, where the move to torch 2.15 must reinstall caps-torch)."""
+    wheels = tmp_path / "caps"
+    add_to_index(served_indexes.root / "pypi", [build_plain_package(wheels, "caps-torch", "1.0", ("torch<2.10",)),
+                                                build_plain_package(wheels, "caps-torch", "2.0", ("torch>=2.10",))])
+    old_env, new_env = driver_upgrade_env("rtx5090-570"), driver_upgrade_env("rtx5090-580")
+    project = tmp_path / "gamma"
+    project.mkdir()
+    (project / "requirements.txt").write_text("caps-torch\n")
+    made = run_layerenv(["project", str(project)], old_env, tmp_path)
+    assert made.returncode == 0, made.stderr
+    return project, old_env, new_env
