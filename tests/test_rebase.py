@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from layerenv.lifecycle.pacing import PROBE_PROJECTS
 from layerenv.project.link import link
 from layerenv.store.home import Store
 from layerenv.venv.relocate import relocate_venv
@@ -144,9 +145,9 @@ def test_kill_9_at_any_point_leaves_every_project_working(tmp_path: Path, driver
         assert killed.returncode == -9, (fault, killed.stderr)
         versions = {torch_version(venv) for venv in venvs}
         assert versions <= {"2.9.1+cu129", "2.15.0+cu132"}, (fault, versions)
-        if fault == "rebase:after-stage":  # every project's new files written and flushed, none renamed yet
+        if fault == "rebase:after-stage":  # the first chunk's new files written and flushed, none renamed yet
             assert versions == {"2.9.1+cu129"}
-            assert all(staged(venv) for venv in venvs)
+            assert sum(bool(staged(venv)) for venv in venvs) == PROBE_PROJECTS
     final = run_layerenv(["rebase"], new_env, tmp_path)
     assert final.returncode == 0, final.stderr
     assert {torch_version(venv) for venv in venvs} == {"2.15.0+cu132"}

@@ -26,6 +26,7 @@ from layerenv.choice.detection import Detection
 from layerenv.choice.variant import parse_version_tuple
 from layerenv.errors import BadInput, OperationFailed
 from layerenv.faults import checkpoint
+from layerenv.lifecycle.pacing import PROBE_PROJECTS, ThreadClock, workers_for
 from layerenv.machine.interpreters import Interpreter
 from layerenv.project.relink import Move, move_project, stage_move
 from layerenv.reporter import Reporter
@@ -38,9 +39,10 @@ if TYPE_CHECKING:
     from layerenv.project.extension_moves import ExtensionStep
     from layerenv.project.extension_sources import Candidate, PackageSources
 
-RELINK_THREADS = 8  # projects prepared at once: their reads and locks overlap, and the writes stay small
-APPLY_THREADS = 16  # projects whose staged files are renamed in place at once
-RELINK_CHUNK = 64  # projects staged before their files are flushed and renamed: bounds the locks and files held
+# projects staged before their files are flushed and renamed: bounds the locks held (a file each). Large, so
+# that a chunk's new files are made before any old one is freed (on ext4 without a journal, a file made
+# soon after many were removed costs a scan past each of them)
+RELINK_CHUNK = 256
 
 
 @dataclass(frozen=True)
@@ -355,23 +357,42 @@ def relink_all(plan: Plan, store: Store, bases: Mapping[str, Manifest], relinks:
     project's files are renamed in place in link order and its lock released. A move that runs an
     installer is done whole in the first half. Interrupted (^C, a bug): the staged files not renamed
     yet are removed, so those projects stay where they were.
+
+    The first chunk is small and done in this thread; how its time was spent decides how many threads
+    the rest use (:func:`~layerenv.lifecycle.pacing.workers_for`).
     """
-    for start in range(0, len(relinks), RELINK_CHUNK):
-        prepared = _prepare_all(plan, store, bases, relinks[start:start + RELINK_CHUNK])
+    workers, start = 1, 0
+    while start < len(relinks):
+        size = PROBE_PROJECTS if start == 0 else RELINK_CHUNK
+        chunk, before = relinks[start:start + size], ThreadClock.now()
+        prepared = _prepare_all(plan, store, bases, chunk, workers)
         try:
-            yield from _finish(prepared)
+            yield from _finish(prepared, workers)
         finally:
             for item in prepared:
                 _release(item)
+        if start == 0:
+            workers = workers_for(before, ThreadClock.now(), len(chunk))
         for item in prepared:
             if item.busy:  # its turn now, waiting for its lock while holding no other
                 yield item.move, _move_whole(plan, store, bases, item.move)
+        start += len(chunk)
 
 
-def _prepare_all(plan: Plan, store: Store, bases: Mapping[str, Manifest], chunk: list[tuple[int, Move]]
-                 ) -> list[_Prepared]:
-    """The first half of each move in ``chunk``, several at once; on an exception, none is left locked."""
-    pool = ThreadPoolExecutor(max_workers=min(RELINK_THREADS, len(chunk)))
+def _prepare_all(plan: Plan, store: Store, bases: Mapping[str, Manifest], chunk: list[tuple[int, Move]],
+                 workers: int) -> list[_Prepared]:
+    """The first half of each move in ``chunk``, ``workers`` at once; on an exception, none is left locked."""
+    if workers == 1:
+        done: list[_Prepared] = []
+        try:
+            for item in chunk:
+                done.append(_prepare(plan, store, bases, item))
+        except BaseException:
+            for prepared in done:
+                _release(prepared)
+            raise
+        return done
+    pool = ThreadPoolExecutor(max_workers=min(workers, len(chunk)))
     futures = [pool.submit(_prepare, plan, store, bases, item) for item in chunk]
     try:
         return [future.result() for future in futures]
@@ -385,7 +406,7 @@ def _prepare_all(plan: Plan, store: Store, bases: Mapping[str, Manifest], chunk:
         pool.shutdown(wait=True)
 
 
-def _finish(prepared: list[_Prepared]) -> Iterator[tuple[Move, list[str] | str]]:
+def _finish(prepared: list[_Prepared], workers: int) -> Iterator[tuple[Move, list[str] | str]]:
     """Flush the staged files of a chunk at once, rename each project's in order, release its lock."""
     staged = [item for item in prepared if item.batch is not None]
     try:
@@ -395,10 +416,15 @@ def _finish(prepared: list[_Prepared]) -> Iterator[tuple[Move, list[str] | str]]
             item.result = f"{item.move.project}: not moved onto {item.move.new_base}: {error.strerror or error}"
             _release(item)
     checkpoint("rebase:after-stage")
+    ready = [item for item in prepared if not item.busy]
+    if workers == 1:
+        for item in ready:
+            _apply(item)
+            yield item.move, item.result
+        return
     # each project's renames in order, the projects at once: replacing a file frees the old one's blocks,
     # a wait on the disk that overlaps with the others'
-    ready = [item for item in prepared if not item.busy]
-    pool = ThreadPoolExecutor(max_workers=min(APPLY_THREADS, len(ready) or 1))
+    pool = ThreadPoolExecutor(max_workers=min(workers, len(ready) or 1))
     try:
         for item, _ in zip(ready, pool.map(_apply, ready), strict=True):
             yield item.move, item.result

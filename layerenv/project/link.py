@@ -22,7 +22,7 @@ from __future__ import annotations
 import enum
 import json
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -35,7 +35,7 @@ from layerenv.project.run_env import RECORD_FILE, constraint_variables
 from layerenv.project.stubs import base_distributions, is_stub, remove_stale, write_stub, write_wrappers
 from layerenv.project.uv_wrapper import write_uv_shim
 from layerenv.store.atomic import NOW, STAGED_PREFIX, Writer, json_text, remove_tree
-from layerenv.venv.distinfo import canonical_name, is_family, read_distributions
+from layerenv.venv.distinfo import Distribution, canonical_name, is_family, read_distributions
 from layerenv.venv.layout import VenvLayout
 
 __all__ = [
@@ -143,7 +143,8 @@ class LinkRecord:
 
 
 def link(project_venv: Path, *, base_id: str, base_venv: Path, per_node: PerNode | Keep | None = KEEP,
-         durable: bool = True, final_venv: Path | None = None, writer: Writer = NOW) -> LinkRecord:
+         durable: bool = True, final_venv: Path | None = None, writer: Writer = NOW,
+         project_dists: Sequence[Distribution] | None = None) -> LinkRecord:
     """Layer ``project_venv`` on ``base_venv`` (again, or onto another base); returns the record.
 
     ``per_node``: a :class:`PerNode` makes the venv choose its base per node at start-up (the base
@@ -157,6 +158,7 @@ def link(project_venv: Path, *, base_id: str, base_venv: Path, per_node: PerNode
     where that staged venv will live, so the console-script wrappers (whose bytes the stubs' RECORDs
     hash) name its python there from the start and the move leaves them as recorded. ``writer``: a
     :class:`~layerenv.store.atomic.Batch` collects the replacements, in this order, to be made later.
+    ``project_dists``: the project venv's distributions, when the caller has just read them.
     """
     venv, base = project_venv.absolute(), base_venv.absolute()
     layout = VenvLayout.for_venv(venv)
@@ -174,7 +176,7 @@ def link(project_venv: Path, *, base_id: str, base_venv: Path, per_node: PerNode
         remove_tree(leftover)
     base_dists = base_distributions(base_site)
     family = [d for d in base_dists if is_family(d.name)]
-    project = read_distributions(site)
+    project = read_distributions(site) if project_dists is None else project_dists
     real = {d.name for d in project if not is_stub(d)}
     stubs: list[str] = []
     scripts: dict[str, bytes] = {}

@@ -16,7 +16,7 @@ from layerenv.installers import Installer, InstallerFailed, LayeredVenv, Log, Pi
 from layerenv.project.link import STATE_FILE
 from layerenv.store.atomic import NOW, Batch, Writer, json_text
 from layerenv.store.home import Store
-from layerenv.venv.distinfo import canonical_name, is_family, read_distributions
+from layerenv.venv.distinfo import Distribution, canonical_name, is_family, read_distributions
 from layerenv.venv.layout import VenvLayout
 
 if TYPE_CHECKING:
@@ -37,12 +37,14 @@ class Move:
         return self.new_base != self.old_base
 
 
-def packages_needing_reinstall(venv: Path, manifest: Manifest) -> list[str]:
-    """The project's own distributions whose torch-family requirements the new base does not meet."""
+def packages_needing_reinstall(venv: Path, manifest: Manifest, dists: Sequence[Distribution] | None = None
+                               ) -> list[str]:
+    """The project's own distributions whose torch-family requirements the new base does not meet
+    (``dists``: the venv's, when already read)."""
     from packaging.requirements import InvalidRequirement, Requirement
 
     needing = []
-    for dist in read_distributions(VenvLayout.for_venv(venv).site_packages):
+    for dist in read_distributions(VenvLayout.for_venv(venv).site_packages) if dists is None else dists:
         if dist.installer == "layerenv" or is_family(dist.name):
             continue
         for line in dist.metadata_text.splitlines():
@@ -109,10 +111,14 @@ def stage_move(move: Move, manifest: Manifest, store: Store, batch: Batch, *, st
     from layerenv.project.extensions import find_extensions, read_state
     from layerenv.project.link import link, read_link
 
-    if any(step.action != "blocked" for step in steps) or packages_needing_reinstall(move.venv, manifest):
+    if any(step.action != "blocked" for step in steps):
+        return False
+    dists = read_distributions(VenvLayout.for_venv(move.venv).site_packages)  # once, under the venv's lock
+    if packages_needing_reinstall(move.venv, manifest, dists):
         return False
     before = read_link(move.venv)
-    record = link(move.venv, base_id=manifest.base_id, base_venv=manifest.venv, writer=batch)
+    record = link(move.venv, base_id=manifest.base_id, base_venv=manifest.venv, writer=batch,
+                  per_node=before.per_node if before else None, project_dists=dists)
     batch.then(partial(checkpoint, "rebase:after-link"))
     # the old link's stubs are still here (the batch removes them): neither set is the project's own
     stubs = {*record.stubs, *(before.stubs if before else ())}

@@ -14,6 +14,7 @@ import io
 import json
 import os
 import re
+import stat
 from collections.abc import Collection, Iterable, Mapping
 from functools import partial
 from hashlib import sha256
@@ -154,9 +155,28 @@ def remove_stale(layout: VenvLayout, project: Iterable[Distribution], stubs: Col
     for old in project:
         if is_stub(old) and old.dist_info.name not in stubs:
             writer.then(partial(remove_tree, old.dist_info))
-    for path in layout.bin_dir.iterdir() if layout.bin_dir.is_dir() else ():
-        if path.name not in scripts and path.is_file() and WRAPPER_MARK in _head(path):
+    try:
+        with os.scandir(layout.bin_dir) as entries:
+            candidates = [Path(entry.path) for entry in entries if entry.name not in scripts and _may_be_wrapper(entry)]
+    except OSError:  # no bin/ (yet)
+        return
+    for path in candidates:
+        if WRAPPER_MARK in _head(path):
             writer.then(partial(path.unlink, missing_ok=True))
+
+
+#: No wrapper is larger: its shebang names a path (at most PATH_MAX, 4096 bytes) once, the rest is a few lines.
+_WRAPPER_MAX = 8192
+
+
+def _may_be_wrapper(entry: os.DirEntry[str]) -> bool:
+    """A file that could be a wrapper, judged from its stat alone: executable and no larger than one
+    (a bin/ holds interpreters and activation scripts that need not be opened)."""
+    try:
+        info = entry.stat()
+    except OSError:
+        return False
+    return stat.S_ISREG(info.st_mode) and bool(info.st_mode & 0o111) and info.st_size <= _WRAPPER_MAX
 
 
 _BASE_CACHE: dict[tuple[Path, int], list[Distribution]] = {}

@@ -41,9 +41,22 @@ class Distribution:
     version: str  # the distribution version from METADATA (``2.11.0``, not ``2.11.0+cu130``)
     dist_info: Path
     metadata_text: str
-    console_scripts: tuple[tuple[str, str], ...]  # (script name, "module:attr")
-    record_sha256: str  # sha256 hex of the RECORD file bytes ("" without RECORD)
     installer: str  # contents of INSTALLER ("" when absent)
+
+    @cached_property
+    def record_sha256(self) -> str:
+        """sha256 hex of the RECORD file's bytes ("" without RECORD); read on first use (a RECORD can be
+        megabytes, and only the base's distributions are ever asked)."""
+        try:
+            return hashlib.sha256((self.dist_info / "RECORD").read_bytes()).hexdigest()
+        except OSError:
+            return ""
+
+    @cached_property
+    def console_scripts(self) -> tuple[tuple[str, str], ...]:
+        """(script name, "module:attr") from ``entry_points.txt``; parsed on first use (a relink reads
+        every distribution of a project, and wants the scripts of the base's torch family only)."""
+        return _console_scripts(self.dist_info)
 
     @cached_property
     def top_level(self) -> tuple[str, ...]:
@@ -182,17 +195,11 @@ def _read_one(dist_info: Path) -> Distribution | None:
     dir_name, _, dir_version = stem.partition("-")
     name = canonical_name(headers.get("name") or dir_name)
     version = headers.get("version") or dir_version
-    try:
-        record_bytes = (dist_info / "RECORD").read_bytes()
-    except OSError:
-        record_bytes = None
     return Distribution(
         name=name,
         version=version,
         dist_info=dist_info,
         metadata_text=metadata_text,
-        console_scripts=_console_scripts(dist_info),
-        record_sha256=hashlib.sha256(record_bytes).hexdigest() if record_bytes is not None else "",
         installer=(_read_text(dist_info / "INSTALLER") or "").strip(),
     )
 
