@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from layerenv.base.current import published, usable_current
-from layerenv.base.ensure import ensure_base
 from layerenv.base.file_check import read_bases
 from layerenv.base.manifest import Manifest
 from layerenv.base.node_answer import remember_node
@@ -272,6 +271,8 @@ def _build(plan: Plan, store: Store, reporter: Reporter, bases: dict[str, Manife
            ) -> tuple[list[str], list[str], dict[tuple[str, str], str]]:
     """Each base the plan needs (added to ``bases``): those built here, those another process had built
     meanwhile, and the base id for each (Python tag, platform)."""
+    from layerenv.base.ensure import ensure_base  # the build pipeline: imported where a base is to be built
+
     built: list[str] = []
     reused: list[str] = []
     resolved: dict[tuple[str, str], str] = {}

@@ -12,7 +12,6 @@ from typing import TYPE_CHECKING
 from layerenv.base.manifest import Manifest
 from layerenv.errors import OperationFailed
 from layerenv.faults import checkpoint
-from layerenv.installers import Installer, InstallerFailed, LayeredVenv, Log, PipInstaller
 from layerenv.project.link import STATE_FILE
 from layerenv.store.atomic import NOW, Batch, Writer, json_text
 from layerenv.store.home import Store
@@ -20,6 +19,7 @@ from layerenv.venv.distinfo import Distribution, canonical_name, is_family, read
 from layerenv.venv.layout import VenvLayout
 
 if TYPE_CHECKING:
+    from layerenv.installers import Installer
     from layerenv.project.extension_moves import ExtensionStep
     from layerenv.project.extensions import Extension
 
@@ -69,6 +69,7 @@ def move_project(move: Move, manifest: Manifest, store: Store, installer: Instal
     ``steps`` say (a failure links it back to ``old``, as it worked), then reinstall what the new torch
     requires, with ``installer`` (pip by default: every project venv has it, shared from the store or
     seeded, whichever filled it)."""
+    from layerenv.installers import InstallerFailed, LayeredVenv, Log, PipInstaller  # runs an installer: imported here
     from layerenv.project.link import link
 
     moved = {step.name for step in steps if step.action != "blocked"}
@@ -166,6 +167,7 @@ def _extensions(venv: Path) -> list[Extension]:
 
 def _move_extensions(move: Move, manifest: Manifest, store: Store, installer: Installer,
                      steps: Sequence[ExtensionStep], extensions: Sequence[Extension], old: Manifest | None) -> None:
+    from layerenv.installers import LayeredVenv, Log
     from layerenv.project.extension_moves import apply_steps
     from layerenv.project.link import link
 
