@@ -183,7 +183,8 @@ def link(project_venv: Path, *, base_id: str, base_venv: Path, per_node: PerNode
     for dist in base_dists:
         if dist.name not in real:  # else the project's own copy (or a family shadow: lifecycle.shadows)
             wrappers = write_wrappers(layout, dist, python=final_python, writer=writer) if is_family(dist.name) else {}
-            stubs.append(write_stub(site, layout, dist, base_id, wrappers, writer=writer))
+            stubs.append(write_stub(site, layout, dist, base_id, wrappers, writer=writer,
+                                    in_place=final_venv is not None))
             scripts.update(wrappers)
     remove_stale(layout, project, stubs, scripts, writer=writer)
     constraints = write_constraints(venv, base_id, family, layout.pip_config, durable=durable, writer=writer)

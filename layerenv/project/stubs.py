@@ -93,48 +93,81 @@ def write_wrappers(layout: VenvLayout, dist: Distribution, python: Path | None =
 
 
 def write_stub(site: Path, layout: VenvLayout, dist: Distribution, base_id: str, scripts: Mapping[str, bytes], *,
-               writer: Writer = NOW) -> str:
+               writer: Writer = NOW, in_place: bool = False) -> str:
     """Build the stub in the venv (outside site-packages, so no scan of it ever sees a half-built one),
-    then swap it in (``writer``'s step); RECORD names the stub's files only."""
-    final = site / dist.dist_info.name
-    marker = {"base_id": base_id, "dist_info": str(dist.dist_info), "layerenv_version": __version__}
-    files = {"INSTALLER": f"{STUB_INSTALLER}\n".encode(), STUB_MARKER: json.dumps(marker, indent=2).encode(),
-             **_copied(dist)}
-    staging = layout.root / f"{STAGED_PREFIX}new-{final.name}"
-    graveyard = layout.root / f"{STAGED_PREFIX}old-{final.name}"
+    then swap it in (``writer``'s step); RECORD names the stub's files only. ``in_place``: the venv is
+    being staged, seen by no one until it is complete, so the stub is written where it belongs."""
+    name = dist.dist_info.name
+    files = _stub_files(dist, base_id, tuple((os.path.relpath(layout.script(script), site).replace(os.sep, "/"), data)
+                                             for script, data in scripts.items()))
+    folder = os.path.join(site, name)  # noqa: PTH118 - plain os: a few hundred stubs for a big base
+    if in_place and not os.path.lexists(folder):
+        os.mkdir(folder)  # noqa: PTH102
+        _write_all(folder, files)
+        return name
+    staging = layout.root / f"{STAGED_PREFIX}new-{name}"
+    graveyard = layout.root / f"{STAGED_PREFIX}old-{name}"
     remove_tree(staging)
     staging.mkdir()
     writer.scratch(staging)
-    listed = {f"{final.name}/{name}": data for name, data in files.items()}
+    _write_all(str(staging), files)
+    writer.then(partial(_swap_in, staging, site / name, graveyard))
+    return name
+
+
+def _write_all(folder: str, files: Mapping[str, bytes]) -> None:
+    """New files in a new folder (a stub's: a few hundred of them for a big base, hence plain ``os``)."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
     for name, data in files.items():
-        (staging / name).write_bytes(data)
-    for name, data in scripts.items():
-        listed[os.path.relpath(layout.script(name), site).replace(os.sep, "/")] = data
+        descriptor = os.open(os.path.join(folder, name), flags, 0o644)  # noqa: PTH118
+        try:
+            os.write(descriptor, data)
+        finally:
+            os.close(descriptor)
+
+
+_STUBS: dict[tuple[tuple[str, int, int], str, tuple[tuple[str, bytes], ...]], dict[str, bytes]] = {}
+
+
+def _stub_files(dist: Distribution, base_id: str, wrappers: tuple[tuple[str, bytes], ...]) -> dict[str, bytes]:
+    """A stub's files by name, RECORD last: the same for every project on the base but for the wrappers
+    it lists, so made once per process (a rebase stubs the same distributions in every project)."""
+    key = (_install_of(dist), base_id, wrappers)
+    cached = _STUBS.get(key)
+    if cached is not None:
+        return cached
+    marker = {"base_id": base_id, "dist_info": str(dist.dist_info), "layerenv_version": __version__}
+    files = {"INSTALLER": f"{STUB_INSTALLER}\n".encode(), STUB_MARKER: json.dumps(marker, indent=2).encode(),
+             **_copied(dist)}
+    name = dist.dist_info.name
+    listed = [(f"{name}/{file}", data) for file, data in files.items()] + list(wrappers)
     record = io.StringIO()
     rows = csv.writer(record, lineterminator="\n")
-    for rel, data in listed.items():
-        digest = sha256(data).digest()
-        rows.writerow([rel, "sha256=" + _b64(digest), len(data)])
-    rows.writerow([f"{final.name}/RECORD", "", ""])
-    (staging / "RECORD").write_text(record.getvalue(), encoding="utf-8")
-    writer.then(partial(_swap_in, staging, final, graveyard))
-    return final.name
+    for rel, data in listed:
+        rows.writerow([rel, "sha256=" + _b64(sha256(data).digest()), len(data)])
+    rows.writerow([f"{name}/RECORD", "", ""])
+    files["RECORD"] = record.getvalue().encode("utf-8")
+    _STUBS[key] = files
+    return files
 
 
-_COPIED: dict[tuple[Path, str], dict[str, bytes]] = {}
+def _install_of(dist: Distribution) -> tuple[str, int, int]:
+    """Which install of ``dist`` this is: its folder, whose inode and mtime a reinstall changes."""
+    info = os.stat(dist.dist_info)  # noqa: PTH116
+    return str(dist.dist_info), info.st_ino, info.st_mtime_ns
 
 
 def _copied(dist: Distribution) -> dict[str, bytes]:
-    """The files a stub copies from the base's ``dist``, read once per process for each install of it
-    (its RECORD's hash): a rebase stubs the same base distributions in every project."""
-    key = (dist.dist_info, dist.record_sha256)
-    if key not in _COPIED:
-        files = {}
-        for name in ("METADATA", "WHEEL", "entry_points.txt"):  # `uv pip check` wants WHEEL
-            if (dist.dist_info / name).is_file():
-                files[name] = (dist.dist_info / name).read_bytes()
-        _COPIED[key] = files
-    return _COPIED[key]
+    """The files a stub copies from the base's ``dist``: METADATA as read, WHEEL (`uv pip check` wants
+    it) and the entry points."""
+    files = {"METADATA": dist.metadata_bytes}
+    for name in ("WHEEL", "entry_points.txt"):
+        try:
+            with open(os.path.join(dist.dist_info, name), "rb") as handle:  # noqa: PTH118, PTH123
+                files[name] = handle.read()
+        except FileNotFoundError:
+            continue
+    return files
 
 
 def _swap_in(staging: Path, final: Path, graveyard: Path) -> None:

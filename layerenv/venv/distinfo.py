@@ -11,7 +11,7 @@ import hashlib
 import io
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
@@ -42,11 +42,12 @@ class Distribution:
     dist_info: Path
     metadata_text: str
     installer: str  # contents of INSTALLER ("" when absent)
+    metadata_bytes: bytes = field(default=b"", repr=False)  # METADATA as it is on disk (a stub copies it)
 
     @cached_property
     def record_sha256(self) -> str:
         """sha256 hex of the RECORD file's bytes ("" without RECORD); read on first use (a RECORD can be
-        megabytes, and only the base's distributions are ever asked)."""
+        megabytes, and a relink never asks)."""
         try:
             return hashlib.sha256((self.dist_info / "RECORD").read_bytes()).hexdigest()
         except OSError:
@@ -187,9 +188,13 @@ def _read_text(path: Path) -> str | None:
 
 
 def _read_one(dist_info: Path) -> Distribution | None:
-    metadata_text = _read_text(dist_info / "METADATA")
-    if metadata_text is None:
+    try:
+        with open(os.path.join(dist_info, "METADATA"), "rb") as handle:  # noqa: PTH123
+            metadata = handle.read()
+    except OSError:
         return None
+    # as read_text(errors="replace") reads it: universal newlines
+    metadata_text = metadata.decode("utf-8", errors="replace").replace("\r\n", "\n").replace("\r", "\n")
     headers = _headers(metadata_text, ("name", "version"))
     stem = dist_info.name[: -len(".dist-info")]
     dir_name, _, dir_version = stem.partition("-")
@@ -200,6 +205,7 @@ def _read_one(dist_info: Path) -> Distribution | None:
         version=version,
         dist_info=dist_info,
         metadata_text=metadata_text,
+        metadata_bytes=metadata,
         installer=(_read_text(dist_info / "INSTALLER") or "").strip(),
     )
 
