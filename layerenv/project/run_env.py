@@ -105,7 +105,7 @@ def constraint_reference(path: str) -> str:
     """``path`` as an item of a whitespace-separated list (``UV_CONSTRAINT``, ``PIP_CONSTRAINT``, pip.conf's
     ``constraint``, all split on whitespace): as it is, or a ``file:`` URL (pip and uv both read one) when
     it holds whitespace, which would split it."""
-    if not any(character.isspace() for character in path):
+    if "".join(path.split()) == path:  # no whitespace (str.split's, as pip and uv split)
         return path
     from pathlib import Path
 
