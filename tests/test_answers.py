@@ -271,7 +271,7 @@ def test_a_cut_or_bent_answer_file_is_not_used(tmp_path: Path, monkeypatch: pyte
     witnesses = data.index(b"\nS ")
     bent = [data[:size] for size in range(0, len(data), 97)]
     bent += [data.replace(b"W ", b"W 9", 1), data.replace(b"W ", b"W -", 1), data.replace(b" 0 ", b" 2 ", 1),
-             data[:witnesses] + b"\nx" + data[witnesses:]]
+             data[:witnesses] + b"\nx" + data[witnesses:], data[:witnesses] + b"\x00" + data[witnesses:]]
     for text in bent:
         kept.write_bytes(text)
         assert answers.recall("base", env, str(tmp_path)) is None, text

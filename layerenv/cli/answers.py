@@ -243,14 +243,14 @@ def _witness(groups: Sequence[tuple[bytes, bool, Sequence[bytes]]]) -> list[int]
     for directory, follow, names in groups:
         try:
             descriptor = os.open(directory, _FOLDER)
-        except OSError:
+        except (OSError, ValueError):  # ValueError: a NUL, which only a bent answer file holds
             extend((0, 0) * len(names))
             continue
         try:
             for name in names:
                 try:
                     info = stat(name, dir_fd=descriptor, follow_symlinks=follow)
-                except OSError:
+                except (OSError, ValueError):
                     extend((0, 0))
                     continue
                 extend((info.st_ino, info.st_ctime_ns))
