@@ -177,6 +177,106 @@ def test_files_changed_within_the_settle_window_are_not_kept(tmp_path: Path) -> 
     assert answers.recall("detect-json", env, str(tmp_path)) is None
 
 
+def replayed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """An environment on a replayed machine whose files are old, with a store, and the clock 10 s ahead
+    (so that files made by the test are old enough to be remembered)."""
+    (tmp_path / "home").mkdir()
+    monkeypatch.setattr(answers, "clock", lambda: time.time_ns() + 10 * 10**9)
+    return {"LAYERENV_HOME": str(tmp_path / "home"), "LAYERENV_SYSROOT": str(FIXTURE_MACHINES / "rtx5090-580"),
+            "PATH": "/usr/bin:/bin"}
+
+
+def changed(path: Path, change: object) -> None:
+    """Apply ``change`` (a callable) until the path's ctime moves: a change within the same timestamp tick
+    as the path's last one cannot show, which the settle window covers outside tests."""
+    before = path.stat().st_ctime_ns
+    while True:
+        change()  # type: ignore[operator]
+        if path.stat().st_ctime_ns != before:
+            return
+
+
+def test_an_edit_or_a_new_file_of_layerenv_itself_asks_again(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """layerenv's own files are each witnessed by their stat, and its folders by theirs: an edit in place
+    (which leaves its folder as it was) and a file added both ask again."""
+    env = replayed(tmp_path, monkeypatch)
+    package = tmp_path / "site" / "layerenv"
+    (package / "cli").mkdir(parents=True)
+    (package / "__init__.py").write_text("x = 1\n")
+    module = package / "cli" / "answers.py"
+    module.write_text("y = 1\n")
+    monkeypatch.setattr(answers, "_PACKAGE", str(package))
+
+    def kept() -> tuple[str, str] | None:
+        assert answers.remember("detect-json", env, str(tmp_path), "one\n", "", answers.clock())
+        return answers.recall("detect-json", env, str(tmp_path))
+
+    assert kept() == ("one\n", "")
+
+    def edit() -> None:
+        with module.open("r+b") as handle:  # in place: the folder's entries stay as they were
+            handle.write(b"y = 2\n")
+
+    folder_before = (package / "cli").stat().st_ctime_ns
+    changed(module, edit)
+    assert (package / "cli").stat().st_ctime_ns == folder_before
+    assert answers.recall("detect-json", env, str(tmp_path)) is None
+    assert kept() == ("one\n", "")
+    (package / "cli" / "added.py").write_text("")
+    assert answers.recall("detect-json", env, str(tmp_path)) is None
+    assert kept() == ("one\n", "")
+    (package / "cli" / "added.py").unlink()
+    assert answers.recall("detect-json", env, str(tmp_path)) is None
+
+
+def test_each_witness_is_looked_up_as_its_path_says(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Witnesses are stat'ed from their folder's descriptor, each as its path says: a followed link's
+    target changed, a folder replaced by another holding the same names, and a folder missing when the
+    answer was kept and there now each ask again."""
+    env = replayed(tmp_path, monkeypatch)
+    folder = tmp_path / "venv" / "lib"
+    folder.mkdir(parents=True)
+    (folder / "torch").mkdir()
+    target = tmp_path / "elsewhere.py"
+    target.write_text("")
+    (folder / "link.py").symlink_to(target)
+    missing = tmp_path / "later" / "sub"
+    rests_on = [(str(folder / "torch"), False), (str(folder / "link.py"), True), (str(missing), False)]
+
+    def kept() -> None:
+        assert answers.remember("base", env, str(tmp_path), "reused\n", "", answers.clock(), rests_on)
+        assert answers.recall("base", env, str(tmp_path)) == ("reused\n", "")
+
+    kept()
+    changed(target, lambda: target.chmod(target.stat().st_mode ^ stat.S_IWOTH))  # the link itself is as it was
+    assert answers.recall("base", env, str(tmp_path)) is None
+    kept()
+    folder.rename(tmp_path / "venv" / "old-lib")
+    folder.mkdir()
+    (folder / "torch").mkdir()
+    (folder / "link.py").symlink_to(target)
+    assert answers.recall("base", env, str(tmp_path)) is None
+    kept()
+    missing.mkdir(parents=True)
+    assert answers.recall("base", env, str(tmp_path)) is None
+
+
+def test_a_cut_or_bent_answer_file_is_not_used(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    env = replayed(tmp_path, monkeypatch)
+    rests_on = [(str(tmp_path / "home"), False), (str(tmp_path), True)]
+    assert answers.remember("base", env, str(tmp_path), "reused\n", "", answers.clock(), rests_on)
+    [kept] = answer_files(tmp_path / "home")
+    data = kept.read_bytes()
+    assert answers.recall("base", env, str(tmp_path)) == ("reused\n", "")
+    witnesses = data.index(b"\nS ")
+    bent = [data[:size] for size in range(0, len(data), 97)]
+    bent += [data.replace(b"W ", b"W 9", 1), data.replace(b"W ", b"W -", 1), data.replace(b" 0 ", b" 2 ", 1),
+             data[:witnesses] + b"\nx" + data[witnesses:], data[:witnesses] + b"\x00" + data[witnesses:]]
+    for text in bent:
+        kept.write_bytes(text)
+        assert answers.recall("base", env, str(tmp_path)) is None, text
+
+
 # --------------------------------------------------------------------------- base
 
 

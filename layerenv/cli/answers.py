@@ -3,16 +3,19 @@
 Scripts, containers and shells call those two forms over and over, and their answer only changes when
 their inputs do, so an answer once given is kept (``$LAYERENV_HOME/cache/answers/``) under a digest of
 every input, and given again while that digest and the files it rests on are unchanged. The inputs:
-the form; the interpreter and its version; the stat of every file of layerenv itself (an upgrade or
-an edit); the environment variables layerenv, the installers, CUDA and ROCm read; the user, process
-and group ids; the content of every settings file (the user's, ``LAYERENV_CONFIG``, the nearest
-project's); and this machine's identity (:mod:`layerenv.machine.fingerprint`: boot id, driver
-versions, GPU folders, devices, the MIG layout). A reused base's answer also rests on the store's
-folders, every base's manifest, the chosen base's folders that the trust check reads, and this node's
-record, each by its stat; any change to one of them and the question is asked in full again.
+the form; the interpreter and its version; where layerenv itself lies, and the stat of each of its
+files and folders (an upgrade, an edit, a file added); the environment variables layerenv, the
+installers, CUDA and ROCm read; the user, process and group ids; the content of every settings file
+(the user's, ``LAYERENV_CONFIG``, the nearest project's); and this machine's identity
+(:mod:`layerenv.machine.fingerprint`: boot id, driver versions, GPU folders, devices, the MIG layout).
+A reused base's answer also rests on the store's folders, every base's manifest, the chosen base's
+folders that the trust check reads, and this node's record, each by its stat; any change to one of
+them and the question is asked in full again.
 
-Taking those stats costs about a millisecond, against the ~100 ms of reading the machine with NVML
-and choosing a build through the release table, so a repeated call costs what starting Python costs.
+Each stat costs 2-3 us (looked up from its folder's descriptor, the kernel's own share ~1.6 us on a
+2-core VM): under a millisecond for a built base, 6-9 ms for a base adopted from a venv of ~200
+distributions (its trust check reads ~2,600 paths, and so must a remembered answer), against the
+~100 ms of reading the machine with NVML and choosing a build through the release table.
 
 Not remembered: a reading in which ``nvidia-smi`` failed or timed out (it may answer next time), a
 driver with no GPU found, ``CUDA_VISIBLE_DEVICES`` naming MIG instances (asked of ``nvidia-smi``), a
@@ -22,11 +25,12 @@ same timestamp tick would not show). An answer file is used only when it, its fo
 ``cache`` folder belong to this user (or root) and no one else can write them; ``layerenv detect
 --fresh`` reads the machine again.
 
-This module imports ``os``, ``sys``, ``time`` and ``_blake2`` only, on the path that answers.
+This module imports ``marshal``, ``os``, ``sys``, ``time`` and ``_blake2`` only, on the path that answers.
 """
 
 from __future__ import annotations
 
+import marshal
 import os
 import sys
 import time
@@ -42,13 +46,15 @@ if TYPE_CHECKING:  # collections.abc costs the start-up path ~1-3 ms
 SETTLE_NS = 2_000_000_000
 #: Answer files kept; the oldest go first (each project tree, user and environment has its own).
 KEEP = 64
-_FORMAT = b"layerenv-answer 2\n"
+_FORMAT = b"layerenv-answer 3\n"
 _ENV_PREFIXES = ("LAYERENV_", "PYTORCH_", "CUDA_", "NVIDIA_", "HIP_", "ROCR_", "ROCM_", "HSA_", "GPU_", "PIP_",
                  "UV_", "XDG_")
 _ENV_NAMES = ("PATH", "HOME", "LD_LIBRARY_PATH", "VIRTUAL_ENV", "CONDA_PREFIX", "PYTHONPATH", "PYTHONHOME")
 _PACKAGE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 _NO_FOLLOW: int = getattr(os, "O_NOFOLLOW", 0)
+#: A folder opened only to look its entries up from (O_PATH: no read access needed, nothing read).
+_FOLDER: int = getattr(os, "O_PATH", os.O_RDONLY) | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_CLOEXEC", 0)
 
 clock = time.time_ns  # the one clock the settle rule reads (tests move it ahead)
 
@@ -81,8 +87,8 @@ def recall(form: str, env: Mapping[str, str], cwd: str) -> tuple[str, str] | Non
     parsed = _parse(data[len(_FORMAT):])
     if parsed is None:
         return None
-    rests_on, stats, stdout, stderr = parsed
-    return (stdout, stderr) if _stats_digest(rests_on)[0] == stats else None
+    groups, stats, stdout, stderr = parsed
+    return (stdout, stderr) if _values_digest(_witness(groups)) == stats else None
 
 
 def remember(form: str, env: Mapping[str, str], cwd: str, stdout: str, stderr: str, started_ns: int,
@@ -95,7 +101,7 @@ def remember(form: str, env: Mapping[str, str], cwd: str, stdout: str, stderr: s
     change again within its timestamp tick unseen.
     """
     folder = answers_dir(env)
-    if folder is None or any("\n" in path for path, _ in rests_on):
+    if folder is None:
         return False
     if not os.path.isdir(os.path.dirname(os.path.dirname(folder))):
         return False  # no store yet: `detect` creates none
@@ -103,14 +109,20 @@ def remember(form: str, env: Mapping[str, str], cwd: str, stdout: str, stderr: s
         os.makedirs(folder, mode=0o700, exist_ok=True)  # before the stats: creating it changes the store's cache
         if not _trusted_folder(folder):
             return False
-        digest, newest = _digest(form, env, cwd)
-        stats, changed = _stats_digest(rests_on)
-        if digest is None or max(newest, changed) >= started_ns - SETTLE_NS:
+        witnesses = [*_code_witnesses(), *rests_on]
+        if any("\n" in path for path, _ in witnesses):
             return False
-        head = "".join(f"{int(follow)}{path}\n" for path, follow in rests_on)
+        digest, newest = _digest(form, env, cwd)
+        groups = _grouped(witnesses)
+        values = _witness(groups)
+        if digest is None or max([newest, *values[1::2]]) >= started_ns - SETTLE_NS:
+            return False
+        head = [b"%d %d %s\n%s" % (len(names), follow, directory, b"".join(name + b"\n" for name in names))
+                for directory, follow, names in groups]
         out, err = (text.encode("utf-8", "surrogateescape") for text in (stdout, stderr))
-        body = b"".join([_FORMAT, b"P %d\n" % len(rests_on), head.encode("utf-8", "surrogateescape"),
-                         f"S {stats}\n".encode(), b"O %d\n" % len(out), out, b"E %d\n" % len(err), err])
+        body = b"".join([_FORMAT, b"W %d\n" % (len(groups) + sum(len(names) for _, _, names in groups)), *head,
+                         b"S %s\n" % _values_digest(values).encode(), b"O %d\n" % len(out), out,
+                         b"E %d\n" % len(err), err])
         temporary = os.path.join(folder, f".{form}-{digest}.{os.getpid()}.tmp")
         descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NO_FOLLOW, 0o600)
         try:
@@ -132,8 +144,7 @@ def _digest(form: str, env: Mapping[str, str], cwd: str) -> tuple[str | None, in
     machine = machine_lines(env, newest)
     if machine is None:
         return None, 0
-    lines = [f"form {form}", f"python {sys.executable} {sys.version}",
-             f"ids {_ids()}", *_code_lines(newest)]
+    lines = [f"form {form}", f"python {sys.executable} {sys.version}", f"ids {_ids()}", f"code {_PACKAGE}"]
     lines += [f"env {name}={value}" for name, value in sorted(env.items())
               if name.startswith(_ENV_PREFIXES) or name in _ENV_NAMES]
     root = project_root(cwd)
@@ -144,21 +155,21 @@ def _digest(form: str, env: Mapping[str, str], cwd: str) -> tuple[str | None, in
     return _hash("\n".join(lines).encode("utf-8", "surrogateescape")), newest[0]
 
 
-def _code_lines(newest: list[int]) -> list[str]:
-    """layerenv's own files by inode and ctime: an upgrade, a reinstall or an edit asks again."""
-    lines = []
+def _code_witnesses() -> list[tuple[str, bool]]:
+    """layerenv's own files and folders: an upgrade, a reinstall or an edit (a file's ctime) asks again, and
+    so does a file added or removed (its folder's ctime). Bytecode caches are left out: importing writes them."""
+    witnesses = []
     folders = [_PACKAGE]
     while folders:
-        with os.scandir(folders.pop()) as entries:
+        folder = folders.pop()
+        witnesses.append((folder, False))
+        with os.scandir(folder) as entries:
             for entry in entries:
                 if entry.name.endswith((".py", ".toml", ".json")):
-                    info = entry.stat(follow_symlinks=False)
-                    newest[0] = max(newest[0], info.st_ctime_ns)
-                    lines.append(f"{entry.path} {info.st_ino}:{info.st_ctime_ns}")
+                    witnesses.append((entry.path, False))
                 elif entry.name != "__pycache__" and entry.is_dir(follow_symlinks=False):
                     folders.append(entry.path)
-    lines.sort()
-    return lines
+    return witnesses
 
 
 def _content_digest(path: str) -> str:
@@ -213,22 +224,46 @@ def _read_owned(path: str) -> bytes | None:
         os.close(descriptor)
 
 
-def _stats_digest(rests_on: Sequence[tuple[str, bool]]) -> tuple[str, int]:
-    """A digest of every path's inode and ctime (0s for one that is not there), and the newest ctime.
-    Numbers into one digest, not a signature a path: a reused adopted base rests on thousands of paths."""
-    values: list[int] = []
-    newest = 0
-    stat, lstat, extend = os.stat, os.lstat, values.extend
+def _grouped(rests_on: Sequence[tuple[str, bool]]) -> list[tuple[bytes, bool, list[bytes]]]:
+    """The paths by folder (and whether followed), in the order first met: each folder is opened once
+    and its entries are looked up from it, not walked to from ``/`` again."""
+    groups: dict[tuple[bytes, bool], list[bytes]] = {}
     for path, follow in rests_on:
+        directory, name = os.path.split(os.fsencode(path))
+        groups.setdefault((directory or b".", follow), []).append(name or b".")
+    return [(directory, follow, names) for (directory, follow), names in groups.items()]
+
+
+def _witness(groups: Sequence[tuple[bytes, bool, Sequence[bytes]]]) -> list[int]:
+    """Every path's inode and ctime (0s for one that is not there), two numbers a path. The kernel sets
+    ctime on every change of content, mode, owner or links (of a folder: every entry added, removed or
+    renamed), and nothing sets it back. A reused adopted base rests on thousands of paths, so each is
+    looked up from its folder's descriptor, the fewest steps a stat of it can take."""
+    values: list[int] = []
+    stat, extend = os.stat, values.extend
+    for directory, follow, names in groups:
         try:
-            info = stat(path) if follow else lstat(path)
-        except OSError:
-            extend((0, 0))
+            descriptor = os.open(directory, _FOLDER)
+        except (OSError, ValueError):  # ValueError: a NUL, which only a bent answer file holds
+            extend((0, 0) * len(names))
             continue
-        extend((info.st_ino, info.st_ctime_ns))
-        if info.st_ctime_ns > newest:  # noqa: PLR1730 - cheaper than max(), thousands of times a call
-            newest = info.st_ctime_ns
-    return _hash(repr(values).encode()), newest
+        try:
+            for name in names:
+                try:
+                    info = stat(name, dir_fd=descriptor, follow_symlinks=follow)
+                except (OSError, ValueError):
+                    extend((0, 0))
+                    continue
+                extend((info.st_ino, info.st_ctime_ns))
+        finally:
+            os.close(descriptor)
+    return values
+
+
+def _values_digest(values: list[int]) -> str:
+    """The digest of numbers, packed by marshal's version 2 (a builtin module, so nothing to load; no
+    back-references, so the same numbers give the same bytes): a tenth of what their ``repr`` costs."""
+    return _hash(marshal.dumps(values, 2))
 
 
 def _hash(data: bytes) -> str:
@@ -239,18 +274,27 @@ def _hash(data: bytes) -> str:
     return blake2b(data, digest_size=16).hexdigest()
 
 
-def _parse(data: bytes) -> tuple[list[tuple[str, bool]], str, str, str] | None:
-    """``P <n>`` and n lines of (0|1)<path>, ``S <digest>``, then ``O <n>`` and ``E <n>`` each followed by that
-    many bytes; None if cut or bent."""
+def _parse(data: bytes) -> tuple[list[tuple[bytes, bool, list[bytes]]], str, str, str] | None:
+    """``W <n>`` and n lines: groups of ``<count> <0|1> <folder>`` followed by ``count`` names in it (each
+    followed if 1); ``S <digest>``, then ``O <n>`` and ``E <n>`` each followed by that many bytes; None if cut
+    or bent."""
     try:
         end = data.index(b"\n")
-        if not data.startswith(b"P "):
+        if not data.startswith(b"W "):
             return None
         count = int(data[2:end])
         lines = data[end + 1:].split(b"\n", count + 1)
         if len(lines) != count + 2 or not lines[count].startswith(b"S "):
             return None
-        rests_on = [(line[1:].decode("utf-8", "surrogateescape"), line[:1] == b"1") for line in lines[:count]]
+        groups = []
+        position = 0
+        while position < count:
+            listed, follow, directory = lines[position].split(b" ", 2)
+            after = position + 1 + int(listed)
+            if follow not in (b"0", b"1") or not position < after <= count:
+                return None
+            groups.append((directory, follow == b"1", lines[position + 1:after]))
+            position = after
         stats = lines[count][2:].decode("ascii")
         rest = lines[count + 1]
         texts = []
@@ -266,7 +310,7 @@ def _parse(data: bytes) -> tuple[list[tuple[str, bool]], str, str, str] | None:
             position = end + 1 + size
     except (ValueError, UnicodeDecodeError):
         return None
-    return (rests_on, stats, texts[0], texts[1]) if position == len(rest) else None
+    return (groups, stats, texts[0], texts[1]) if position == len(rest) else None
 
 
 def _prune(folder: str) -> None:
