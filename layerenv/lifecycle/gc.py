@@ -25,8 +25,10 @@ Not covered: a ``layerenv project`` run by another process with other settings (
 from __future__ import annotations
 
 import os
+import stat
+import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -79,6 +81,7 @@ class GcResult:
     staging: tuple[Leftover, ...] = ()  # staging/ dirs of interrupted builds, removed (or, dry, would be)
     staging_kept: tuple[Leftover, ...] = ()  # staging/ dirs of builds running now
     shapes: tuple[ShapeRemoval, ...] = ()  # shapes/ of interpreters no base uses, removed (or, dry, would be)
+    temporaries: tuple[str, ...] = ()  # registry/ and users/ files a killed rebase or project staged, removed
 
     @property
     def freed_bytes(self) -> int:
@@ -91,7 +94,8 @@ class GcResult:
                 "kept": [k.to_json() for k in self.kept], "freed_bytes": self.freed_bytes,
                 "staging_removed": [leftover.to_json() for leftover in self.staging],
                 "staging_kept": [leftover.to_json() for leftover in self.staging_kept],
-                "shapes_removed": [shape.to_json() for shape in self.shapes]}
+                "shapes_removed": [shape.to_json() for shape in self.shapes],
+                "temporaries_removed": list(self.temporaries)}
 
 
 def bases_in_use(store: Store) -> dict[str, list[str]]:
@@ -173,7 +177,44 @@ def collect(store: Store, current_ids: set[str], *, dry_run: bool) -> GcResult:
     for leftover in orphans if not dry_run else ():
         remove_tree(leftover.path)
     live = tuple(item for item in staging if not item.orphaned)
-    return GcResult(dry_run, tuple(removed), tuple(kept), leftovers, orphans, live, shapes)
+    temporaries = _stale_temporaries(store, dry_run=dry_run)
+    return GcResult(dry_run, tuple(removed), tuple(kept), leftovers, orphans, live, shapes, temporaries)
+
+
+#: A temporary older than this belongs to no running command: a rebase or a `layerenv project` renames what it
+#: stages within seconds (a rebase's chunk on a slow network filesystem within minutes).
+TEMPORARY_AGE_S = 3600
+
+
+def _stale_temporaries(store: Store, *, dry_run: bool, now: float | None = None) -> tuple[str, ...]:
+    """Remove (or list) the temporary files a killed command left beside the registry's entries and the
+    base users' notes (``.<name>.<random>.tmp``): readers skip them, nothing else would remove them."""
+    folders = [store.registry]
+    with suppress(OSError):
+        folders += [store.users / name for name in sorted(os.listdir(store.users))]  # noqa: PTH208
+    moment = time.time() if now is None else now
+    found = []
+    for folder in folders:
+        try:
+            entries = list(os.scandir(folder))
+        except OSError:
+            continue
+        for entry in entries:
+            if not (entry.name.startswith(".") and entry.name.endswith(".tmp")):
+                continue
+            try:
+                info = entry.stat(follow_symlinks=False)
+            except OSError:
+                continue
+            if not stat.S_ISREG(info.st_mode) or moment - info.st_mtime < TEMPORARY_AGE_S:
+                continue
+            if not dry_run:
+                try:
+                    os.unlink(entry.path)  # noqa: PTH108
+                except OSError:
+                    continue
+            found.append(entry.path)
+    return tuple(sorted(found))
 
 
 def _orphan_shapes(store: Store, manifests: list[Manifest], *, dry_run: bool) -> tuple[ShapeRemoval, ...]:

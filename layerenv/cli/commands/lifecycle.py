@@ -99,8 +99,9 @@ def gc_command(dry_run: bool, as_json: bool) -> None:
     whose key's lock is held (a build of that key in progress) is kept, and so is one that another
     node of a shared store recorded as its base (that node may be down now). For an adopted base only
     its manifest in the store is removed, never the environment. Staging dirs of interrupted builds
-    (in staging/, their key's lock free) are removed too, and the venv shapes (in shapes/) of
-    interpreters no base uses. Reports the space freed.
+    (in staging/, their key's lock free) are removed too, the venv shapes (in shapes/) of
+    interpreters no base uses, and the temporary files a killed command left in registry/ and users/
+    (over an hour old). Reports the space freed.
     """
     from layerenv.lifecycle.gc import collect
 
@@ -129,4 +130,6 @@ def gc_command(dry_run: bool, as_json: bool) -> None:
     for shape in result.shapes:
         click.echo(f"{verb} {shape.path} ({format_size(shape.size_bytes)}): the empty venv shape of an interpreter "
                    "no base uses")
+    for temporary in result.temporaries:
+        click.echo(f"{verb} {temporary}: a temporary file an interrupted command left")
     click.echo(f"{'would free' if dry_run else 'freed'} {format_size(result.freed_bytes)}")
