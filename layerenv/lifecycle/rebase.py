@@ -367,13 +367,13 @@ def relink_all(plan: Plan, store: Store, bases: Mapping[str, Manifest], relinks:
         size = PROBE_PROJECTS if start == 0 else RELINK_CHUNK
         chunk, before = relinks[start:start + size], ThreadClock.now()
         prepared = _prepare_all(plan, store, bases, chunk, workers)
+        if start == 0:  # the staging alone: the flush's waits on the disk are the same whatever the threads
+            workers = workers_for(before, ThreadClock.now(), len(chunk))
         try:
             yield from _finish(prepared, workers)
         finally:
             for item in prepared:
                 _release(item)
-        if start == 0:
-            workers = workers_for(before, ThreadClock.now(), len(chunk))
         for item in prepared:
             if item.busy:  # its turn now, waiting for its lock while holding no other
                 yield item.move, _move_whole(plan, store, bases, item.move)
