@@ -7,9 +7,15 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 from tests.support.pytest_fixtures import *  # noqa: F403
 from tests.support.real_torch import real_cpu_base  # noqa: F401
+
+# Hypothesis's timing checks (an example's deadline, slow generation) judge the machine, not the code: on two
+# busy cores a draw can stall for seconds. What the properties assert stays as strict.
+settings.register_profile("layerenv", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("layerenv")
 
 #: what the caller's shell may have set that would steer an installer (or layerenv) into its environment
 CALLER_ENVIRONMENT = ("VIRTUAL_ENV", "CONDA_PREFIX", "CONDA_DEFAULT_ENV")
