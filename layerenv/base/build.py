@@ -121,19 +121,29 @@ def _plan(
     def newest(requirement: str) -> Resolved | None:
         return installer.newest(python, requirement, sources, log)
 
-    specifier = series_specifier(decision.torch_series, open_ended=open_ended, pin=request.pin)
-    torch, rejected = newest_acceptable("torch", specifier, newest, acceptance)
-    if torch is None:
-        detail = f"; skipped: {rejected[-1]}" if rejected else ""
-        if offline is not None:
-            detail += f"; {offline.headline()}: {offline.what_would_work()}"
-        raise OperationFailed(
-            f"no torch{specifier} {decision.variant} build found in {', '.join(sources.describe())}{detail} "
-            f"(log: {log.path})"
-        )
     companions = [name for name in request.packages if name != "torch"]
-    pairing = {name: companion_specifier(name, torch.version, decision.table.torchaudio_series) for name in companions}
-    answers = newest_of_each({name: spec for name, spec in pairing.items() if spec}, newest, acceptance)
+
+    def pair_companions(torch_version: str) -> dict[str, str | None]:
+        return {name: companion_specifier(name, torch_version, decision.table.torchaudio_series)
+                for name in companions}
+
+    # a companion pairs with torch's series, nearly always the newest in range: the companions are resolved for
+    # it beside torch, and again once torch is known only where its series turns out to be another
+    likely = pair_companions(decision.torch_series[0])
+    specifier = series_specifier(decision.torch_series, open_ended=open_ended, pin=request.pin)
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="layerenv-companions") as pool:
+        guessed = pool.submit(newest_of_each, _asked(likely), newest, acceptance)
+        torch, rejected = newest_acceptable("torch", specifier, newest, acceptance)
+        if torch is None:
+            detail = f"; skipped: {rejected[-1]}" if rejected else ""
+            if offline is not None:
+                detail += f"; {offline.headline()}: {offline.what_would_work()}"
+            raise OperationFailed(
+                f"no torch{specifier} {decision.variant} build found in {', '.join(sources.describe())}{detail} "
+                f"(log: {log.path})"
+            )
+        pairing = pair_companions(torch.version)
+        answers = guessed.result() if pairing == likely else newest_of_each(_asked(pairing), newest, acceptance)
     requirements = [f"torch=={torch.version}"]
     notes = []
     for name in companions:
@@ -147,6 +157,11 @@ def _plan(
             continue
         requirements.append(f"{name}=={found.version}" if found else name)
     return _Plan(torch, tuple(requirements), tuple(notes))
+
+
+def _asked(pairing: dict[str, str | None]) -> dict[str, str]:
+    """The companions to resolve: those with a series to look in (``None``: none pairs; ``""``: any release)."""
+    return {name: specifier for name, specifier in pairing.items() if specifier}
 
 
 def _package_records(venv: Path, installer: str) -> dict[str, PackageRecord]:
