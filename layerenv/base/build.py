@@ -13,10 +13,10 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from layerenv import __version__
 from layerenv.base.manifest import Manifest, PackageRecord, refuse_newer
-from layerenv.base.offline import Unreachable
 from layerenv.base.request import BaseRequest, BaseResult, base_id
 from layerenv.base.resolve import (
     Acceptance,
@@ -40,6 +40,9 @@ from layerenv.venv.create import BASE_PROMPT, create_virtualenv
 from layerenv.venv.layout import VenvLayout
 from layerenv.venv.relocate import relocate_venv
 from layerenv.venv.shapes import ensure_shape
+
+if TYPE_CHECKING:  # what an unreachable index explains is imported only when one is
+    from layerenv.base.offline import Unreachable
 
 
 def resolve_sources(
@@ -73,6 +76,7 @@ def resolve_sources(
 
 def _offline(request: BaseRequest, index_url: str, problem: str) -> Unreachable:
     from layerenv.base.adoptable import find_adoptable
+    from layerenv.base.offline import Unreachable
     from layerenv.choice.table import load_matrix
 
     installs = find_adoptable(request.detection, load_matrix(), os.environ, Path.home())
