@@ -350,9 +350,8 @@ def test_a_reused_base_answer_is_kept_and_given_again(in_process: Path, capsys: 
                                     "manifest"])
 def test_a_changed_store_looks_the_base_up_again(in_process: Path, capsys: pytest.CaptureFixture[str],
                                                  monkeypatch: pytest.MonkeyPatch, change: str) -> None:
-    shapes = in_process / "shapes"  # a layout folder the store's trust check reads, made only by an adoption
-    if change == "store-folder-writable":
-        shapes.mkdir()
+    shapes = in_process / "shapes"  # a layout folder the store's trust check reads, made by the uv build
+    assert shapes.is_dir()
     code, first, _ = base_json(capsys)
     assert code == 0
     [kept] = answer_files(in_process)
@@ -365,8 +364,9 @@ def test_a_changed_store_looks_the_base_up_again(in_process: Path, capsys: pytes
         torch_dir.chmod(torch_dir.stat().st_mode | stat.S_IWOTH)
         undo = lambda: torch_dir.chmod(torch_dir.stat().st_mode & ~stat.S_IWOTH)  # noqa: E731
     elif change == "store-folder-writable":
+        mode = stat.S_IMODE(shapes.stat().st_mode)
         shapes.chmod(0o777)
-        undo = shapes.rmdir
+        undo = lambda: shapes.chmod(mode)  # noqa: E731
     elif change == "new-base":
         (in_process / "bases" / "zz-other").mkdir()
         undo = (in_process / "bases" / "zz-other").rmdir

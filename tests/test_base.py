@@ -418,3 +418,117 @@ def test_a_uv_build_whose_torch_came_from_a_refused_place_fails(tmp_path: Path, 
     assert file_url(elsewhere) in failed.value.message
     assert list(store.bases.iterdir()) == []
     assert not any(store.staging.iterdir())
+
+
+# a base uv builds: its venv made by uv, the store's venv shape made beside the build -----------------
+
+
+def test_a_uv_build_killed_mid_way_leaves_no_staging_and_its_projects_copy_the_store_shape(  # type: ignore[no-untyped-def]
+    tmp_path: Path, env_for
+) -> None:
+    """uv makes the base's venv (no seed, whatever the user's ``UV_VENV_SEED``) and the store's
+    virtualenv-made shape for its interpreter is made during the build, so the first project venv is a
+    copy, virtualenv never starts; a build killed while the shape is being made leaves, after the next
+    build, nothing in ``staging/``. One store for the three steps (about 3 s)."""
+    import importlib.util
+
+    from layerenv.venv.create import is_template
+
+    env = {**env_for(machine="no-gpu"), "UV_VENV_SEED": "1"}
+    home = tmp_path / "home"
+    killed = run_layerenv(["base"], {**env, "LAYERENV_FAULTS_ENABLED": "1", "LAYERENV_FAULT": "base:after-venv"},
+                          tmp_path)
+    assert killed.returncode == -9
+    built = run_layerenv(["base", "--json"], env, tmp_path)
+    assert built.returncode == 0 and json.loads(built.stdout)["status"] == "built", built.stderr
+    assert "no venv shape" not in built.stderr
+    assert not any((home / "staging").iterdir())
+    base = home / "bases" / json.loads(built.stdout)["base_id"]
+    config = (base / "pyvenv.cfg").read_text()
+    assert "\nuv = " in config and "virtualenv" not in config and not is_template(base), config
+    assert not list(base.glob("lib/python*/site-packages/pip")), "the user's UV_VENV_SEED seeds nothing in a base"
+    shapes = sorted((home / "shapes").iterdir())
+    assert len(shapes) == 1 and is_template(shapes[0]), shapes
+
+    real = Path(next(iter(importlib.util.find_spec("virtualenv").submodule_search_locations)))  # type: ignore[union-attr]
+    shadow = tmp_path / "no-virtualenv" / "virtualenv"
+    shadow.mkdir(parents=True)
+    (shadow / "__init__.py").write_text("def cli_run(*args, **kwargs):\n    raise RuntimeError('virtualenv ran')\n")
+    (shadow / "version.py").write_bytes((real / "version.py").read_bytes())
+    (shadow / "seed").symlink_to(real / "seed")  # its bundled pip wheel, shared by project venvs
+    project = tmp_path / "app"
+    project.mkdir()
+    made = run_layerenv(["project", str(project)],
+                        {**env, "PYTHONPATH": os.pathsep.join([str(shadow.parent), env["PYTHONPATH"]])}, tmp_path)
+    assert made.returncode == 0, made.stderr
+    assert is_template(shapes[0]) and "virtualenv" in (project / ".venv" / "pyvenv.cfg").read_text()
+    assert torch_facts(project / ".venv" / "bin" / "python")["v"] == "2.9.1+cpu"
+
+
+def test_a_shape_that_cannot_be_made_is_a_warning_and_the_uv_base_is_published(
+    tmp_path: Path, installer_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """virtualenv failing in the store (a full disk) costs the base nothing: it is published, with a line
+    saying its project venvs will be made by virtualenv."""
+    import layerenv.base.build
+
+    def full_disk(*_: object) -> None:
+        raise OperationFailed("creating the virtualenv at shapes failed: No space left on device")
+
+    monkeypatch.setattr(layerenv.base.build, "ensure_shape", full_disk)
+    uv = find_uv()
+    assert uv is not None
+    detection = replayed_detection(tmp_path, "no-gpu")
+    request = in_process_request(tmp_path, detection, installer="uv")
+    write_simple_index(tmp_path / "variant-index" / detection.decision.variant.name,
+                       [build_fake_torch(tmp_path / "w", "2.9.1+cpu", cuda=None)])
+    request = BaseRequest(interpreter=request.interpreter, detection=detection, packages=("torch",), installer="uv",
+                          sources=SourceSettings(index_template=file_url(tmp_path / "variant-index") + "/{variant}/simple"))
+    store = Store.open(str(tmp_path / "home"), {})
+    steps = Recorder()
+
+    result = ensure_base(request, store, steps, UvInstaller(uv, installer_env))
+
+    assert [path.name for path in store.bases.iterdir()] == [result.manifest.base_id]
+    assert steps.warnings == [f"no venv shape for {request.interpreter.executable} (creating the virtualenv at shapes "
+                              f"failed: No space left on device); project venvs on {result.manifest.base_id} will be "
+                              "made by virtualenv, which is slower"], steps.warnings
+
+
+class CountingInstaller(FakeInstaller):
+    """The fake installer, counting what it is asked to resolve."""
+
+    def __init__(self, wheels: list[Path]) -> None:
+        super().__init__(wheels)
+        self.asked: list[str] = []
+
+    def newest(self, python: Path, requirement: str, sources: Sources, log: Log) -> Resolved | None:
+        self.asked.append(requirement)
+        return super().newest(python, requirement, sources, log)
+
+
+@pytest.mark.parametrize("offered", ["newest", "older"])
+def test_the_companions_pair_with_the_torch_found(tmp_path: Path, offered: str) -> None:
+    """The companions are resolved beside torch for the newest series in range; where the sources'
+    torch is of an older series, they are resolved again for it, and the base pairs with its torch."""
+    from tests.support.wheels import build_fake_companion
+
+    detection = replayed_detection(tmp_path, "h100-580")
+    variant = detection.decision.variant
+    newest, older = detection.decision.torch_series[:2]
+    series = newest if offered == "newest" else older
+    wheels = tmp_path / "wheels"
+    torch = build_fake_torch(wheels, f"{series}.0+{variant}", cuda=variant.version, arch_list=("sm_80", "sm_90"))
+    visions = {name: f"0.{int(name.split('.')[1]) + 15}.0+{variant}" for name in (newest, older)}
+    installer = CountingInstaller([torch, *(build_fake_companion(wheels, "torchvision", version)
+                                            for version in visions.values())])
+    request = in_process_request(tmp_path, detection)
+    request = BaseRequest(interpreter=request.interpreter, detection=detection, packages=("torch", "torchvision"),
+                          installer="fake", sources=request.sources)
+    store = Store.open(str(tmp_path / "home"), {})
+
+    result = ensure_base(request, store, Recorder(), installer).manifest
+
+    assert (result.torch, result.packages["torchvision"].version) == (f"{series}.0+{variant}", visions[series])
+    asked = [requirement for requirement in installer.asked if requirement.startswith("torchvision")]
+    assert len(asked) == (1 if offered == "newest" else 2), asked

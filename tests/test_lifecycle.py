@@ -181,19 +181,21 @@ def test_verify_checks_the_venv_files_no_record_hashes(store: Store) -> None:
     assert layerenv(["verify", CU130], store.env, store.root).returncode == 0
 
 
-def test_verify_of_a_base_published_before_venv_files_allows_only_virtualenv_names(store: Store) -> None:
-    manifest = store.home / "bases" / CU130 / "layerenv-manifest.json"
-    planted = store.home / "bases" / CU130 / "bin" / "torchrun-helper"
-    with restored(manifest):
-        data = json.loads(manifest.read_text())
-        del data["venv_files"]
-        manifest.write_text(json.dumps(data))
-        assert as_json(["verify", CU130], store.env, store.root, 0)["ok"] is True
-        planted.write_text("#!/bin/sh\n")
-        try:
-            assert as_json(["verify", CU130], store.env, store.root, 1)["bases"][0]["unlisted"] == [str(planted)]
-        finally:
-            planted.unlink()
+def test_verify_of_a_base_published_before_venv_files_allows_only_virtualenv_names(tmp_path: Path) -> None:
+    """Bases were all made by virtualenv before manifests kept ``venv_files`` (one uv fills is now made by
+    ``uv venv``, and keeps them): in such a venv the names virtualenv writes pass, anything else is unlisted."""
+    from layerenv.base.unlisted import scan
+    from layerenv.machine.interpreters import current
+    from layerenv.store.home import MANIFEST_NAME
+    from layerenv.venv.create import BASE_PROMPT, create_virtualenv
+
+    venv = tmp_path / "base"
+    create_virtualenv(venv, current().executable, prompt=BASE_PROMPT, seed_pip=False)
+    (venv / MANIFEST_NAME).write_text("{}\n")
+    assert scan(venv, adopted=False, listed=set(), own=None).unlisted == ()
+    planted = venv / "bin" / "torchrun-helper"
+    planted.write_text("#!/bin/sh\n")
+    assert scan(venv, adopted=False, listed=set(), own=None).unlisted == (str(planted),)
 
 
 def test_verify_unknown_base_is_bad_input(store: Store) -> None:

@@ -9,14 +9,14 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from layerenv import __version__
 from layerenv.base.manifest import Manifest, PackageRecord, refuse_newer
-from layerenv.base.offline import Unreachable
 from layerenv.base.request import BaseRequest, BaseResult, base_id
 from layerenv.base.resolve import (
     Acceptance,
@@ -30,7 +30,8 @@ from layerenv.base.unlisted import capture_own_files
 from layerenv.choice.variant import parse_version_tuple
 from layerenv.errors import OperationFailed
 from layerenv.faults import checkpoint
-from layerenv.installers import Installer, Log, Resolved, Sources, get_installer
+from layerenv.installers import Installer, Log, Resolved, Sources, UvInstaller, get_installer
+from layerenv.machine.interpreters import Interpreter
 from layerenv.reporter import Reporter, progress
 from layerenv.store.atomic import open_log, remove_tree, swap_in, write_json
 from layerenv.store.home import MANIFEST_NAME, Store
@@ -38,6 +39,10 @@ from layerenv.urls import fill_template, redact, unreachable_reason
 from layerenv.venv.create import BASE_PROMPT, create_virtualenv
 from layerenv.venv.layout import VenvLayout
 from layerenv.venv.relocate import relocate_venv
+from layerenv.venv.shapes import ensure_shape
+
+if TYPE_CHECKING:  # what an unreachable index explains is imported only when one is
+    from layerenv.base.offline import Unreachable
 
 
 def resolve_sources(
@@ -71,6 +76,7 @@ def resolve_sources(
 
 def _offline(request: BaseRequest, index_url: str, problem: str) -> Unreachable:
     from layerenv.base.adoptable import find_adoptable
+    from layerenv.base.offline import Unreachable
     from layerenv.choice.table import load_matrix
 
     installs = find_adoptable(request.detection, load_matrix(), os.environ, Path.home())
@@ -121,19 +127,29 @@ def _plan(
     def newest(requirement: str) -> Resolved | None:
         return installer.newest(python, requirement, sources, log)
 
-    specifier = series_specifier(decision.torch_series, open_ended=open_ended, pin=request.pin)
-    torch, rejected = newest_acceptable("torch", specifier, newest, acceptance)
-    if torch is None:
-        detail = f"; skipped: {rejected[-1]}" if rejected else ""
-        if offline is not None:
-            detail += f"; {offline.headline()}: {offline.what_would_work()}"
-        raise OperationFailed(
-            f"no torch{specifier} {decision.variant} build found in {', '.join(sources.describe())}{detail} "
-            f"(log: {log.path})"
-        )
     companions = [name for name in request.packages if name != "torch"]
-    pairing = {name: companion_specifier(name, torch.version, decision.table.torchaudio_series) for name in companions}
-    answers = newest_of_each({name: spec for name, spec in pairing.items() if spec}, newest, acceptance)
+
+    def pair_companions(torch_version: str) -> dict[str, str | None]:
+        return {name: companion_specifier(name, torch_version, decision.table.torchaudio_series)
+                for name in companions}
+
+    # a companion pairs with torch's series, nearly always the newest in range: the companions are resolved for
+    # it beside torch, and again once torch is known only where its series turns out to be another
+    likely = pair_companions(decision.torch_series[0])
+    specifier = series_specifier(decision.torch_series, open_ended=open_ended, pin=request.pin)
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="layerenv-companions") as pool:
+        guessed = pool.submit(newest_of_each, _asked(likely), newest, acceptance)
+        torch, rejected = newest_acceptable("torch", specifier, newest, acceptance)
+        if torch is None:
+            detail = f"; skipped: {rejected[-1]}" if rejected else ""
+            if offline is not None:
+                detail += f"; {offline.headline()}: {offline.what_would_work()}"
+            raise OperationFailed(
+                f"no torch{specifier} {decision.variant} build found in {', '.join(sources.describe())}{detail} "
+                f"(log: {log.path})"
+            )
+        pairing = pair_companions(torch.version)
+        answers = guessed.result() if pairing == likely else newest_of_each(_asked(pairing), newest, acceptance)
     requirements = [f"torch=={torch.version}"]
     notes = []
     for name in companions:
@@ -147,6 +163,11 @@ def _plan(
             continue
         requirements.append(f"{name}=={found.version}" if found else name)
     return _Plan(torch, tuple(requirements), tuple(notes))
+
+
+def _asked(pairing: dict[str, str | None]) -> dict[str, str]:
+    """The companions to resolve: those with a series to look in (``None``: none pairs; ``""``: any release)."""
+    return {name: specifier for name, specifier in pairing.items() if specifier}
 
 
 def _package_records(venv: Path, installer: str) -> dict[str, PackageRecord]:
@@ -168,11 +189,49 @@ def build(
         reporter.step(request.installer_note)
     installer = installer or get_installer(request.installer)
     may_be_newer = decision.may_be_newer
+    shape = _ShapeMaker(store, request.interpreter)
     try:
-        return _build_once(request, installer, store, key, reporter, open_ended=may_be_newer)
-    except _NewerReleaseRejected as rejected:
-        reporter.warn(f"{rejected.message}; falling back to the releases layerenv knows")
-        return _build_once(request, installer, store, key, reporter, open_ended=False)
+        try:
+            return _build_once(request, installer, store, key, reporter, shape, open_ended=may_be_newer)
+        except _NewerReleaseRejected as rejected:
+            reporter.warn(f"{rejected.message}; falling back to the releases layerenv knows")
+            return _build_once(request, installer, store, key, reporter, shape, open_ended=False)
+    finally:
+        shape.wait()
+
+
+class _ShapeMaker:
+    """The store's venv shape for the base's interpreter (:mod:`layerenv.venv.shapes`), made in a thread
+    while uv fills a base it made: a venv uv made is no template for project venvs (they are what
+    virtualenv writes), and making the shape at the first ``layerenv project`` would cost that virtualenv."""
+
+    def __init__(self, store: Store, interpreter: Interpreter) -> None:
+        self.store = store
+        self.interpreter = interpreter
+        self._pool: ThreadPoolExecutor | None = None
+        self._made: Future[Path | None] | None = None
+
+    def start(self) -> None:
+        """Begin making the shape (once), beside the rest of the build."""
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="layerenv-shape")
+            self._made = self._pool.submit(ensure_shape, self.store, self.interpreter)
+
+    def finish(self, reporter: Reporter, base_id: str) -> None:
+        """Wait for the shape, if one is being made: one that could not be made is a warning (each project
+        venv is then made by virtualenv, and the first tries again); a shape others could change is refused."""
+        if self._made is None:
+            return
+        try:
+            self._made.result()
+        except OperationFailed as error:
+            reporter.warn(f"no venv shape for {self.interpreter.executable} ({error}); project venvs on "
+                          f"{base_id} will be made by virtualenv, which is slower")
+
+    def wait(self) -> None:
+        """Let the thread end (a build that failed neither reports the shape nor leaves it half made)."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
 
 
 class _NewerReleaseRejected(OperationFailed):
@@ -180,7 +239,14 @@ class _NewerReleaseRejected(OperationFailed):
 
 
 def _build_once(
-    request: BaseRequest, installer: Installer, store: Store, key: str, reporter: Reporter, *, open_ended: bool
+    request: BaseRequest,
+    installer: Installer,
+    store: Store,
+    key: str,
+    reporter: Reporter,
+    shape: _ShapeMaker,
+    *,
+    open_ended: bool,
 ) -> BaseResult:
     decision = request.detection.decision
     machine = request.detection.machine
@@ -191,7 +257,7 @@ def _build_once(
     try:
         python = VenvLayout.for_venv(staging).python
         request, installer, sources, plan = _venv_and_plan(
-            request, installer, staging, reporter, log, timings, started, open_ended=open_ended)
+            request, installer, staging, reporter, log, timings, started, shape, open_ended=open_ended)
         checkpoint("base:after-resolve")
         for note in plan.notes:
             reporter.warn(note)
@@ -228,6 +294,7 @@ def _build_once(
         checkpoint("base:after-relocate")
         manifest = replace(manifest, venv_files=capture_own_files(staging))
         write_json(staging / MANIFEST_NAME, manifest.to_json())
+        shape.finish(reporter, new_id)
         checkpoint("base:before-publish")
         graveyard = store.graveyard_dir(new_id)
         swap_in(staging, final, graveyard)
@@ -248,27 +315,32 @@ def _venv_and_plan(
     log: Log,
     timings: dict[str, float],
     started: float,
+    shape: _ShapeMaker,
     *,
     open_ended: bool,
 ) -> tuple[BaseRequest, Installer, Sources, _Plan]:
     """The staging venv and the plan, side by side: the venv is made while the index is probed and
-    (with uv, which needs no pip inside) while torch is resolved for the interpreter."""
+    (with uv, which needs no pip inside) while torch is resolved for the interpreter. A venv uv made
+    gets the store's shape made beside it, from here on (not while the index is probed: that is
+    Python work, and the shape's virtualenv would hold the interpreter's lock against it)."""
     decision = request.detection.decision
     python = VenvLayout.for_venv(staging).python
     with ThreadPoolExecutor(max_workers=1) as pool:
-        creating = pool.submit(_create_venv, staging, request, installer)
+        creating = pool.submit(_create_venv, staging, request, installer, log)
         sources, offline, installer_name = resolve_sources(request, reporter, log, prefix=staging)
         request, chosen = _with_installer(request, installer, installer_name)
         if chosen.seeds_pip != installer.seeds_pip:  # pip standing in for uv: its venv needs pip
             creating.result()
             remove_tree(staging)
-            creating = pool.submit(_create_venv, staging, request, chosen)
+            creating = pool.submit(_create_venv, staging, request, chosen, log)
         installer = chosen
         reporter.step(f"creating a {request.interpreter.tag} virtualenv")
         if installer.seeds_pip:  # pip resolves from inside the venv; uv (no pip) for the interpreter, meanwhile
             creating.result()
             checkpoint("base:after-venv")
         timings["venv"] = time.monotonic() - started
+        if isinstance(installer, UvInstaller):
+            shape.start()
         with _stage(reporter, timings, "resolve", f"resolving torch for {decision.variant}"):
             plan = _plan(request, installer, python if installer.seeds_pip else request.interpreter.executable,
                          sources, log, open_ended=open_ended, offline=offline)
@@ -278,7 +350,12 @@ def _venv_and_plan(
     return request, installer, sources, plan
 
 
-def _create_venv(staging: Path, request: BaseRequest, installer: Installer) -> None:
+def _create_venv(staging: Path, request: BaseRequest, installer: Installer, log: Log) -> None:
+    """The staging venv: ``uv venv`` where uv fills it (milliseconds; the store's shape stands in as the
+    template for its project venvs), else virtualenv (pip seeded where pip fills it)."""
+    if isinstance(installer, UvInstaller):
+        installer.create_venv(staging, request.interpreter.executable, prompt=BASE_PROMPT, log=log)
+        return
     create_virtualenv(staging, request.interpreter.executable, prompt=BASE_PROMPT, seed_pip=installer.seeds_pip)
 
 

@@ -32,6 +32,14 @@ class UvInstaller:
     def seeds_pip(self) -> bool:
         return False
 
+    def create_venv(self, path: Path, python: Path, *, prompt: str, log: Log) -> None:
+        """An empty venv for ``python`` at ``path`` (a base's: nothing seeded, uv fills it from outside),
+        made by ``uv venv`` in a few milliseconds; no project's ``requires-python`` is consulted."""
+        argv = [self.uv, "venv", "--quiet", "--no-project", "--python", str(python), "--prompt", prompt, str(path)]
+        ran = run(argv, log, _venv_env(self._env()))
+        if ran.returncode != 0:
+            raise failure(self.name, ran, log)
+
     def newest(self, python: Path, requirement: str, sources: Sources, log: Log) -> Resolved | None:
         found = self._compile(python, [requirement], _source_args(sources), _build_env(self._env()), log)
         return found[0] if found else None
@@ -140,6 +148,12 @@ def _source_args(sources: Sources) -> list[str]:
     for link in sources.find_links:
         args += ["--find-links", link]
     return args
+
+
+def _venv_env(environ: Mapping[str, str]) -> dict[str, str]:
+    """The environment of ``uv venv`` for a base: the user's ``UV_VENV_*`` settings (seed pip, clear,
+    relocatable scripts) would make a base unlike the one layerenv means to build, so they are dropped."""
+    return {name: value for name, value in _build_env(environ).items() if not name.startswith("UV_VENV_")}
 
 
 def _build_env(environ: Mapping[str, str]) -> dict[str, str]:
