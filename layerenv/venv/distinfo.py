@@ -193,8 +193,9 @@ def _read_one(dist_info: Path) -> Distribution | None:
             metadata = handle.read()
     except OSError:
         return None
-    # as read_text(errors="replace") reads it: universal newlines
-    metadata_text = metadata.decode("utf-8", errors="replace").replace("\r\n", "\n").replace("\r", "\n")
+    metadata_text = metadata.decode("utf-8", errors="replace")
+    if "\r" in metadata_text:  # as read_text reads it: universal newlines
+        metadata_text = metadata_text.replace("\r\n", "\n").replace("\r", "\n")
     headers = _headers(metadata_text, ("name", "version"))
     stem = dist_info.name[: -len(".dist-info")]
     dir_name, _, dir_version = stem.partition("-")
