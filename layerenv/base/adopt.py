@@ -99,7 +99,7 @@ def _adopt(venv: Path, layout: VenvLayout, detection: Detection, store: Store, r
 
     reporter.step(f"inspecting torch in {venv}")
     with progress(reporter, "importing torch and running a kernel"):
-        report = inspect_torch(python, run_kernel=True)
+        report = inspect_torch(python, run_kernel=True, write_bytecode=False)
     variant = report.variant
     if variant is None:
         raise OperationFailed(f"cannot adopt {venv}: {report.error or 'no torch found'}")

@@ -178,11 +178,13 @@ def _flag(value: object) -> bool | None:
     return None if value is None else bool(value)
 
 
-def inspect_torch(python: Path, *, timeout: float = 300.0, run_kernel: bool = True) -> TorchReport:
-    """Run the probe in ``python`` (with a timeout: it touches the GPU)."""
+def inspect_torch(python: Path, *, timeout: float = 300.0, run_kernel: bool = True,
+                  write_bytecode: bool = True) -> TorchReport:
+    """Run the probe in ``python`` (with a timeout: it touches the GPU). ``write_bytecode=False``: the
+    environment is not layerenv's (adopted), so importing torch there must not write a ``.pyc`` into it."""
     import subprocess  # here: reading a manifest on the reuse path starts no process
 
-    argv = [str(python), "-c", _PROBE] + (["--kernel"] if run_kernel else [])
+    argv = [str(python), *([] if write_bytecode else ["-B"]), "-c", _PROBE] + (["--kernel"] if run_kernel else [])
     try:
         result = subprocess.run(
             argv,
