@@ -216,11 +216,14 @@ def _headers(metadata_text: str, keys: tuple[str, ...]) -> dict[str, str]:
     first blank one (the description, often most of the file, is not looked at; the fields read here
     are never folded over several lines)."""
     found: dict[str, str] = {}
-    for line in metadata_text.split("\n\n", 1)[0].splitlines():
+    end = metadata_text.find("\n\n")
+    for line in (metadata_text if end < 0 else metadata_text[:end]).splitlines():
         key, colon, value = line.partition(":")
         key = key.strip().lower()
         if colon and key in keys and key not in found:
             found[key] = value.strip()
+            if len(found) == len(keys):  # Name and Version come first; a wheel lists hundreds of headers after
+                break
     return found
 
 
