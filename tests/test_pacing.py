@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from layerenv.lifecycle.pacing import WAITING_WORKERS, ThreadClock, workers_for
+from layerenv.lifecycle.pacing import WAITING_WORKERS, ThreadClock, waited_on_io, workers_for
 
 START = ThreadClock(wall_s=10.0, user_s=1.0, system_s=0.5, waits=100)
 
@@ -37,3 +37,11 @@ def test_this_thread_clock_moves_forward() -> None:
     sum(range(200_000))
     second = ThreadClock.now()
     assert second.wall_s > first.wall_s and second.user_s + second.system_s >= first.user_s + first.system_s
+
+
+def test_waits_are_counted_per_project_at_the_callers_rate() -> None:
+    """doctor's look asks at 0.25 waits a project, rebase at 0.5: one rule, two rates."""
+    eight_waits = after(wall=0.2, user=0.05, system=0.01, waits=108)
+    assert waited_on_io(START, eight_waits, projects=32, per_project=0.25)
+    assert not waited_on_io(START, eight_waits, projects=32, per_project=0.5)
+    assert not waited_on_io(START, after(wall=0.2, user=0.05, system=0.01, waits=None), projects=32)

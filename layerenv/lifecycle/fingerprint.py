@@ -37,7 +37,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import sys
 import time
 from array import array
 from collections.abc import Callable, Iterable, Sequence
@@ -47,6 +46,7 @@ from pathlib import Path
 
 from layerenv import __version__
 from layerenv.errors import LayerenvError
+from layerenv.lifecycle.pacing import ThreadClock, waited_on_io
 from layerenv.project.boot import BOOT_NAME, PTH_NAME
 from layerenv.project.extensions import STATE_FILE as EXTENSIONS_STATE
 from layerenv.project.link import read_link
@@ -126,15 +126,6 @@ class Snapshot:
     def settled(self, now_ns: int) -> bool:
         """Whether every watched file last changed long enough ago that a later change shows."""
         return self.newest_change_ns < now_ns - SETTLE_NS
-
-
-def _blocking_waits() -> int | None:
-    """How often this thread has blocked so far (its voluntary context switches); None where unknown."""
-    if not sys.platform.startswith("linux"):
-        return None
-    import resource
-
-    return resource.getrusage(resource.RUSAGE_THREAD).ru_nvcsw
 
 
 def watched_paths(venv: str, site: str, stubs: Iterable[str], scripts: Iterable[str]) -> list[str]:
@@ -262,10 +253,10 @@ class Memory:
             return _digest(venv, healthy.site, healthy.stubs, healthy.scripts, record_values,
                            healthy.files)[0] == healthy.digest
 
-        waits = _blocking_waits()
+        before = ThreadClock.now()
         verdicts = [same(item) for item in candidates[:_PROBE]]
         rest = candidates[_PROBE:]
-        blocked = waits is not None and (_blocking_waits() or 0) - waits >= _PROBE * _WAITS_PER_PROJECT
+        blocked = waited_on_io(before, ThreadClock.now(), _PROBE, _WAITS_PER_PROJECT)
         if rest and not blocked:
             verdicts += [same(item) for item in rest]  # a warm cache: threads would only add switches
         elif rest:  # the stats wait on a disk or a network filesystem: let them overlap

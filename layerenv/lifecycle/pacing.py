@@ -13,7 +13,7 @@ import sys
 import time
 from dataclasses import dataclass
 
-__all__ = ["PROBE_PROJECTS", "ThreadClock", "workers_for"]
+__all__ = ["PROBE_PROJECTS", "ThreadClock", "waited_on_io", "workers_for"]
 
 #: Projects done in the calling thread before choosing: enough to see how their time is spent.
 PROBE_PROJECTS = 12
@@ -45,12 +45,22 @@ class ThreadClock:
         return cls(wall, usage.ru_utime, usage.ru_stime, usage.ru_nvcsw)
 
 
+def waited_on_io(before: ThreadClock, after: ThreadClock, projects: int,
+                 per_project: float = WAITS_PER_PROJECT) -> bool:
+    """Whether the thread blocked (a voluntary context switch: a wait on a disk or a network filesystem) at
+    least ``per_project`` times a project between the two clocks; False where the platform does not say.
+    Preemption by other processes on a busy machine is an involuntary switch, so it does not count."""
+    if projects <= 0 or before.waits is None or after.waits is None:
+        return False
+    return after.waits - before.waits >= projects * per_project
+
+
 def workers_for(before: ThreadClock, after: ThreadClock, projects: int, cpus: int | None = None) -> int:
     """Threads for the rest of the batch, from the clocks around ``projects`` done in one thread."""
     wall = after.wall_s - before.wall_s
     if projects <= 0 or wall <= 0 or before.waits is None or after.waits is None:
         return 1
-    if (after.waits - before.waits) / projects >= WAITS_PER_PROJECT:
+    if waited_on_io(before, after, projects):
         return WAITING_WORKERS
     cores = cpus if cpus is not None else _usable_cpus()
     if cores >= 2 and (after.system_s - before.system_s) / wall >= KERNEL_SHARE:

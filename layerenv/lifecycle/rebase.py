@@ -418,19 +418,15 @@ def _finish(prepared: list[_Prepared], workers: int) -> Iterator[tuple[Move, lis
             _release(item)
     checkpoint("rebase:after-stage")
     ready = [item for item in prepared if not item.busy]
-    if workers == 1:
-        for item in ready:
-            _apply(item)
-            yield item.move, item.result
-        return
-    # each project's renames in order, the projects at once: replacing a file frees the old one's blocks,
-    # a wait on the disk that overlaps with the others'
-    pool = ThreadPoolExecutor(max_workers=min(workers, len(ready) or 1))
+    # each project's renames in order; with threads, the projects at once: replacing a file frees the old
+    # one's blocks, a wait on the disk that overlaps with the others'
+    pool = ThreadPoolExecutor(max_workers=min(workers, len(ready) or 1)) if workers > 1 else None
     try:
-        for item, _ in zip(ready, pool.map(_apply, ready), strict=True):
+        for item, _ in zip(ready, (pool.map if pool else map)(_apply, ready), strict=True):
             yield item.move, item.result
     finally:
-        pool.shutdown(wait=True, cancel_futures=True)  # before the caller releases what is left
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)  # before the caller releases what is left
 
 
 def _apply(item: _Prepared) -> None:
