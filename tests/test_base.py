@@ -30,7 +30,7 @@ from tests.support.fake_installer import FakeInstaller
 from tests.support.fake_smi import install_fixture_smi
 from tests.support.index import add_to_index, file_url, write_find_links_dir, write_simple_index
 from tests.support.reporter import Recorder
-from tests.support.venvs import venv_with_pip
+from tests.support.venvs import venv_with_pip, without_virtualenv
 from tests.support.wheels import build_fake_torch
 
 pytestmark = pytest.mark.slow
@@ -431,8 +431,6 @@ def test_a_uv_build_killed_mid_way_leaves_no_staging_and_its_projects_copy_the_s
     virtualenv-made shape for its interpreter is made during the build, so the first project venv is a
     copy, virtualenv never starts; a build killed while the shape is being made leaves, after the next
     build, nothing in ``staging/``. One store for the three steps (about 3 s)."""
-    import importlib.util
-
     from layerenv.venv.create import is_template
 
     env = {**env_for(machine="no-gpu"), "UV_VENV_SEED": "1"}
@@ -451,16 +449,11 @@ def test_a_uv_build_killed_mid_way_leaves_no_staging_and_its_projects_copy_the_s
     shapes = sorted((home / "shapes").iterdir())
     assert len(shapes) == 1 and is_template(shapes[0]), shapes
 
-    real = Path(next(iter(importlib.util.find_spec("virtualenv").submodule_search_locations)))  # type: ignore[union-attr]
-    shadow = tmp_path / "no-virtualenv" / "virtualenv"
-    shadow.mkdir(parents=True)
-    (shadow / "__init__.py").write_text("def cli_run(*args, **kwargs):\n    raise RuntimeError('virtualenv ran')\n")
-    (shadow / "version.py").write_bytes((real / "version.py").read_bytes())
-    (shadow / "seed").symlink_to(real / "seed")  # its bundled pip wheel, shared by project venvs
+    no_virtualenv = without_virtualenv(tmp_path / "no-virtualenv")
     project = tmp_path / "app"
     project.mkdir()
     made = run_layerenv(["project", str(project)],
-                        {**env, "PYTHONPATH": os.pathsep.join([str(shadow.parent), env["PYTHONPATH"]])}, tmp_path)
+                        {**env, "PYTHONPATH": os.pathsep.join([str(no_virtualenv), env["PYTHONPATH"]])}, tmp_path)
     assert made.returncode == 0, made.stderr
     assert is_template(shapes[0]) and "virtualenv" in (project / ".venv" / "pyvenv.cfg").read_text()
     assert torch_facts(project / ".venv" / "bin" / "python")["v"] == "2.9.1+cpu"

@@ -14,6 +14,7 @@ from layerenv.config import PIP_FALLBACK_NOTE, resolve_installer
 from layerenv.store.home import Store
 from layerenv.venv.create import BASE_PROMPT, clone_shape, create_virtualenv
 from tests.support.cli import layerenv_env, run_layerenv
+from tests.support.venvs import without_virtualenv
 
 PYTHON = Path(sys.executable).resolve()
 
@@ -183,7 +184,6 @@ def test_on_an_adopted_uv_venv_project_venvs_are_copied_from_the_store_shape_gc_
 ) -> None:
     """Adopting a venv uv made leaves an empty virtualenv-made venv for its interpreter in the store, so
     no project venv on it starts virtualenv; gc keeps that shape while a base runs on its interpreter."""
-    import importlib.util
     import json
 
     from layerenv.machine.uv import find_uv
@@ -205,16 +205,11 @@ def test_on_an_adopted_uv_venv_project_venvs_are_copied_from_the_store_shape_gc_
     shapes = sorted((home / "shapes").iterdir())
     assert len(shapes) == 1 and is_template(shapes[0]) and not any((home / "staging").iterdir())
 
-    real = Path(next(iter(importlib.util.find_spec("virtualenv").submodule_search_locations)))  # type: ignore[union-attr]
-    shadow = tmp_path / "no-virtualenv" / "virtualenv"
-    shadow.mkdir(parents=True)
-    (shadow / "__init__.py").write_text("def cli_run(*args, **kwargs):\n    raise RuntimeError('virtualenv ran')\n")
-    (shadow / "version.py").write_bytes((real / "version.py").read_bytes())
-    (shadow / "seed").symlink_to(real / "seed")  # its bundled pip wheel, shared by project venvs
+    no_virtualenv = without_virtualenv(tmp_path / "no-virtualenv")
     project = tmp_path / "app"
     project.mkdir()
     made = run_layerenv(["project", str(project)],
-                        {**env, "PYTHONPATH": os.pathsep.join([str(shadow.parent), env["PYTHONPATH"]])}, tmp_path)
+                        {**env, "PYTHONPATH": os.pathsep.join([str(no_virtualenv), env["PYTHONPATH"]])}, tmp_path)
     assert made.returncode == 0, made.stderr
     ran = subprocess.run([str(project / ".venv" / "bin" / "python"), "-c", "import sys, torch; print(sys.prefix)"],
                          capture_output=True, text=True, check=True)

@@ -29,3 +29,20 @@ def venv_with_pip(dest: Path, env: Mapping[str, str], python: str = "python3") -
     subprocess.run([UV, "pip", "install", "--quiet", "--offline", "--no-cache", "--no-index", "--python",
                     str(interpreter), *wheels], check=True, env=dict(env))
     return dest
+
+
+def without_virtualenv(root: Path) -> Path:
+    """``root``, a folder to put first on ``PYTHONPATH``: there ``import virtualenv`` finds one whose
+    ``cli_run`` raises, so a layerenv that still makes a venv with virtualenv fails. Its version and its
+    bundled seed wheels (the pip that project venvs share) are the real ones."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("virtualenv")
+    assert spec is not None and spec.submodule_search_locations is not None
+    real = Path(next(iter(spec.submodule_search_locations)))
+    shadow = root / "virtualenv"
+    shadow.mkdir(parents=True)
+    (shadow / "__init__.py").write_text("def cli_run(*args, **kwargs):\n    raise RuntimeError('virtualenv ran')\n")
+    (shadow / "version.py").write_bytes((real / "version.py").read_bytes())
+    (shadow / "seed").symlink_to(real / "seed")
+    return root
