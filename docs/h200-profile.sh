@@ -8,18 +8,10 @@ cd "$(dirname "$0")/.." || exit 1
 O=${OUT:-/tmp/h200-out}
 mkdir -p "$O"
 unset PYTHONDONTWRITEBYTECODE
-TORCH_VENV=${TORCH_VENV:-/opt/torch/.venv}
-SYSTEM_PYTHON=$("$TORCH_VENV"/bin/python -c "import sys; print(sys._base_executable)")
-TOOL=/tmp/layerenv-tool
+. docs/h200-tool.sh
 {
   echo "== versions"; date -u; "$SYSTEM_PYTHON" --version; nproc; df -T /tmp | tail -1; mount | grep -E ' / | /tmp ' | head -3
-  "$SYSTEM_PYTHON" -m compileall -q -j 0 .device/site layerenv > /dev/null
-  "$SYSTEM_PYTHON" -m venv --without-pip "$TOOL"
-  site=$("$TOOL/bin/python" -c "import sysconfig; print(sysconfig.get_paths()['purelib'])")
-  printf '%s\n%s\n' "$PWD/.device/site" "$PWD" > "$site/layerenv-checkout.pth"
-  printf '#!%s\nimport sys\nfrom layerenv.cli.entry import main\nif __name__ == "__main__":\n    sys.exit(main())\n' \
-    "$TOOL/bin/python" > "$TOOL/bin/layerenv"
-  chmod +x "$TOOL/bin/layerenv"
+  make_tool_venv
   export LAYERENV_HOME=/tmp/profile-home PATH="$TOOL/bin:$PATH"
   echo "== adopt"; layerenv base --adopt "$TORCH_VENV" > /dev/null; echo "exit $?"
   for i in 0 1 2 3 4; do mkdir -p /tmp/prof-$i; done

@@ -13,19 +13,10 @@ O=${OUT:-/tmp/h200-out}
 mkdir -p "$O"
 unset PYTHONDONTWRITEBYTECODE
 export PYTHONUNBUFFERED=1
-TORCH_VENV=${TORCH_VENV:-/opt/torch/.venv}
-SYSTEM_PYTHON=$("$TORCH_VENV"/bin/python -c "import sys; print(sys._base_executable)")
-TOOL=/tmp/layerenv-tool
+. docs/h200-tool.sh
 {
   echo "== versions"; date -u; "$SYSTEM_PYTHON" --version; nvidia-smi -L
-  "$SYSTEM_PYTHON" -m compileall -q -j 0 .device/site layerenv > /dev/null
-  "$SYSTEM_PYTHON" -m venv --without-pip "$TOOL"
-  site=$("$TOOL/bin/python" -c "import sysconfig; print(sysconfig.get_paths()['purelib'])")
-  printf '%s\n%s\n' "$PWD/.device/site" "$PWD" > "$site/layerenv-checkout.pth"
-  # the console script uv writes (pip's also imports re)
-  printf '#!%s\nimport sys\nfrom layerenv.cli.entry import main\nif __name__ == "__main__":\n    sys.exit(main())\n' \
-    "$TOOL/bin/python" > "$TOOL/bin/layerenv"
-  chmod +x "$TOOL/bin/layerenv"
+  make_tool_venv
   export LAYERENV_HOME=/tmp/speed-home PATH="$TOOL/bin:$PATH"
   echo "== layerenv base --adopt $TORCH_VENV"; layerenv base --adopt "$TORCH_VENV"; echo "exit $?"
   mkdir -p /tmp/speed-demo
