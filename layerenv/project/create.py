@@ -12,17 +12,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from layerenv.base.current import usable_current
-from layerenv.base.ensure import ensure_base
 from layerenv.base.manifest import Manifest
 from layerenv.base.node_answer import remember_node
 from layerenv.base.request import BaseRequest
 from layerenv.config import Settings
 from layerenv.errors import BadInput, OperationFailed
 from layerenv.faults import checkpoint
-from layerenv.installers import Installer, InstallerFailed, LayeredVenv, Log, get_installer
-from layerenv.project.carry import installed
 from layerenv.project.link import STATE_FILE, PerNode
-from layerenv.project.relink import Move, move_project
 from layerenv.project.requirements import ProjectDependencies, read_dependencies
 from layerenv.project.sync_state import find_lock
 from layerenv.reporter import Reporter
@@ -32,6 +28,12 @@ from layerenv.venv.create import clone_shape, create_virtualenv, is_template
 from layerenv.venv.distinfo import canonical_name
 from layerenv.venv.layout import VenvLayout
 from layerenv.venv.relocate import relocate_venv
+
+TYPE_CHECKING = False  # the installers are imported where one runs: a project that installs nothing needs none
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from layerenv.installers import Installer, Log
 
 VENV_NAME = ".venv"
 
@@ -183,6 +185,7 @@ def _guard_conflicts(deps: ProjectDependencies, manifest: Manifest) -> None:
 
 def _run_step(venv: Path, args: list[str], installer: Installer, log: Log) -> None:
     """One installer run into the layered venv; raises ``InstallerFailed``."""
+    from layerenv.installers import LayeredVenv
     from layerenv.project.link import read_link, uv_environment
 
     if installer.name == "pip" and (record := read_link(venv)) is not None:
@@ -195,6 +198,7 @@ def _run_step(venv: Path, args: list[str], installer: Installer, log: Log) -> No
 def _install(venv: Path, deps: ProjectDependencies, installer: Installer, log: Log) -> None:
     """Each step of the plan, from a requirements file written into the venv (kept there as a record);
     a failure names the conflict if it is one."""
+    from layerenv.installers import InstallerFailed
     from layerenv.project.conflicts import explain_conflict
     from layerenv.project.link import read_link
 
@@ -226,6 +230,7 @@ def _install(venv: Path, deps: ProjectDependencies, installer: Installer, log: L
 def _carry_over(old: Path, new: Path, deps: ProjectDependencies, installer: Installer, log: Log,
                 reporter: Reporter) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """Install into ``new`` what was installed into ``old`` by hand; (kept, removed), each removal reported."""
+    from layerenv.installers import InstallerFailed
     from layerenv.project.carry import by_hand, installed, split_family
 
     before = installed(old)
@@ -262,21 +267,26 @@ def _carry_over(old: Path, new: Path, deps: ProjectDependencies, installer: Inst
     return kept, removed
 
 
-def _fill(staging: Path, final: Path, deps: ProjectDependencies, request: ProjectRequest, installer: Installer,
-          log: Log, reporter: Reporter, *, locked: bool) -> tuple[list[str], tuple[str, ...], tuple[str, ...]]:
-    """Install the plan into the new venv, then what the old one held by hand: (ours, kept, removed)."""
+def _fill(staging: Path, final: Path, deps: ProjectDependencies, request: ProjectRequest,
+          tools: Callable[[], tuple[Installer, Log]], reporter: Reporter, *,
+          locked: bool) -> tuple[list[str], tuple[str, ...], tuple[str, ...]]:
+    """Install the plan into the new venv, then what the old one held by hand: (ours, kept, removed).
+    ``tools``: the installer and its log, asked for only where one runs."""
     for note in deps.notes:
         reporter.step(note)
     if deps.count:
         reporter.step(f"installing {len(deps.requirements)} requirement(s) with {request.installer}"
                       + (f", {len(deps.editables)} editable(s)" if deps.editables else "")
                       + (f" and the project itself ({deps.project.path})" if deps.project else ""))
-        _install(staging, deps, installer, log)
-    # a venv nothing was installed into holds stubs only (pip is shared, not seeded): no need to read them
+        _install(staging, deps, *tools())
+    if not (deps.count or locked or final.is_dir()):
+        return [], (), ()  # a venv nothing was installed into holds stubs only (pip is shared, not seeded)
+    from layerenv.project.carry import installed
+
     ours = [item.name for item in installed(staging)] if deps.count or locked else []
     if not final.is_dir():
         return ours, (), ()
-    return ours, *_carry_over(final, staging, deps, installer, log, reporter)
+    return ours, *_carry_over(final, staging, deps, *tools(), reporter)
 
 
 def _install_lock(venv: Path, request: ProjectRequest, lock: Path, reporter: Reporter, log: Log) -> None:
@@ -310,6 +320,7 @@ def _bring_up_to_date(final: Path, project_dir: Path, manifest: Manifest, linked
                       mode: PerNode | None, store: Store, reporter: Reporter) -> bool:
     """A venv whose dependencies are current: relink it if its base or boot mode changed."""
     from layerenv.project.link import link, read_link
+    from layerenv.project.relink import Move, move_project
 
     changed = linked_base != manifest.base_id
     if changed:
@@ -415,6 +426,30 @@ def _dependencies(request: ProjectRequest) -> ProjectDependencies:
                              install_project=request.install_project)
 
 
+def _installer_tools(request: ProjectRequest, store: Store,
+                     installer: Installer | None) -> Callable[[], tuple[Installer, Log]]:
+    """The installer (``installer``, else the one the request names) and this run's log, made when first
+    asked for: a project that installs nothing imports no installer. uv asked for and not installed is
+    refused now, before anything is made, as making it refuses it."""
+    from layerenv.machine.uv import find_uv
+
+    if installer is None and request.installer == "uv" and find_uv() is None:
+        from layerenv.installers import get_installer
+
+        get_installer(request.installer)  # raises
+    made: list[tuple[Installer, Log]] = []
+
+    def tools() -> tuple[Installer, Log]:
+        if not made:
+            from layerenv.installers import Log, get_installer
+
+            made.append((installer or get_installer(request.installer),
+                         Log(store.log_path(f"project-{request.project_dir.name or 'root'}"))))
+        return made[0]
+
+    return tools
+
+
 def _claim(store: Store, manifest: Manifest, venv: Path, project_dir: Path) -> tuple[bool, Path | None]:
     """Note ``venv`` as a user of ``manifest``'s base, then whether the base is still published; and the note,
     if written now (flushed with the staged venv: until that venv is in place, a power cut loses nothing a
@@ -437,6 +472,9 @@ def _claimed_base(
     to be flushed."""
 
     def build() -> Manifest:
+        from layerenv.base.ensure import ensure_base
+        from layerenv.installers import get_installer
+
         nonlocal installer
         if installer is None:
             if request.base.installer_note:
@@ -482,7 +520,7 @@ def _ensure_project(
         changed = _bring_up_to_date(final, project_dir, manifest, str(state.get("base_id")), mode, store, reporter)
         return ProjectResult(final, manifest, changed=changed, installed=(), base_built=base_built)
     staging = project_dir / f"{VENV_NAME}.layerenv-new-{os.getpid()}-{os.urandom(3).hex()}"
-    log = Log(store.log_path(f"project-{project_dir.name or 'root'}"))
+    tools = _installer_tools(request, store, installer)
     try:
         if installer is None and request.base.installer_note and (deps.count or lock):
             reporter.step(request.base.installer_note)
@@ -493,11 +531,10 @@ def _ensure_project(
              final_venv=final)
         checkpoint("project:after-link")
         if lock:  # the lock pins what pyproject.toml declares; requirements files and layerenv.toml still count
-            _install_lock(staging, request, lock, reporter, log)
+            _install_lock(staging, request, lock, reporter, tools()[1])
             deps = read_dependencies(project_dir, request.requirement_files, request.extra_dependencies, (),
                                      from_pyproject=False)
-        ours, kept, removed = _fill(staging, final, deps, request, installer or get_installer(request.installer),
-                                    log, reporter, locked=lock is not None)
+        ours, kept, removed = _fill(staging, final, deps, request, tools, reporter, locked=lock is not None)
         checkpoint("project:after-install")
         _seal(staging, final, with_extensions({
             "fingerprint": fingerprint,
