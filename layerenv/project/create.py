@@ -498,11 +498,24 @@ def _claimed_base(
     return manifest, base_built, installer, [note] if note is not None else []
 
 
+def _link_new(staging: Path, final: Path, manifest: Manifest, mode: PerNode | None, store: Store) -> None:
+    """Link the staged venv, the base's distributions and their stubs taken from the store's cache where
+    it holds them unchanged, else read (and then kept there for the next project)."""
+    from layerenv.project import stub_cache
+    from layerenv.project.link import link
+
+    base_site = VenvLayout.for_venv(manifest.venv.absolute()).site_packages
+    cache = stub_cache.cache_file(store.home, base_site, manifest.base_id)
+    started = stub_cache.clock()
+    recalled = stub_cache.recall(cache, base_site, manifest.base_id)
+    link(staging, base_id=manifest.base_id, base_venv=manifest.venv, per_node=mode, durable=False, final_venv=final)
+    if not recalled:
+        stub_cache.keep(cache, base_site, manifest.base_id, started)
+
+
 def _ensure_project(
     request: ProjectRequest, store: Store, reporter: Reporter, installer: Installer | None, deps: ProjectDependencies
 ) -> ProjectResult:
-    from layerenv.project.link import link
-
     project_dir = request.project_dir
     _recover(project_dir)
     _refuse_foreign(project_dir / VENV_NAME)
@@ -527,8 +540,7 @@ def _ensure_project(
         reporter.step(f"creating {final} on base {manifest.base_id}")
         _create_venv(staging, manifest, request, store)
         checkpoint("project:after-venv")
-        link(staging, base_id=manifest.base_id, base_venv=manifest.venv, per_node=mode, durable=False,
-             final_venv=final)
+        _link_new(staging, final, manifest, mode, store)
         checkpoint("project:after-link")
         if lock:  # the lock pins what pyproject.toml declares; requirements files and layerenv.toml still count
             _install_lock(staging, request, lock, reporter, tools()[1])

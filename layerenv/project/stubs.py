@@ -132,7 +132,7 @@ _STUBS: dict[tuple[tuple[str, int, int], str, tuple[tuple[str, bytes], ...]], di
 def _stub_files(dist: Distribution, base_id: str, wrappers: tuple[tuple[str, bytes], ...]) -> dict[str, bytes]:
     """A stub's files by name, RECORD last: the same for every project on the base but for the wrappers
     it lists, so made once per process (a rebase stubs the same distributions in every project)."""
-    key = (_install_of(dist), base_id, wrappers)
+    key = (install_of(dist), base_id, wrappers)
     cached = _STUBS.get(key)
     if cached is not None:
         return cached
@@ -151,7 +151,17 @@ def _stub_files(dist: Distribution, base_id: str, wrappers: tuple[tuple[str, byt
     return files
 
 
-def _install_of(dist: Distribution) -> tuple[str, int, int]:
+def prime_stub(install: tuple[str, int, int], base_id: str, files: dict[str, bytes]) -> None:
+    """Give this process the files of a wrapper-less stub made before (:mod:`layerenv.project.stub_cache`)."""
+    _STUBS[(install, base_id, ())] = files
+
+
+def kept_stub(install: tuple[str, int, int], base_id: str) -> dict[str, bytes] | None:
+    """The files this process made for the wrapper-less stub of that install on ``base_id``, if it made them."""
+    return _STUBS.get((install, base_id, ()))
+
+
+def install_of(dist: Distribution) -> tuple[str, int, int]:
     """Which install of ``dist`` this is: its folder, whose inode and mtime a reinstall changes."""
     info = os.stat(dist.dist_info)  # noqa: PTH116
     return str(dist.dist_info), info.st_ino, info.st_mtime_ns
@@ -213,6 +223,11 @@ def _may_be_wrapper(entry: os.DirEntry[str]) -> bool:
 
 
 _BASE_CACHE: dict[tuple[Path, int], list[Distribution]] = {}
+
+
+def prime_base(base_site: Path, dists: list[Distribution]) -> None:
+    """Give this process the distributions to stub read before (:mod:`layerenv.project.stub_cache`)."""
+    _BASE_CACHE[(base_site, base_site.stat().st_mtime_ns)] = dists
 
 
 def base_distributions(base_site: Path) -> list[Distribution]:
