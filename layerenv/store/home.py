@@ -22,6 +22,8 @@
                                     (layerenv.lifecycle.fingerprint); deleting it only makes doctor read more
       cache/answers/                the answers `detect` and a reusing `base` gave, under a digest of their
                                     inputs (layerenv.cli.answers); deleting them only costs a slower call
+      cache/stubs/<key>             a base's distributions and their stub files, as the first project on it
+                                    read them (layerenv.project.stub_cache); deleting one only costs a slower project
 """
 
 from __future__ import annotations
@@ -139,9 +141,10 @@ class Store:
         """
         os.umask(os.umask(0o022) | 0o022)
         try:
-            # a new store gets cache/answers too, so that remembering its first answer changes no folder an
-            # answer rests on (an existing store gains it then: its next answer is remembered 2 s later)
-            answers = () if self.home.is_dir() else (self.home / "cache" / "answers",)
+            # a new store gets cache/answers and cache/stubs too, so that remembering its first answer or
+            # keeping its first base's stubs changes no folder an answer rests on (an existing store gains
+            # them then: its next answer is remembered 2 s later)
+            answers = () if self.home.is_dir() else (self.home / "cache" / "answers", self.home / "cache" / "stubs")
             layout = (self.home, self.bases, self.staging, self.graveyard, self.registry, self.locks, self.logs,
                       *answers)
             for directory in layout:
