@@ -11,8 +11,10 @@ Rows (issue 19), each printed with its peer measured in the same run:
      `layerenv base --adopt`, as on the H200's /opt/torch/.venv), timed with the others (--no-adopted: skip);
      `--extra-dists N` adds N small pure-Python distributions to that venv before it is adopted (the H200's
      /opt/torch/.venv holds torch and 193 others: `--extra-dists 184` gives 194 with the real torch's own),
-     and the row is given as a ratio to `python -c pass` of the same interpreter, timed in the same rounds;
-     `--adopted-only` times only that row and `python -c pass` (no CPU base built, no other peers).
+     and the row is given as a ratio to `python -c pass` of the same interpreter, timed in the same rounds,
+     with the environment the H200 has (no torch pin, no index settings: those the CPU base needs are left out);
+     `--adopted-only` times only that row and `python -c pass` (no CPU base built, no other peers);
+     `--against DIR` beside them the same command run by the layerenv of another checkout (before/after).
 The real CPU torch wheel is looked up in --real-wheels (default /opt/wheels); its dependencies come from
 --deps-index. layerenv is started as its console script starts it, with bytecode written (as installed).
 Run: python benchmarks/project.py [--runs 5] [--imports 15]; run it three times and report every run.
@@ -79,6 +81,8 @@ ADOPTED = "layerenv project (adopted uv-made base)"
 
 
 PASS = "python -c pass"
+#: what the CPU base's build needs and the H200's adopted base does not: a torch pin, its index settings
+AS_ON_H200 = ("-u", "LAYERENV_TORCH", "-u", "LAYERENV_INDEX_URL", "-u", "LAYERENV_FIND_LINKS")
 
 
 def extra_wheels(folder: Path, count: int) -> list[str]:
@@ -127,6 +131,7 @@ def main() -> None:
                         help="row 5: N small distributions added to the adopted venv (184: the H200's 194)")
     parser.add_argument("--adopted-only", action="store_true",
                         help="time row 5 and python -c pass only (no CPU base, no other peers)")
+    parser.add_argument("--against", metavar="DIR", help="with --adopted-only: also time another checkout's layerenv")
     parser.add_argument("--json", action="store_true")
     options = parser.parse_args()
     tag = f"cp{sys.version_info.major}{sys.version_info.minor}"
@@ -153,7 +158,8 @@ def main() -> None:
         uv_torch = (f"'{uv()}' venv -q --python '{interpreter}' '{{dest}}/.venv' && '{uv()}' pip install -q "
                     f"--python '{{dest}}/.venv' " + " ".join(deps))
         adopted = {} if options.no_adopted else {
-            ADOPTED: ["env", f"LAYERENV_HOME={adopted_store(scratch, interpreter, deps, env, options.extra_dists)}",
+            ADOPTED: ["env", *AS_ON_H200 * bool(options.extra_dists),
+                      f"LAYERENV_HOME={adopted_store(scratch, interpreter, deps, env, options.extra_dists)}",
                       *console_script("project", "{dest}")]}
         seconds, cpu = interleaved({
             "layerenv project": console_script("project", "{dest}"),
@@ -236,8 +242,13 @@ def adopted_only(options: argparse.Namespace, scratch: Path, env: dict[str, str]
     interpreter = os.path.realpath(sys.executable)
     home = adopted_store(scratch, interpreter, deps, env, options.extra_dists)
     stubs = len(list(next(scratch.glob("uv-torch-venv/lib/python*/site-packages")).glob("*.dist-info")))
+    against = {} if not options.against else {
+        f"{ADOPTED}, {options.against}": ["env", *AS_ON_H200, f"LAYERENV_HOME={home}",
+                                          f"PYTHONPATH={Path(options.against).resolve()}",
+                                          *console_script("project", "{dest}")]}
     seconds, cpu = interleaved({
-        ADOPTED: ["env", f"LAYERENV_HOME={home}", *console_script("project", "{dest}")],
+        ADOPTED: ["env", *AS_ON_H200, f"LAYERENV_HOME={home}", *console_script("project", "{dest}")],
+        **against,
         PASS: [sys.executable, "-c", "pass"],
     }, options.runs, env, scratch / "runs")
     ratio, cpu_ratio = seconds[ADOPTED] / seconds[PASS], cpu[ADOPTED] / cpu[PASS]
@@ -248,7 +259,8 @@ def adopted_only(options: argparse.Namespace, scratch: Path, env: dict[str, str]
     print(f"adopted base of {stubs} distributions (real torch + {options.extra_dists} small); medians of "
           f"{options.runs} runs, interleaved")
     for name, value in seconds.items():
-        print(f"  {name:<40} {value * 1000:7.1f} ms (cpu {cpu[name] * 1000:6.1f} ms)")
+        print(f"  {name:<40} {value * 1000:7.1f} ms (cpu {cpu[name] * 1000:6.1f} ms)  "
+              f"{value / seconds[PASS]:5.1f}x python -c pass (cpu {cpu[name] / cpu[PASS]:4.1f}x)")
     print(f"  row 5: layerenv project {ratio:.1f}x python -c pass (cpu {cpu_ratio:.1f}x); on the H200 "
           f"<= 0.3 s asks for ~16x")
 
