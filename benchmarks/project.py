@@ -14,7 +14,9 @@ Rows (issue 19), each printed with its peer measured in the same run:
      and the row is given as a ratio to `python -c pass` of the same interpreter, timed in the same rounds,
      with the environment the H200 has (no torch pin, no index settings: those the CPU base needs are left out);
      `--adopted-only` times only that row and `python -c pass` (no CPU base built, no other peers);
-     `--against DIR` beside them the same command run by the layerenv of another checkout (before/after).
+     `--against DIR` beside them the same command run by the layerenv of another checkout (before/after);
+     `--dest-dir DIR` makes the timed projects there (e.g. on tmpfs while the base stays on disk: this
+     machine's journal-less ext4 makes file creation after deletions erratic).
 The real CPU torch wheel is looked up in --real-wheels (default /opt/wheels); its dependencies come from
 --deps-index. layerenv is started as its console script starts it, with bytecode written (as installed).
 Run: python benchmarks/project.py [--runs 5] [--imports 15]; run it three times and report every run.
@@ -132,6 +134,7 @@ def main() -> None:
     parser.add_argument("--adopted-only", action="store_true",
                         help="time row 5 and python -c pass only (no CPU base, no other peers)")
     parser.add_argument("--against", metavar="DIR", help="with --adopted-only: also time another checkout's layerenv")
+    parser.add_argument("--dest-dir", metavar="DIR", help="with --adopted-only: where the timed projects are made")
     parser.add_argument("--json", action="store_true")
     options = parser.parse_args()
     tag = f"cp{sys.version_info.major}{sys.version_info.minor}"
@@ -246,11 +249,15 @@ def adopted_only(options: argparse.Namespace, scratch: Path, env: dict[str, str]
         f"{ADOPTED}, {options.against}": ["env", *AS_ON_H200, f"LAYERENV_HOME={home}",
                                           f"PYTHONPATH={Path(options.against).resolve()}",
                                           *console_script("project", "{dest}")]}
-    seconds, cpu = interleaved({
-        ADOPTED: ["env", *AS_ON_H200, f"LAYERENV_HOME={home}", *console_script("project", "{dest}")],
-        **against,
-        PASS: [sys.executable, "-c", "pass"],
-    }, options.runs, env, scratch / "runs")
+    dest = Path(tempfile.mkdtemp(dir=options.dest_dir)) if options.dest_dir else scratch / "runs"
+    try:
+        seconds, cpu = interleaved({
+            ADOPTED: ["env", *AS_ON_H200, f"LAYERENV_HOME={home}", *console_script("project", "{dest}")],
+            **against,
+            PASS: [sys.executable, "-c", "pass"],
+        }, options.runs, env, dest)
+    finally:
+        shutil.rmtree(dest, ignore_errors=True)
     ratio, cpu_ratio = seconds[ADOPTED] / seconds[PASS], cpu[ADOPTED] / cpu[PASS]
     if options.json:
         print(json.dumps({"distributions": stubs, "seconds": seconds, "cpu_seconds": cpu,
