@@ -62,3 +62,18 @@ def test_a_failing_step_leaves_the_steps_before_it_done_and_no_temporaries(tmp_p
 
     assert done.read_text() == "a\n"
     assert sorted(path.name for path in tmp_path.iterdir()) == ["done.txt"]
+
+
+def test_flush_syncs_many_at_once_and_raises_the_first_failure_in_order(tmp_path: Path) -> None:
+    files = [tmp_path / f"file-{number}" for number in range(40)]
+    for path in files:
+        path.write_text("x")
+    flush([*files, tmp_path])  # more paths than threads: every one synced without error
+    flush([])
+    gone = [tmp_path / "gone-1", tmp_path / "gone-2"]
+    try:
+        flush([*files[:20], gone[0], *files[20:], gone[1]])
+    except FileNotFoundError as error:
+        assert error.filename == str(gone[0])
+    else:
+        raise AssertionError("a path that cannot be synced must fail the flush")

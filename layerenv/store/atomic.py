@@ -211,18 +211,34 @@ def open_log(path: Path, *, new: bool = False) -> IO[str]:
 
 def flush(paths: list[Path]) -> None:
     """fsync ``paths`` (files, and the directories whose new entries must last) all at once: the
-    waits overlap, so a staged tree written without fsyncs costs one wait, not one a file."""
-    from concurrent.futures import ThreadPoolExecutor
+    waits overlap (up to 16 at a time), so a staged tree written without fsyncs costs one wait, not one
+    a file. Every path is synced; then the error of the first that failed, if any, is raised. Plain
+    threads: ``concurrent.futures`` (and the ``logging`` it imports) would cost every project ~6 ms more."""
+    import threading
 
-    def sync(path: Path) -> None:
-        descriptor = os.open(path, os.O_RDONLY)
-        try:
-            os.fsync(descriptor)
-        finally:
-            os.close(descriptor)
+    failed: dict[int, Exception] = {}
 
-    with ThreadPoolExecutor(max_workers=min(16, len(paths) or 1)) as pool:
-        list(pool.map(sync, paths))
+    def sync_every(start: int, step: int) -> None:
+        for index in range(start, len(paths), step):
+            try:
+                descriptor = os.open(paths[index], os.O_RDONLY)
+                try:
+                    os.fsync(descriptor)
+                finally:
+                    os.close(descriptor)
+            except Exception as error:  # raised in the caller's thread, below
+                failed[index] = error
+
+    workers = min(16, len(paths))
+    threads = [threading.Thread(target=sync_every, args=(start, workers)) for start in range(1, workers)]
+    for thread in threads:
+        thread.start()
+    if workers:
+        sync_every(0, workers)
+    for thread in threads:
+        thread.join()
+    if failed:
+        raise failed[min(failed)]
 
 
 def json_text(document: Any) -> str:
