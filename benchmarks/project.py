@@ -246,13 +246,14 @@ def adopted_only(options: argparse.Namespace, scratch: Path, env: dict[str, str]
     home = adopted_store(scratch, interpreter, deps, env, options.extra_dists)
     stubs = len(list(next(scratch.glob("uv-torch-venv/lib/python*/site-packages")).glob("*.dist-info")))
     against = {} if not options.against else {
-        f"{ADOPTED}, {options.against}": ["env", *AS_ON_H200, f"LAYERENV_HOME={home}",
+        f"{ADOPTED}, {options.against}": ["env", *AS_ON_H200, f"LAYERENV_HOME={home}", "PYTHONSAFEPATH=1",
                                           f"PYTHONPATH={Path(options.against).resolve()}",
                                           *console_script("project", "{dest}")]}
     dest = Path(tempfile.mkdtemp(dir=options.dest_dir)) if options.dest_dir else scratch / "runs"
     try:
         seconds, cpu = interleaved({
-            ADOPTED: ["env", *AS_ON_H200, f"LAYERENV_HOME={home}", *console_script("project", "{dest}")],
+            ADOPTED: ["env", *AS_ON_H200, f"LAYERENV_HOME={home}", "PYTHONSAFEPATH=1",  # not this folder's layerenv
+                      *console_script("project", "{dest}")],
             **against,
             PASS: [sys.executable, "-c", "pass"],
         }, options.runs, env, dest)
