@@ -17,7 +17,8 @@ def test_gc_removes_stale_temporaries_of_the_registry_and_users_only(tmp_path: P
     notes = store.users / "cp311-linux_x86_64-torch2.9.1-cu128"
     notes.mkdir(parents=True)
     old = time.time() - TEMPORARY_AGE_S - 60
-    stale = [store.registry / ".layerenv-staged-abc.json.k1t7oxrt.tmp", notes / ".abc.json.p2z8o9j_.tmp"]
+    stale = [store.registry / ".layerenv-staged-abc.json.k1t7oxrt.tmp", notes / ".abc.json.p2z8o9j_.tmp",
+             store.home / "cache" / "stubs" / ".fd69d5aea173912d3132bacc45d164c1.4242.tmp"]  # a killed keep's
     fresh = store.registry / ".layerenv-staged-def.json.r3yd75vs.tmp"  # a running rebase's
     other = notes / ".not-ours"  # not a temporary's name: left alone, however old
     for path in [*stale, fresh, other]:

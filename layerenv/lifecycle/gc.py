@@ -81,7 +81,7 @@ class GcResult:
     staging: tuple[Leftover, ...] = ()  # staging/ dirs of interrupted builds, removed (or, dry, would be)
     staging_kept: tuple[Leftover, ...] = ()  # staging/ dirs of builds running now
     shapes: tuple[ShapeRemoval, ...] = ()  # shapes/ of interpreters no base uses, removed (or, dry, would be)
-    temporaries: tuple[str, ...] = ()  # registry/ and users/ files a killed rebase or project staged, removed
+    temporaries: tuple[str, ...] = ()  # registry/, users/ and cache/stubs/ files a killed command staged, removed
 
     @property
     def freed_bytes(self) -> int:
@@ -187,9 +187,10 @@ TEMPORARY_AGE_S = 3600
 
 
 def _stale_temporaries(store: Store, *, dry_run: bool, now: float | None = None) -> tuple[str, ...]:
-    """Remove (or list) the temporary files a killed command left beside the registry's entries and the
-    base users' notes (``.<name>.<random>.tmp``): readers skip them, nothing else would remove them."""
-    folders = [store.registry]
+    """Remove (or list) the temporary files a killed command left beside the registry's entries, the
+    base users' notes and the bases' kept stubs (``.<name>.<random>.tmp``): readers skip them, nothing
+    else would remove them."""
+    folders = [store.registry, store.home / "cache" / "stubs"]
     with suppress(OSError):
         folders += [store.users / name for name in sorted(os.listdir(store.users))]  # noqa: PTH208
     moment = time.time() if now is None else now
