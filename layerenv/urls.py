@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import re
+import sys
 import urllib.parse
 from pathlib import Path
 
@@ -54,15 +56,27 @@ def fill_template(template: str, variant: str, where: str) -> str:
     return check_url(template.replace("{variant}", variant), where)
 
 
+def file_url_path(path: str) -> str:
+    """The local path a ``file:`` URL's path part names, as :func:`urllib.request.url2pathname` reads it
+    (Python 3.14's: escaped bytes that are not UTF-8 stay the bytes of the name), without importing
+    :mod:`urllib.request` on POSIX: its HTTP and e-mail modules are ~20 ms of CPU of a base build whose index
+    is a directory (once the store has its venv shape: virtualenv, making one, imports them anyway)."""
+    if os.name == "nt":  # drive letters and UNC hosts: urllib's own reading
+        from urllib.request import url2pathname
+
+        return url2pathname(path)
+    return urllib.parse.unquote(path, encoding=sys.getfilesystemencoding(), errors=sys.getfilesystemencodeerrors())
+
+
 def unreachable_reason(url: str, timeout: float = 5.0) -> str | None:
     """``None`` when the index answers (any HTTP status), else why not, in a few words."""
-    import urllib.error
-    import urllib.request
-
     parts = urllib.parse.urlsplit(url)
     if parts.scheme == "file":
-        path = Path(urllib.request.url2pathname(parts.path))
+        path = Path(file_url_path(parts.path))
         return None if path.is_dir() else f"{path} is not a directory"
+    from urllib.error import HTTPError, URLError
+    from urllib.request import Request, urlopen
+
     headers = {}
     if parts.username is not None:  # urllib does not take credentials from the URL: send them as Basic auth
         import base64
@@ -72,13 +86,13 @@ def unreachable_reason(url: str, timeout: float = 5.0) -> str | None:
         host = parts.hostname or ""
         netloc = f"{host}:{parts.port}" if parts.port else host
         url = urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
-    request = urllib.request.Request(url, method="GET", headers=headers)  # noqa: S310 - scheme checked above
+    request = Request(url, method="GET", headers=headers)  # noqa: S310 - scheme checked above
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310
+        with urlopen(request, timeout=timeout) as response:  # noqa: S310
             response.read(1)
-    except urllib.error.HTTPError:
+    except HTTPError:
         return None
-    except (urllib.error.URLError, OSError, ValueError) as error:
+    except (URLError, OSError, ValueError) as error:
         reason = getattr(error, "reason", error)
         return str(reason)
     return None
