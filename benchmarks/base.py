@@ -9,7 +9,10 @@ The uv build and its peers run ``--rounds`` times, interleaved (each in a fresh 
 busy machine's drift hits them all; every round is printed with its wall and CPU time (user + system of the
 process and its children), the rows and ratios are the medians. Two uv peers: ``uv venv`` as typed, which
 takes the first Python on PATH (here a pyenv shim, a bash script that adds ~130 ms to each run), and
-``uv venv --python`` naming the interpreter layerenv builds for, the like-for-like floor.
+``uv venv --python`` naming the interpreter layerenv builds for, the like-for-like floor. A fourth build per
+round, "shape made", runs in a store that already holds the venv shape of the interpreter (made untimed just
+before), as a store's later bases are built: the first base of a store also runs virtualenv once for that shape
+(in a thread, ~150-200 ms of CPU), which this row leaves out.
 The fake index offers the release layerenv decides on for the variant (``layerenv detect``'s torch), as the
 variant's real index does; ``--torch 2.9.1`` gives the index earlier sessions measured with, whose torch is
 older than the newest in range (so the companions are resolved a second time, after torch).
@@ -37,7 +40,8 @@ from tests.support.index import file_url, write_simple_index
 from tests.support.wheels import build_fake_companion, build_fake_torch
 
 UV_REUSE = "reuse (uv's script) / python -c pass"
-UV_ROWS = ("layerenv base (uv)", "uv venv && uv pip install", "uv venv --python && uv pip install")
+SHAPED = "layerenv base (uv), shape made"
+UV_ROWS = ("layerenv base (uv)", "uv venv && uv pip install", "uv venv --python && uv pip install", SHAPED)
 
 
 def main() -> None:
@@ -91,6 +95,7 @@ def main() -> None:
                     ],
                     clean_env(scratch, cache),
                 ),
+                SHAPED: shaped_build(scratch / f"h-shaped{number}", settings),
             })
         uv_rows = UV_ROWS
         results = {
@@ -120,10 +125,12 @@ def main() -> None:
         results.update(reuse)
         cpu = {row: statistics.median(run[row][1] for run in rounds) for row in uv_rows}
         each = [run["layerenv base (uv)"][0] / run["uv venv && uv pip install"][0] for run in rounds]
+        shaped = [run[SHAPED][0] / run["uv venv && uv pip install"][0] for run in rounds]
         named = [run["layerenv base (uv)"][0] / run["uv venv --python && uv pip install"][0] for run in rounds]
         ratios = {
             "uv build / uv venv+install": statistics.median(each),
             "uv build / uv venv --python+install": statistics.median(named),
+            "uv build, shape made / uv venv+install": statistics.median(shaped),
             "pip build / venv+pip install": results["layerenv base (pip)"] / results["python -m venv && pip install"],
             "reuse / python -c pass": results["layerenv base (reuse)"] / results["python -c pass"],
             UV_REUSE: results["layerenv base (reuse, uv's script)"] / results[
@@ -180,6 +187,21 @@ def variant_index(root: Path, version: str, payload_mb: int) -> tuple[str, list[
 def built_for(home: Path) -> str:
     """The interpreter the base in ``home`` was built for (its venv's ``bin/python`` resolved)."""
     return os.path.realpath(next((home / "bases").glob("*/bin/python")))
+
+
+def shaped_build(home: Path, settings: Mapping[str, str]) -> tuple[float, float]:
+    """The uv build in a store that already holds the venv shape of its interpreter (made here, untimed), as a
+    store's later bases are built (another variant, a rebuild): the build without the one-off virtualenv run."""
+    env = clean_env(home, settings)
+    make = ("import sys; from pathlib import Path; from layerenv.store.home import Store; "
+            "from layerenv.machine.interpreters import current; from layerenv.venv.shapes import ensure_shape; "
+            "assert ensure_shape(Store(Path(sys.argv[1])), current()) is not None")  # what layerenv builds for
+    subprocess.run([sys.executable, "-c", make, str(home)], env=env, check=True)
+    made = sorted(path.name for path in (home / "shapes").iterdir())
+    result = timed_cpu(layerenv("base", "--installer", "uv"), env)
+    if sorted(path.name for path in (home / "shapes").iterdir()) != made:
+        raise SystemExit(f"the build made another shape than {made}: the row would time virtualenv after all")
+    return result
 
 
 def timed_cpu(argv: Sequence[str], env: Mapping[str, str]) -> tuple[float, float]:
