@@ -17,7 +17,8 @@ def test_a_file_index_is_found_through_its_escapes_and_a_missing_one_is_named(tm
     assert "%20" in url and "%C3%A9" in url
     assert unreachable_reason(url) is None
     assert unreachable_reason(url + "-gone") == f"{index}-gone is not a directory"
-    assert unreachable_reason((tmp_path / "plain-file").as_uri()) is not None
+    (tmp_path / "plain-file").write_text("", encoding="utf-8")
+    assert unreachable_reason((tmp_path / "plain-file").as_uri()) == f"{tmp_path / 'plain-file'} is not a directory"
 
 
 def test_the_path_of_a_file_url_is_what_url2pathname_reads() -> None:
