@@ -18,6 +18,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from layerenv.lifecycle.shadows import find_shadows, remove_shadows
+from layerenv.lifecycle.startup_files import changed_boot_files
+from layerenv.project.boot import fixed_boot, legacy_fixed_boot
 from layerenv.project.conflicts import explain_conflict
 from layerenv.project.link import LinkRecord, link, read_link, uv_environment
 from layerenv.store import atomic
@@ -221,8 +223,9 @@ def test_import_torch_loads_the_base_build(shared: Path, base_a: Path) -> None:
     assert under(info["file"], site_packages_of(base_a))
     assert info["version"] == TORCH_A and info["dist"] == TORCH_A
     site = site_packages_of(shared)
-    assert (site / "_layerenv.pth").read_text().splitlines() == [
-        str(site_packages_of(base_a)), "import _layerenv_boot"]
+    lines = (site / "_layerenv.pth").read_text().splitlines()
+    assert lines[0] == str(site_packages_of(base_a)) and lines[1].startswith("import _layerenv_boot;")
+    assert repr(str(site_packages_of(base_a))) in lines[1] and len(lines) == 2
     record = read_link(shared)
     assert record is not None and record.base_id == "cu128-a"
     assert record.family_modules == ("nvidia", "torch", "torchvision", "triton")
@@ -516,11 +519,100 @@ def test_interrupted_relink_leaves_a_working_torch(project: Path, base_a: Path, 
         else:
             break
         assert probe(project, TORCH_PROBE)["version"] in (TORCH_A, "2.11.0+cu130")  # type: ignore[index]
-    assert interrupted >= 4  # at least the constraints, the boot module, the .pth and the record
+    assert interrupted >= 3  # at least the constraints, the .pth and the record (the boot module names no base)
     monkeypatch.setattr(atomic, "write_text", real_write)
     assert link(project, base_id="cu130-b", base_venv=base_b).base_id == "cu130-b"
     assert probe(project, TORCH_PROBE)["version"] == "2.11.0+cu130"  # type: ignore[index]
     assert not [p for p in site_packages_of(project).iterdir() if p.name.startswith(".layerenv")]
+
+
+def _boot_files(venv: Path) -> dict[str, tuple[int, int]]:
+    """The boot module and its bytecode, by inode and mtime: the same pair means not written again."""
+    site = site_packages_of(venv)
+    found = [site / "_layerenv_boot.py", *(site / "__pycache__").glob("_layerenv_boot.*.pyc")]
+    return {path.name: (path.stat().st_ino, path.stat().st_mtime_ns) for path in found}
+
+
+def _write_legacy_boot(venv: Path, base_id: str, base: Path) -> None:
+    """The start-up files of a venv an earlier layerenv linked to ``base`` (the base named in the module)."""
+    record = read_link(venv)
+    assert record is not None
+    old = legacy_fixed_boot(base_id, site_packages_of(base), record.family_modules)
+    site = site_packages_of(venv)
+    (site / "_layerenv_boot.py").write_text(old.module, encoding="utf-8")
+    (site / "_layerenv.pth").write_text(old.pth, encoding="utf-8")
+    for cached in (site / "__pycache__").glob("_layerenv_boot.*.pyc"):
+        cached.unlink()
+
+
+def test_relinking_onto_another_base_rewrites_the_pth_alone(project: Path, base_a: Path, base_b: Path) -> None:
+    before = _boot_files(project)
+    assert len(before) == 2  # the module and a .pyc of it
+
+    link(project, base_id="cu130-b", base_venv=base_b)
+
+    assert _boot_files(project) == before
+    assert repr(str(site_packages_of(base_b))) in (site_packages_of(project) / "_layerenv.pth").read_text()
+    info = probe(project, TORCH_PROBE)
+    assert isinstance(info, dict) and info["version"] == "2.11.0+cu130" and under(info["file"], site_packages_of(base_b))
+    link(project, base_id="cu128-a", base_venv=base_a)
+    assert _boot_files(project) == before and probe(project, TORCH_PROBE)["version"] == TORCH_A  # type: ignore[index]
+
+
+def test_a_venv_in_the_earlier_boot_form_is_accepted_and_its_next_link_moves_it(project: Path, base_a: Path,
+                                                                               base_b: Path) -> None:
+    site = site_packages_of(project)
+    _write_legacy_boot(project, "cu128-a", base_a)
+    record = read_link(project)
+    assert record is not None
+    assert probe(project, TORCH_PROBE)["version"] == TORCH_A  # type: ignore[index]
+    assert changed_boot_files(site, record) == []  # doctor: the earlier form, as written, is healthy
+    boot = site / "_layerenv_boot.py"
+    boot.write_text(boot.read_text() + "import os\n")
+    assert changed_boot_files(site, record) == [boot]  # and checked as that form
+
+    moved = link(project, base_id="cu130-b", base_venv=base_b)
+
+    new = fixed_boot("cu130-b", site_packages_of(base_b), moved.family_modules)
+    assert boot.read_text() == new.module and (site / "_layerenv.pth").read_text() == new.pth
+    assert list((site / "__pycache__").glob("_layerenv_boot.*.pyc")) and changed_boot_files(site, moved) == []
+    assert probe(project, TORCH_PROBE)["version"] == "2.11.0+cu130"  # type: ignore[index]
+
+
+def test_a_link_from_the_earlier_form_interrupted_at_each_file_leaves_a_working_torch(
+        project: Path, base_a: Path, base_b: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The new .pth is written before the new module: beside the earlier module, whose base it does not call."""
+    real_write = atomic.write_text
+    state = {"calls": 0, "budget": 0}
+
+    def failing(path: Path, text: str, *, mode: int = 0o644, durable: bool = True) -> None:
+        state["calls"] += 1
+        if state["calls"] > state["budget"]:
+            raise KeyboardInterrupt
+        real_write(path, text, mode=mode, durable=durable)
+
+    seen = set()
+    for budget in range(40):
+        monkeypatch.setattr(atomic, "write_text", real_write)
+        link(project, base_id="cu128-a", base_venv=base_a)
+        _write_legacy_boot(project, "cu128-a", base_a)
+        monkeypatch.setattr(atomic, "write_text", failing)
+        state.update(calls=0, budget=budget)
+        try:
+            link(project, base_id="cu130-b", base_venv=base_b)
+        except KeyboardInterrupt:
+            pass
+        else:
+            break
+        started = run([python(project), "-c", TORCH_PROBE])
+        assert started.stderr == "", started.stderr  # no .pth line failed
+        version = json.loads(started.stdout)["version"]
+        pth_new = "layer(" in (site_packages_of(project) / "_layerenv.pth").read_text()
+        module_new = "def layer(" in (site_packages_of(project) / "_layerenv_boot.py").read_text()
+        seen.add((pth_new, module_new))
+        assert version == (TORCH_A if not module_new else "2.11.0+cu130") if pth_new else version == TORCH_A
+    assert (True, False) in seen  # the window between the two files was hit
+    monkeypatch.setattr(atomic, "write_text", real_write)
 
 
 def test_activation_exports_and_restores_uv_constraint(shared: Path) -> None:

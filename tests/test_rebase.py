@@ -137,8 +137,8 @@ def test_kill_9_at_any_point_leaves_every_project_working(tmp_path: Path, driver
         site = next((venv / "lib").glob("python3.*/site-packages"))
         return [*venv.glob(".layerenv-staged-*"), *site.glob(".layerenv-*"), *site.glob(".*.tmp")]
 
-    for fault in ("rebase:after-build", "rebase:after-stage", "rebase:project-5", "rebase:after-link",
-                  "rebase:project-17"):
+    for fault in ("rebase:after-build", "rebase:after-stage", "rebase:project-5", "link:between-boot-files",
+                  "rebase:after-link", "rebase:project-17"):
         killed = run_layerenv(
             ["rebase"], {**new_env, "LAYERENV_FAULTS_ENABLED": "1", "LAYERENV_FAULT": fault}, tmp_path
         )

@@ -14,7 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from layerenv import __version__
-from layerenv.project.boot import BOOT_NAME, PTH_NAME, Boot, fixed_boot, per_node_boot
+from layerenv.project.boot import BOOT_NAME, PTH_NAME, Boot, fixed_boot, legacy_fixed_boot, per_node_boot
 from layerenv.project.link import LinkRecord
 from layerenv.venv.startup import (
     STARTUP_MODULES,
@@ -80,18 +80,23 @@ def expected_boot(record: LinkRecord) -> Boot:
 
 def changed_boot_files(site: Path, record: LinkRecord) -> list[Path]:
     """layerenv's start-up files in ``site`` that differ from what linking with ``record`` writes. The
-    boot module's text is this layerenv's: a venv another version linked is compared by its ``.pth``."""
+    boot module's text is this layerenv's: a venv another version linked is compared by its ``.pth``. A
+    fixed link in the earlier form (:func:`~layerenv.project.boot.legacy_fixed_boot`: the base in the
+    module) is checked as that form, when its ``.pth`` is."""
+    texts = {name: _text(site / name) for name in (PTH_NAME, BOOT_NAME)}
     boot = expected_boot(record)
+    if record.per_node is None and texts[PTH_NAME] != boot.pth:
+        legacy = legacy_fixed_boot(record.base_id, record.base_site, record.family_modules)
+        boot = legacy if texts[PTH_NAME] == legacy.pth else boot
     files = [(PTH_NAME, boot.pth)]
     if record.layerenv_version == __version__:
         files.append((BOOT_NAME, boot.module))
-    changed = []
-    for name, text in files:
-        path = site / name
-        try:
-            same = not path.is_symlink() and path.read_text(encoding="utf-8") == text
-        except (OSError, UnicodeDecodeError):
-            same = False
-        if not same:
-            changed.append(path)
-    return changed
+    return [site / name for name, text in files if texts[name] != text]
+
+
+def _text(path: Path) -> str | None:
+    """A start-up file's text; None for a link, a missing or unreadable file."""
+    try:
+        return None if path.is_symlink() else path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return None

@@ -1,6 +1,7 @@
 """The boot module of a layered venv: ``_layerenv_boot.py``, whose ``sys.meta_path`` finder answers
 the torch family's top-level names from the base only, and ``_layerenv.pth``, which puts the base's
-site-packages after the project's own and imports it at start-up.
+site-packages after the project's own and imports it at start-up (a fixed link's ``.pth`` also hands it
+the base and the family's names; a per-node module finds its base itself).
 """
 
 from __future__ import annotations
@@ -13,10 +14,12 @@ from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
+from layerenv.faults import checkpoint
 from layerenv.store.atomic import NOW, Writer
 from layerenv.venv.distinfo import pyvenv_cfg
 
-__all__ = ["BOOT_NAME", "PTH_NAME", "Boot", "fixed_boot", "per_node_boot", "python_series", "write_boot"]
+__all__ = ["BOOT_NAME", "PTH_NAME", "Boot", "fixed_boot", "legacy_fixed_boot", "per_node_boot", "python_series",
+           "write_boot"]
 
 PTH_NAME = "_layerenv.pth"  # neutral: a torch-like name makes poetry take torch for an editable install
 BOOT_NAME = "_layerenv_boot.py"
@@ -39,7 +42,44 @@ if _SITE is not None:
         sys.meta_path.insert(0, LayerenvFamilyFinder)
 '''
 
-_BOOT = '''"""Written by layerenv for base {base_id}: the torch family loads from the base. Do not edit."""
+# The fixed boot names no base: its ``.pth`` line passes the base's site-packages and the family's names,
+# so moving a project to another base rewrites the ``.pth`` alone, and the module and its .pyc stay.
+_BOOT = '''"""Written by layerenv: the torch family loads from the base that _layerenv.pth names. Do not edit."""
+import sys
+
+_SITE = None
+_NAMES = frozenset()
+_FINDER = None
+
+
+class LayerenvFamilyFinder:
+    @staticmethod
+    def find_spec(name, path=None, target=None):
+        return _FINDER.find_spec(name, [_SITE]) if name in _NAMES else None
+
+
+def layer(site, names):
+    """Called by _layerenv.pth: the family's top-level ``names`` load from ``site`` only."""
+    global _SITE, _NAMES, _FINDER
+    _SITE, _NAMES = site, frozenset(names)
+    if site not in sys.path:
+        sys.path.append(site)
+    # The interpreter's own PathFinder is on sys.meta_path already; importing importlib costs ~1 ms.
+    _FINDER = next((f for f in sys.meta_path if getattr(f, "__name__", "") == "PathFinder"), None)
+    if _FINDER is None:
+        from importlib.machinery import PathFinder as _FINDER
+    if LayerenvFamilyFinder.__qualname__ not in {getattr(f, "__qualname__", "") for f in sys.meta_path}:
+        sys.meta_path.insert(0, LayerenvFamilyFinder)
+'''
+
+# The .pth line calls ``layer`` only where the module has it: a link is interrupted between the two files
+# with the new .pth beside the old module (an earlier layerenv's fixed boot, or a per-node one), which
+# answers from the old base on its own (see :func:`write_boot`'s order).
+_LAYER_LINE = "import _layerenv_boot; hasattr(_layerenv_boot, 'layer') and _layerenv_boot.layer({site!r}, {names!r})"
+
+# what :func:`fixed_boot` wrote before the base moved into the .pth line: still a working venv, moved to the
+# new form by its next link (doctor accepts the pair)
+_LEGACY_BOOT = '''"""Written by layerenv for base {base_id}: the torch family loads from the base. Do not edit."""
 import sys
 
 _SITE = {site!r}
@@ -170,11 +210,20 @@ class Boot:
 
     module: str  # _layerenv_boot.py
     pth: str  # _layerenv.pth
+    pth_first: bool = False  # the .pth names the base (written first); else the module does (written first)
 
 
 def fixed_boot(base_id: str, base_site: Path, modules: Sequence[str]) -> Boot:
-    """The family always loads from ``base_site``."""
-    module = _BOOT.format(base_id=base_id, site=str(base_site), names=tuple(modules))
+    """The family always loads from ``base_site``: named in the ``.pth``, so the module is the same for every base."""
+    del base_id  # the record names it; the start-up files need not
+    line = _LAYER_LINE.format(site=str(base_site), names=tuple(modules))
+    return Boot(_BOOT, f"{base_site}\n{line}\n", pth_first=True)
+
+
+def legacy_fixed_boot(base_id: str, base_site: Path, modules: Sequence[str]) -> Boot:
+    """What :func:`fixed_boot` wrote before (the base in the module): such a venv works as it is, and its next
+    link writes :func:`fixed_boot`'s form."""
+    module = _LEGACY_BOOT.format(base_id=base_id, site=str(base_site), names=tuple(modules))
     return Boot(module, f"{base_site}\nimport _layerenv_boot\n")
 
 
@@ -187,11 +236,18 @@ def per_node_boot(base_id: str, modules: Sequence[str], *, store: Path, python_k
 
 
 def write_boot(venv: Path, site: Path, boot: Boot, *, durable: bool = True, writer: Writer = NOW) -> None:
-    """The boot module first and the ``.pth`` last, each replaced atomically, so that an interrupted
-    write leaves a venv that starts with the old boot or the new one."""
+    """Each file replaced atomically, in the order that leaves an interrupted write a venv that starts with
+    the old boot or the new one: a per-node module before its ``.pth`` (the new module beside the old
+    ``.pth`` answers alone); a fixed boot's ``.pth`` before its module (the new ``.pth`` beside an old module
+    without ``layer``, an earlier layerenv's or a per-node one, leaves that module to answer alone)."""
+    if boot.pth_first:
+        writer.update_text(site / PTH_NAME, boot.pth, durable=durable)
+        writer.then(partial(checkpoint, "link:between-boot-files"))
     if writer.update_text(site / BOOT_NAME, boot.module, durable=durable) or not _boot_compiled(site / BOOT_NAME):
         writer.then(partial(_compile_boot, venv, site / BOOT_NAME))  # once the new module is in place
-    writer.update_text(site / PTH_NAME, boot.pth, durable=durable)
+    if not boot.pth_first:
+        writer.then(partial(checkpoint, "link:between-boot-files"))
+        writer.update_text(site / PTH_NAME, boot.pth, durable=durable)
 
 
 def python_series(venv: Path) -> str | None:

@@ -5,9 +5,9 @@ What :func:`link` leaves in the project venv (found again through ``layerenv.jso
 ``LAYERENV_STUB`` marker and the wrappers' mark, so linking again, to the same or another base,
 replaces all of it and nothing else):
 
-- ``_layerenv.pth``: the base's site-packages (after the project's own) and ``import _layerenv_boot``,
-  whose ``sys.meta_path`` finder answers the family's top-level names from the base only
-  (:mod:`layerenv.project.boot`);
+- ``_layerenv.pth``: the base's site-packages (after the project's own) and ``import _layerenv_boot``
+  (given the base and the family's names), whose ``sys.meta_path`` finder answers the family's top-level
+  names from the base only (:mod:`layerenv.project.boot`);
 - a stub ``*.dist-info`` per base distribution (METADATA, WHEEL, entry points copied; RECORD naming
   only the stub's files) and wrappers for the family's console scripts (:mod:`layerenv.project.stubs`);
 - ``layerenv-constraints.txt`` pinning the family, read by pip through ``<venv>/pip.conf`` (``pip.ini``
