@@ -101,10 +101,10 @@ def test_the_fast_path_reports_a_bug_the_same_way_without_click_and_without_a_st
     """`layerenv detect` never imports click; with no store the log goes to the temporary directory."""
     program = (
         "import sys\n"
-        "import layerenv.cli.session as session\n"
+        "import layerenv.choice.detection as detection\n"
         "def detect_with(*args, **kwargs):\n"
         "    raise RuntimeError('probe exploded')\n"
-        "session.detect_with = detect_with\n"
+        "detection.detect_with = detect_with\n"
         "sys.argv = ['layerenv', 'detect']\n"
         "from layerenv.cli.entry import main\n"
         "try:\n"

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from layerenv.base.manifest import Manifest, read_manifest
 from layerenv.base.request import BaseRequest
-from layerenv.choice.detection import Detection
-from layerenv.choice.table import load_matrix
-from layerenv.choice.variant import Variant, parse_version_tuple
 from layerenv.errors import OperationFailed
 from layerenv.store.home import MANIFEST_NAME, Store
 from layerenv.venv.layout import VenvLayout
+
+TYPE_CHECKING = False  # the release table and the choice are imported where a base is chosen
+if TYPE_CHECKING:
+    from layerenv.choice.detection import Detection
 
 
 def published(store: Store) -> list[Manifest]:
@@ -27,6 +28,8 @@ def fits_machine(manifest: Manifest, detection: Detection) -> bool:
     """Whether a base's verified build runs on every GPU this machine shows, with its driver."""
     from layerenv.choice.coverage import serves
     from layerenv.choice.decide import driver_supports
+    from layerenv.choice.table import load_matrix
+    from layerenv.choice.variant import Variant
 
     archs = manifest.verification.archs
     variant = Variant(manifest.variant)
@@ -45,6 +48,8 @@ def find_current(store: Store, request: BaseRequest) -> Manifest | None:
 
     Reads manifests only: no installer, no network.
     """
+    from layerenv.choice.variant import parse_version_tuple
+
     decision = request.detection.decision
     wanted = sorted(request.packages)
     same_python = [
@@ -121,12 +126,13 @@ def trust_checked_paths(manifest: Manifest) -> list[tuple[str, int]]:
     return checked
 
 
-def paths_read(store: Store, request: BaseRequest, chosen: Manifest) -> list[tuple[str, bool]]:
+def paths_read(store: Store, request: BaseRequest, chosen: Manifest, *, layout: bool = True) -> list[tuple[str, bool]]:
     """What :func:`usable_current` read to choose ``chosen`` (path, whether followed): the store's
-    layout folders (their trust is checked on opening it), each base's folder and manifest, each base's
-    interpreter, and the folders and files the trust check looked at. Unchanged, they give the same
-    answer for the same request."""
-    read = [(str(path), False) for path in store.layout_dirs]
+    layout folders (their trust is checked on opening it; ``layout`` False: only its ``bases`` folder,
+    for a caller that opens the store, and so checks them, each time), each base's folder and manifest,
+    each base's interpreter, and the folders and files the trust check looked at. Unchanged, they give
+    the same answer for the same request."""
+    read = [(str(path), False) for path in (store.layout_dirs if layout else (store.bases,))]
     for directory in sorted(store.bases.iterdir()):
         for path in (str(directory), str(directory / MANIFEST_NAME)):
             read += [(path, False), (path, True)]  # a symlink's target is trusted too

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from layerenv.base.manifest import Manifest
-from layerenv.choice.detection import Detection
 from layerenv.errors import OperationFailed
 from layerenv.reporter import Reporter
 from layerenv.store.home import Store
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from layerenv.choice.detection import Detection
 
 
 def machine_line(detection: Detection) -> str:
@@ -23,6 +26,11 @@ def remember_node(store: Store, manifest: Manifest, detection: Detection, report
     Called wherever a base is chosen for use (reused, built, adopted, a project's, a rebase's target).
     Warns through ``reporter`` when the record could not be written to a store that per-node projects use.
     """
+    record_node(store, manifest, machine_line(detection), reporter)
+
+
+def record_node(store: Store, manifest: Manifest, machine: str, reporter: Reporter) -> None:
+    """:func:`remember_node` with the machine's line (:func:`machine_line`) already known."""
     from layerenv.store.nodes import NODES_DIR, record
     from layerenv.venv.layout import VenvLayout
 
@@ -34,7 +42,7 @@ def remember_node(store: Store, manifest: Manifest, detection: Detection, report
     except (OSError, OperationFailed):
         return
     if record(store.home, store.node, python=manifest.python, base_id=manifest.base_id, site=site,
-              variant=manifest.variant, machine=machine_line(detection)):
+              variant=manifest.variant, machine=machine):
         return
     if not (store.home / NODES_DIR).is_dir():
         return  # no per-node project uses this store: nothing to say

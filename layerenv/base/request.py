@@ -8,11 +8,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from layerenv.base.manifest import Manifest
-from layerenv.choice.detection import Detection
-from layerenv.choice.variant import Variant
 from layerenv.config import Settings, resolve_installer
 from layerenv.errors import BadInput
 from layerenv.machine.interpreters import Interpreter
+
+TYPE_CHECKING = False  # a project whose base is known imports none of the choice machinery
+if TYPE_CHECKING:
+    from layerenv.choice.detection import Detection
+    from layerenv.choice.variant import Variant
 
 DEFAULT_PACKAGES = ("torch", "torchvision", "torchaudio")
 
@@ -69,17 +72,14 @@ def request_from_settings(
     verbose: bool = False,
 ) -> BaseRequest:
     """The base a command asks for, from the effective settings; ``base.packages`` must name torch."""
-    from layerenv.machine.uv import find_uv
-
-    asked = settings.text("base.installer")
-    installer, note = resolve_installer(asked, find_uv() if asked == "auto" else None)
+    installer, note, auto = installer_choice(settings)
     return BaseRequest(
         interpreter=interpreter,
         detection=detection,
         packages=require_torch(tuple(settings.items("base.packages"))),
         installer=installer,
         installer_note=note,
-        installer_auto=asked == "auto",
+        installer_auto=auto,
         sources=SourceSettings(
             index_template=settings.text("index.url"),
             extra_index_urls=tuple(settings.items("index.extra_urls")),
@@ -90,6 +90,16 @@ def request_from_settings(
         rebuild=rebuild,
         verbose=verbose,
     )
+
+
+def installer_choice(settings: Settings) -> tuple[str, str | None, bool]:
+    """``base.installer`` resolved ("auto": uv where found, else pip), the note to print when "auto" fell
+    back to pip, and whether "auto" chose."""
+    from layerenv.machine.uv import find_uv
+
+    asked = settings.text("base.installer")
+    installer, note = resolve_installer(asked, find_uv() if asked == "auto" else None)
+    return installer, note, asked == "auto"
 
 
 def sources_chosen_by(settings: Settings) -> str:

@@ -36,22 +36,21 @@ def _detect(invocation: Invocation, as_json: bool) -> tuple[str, str] | None:
     stderr = "" if as_json else "".join(f"warning: {warning}\n" for warning in result.decision.warnings)
     print(stdout)
     sys.stderr.write(stderr)
-    return (stdout + "\n", stderr) if _rememberable(invocation) else None
+    return (stdout + "\n", stderr) if rememberable(invocation.session) else None
 
 
-def _store_from_environment(session: Session) -> bool:
+def store_from_environment(session: Session) -> bool:
     """Whether the store is where the environment alone places it (``LAYERENV_HOME``, else the default):
     where a remembered answer is looked for before any settings file is read. An empty ``store.home``
     in a settings file (the shipped template) is the default too."""
     return session.settings.text("store.home") == session.env.get("LAYERENV_HOME", "")
 
 
-def _rememberable(invocation: Invocation) -> bool:
-    """Whether this reading may be given again unread (see :mod:`layerenv.cli.answers`)."""
+def rememberable(session: Session | None) -> bool:
+    """Whether this session's reading may be given again unread (see :mod:`layerenv.cli.answers`)."""
     from layerenv.machine.nvidia import probe_troubled
 
-    session = invocation.session
-    if session is None or not _store_from_environment(session):
+    if session is None or not store_from_environment(session):
         return False
     machine = session.detection.machine
     visible = session.env.get("CUDA_VISIBLE_DEVICES", "")
@@ -209,7 +208,7 @@ def _answer(form: str) -> None:
     if given is not None:
         answers.remember(form, os.environ, cwd, *given, started)
     session = invocation.session
-    if reused is not None and session is not None and _store_from_environment(session):
+    if reused is not None and session is not None and store_from_environment(session):
         stdout, stderr, rests_on = reused
         answers.remember(form, os.environ, cwd, stdout, stderr, started, rests_on)
     sys.exit(0)

@@ -13,19 +13,22 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from layerenv.choice.decide import Policy
-from layerenv.choice.detection import Detection, detect_with
-from layerenv.choice.table import Channel
 from layerenv.config import Settings, load_settings
 
-if TYPE_CHECKING:  # imported where used: `layerenv detect` never opens the store or reads a manifest
+if TYPE_CHECKING:  # imported where used: `layerenv detect` never opens the store or reads a manifest, and a
+    # project whose base is remembered never reads the machine
     from layerenv.base.manifest import Manifest
     from layerenv.base.request import BaseRequest
+    from layerenv.choice.decide import Policy
+    from layerenv.choice.detection import Detection
+    from layerenv.choice.table import Channel
     from layerenv.machine.interpreters import Interpreter
     from layerenv.store.home import Store
 
 
 def policy_from_settings(settings: Settings) -> Policy:
+    from layerenv.choice.decide import Policy
+
     variant = settings.text("torch.variant")
     channel: Channel = "nightly" if settings.text("torch.channel") == "nightly" else "stable"
     return Policy(
@@ -82,6 +85,8 @@ class Session:
     def detection(self) -> Detection:
         """The machine read and its build chosen under the settings' policy, on first use."""
         if self._detection is None:
+            from layerenv.choice.detection import detect_with
+
             self._detection = detect_with(policy_from_settings(self.settings), self.env)
         return self._detection
 
