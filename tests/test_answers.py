@@ -15,7 +15,7 @@ import stat
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -404,3 +404,156 @@ def test_a_remembered_answer_imports_only_what_it_needs(built: tuple[Path, dict[
     assert "layerenv.cli.answers" in imported
     assert not {name for name in imported if name.startswith(("click", "layerenv.choice", "tomllib", "tomli",
                                                                  "collections", "typing", "json", "re"))}
+
+
+# --------------------------------------------------------------------------- project
+
+
+def project(capsys: pytest.CaptureFixture[str], folder: Path) -> tuple[int, str, str]:
+    """``layerenv project FOLDER`` in this process: exit code, stdout and stderr, with FOLDER written as {p}."""
+    from layerenv.cli.entry import main
+
+    folder.mkdir(exist_ok=True)
+    argv = sys.argv
+    sys.argv = ["layerenv", "project", str(folder)]
+    try:
+        with pytest.raises(SystemExit) as ended:
+            main()
+    finally:
+        sys.argv = argv
+    captured = capsys.readouterr()
+    return (int(ended.value.code or 0), captured.out.replace(str(folder), "{p}"),
+            captured.err.replace(str(folder), "{p}"))
+
+
+def machine_reads(monkeypatch: pytest.MonkeyPatch) -> list[object]:
+    """Each reading of the machine from now on (the list grows by one a reading)."""
+    import layerenv.choice.detection
+
+    reads: list[object] = []
+    real = layerenv.choice.detection.detect_with
+
+    def counted(*args: object, **kwargs: object) -> object:
+        reads.append(args)
+        return real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(layerenv.choice.detection, "detect_with", counted)
+    return reads
+
+
+def test_a_project_finds_its_remembered_base_without_reading_the_machine(
+        in_process: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """The second project on a store asks neither the machine, the release table nor the trust check which
+    base it gets, and ends as the first did: the same lines, links, state and node record."""
+    import layerenv.base.current
+
+    root = in_process.parent
+    code, first_out, first_err = project(capsys, root / "remembered-a")
+    assert code == 0, first_err
+    assert "project-base" in [path.name.rsplit("-", 1)[0] for path in answer_files(in_process)]
+    node = {path: path.read_bytes() for path in (in_process / "nodes").rglob("*") if path.is_file()}
+    reads = machine_reads(monkeypatch)
+
+    def looked_up(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the base was looked up, not remembered")
+
+    monkeypatch.setattr(layerenv.base.current, "usable_current", looked_up)
+    monkeypatch.setattr(layerenv.base.current, "refuse_writable_by_others", looked_up)
+    assert project(capsys, root / "remembered-b") == (0, first_out, first_err)
+    assert reads == []
+    for name in ("layerenv.json", "layerenv-project.json"):
+        texts = [json_of(root / folder / ".venv" / name, root / folder) for folder in ("remembered-a", "remembered-b")]
+        assert texts[0] == texts[1], name
+    assert {path: path.read_bytes() for path in (in_process / "nodes").rglob("*") if path.is_file()} == node
+
+
+def json_of(path: Path, folder: Path) -> object:
+    """A state file's content with ``folder`` written as {p} and its creation time left out."""
+    import json
+
+    document = json.loads(path.read_text().replace(str(folder), "{p}"))
+    if isinstance(document, dict):
+        document.pop("created", None)
+    return document
+
+
+@pytest.mark.parametrize("change", ["env", "project-settings", "python-version", "machine", "new-base", "manifest",
+                                    "node-record", "package-writable", "store-folder-writable"])
+def test_a_changed_input_looks_the_projects_base_up_again(
+        in_process: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, change: str) -> None:
+    """Each input of the base lookup changed: the lookup runs in full (the machine read again, or the
+    store's own check refusing first), and ends as it does with no answer kept at all."""
+    root = in_process.parent
+    if change == "machine":  # a copy of the machine's files, to upgrade its driver
+        sysroot = root / "machine-copy"
+        if not sysroot.exists():
+            shutil.copytree(FIXTURE_MACHINES / "rtx5090-580", sysroot)
+        os.environ["LAYERENV_SYSROOT"] = str(sysroot)
+    code, _, err = project(capsys, root / f"first-{change}")
+    assert code == 0 and answer_files(in_process), err
+    [base] = list((in_process / "bases").iterdir())
+    target = root / f"changed-{change}"
+    target.mkdir(exist_ok=True)
+    undo: Callable[[], object] | None = None
+    if change == "env":
+        os.environ["UV_NO_PROGRESS"] = "1"
+    elif change == "project-settings":
+        (target / "layerenv.toml").write_text('[torch]\nvariant = "cu128"\n')
+    elif change == "python-version":
+        (target / ".python-version").write_text(f"{sys.version_info.major}.{sys.version_info.minor}\n")
+    elif change == "machine":
+        version = root / "machine-copy" / "sys" / "module" / "nvidia" / "version"
+        text = version.read_text()
+        version.write_text(text.replace("580", "581"))
+        undo = lambda: version.write_text(text)  # noqa: E731
+    elif change == "new-base":
+        (in_process / "bases" / "zz-other").mkdir()
+        undo = (in_process / "bases" / "zz-other").rmdir
+    elif change == "manifest":
+        manifest = base / "layerenv-manifest.json"
+        manifest.write_bytes(manifest.read_bytes())
+    elif change == "node-record":
+        [record] = list((in_process / "nodes").rglob("*.txt"))
+        record.write_text(record.read_text())
+    elif change == "package-writable":
+        torch_dir = next(base.glob("lib/python*/site-packages")) / "torch"
+        torch_dir.chmod(torch_dir.stat().st_mode | stat.S_IWOTH)
+        undo = lambda: torch_dir.chmod(torch_dir.stat().st_mode & ~stat.S_IWOTH)  # noqa: E731
+    elif change == "store-folder-writable":
+        shapes = in_process / "shapes"
+        mode = stat.S_IMODE(shapes.stat().st_mode)
+        shapes.chmod(0o777)
+        undo = lambda: shapes.chmod(mode)  # noqa: E731
+    reads = machine_reads(monkeypatch)
+    try:
+        changed_result = project(capsys, target)
+        for kept in answer_files(in_process):
+            kept.unlink()
+        fresh = project(capsys, root / f"fresh-{change}")
+    finally:
+        if undo is not None:
+            undo()
+    assert changed_result == fresh
+    if change == "package-writable":  # the trust check ran, and refused as it does unremembered
+        assert changed_result[0] == 1 and "writable by other users" in changed_result[2]
+    elif change == "store-folder-writable":  # the store's own check, at every open, refused first
+        assert changed_result[0] == 2 and "writable by others" in changed_result[2]
+    else:
+        assert changed_result[0] == 0 and len(reads) == 2, changed_result  # the changed run, then the fresh one
+
+
+def test_a_remembered_project_base_imports_no_machine_reading(
+        in_process: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The process that finds its base remembered imports neither the probes nor the detection."""
+    root = in_process.parent
+    assert project(capsys, root / "imports-a")[0] == 0
+    (root / "imports-b").mkdir()
+    script = "import sys; from layerenv.cli.entry import main; sys.exit(main())"  # what uv writes
+    result = subprocess.run([sys.executable, "-X", "importtime", "-c", script, "project", str(root / "imports-b")],
+                            env={**os.environ, "PYTHONPATH": str(REPO)}, cwd=root, capture_output=True, text=True,
+                            check=False, timeout=60)
+    assert result.returncode == 0, result.stderr
+    imported = {line.rsplit("|", 1)[-1].strip() for line in result.stderr.splitlines() if "|" in line}
+    assert "layerenv.cli.answers" in imported and "layerenv.project.create" in imported
+    assert not imported & {"layerenv.choice.detection", "layerenv.choice.outlook", "layerenv.machine.nvidia",
+                           "layerenv.machine.nvml", "layerenv.machine.sysfs", "layerenv.machine.reader"}

@@ -8,13 +8,13 @@ import json
 import os
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
-from layerenv.base.current import usable_current
-from layerenv.base.manifest import Manifest
-from layerenv.base.node_answer import remember_node
-from layerenv.base.request import BaseRequest
+from layerenv.base.manifest import Manifest, read_manifest
+from layerenv.base.request import BaseRequest, installer_choice
 from layerenv.config import Settings
 from layerenv.errors import BadInput, OperationFailed
 from layerenv.faults import checkpoint
@@ -31,17 +31,24 @@ from layerenv.venv.relocate import relocate_venv
 
 TYPE_CHECKING = False  # the installers are imported where one runs: a project that installs nothing needs none
 if TYPE_CHECKING:
-    from collections.abc import Callable
-
     from layerenv.installers import Installer, Log
 
 VENV_NAME = ".venv"
 
 
 @dataclass(frozen=True)
+class KnownBase:
+    """The base a remembered answer says the request's base lookup chose (:mod:`layerenv.cli.answers`, which
+    gives it only while every input of that lookup is unchanged), and this machine's line for the node record."""
+
+    base_id: str
+    machine: str
+
+
+@dataclass(frozen=True)
 class ProjectRequest:
     project_dir: Path
-    base: BaseRequest
+    base_request: Callable[[], BaseRequest]  # made when first needed: a known base needs no machine reading
     installer: str
     extras: tuple[str, ...]
     requirement_files: tuple[str, ...]
@@ -52,17 +59,33 @@ class ProjectRequest:
     default_groups: bool = True  # PEP 735 `dev` (as uv), poetry's non-optional groups (as poetry)
     install_project: bool = False  # the project itself, editable, when it is a package (the CLI's default,
     # as `uv sync`; the Ray plugin leaves it out, its working_dir being a copy)
+    installer_note: str | None = None  # why the installer is not the one asked for ("auto" without uv)
+    # the base a remembered answer names, asked where the lookup would run (under the project's lock)
+    known_base: Callable[[], KnownBase | None] | None = None
+
+    @cached_property
+    def base(self) -> BaseRequest:
+        return self.base_request()
 
     @classmethod
-    def from_settings(cls, project_dir: Path, settings: Settings, base: BaseRequest, *,
+    def from_settings(cls, project_dir: Path, settings: Settings, base: BaseRequest | Callable[[], BaseRequest], *,
                       extras: tuple[str, ...] = (), system_site_packages: bool = False,
                       per_node: bool | None = None, groups: tuple[str, ...] = (),
-                      default_groups: bool = True, install_project: bool = False) -> ProjectRequest:
-        """What ``layerenv project`` asks for: flags first, then ``[project]`` settings."""
+                      default_groups: bool = True, install_project: bool = False,
+                      known_base: Callable[[], KnownBase | None] | None = None) -> ProjectRequest:
+        """What ``layerenv project`` asks for: flags first, then ``[project]`` settings. ``base`` may be a
+        function making the base request, called only where the base must be looked up or built."""
+        if isinstance(base, BaseRequest):
+            installer, note, made = base.installer, base.installer_note, base
+            base_request: Callable[[], BaseRequest] = lambda: made  # noqa: E731
+        else:
+            (installer, note, _), base_request = installer_choice(settings), base  # as the base request resolves it
         return cls(
             project_dir=project_dir,
-            base=base,
-            installer=base.installer,  # "auto" resolved with the base's
+            base_request=base_request,
+            installer=installer,
+            installer_note=note,
+            known_base=known_base,
             extras=extras or tuple(settings.items("project.extras")),
             requirement_files=tuple(settings.items("project.requirements")),
             extra_dependencies=tuple(settings.items("project.dependencies")),
@@ -466,10 +489,10 @@ def _claim(store: Store, manifest: Manifest, venv: Path, project_dir: Path) -> t
 
 def _claimed_base(
     request: ProjectRequest, store: Store, reporter: Reporter, installer: Installer | None
-) -> tuple[Manifest, bool, Installer | None, list[Path]]:
+) -> tuple[Manifest, bool, Installer | None, list[Path], KnownBase | None]:
     """The base the project links to, noted as used by its venv; whether it was built now; the
     installer, once a build made it choose one (its note, if any, said then); the note if it is still
-    to be flushed."""
+    to be flushed; the base a remembered answer named, if one did."""
 
     def build() -> Manifest:
         from layerenv.base.ensure import ensure_base
@@ -477,12 +500,17 @@ def _claimed_base(
 
         nonlocal installer
         if installer is None:
-            if request.base.installer_note:
-                reporter.step(request.base.installer_note)
+            if request.installer_note:
+                reporter.step(request.installer_note)
             installer = get_installer(request.installer)
         return ensure_base(request.base, store, reporter, installer).manifest  # which records this node's answer
 
-    manifest = usable_current(store, request.base)
+    known = request.known_base() if request.known_base is not None else None
+    manifest = _known_manifest(store, known)
+    if manifest is None:
+        from layerenv.base.current import usable_current
+
+        manifest = usable_current(store, request.base)
     base_built = manifest is None
     if manifest is None:
         reporter.step("no base fits this project yet: building it first, as `layerenv base` would")
@@ -495,7 +523,29 @@ def _claimed_base(
         base_built = True
         store.add_user(venv, manifest.base_id, request.project_dir)
         note = None  # its base is gone, and its folder with it
-    return manifest, base_built, installer, [note] if note is not None else []
+    return manifest, base_built, installer, [note] if note is not None else [], known
+
+
+def _known_manifest(store: Store, known: KnownBase | None) -> Manifest | None:
+    """The manifest of the base ``known`` names, where it still reads as that base; else None (looked up)."""
+    if known is None:
+        return None
+    try:
+        manifest = read_manifest(store.base_dir(known.base_id) / MANIFEST_NAME)
+    except (OSError, BadInput, OperationFailed):
+        return None
+    return manifest if manifest.base_id == known.base_id else None
+
+
+def _remember_node(request: ProjectRequest, store: Store, manifest: Manifest, known: KnownBase | None,
+                   reporter: Reporter) -> None:
+    """This node's record of ``manifest``'s base, from the known base's machine line where that is the base."""
+    from layerenv.base.node_answer import record_node, remember_node
+
+    if known is not None and known.base_id == manifest.base_id:
+        record_node(store, manifest, known.machine, reporter)
+    else:
+        remember_node(store, manifest, request.base.detection, reporter)
 
 
 def _link_new(staging: Path, final: Path, manifest: Manifest, mode: PerNode | None, store: Store) -> None:
@@ -519,10 +569,10 @@ def _ensure_project(
     project_dir = request.project_dir
     _recover(project_dir)
     _refuse_foreign(project_dir / VENV_NAME)
-    manifest, base_built, installer, unflushed = _claimed_base(request, store, reporter, installer)
+    manifest, base_built, installer, unflushed, known = _claimed_base(request, store, reporter, installer)
     _guard_conflicts(deps, manifest)
     if not base_built:
-        remember_node(store, manifest, request.base.detection, reporter)
+        _remember_node(request, store, manifest, known, reporter)
     final = project_dir / VENV_NAME
     fingerprint = _fingerprint(manifest, deps, request, lock := find_lock(project_dir))
     state = _read_state(final) if final.is_dir() else {}
@@ -535,8 +585,8 @@ def _ensure_project(
     staging = project_dir / f"{VENV_NAME}.layerenv-new-{os.getpid()}-{os.urandom(3).hex()}"
     tools = _installer_tools(request, store, installer)
     try:
-        if installer is None and request.base.installer_note and (deps.count or lock):
-            reporter.step(request.base.installer_note)
+        if installer is None and request.installer_note and (deps.count or lock):
+            reporter.step(request.installer_note)
         reporter.step(f"creating {final} on base {manifest.base_id}")
         _create_venv(staging, manifest, request, store)
         checkpoint("project:after-venv")

@@ -13,8 +13,16 @@ from layerenv.cli.options import verbosity as verbosity_of
 from layerenv.cli.ui import Console
 from layerenv.config import INSTALLER_NAMES
 from layerenv.machine.interpreters import check_flag
-from layerenv.project.create import ProjectRequest, check_project_dir, ensure_project, python_spec_for
+from layerenv.project.create import KnownBase, ProjectRequest, check_project_dir, ensure_project, python_spec_for
 from layerenv.venv.layout import VenvLayout
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from layerenv.cli.session import Session
+    from layerenv.project.create import ProjectResult
+
+#: The remembered answer of a project's base lookup (:mod:`layerenv.cli.answers`): its id, and this machine's line.
+BASE_FORM = "project-base"
 
 
 @click.command("project")
@@ -53,6 +61,9 @@ def command(
     per_node: bool | None,
 ) -> None:
     """Create PATH/.venv layered on this machine's torch base, with the project's dependencies."""
+    from layerenv.cli import answers
+
+    started = answers.clock()
     verbosity = verbosity_of(ctx, local_verbose, local_quiet)
     console = Console(verbosity)
     project_dir = check_project_dir(path)
@@ -62,12 +73,22 @@ def command(
     )
     session.store.ensure_writable()
     spec = python_spec_for(project_dir, check_flag(python_spec), session.settings)
-    base = session.base_request(session.interpreter(spec))
-    request = ProjectRequest.from_settings(project_dir, session.settings, base, extras=tuple(extras),
-                                           system_site_packages=system_site_packages, groups=tuple(groups),
-                                           default_groups=not no_default_groups,
-                                           install_project=not no_install_project)
+    interpreter = session.interpreter(spec)
+    recalled: list[str] = []
+
+    def remembered() -> KnownBase | None:
+        known = _remembered_base(session, project_dir)
+        recalled.extend([known.base_id] if known else [])
+        return known
+
+    request = ProjectRequest.from_settings(project_dir, session.settings, lambda: session.base_request(interpreter),
+                                           extras=tuple(extras), system_site_packages=system_site_packages,
+                                           groups=tuple(groups), default_groups=not no_default_groups,
+                                           install_project=not no_install_project,
+                                           known_base=None if spec else remembered)
     result = ensure_project(request, session.store, console)
+    if not spec and not result.base_built and result.manifest.base_id not in recalled:
+        _remember_base(session, request, result, started)
     state = "updated" if result.changed else "up to date"
     on = f"base {result.manifest.base_id} (torch {result.manifest.torch_build})"
     if request.per_node:
@@ -80,6 +101,41 @@ def command(
 
     if hint := plugin_hint(project_dir, session.env):
         console.note(hint)
+
+
+def _remembered_base(session: Session, project_dir: Path) -> KnownBase | None:
+    """The base this request's lookup chose before, while every input of that lookup is unchanged: the
+    environment, the settings files (the project's among them), this machine, layerenv itself, the store's
+    bases (their folders, manifests and interpreters), the trust-checked paths of the chosen one, and this
+    node's record. Only for the interpreter running layerenv (no ``--python``, ``.python-version`` or
+    ``base.python``) and a store the environment places."""
+    from layerenv.cli import answers
+    from layerenv.cli.entry import store_from_environment
+
+    if not store_from_environment(session):
+        return None
+    remembered = answers.recall(BASE_FORM, session.env, str(project_dir))
+    if remembered is None:
+        return None
+    base_id, _, machine = remembered[0].rstrip("\n").partition("\n")
+    return KnownBase(base_id, machine) if base_id and "\n" not in machine else None
+
+
+def _remember_base(session: Session, request: ProjectRequest, result: ProjectResult, started: int) -> None:
+    """Keep the base the lookup chose (and the node recorded) for the next run; see :func:`_remembered_base`."""
+    from layerenv.base.current import paths_read
+    from layerenv.base.node_answer import machine_line
+    from layerenv.cli import answers
+    from layerenv.cli.entry import rememberable
+    from layerenv.store.nodes import record_paths
+
+    if not rememberable(session):
+        return
+    store, manifest = session.store, result.manifest
+    read = paths_read(store, request.base, manifest, layout=False)  # the store's layout: checked at every open
+    read += [(str(path), False) for path in record_paths(store.home, store.node, manifest.python)]
+    text = f"{manifest.base_id}\n{machine_line(session.detection)}\n"
+    answers.remember(BASE_FORM, session.env, str(request.project_dir), text, "", started, read)
 
 
 def find_project_venv(start: Path) -> Path:
