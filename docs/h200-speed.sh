@@ -23,6 +23,7 @@ export PYTHONUNBUFFERED=1
   echo "== layerenv project /tmp/speed-demo"; layerenv project /tmp/speed-demo; echo "exit $?"
   sleep 3  # the base and its node record settle (remembered answers rest on files older than 2 s)
   layerenv base > /dev/null; layerenv detect --json > /dev/null
+  layerenv project /tmp/speed-demo > /dev/null  # its base lookup remembered (cache/answers/project-base-*)
   python3 - "$TOOL/bin" "$TORCH_VENV" <<'PY'
 import os, statistics, subprocess, sys, time
 
@@ -79,7 +80,7 @@ print(f"layerenv project on an empty repo: median {statistics.median(runs):.0f} 
 PY
   echo "== the base's stubs kept for its projects (layerenv.project.stub_cache)"; ls -l "$LAYERENV_HOME"/cache/stubs
   echo "== what the reused base's remembered answer rests on"
-  for f in "$LAYERENV_HOME"/cache/answers/base-*; do sed -n 2p "$f"; done
+  for f in "$LAYERENV_HOME"/cache/answers/base-* "$LAYERENV_HOME"/cache/answers/project-base-*; do sed -n 2p "$f"; done
   echo "== doctor"; layerenv doctor; echo "exit $?"
 } > "$O/speed.txt" 2>&1
 cat "$O/speed.txt"
