@@ -557,3 +557,67 @@ def test_a_remembered_project_base_imports_no_machine_reading(
     assert "layerenv.cli.answers" in imported and "layerenv.project.create" in imported
     assert not imported & {"layerenv.choice.detection", "layerenv.choice.outlook", "layerenv.machine.nvidia",
                            "layerenv.machine.nvml", "layerenv.machine.sysfs", "layerenv.machine.reader"}
+
+
+def click_project(capsys: pytest.CaptureFixture[str], folder: Path, *extra: str) -> tuple[int, str, str]:
+    """``layerenv project FOLDER`` through the click CLI (as a form with options goes), FOLDER written as {p}."""
+    from layerenv.cli.main import cli
+
+    folder.mkdir(exist_ok=True)
+    with pytest.raises(SystemExit) as ended:
+        cli.main(["project", str(folder), *extra], prog_name="layerenv")
+    captured = capsys.readouterr()
+    return (int(ended.value.code or 0), captured.out.replace(str(folder), "{p}"),
+            captured.err.replace(str(folder), "{p}"))
+
+
+def test_the_plain_project_form_ends_as_the_click_command_does(
+        in_process: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """``layerenv project [PATH]`` is answered without click, and gives what the click command gives: the
+    lines, the exit code, the venv's state; a bad path is the same one line and exit 2."""
+    root = in_process.parent
+    fast = project(capsys, root / "plain-fast")
+    slow = click_project(capsys, root / "plain-click")
+    assert fast[0] == 0 and fast == slow, (fast, slow)
+    for name in ("layerenv.json", "layerenv-project.json"):
+        texts = [json_of(root / folder / ".venv" / name, root / folder) for folder in ("plain-fast", "plain-click")]
+        assert texts[0] == texts[1], name
+    missing = root / "plain-missing"
+    from layerenv.cli.entry import main
+    from layerenv.cli.main import cli
+
+    def through_click() -> None:
+        cli.main(["project", str(missing)], prog_name="layerenv")
+
+    for run in (main, through_click):
+        sys.argv, argv = ["layerenv", "project", str(missing)], sys.argv
+        try:
+            with pytest.raises(SystemExit) as ended:
+                run()
+        finally:
+            sys.argv = argv
+        assert ended.value.code == 2
+        assert capsys.readouterr().err == f"layerenv: error: project path {missing} does not exist\n"
+
+
+def test_the_plain_project_form_imports_no_click(built: tuple[Path, dict[str, str]]) -> None:
+    root, env = built
+    (root / "no-click").mkdir()
+    script = "import sys; from layerenv.cli.entry import main; sys.exit(main())"  # what uv writes
+    result = subprocess.run([sys.executable, "-X", "importtime", "-c", script, "project", str(root / "no-click")],
+                            env={**env, "PYTHONPATH": str(REPO)}, cwd=root, capture_output=True, text=True,
+                            check=False, timeout=60)
+    assert result.returncode == 0, result.stderr
+    imported = {line.rsplit("|", 1)[-1].strip() for line in result.stderr.splitlines() if "|" in line}
+    assert "layerenv.cli.make_project" in imported
+    assert not {name for name in imported if name == "click" or name.startswith("click.")}
+
+
+@pytest.mark.parametrize(("argv", "path"), [
+    (["project"], "."), (["project", "repo"], "repo"), (["project", "-v"], None), (["project", "--python", "3.11"], None),
+    (["project", "repo", "--extra", "x"], None), (["project", "--"], None), (["base"], None), ([], None),
+])
+def test_only_the_plain_project_form_skips_click(argv: list[str], path: str | None) -> None:
+    from layerenv.cli.entry import _project_path
+
+    assert _project_path(argv) == path

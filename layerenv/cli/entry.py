@@ -6,8 +6,9 @@ venv, sets the variables and ``exec``s the command. A link record it cannot read
 click CLI, which names what is wrong.
 ``layerenv detect [--json]`` and ``layerenv base [--json]`` on a machine whose base exists are what
 scripts, containers and shells call most, so those exact forms are answered without importing click
-(about half of the process's start-up); everything else, and a ``base`` that has to build, goes through
-the click CLI. Both end through the one exit boundary, :mod:`layerenv.cli.exit`.
+(about half of the process's start-up); so is the plain ``layerenv project [PATH]`` (no options), the
+command users wait on when they make a project. Everything else, and a ``base`` that has to build, goes
+through the click CLI. Both end through the one exit boundary, :mod:`layerenv.cli.exit`.
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ import sys
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (a third of `layerenv run`'s start-up)
 if TYPE_CHECKING:
     from layerenv.cli.exit import Invocation
-    from layerenv.cli.session import Session
 
 _FORMS = {("detect",): "detect", ("detect", "--json"): "detect-json", ("base",): "base",
           ("base", "--json"): "base-json"}
@@ -28,7 +28,7 @@ def _detect(invocation: Invocation, as_json: bool) -> tuple[str, str] | None:
     import os
 
     from layerenv.cli.render import detect_json, render_summary
-    from layerenv.cli.session import Session
+    from layerenv.cli.session import Session, rememberable
 
     invocation.session = Session.open(os.environ)
     result = invocation.session.detection
@@ -37,26 +37,6 @@ def _detect(invocation: Invocation, as_json: bool) -> tuple[str, str] | None:
     print(stdout)
     sys.stderr.write(stderr)
     return (stdout + "\n", stderr) if rememberable(invocation.session) else None
-
-
-def store_from_environment(session: Session) -> bool:
-    """Whether the store is where the environment alone places it (``LAYERENV_HOME``, else the default):
-    where a remembered answer is looked for before any settings file is read. An empty ``store.home``
-    in a settings file (the shipped template) is the default too."""
-    return session.settings.text("store.home") == session.env.get("LAYERENV_HOME", "")
-
-
-def rememberable(session: Session | None) -> bool:
-    """Whether this session's reading may be given again unread (see :mod:`layerenv.cli.answers`)."""
-    from layerenv.machine.nvidia import probe_troubled
-
-    if session is None or not store_from_environment(session):
-        return False
-    machine = session.detection.machine
-    visible = session.env.get("CUDA_VISIBLE_DEVICES", "")
-    if probe_troubled(machine.notes) or any(entry.strip().upper().startswith("MIG-") for entry in visible.split(",")):
-        return False
-    return not (machine.driver_version and not machine.gpus and not machine.hidden_gpus)  # a driver, no GPU
 
 
 class _Warnings:
@@ -144,6 +124,27 @@ def _run(argv: list[str]) -> None:
         sys.exit(exit_code_for(error, Invocation()))
 
 
+def _project_path(arguments: list[str]) -> str | None:
+    """The PATH of the plain ``layerenv project [PATH]``; None for a form with options (the click CLI's)."""
+    if not arguments or arguments[0] != "project" or len(arguments) > 2:
+        return None
+    if len(arguments) == 1:
+        return "."
+    return None if arguments[1].startswith("-") else arguments[1]
+
+
+def _project(path: str) -> None:
+    """``layerenv project [PATH]`` as the click command runs it (:mod:`layerenv.cli.make_project`), without
+    importing click."""
+    from layerenv.cli.exit import Invocation, exit_boundary
+    from layerenv.cli.make_project import ProjectFlags, make_project
+
+    invocation = Invocation()
+    with exit_boundary(invocation):
+        make_project(invocation, path, ProjectFlags())
+    sys.exit(0)
+
+
 def _skip_last_collections() -> None:
     """Freeze every object at exit: the interpreter's last garbage collections would walk all that the
     command loaded (70-130 ms after a base build on a busy 2-core machine, 25-45 ms after the imports
@@ -164,6 +165,9 @@ def main() -> None:
     form = _FORMS.get(tuple(arguments))
     if form is not None:
         _answer(form)
+    project_path = _project_path(arguments)
+    if project_path is not None:
+        _project(project_path)
     from layerenv.cli.main import main as click_main
 
     click_main()
@@ -208,6 +212,8 @@ def _answer(form: str) -> None:
     if given is not None:
         answers.remember(form, os.environ, cwd, *given, started)
     session = invocation.session
+    from layerenv.cli.session import store_from_environment
+
     if reused is not None and session is not None and store_from_environment(session):
         stdout, stderr, rests_on = reused
         answers.remember(form, os.environ, cwd, stdout, stderr, started, rests_on)

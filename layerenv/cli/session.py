@@ -121,3 +121,23 @@ class Session:
     def log_dir(self) -> Path | None:
         """Where an error log of this session goes: the store's ``logs/`` when the store exists."""
         return self.store.logs if self.store.home.is_dir() else None
+
+
+def store_from_environment(session: Session) -> bool:
+    """Whether the store is where the environment alone places it (``LAYERENV_HOME``, else the default):
+    where a remembered answer is looked for before any settings file is read. An empty ``store.home``
+    in a settings file (the shipped template) is the default too."""
+    return session.settings.text("store.home") == session.env.get("LAYERENV_HOME", "")
+
+
+def rememberable(session: Session | None) -> bool:
+    """Whether this session's reading may be given again unread (see :mod:`layerenv.cli.answers`)."""
+    from layerenv.machine.nvidia import probe_troubled
+
+    if session is None or not store_from_environment(session):
+        return False
+    machine = session.detection.machine
+    visible = session.env.get("CUDA_VISIBLE_DEVICES", "")
+    if probe_troubled(machine.notes) or any(entry.strip().upper().startswith("MIG-") for entry in visible.split(",")):
+        return False
+    return not (machine.driver_version and not machine.gpus and not machine.hidden_gpus)  # a driver, no GPU

@@ -1,4 +1,7 @@
-"""How commands talk to a person: step lines on stderr, quiet with -q, detail with -v."""
+"""How commands talk to a person: step lines on stderr, quiet with -q, detail with -v.
+
+Click-free (plain writes, ANSI colours by hand), so that a command answered without click (the console
+script's fast paths, :mod:`layerenv.cli.entry`) talks the same way."""
 
 from __future__ import annotations
 
@@ -8,8 +11,7 @@ import threading
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-
-import click
+from typing import TextIO
 
 from layerenv.reporter import Progress
 
@@ -33,22 +35,23 @@ class Console:
         if self.verbosity < 0:
             return
         prefix = f"[{time.monotonic() - self.started:5.1f}s] " if self.tty else ""
-        click.echo(f"{prefix}{text}", err=True, color=self.color)
+        self._say(f"{prefix}{text}")
 
     def warn(self, text: str) -> None:
         if self.verbosity < -1:
             return
-        label = click.style("warning:", fg="yellow") if self.color else "warning:"
-        click.echo(f"{label} {text}", err=True, color=self.color)
+        self._say(f"{_YELLOW}warning:{_PLAIN} {text}" if self.color else f"warning: {text}")
 
     def note(self, text: str) -> None:
         if self.verbosity < 0:
             return
-        label = click.style("note:", fg="cyan") if self.color else "note:"
-        click.echo(f"{label} {text}", err=True, color=self.color)
+        self._say(f"{_CYAN}note:{_PLAIN} {text}" if self.color else f"note: {text}")
 
     def result(self, text: str) -> None:
-        click.echo(text)
+        _write_line(sys.stdout, text, color=sys.stdout.isatty())
+
+    def _say(self, line: str) -> None:
+        _write_line(sys.stderr, line, color=self.color)
 
     @contextmanager
     def progress(self, title: str, unit: str) -> Iterator[Progress]:
@@ -66,6 +69,20 @@ class Console:
         finally:
             line.finish()
             ticker.join()
+
+
+_YELLOW, _CYAN, _PLAIN = "\x1b[33m", "\x1b[36m", "\x1b[0m"
+
+
+def _write_line(stream: TextIO, line: str, *, color: bool) -> None:
+    """One line, flushed; without colour, any ANSI style the text carries (an installer's) is dropped, as
+    ``click.echo`` drops it."""
+    if not color and "\x1b" in line:
+        import re
+
+        line = re.sub(r"\x1b\[[;?0-9]*[a-zA-Z]", "", line)
+    stream.write(line + "\n")
+    stream.flush()
 
 
 class _Silent:

@@ -8,21 +8,12 @@ from pathlib import Path
 
 import click
 
+from layerenv.cli.exit import Invocation
+from layerenv.cli.make_project import ProjectFlags, make_project
 from layerenv.cli.options import open_session, verbosity_options
 from layerenv.cli.options import verbosity as verbosity_of
-from layerenv.cli.ui import Console
 from layerenv.config import INSTALLER_NAMES
-from layerenv.machine.interpreters import check_flag
-from layerenv.project.create import KnownBase, ProjectRequest, check_project_dir, ensure_project, python_spec_for
 from layerenv.venv.layout import VenvLayout
-
-TYPE_CHECKING = False
-if TYPE_CHECKING:
-    from layerenv.cli.session import Session
-    from layerenv.project.create import ProjectResult
-
-#: The remembered answer of a project's base lookup (:mod:`layerenv.cli.answers`): its id, and this machine's line.
-BASE_FORM = "project-base"
 
 
 @click.command("project")
@@ -61,81 +52,10 @@ def command(
     per_node: bool | None,
 ) -> None:
     """Create PATH/.venv layered on this machine's torch base, with the project's dependencies."""
-    from layerenv.cli import answers
-
-    started = answers.clock()
-    verbosity = verbosity_of(ctx, local_verbose, local_quiet)
-    console = Console(verbosity)
-    project_dir = check_project_dir(path)
-    session = open_session(
-        project_dir=project_dir,
-        flags={"base.installer": installer, "project.per_node": per_node},
-    )
-    session.store.ensure_writable()
-    spec = python_spec_for(project_dir, check_flag(python_spec), session.settings)
-    interpreter = session.interpreter(spec)
-    recalled: list[str] = []
-
-    def remembered() -> KnownBase | None:
-        known = _remembered_base(session, project_dir)
-        recalled.extend([known.base_id] if known else [])
-        return known
-
-    request = ProjectRequest.from_settings(project_dir, session.settings, lambda: session.base_request(interpreter),
-                                           extras=tuple(extras), system_site_packages=system_site_packages,
-                                           groups=tuple(groups), default_groups=not no_default_groups,
-                                           install_project=not no_install_project,
-                                           known_base=None if spec else remembered)
-    result = ensure_project(request, session.store, console)
-    if not spec and not result.base_built and result.manifest.base_id not in recalled:
-        _remember_base(session, request, result, started)
-    state = "updated" if result.changed else "up to date"
-    on = f"base {result.manifest.base_id} (torch {result.manifest.torch_build})"
-    if request.per_node:
-        on = f"this node's base {result.manifest.base_id}; each node loads its own (per node)"
-    click.echo(f"{result.venv}: {state}, on {on}")
-    click.echo(f"activate with: source {VenvLayout.for_venv(result.venv).bin_dir / 'activate'}")
-    if not any((project_dir / name).is_file() for name in ("poetry.lock", "pyproject.toml")):
-        return  # no poetry project: the hint's module is not worth importing
-    from layerenv.integrations.poetry_hint import plugin_hint
-
-    if hint := plugin_hint(project_dir, session.env):
-        console.note(hint)
-
-
-def _remembered_base(session: Session, project_dir: Path) -> KnownBase | None:
-    """The base this request's lookup chose before, while every input of that lookup is unchanged: the
-    environment, the settings files (the project's among them), this machine, layerenv itself, the store's
-    bases (their folders, manifests and interpreters), the trust-checked paths of the chosen one, and this
-    node's record. Only for the interpreter running layerenv (no ``--python``, ``.python-version`` or
-    ``base.python``) and a store the environment places."""
-    from layerenv.cli import answers
-    from layerenv.cli.entry import store_from_environment
-
-    if not store_from_environment(session):
-        return None
-    remembered = answers.recall(BASE_FORM, session.env, str(project_dir))
-    if remembered is None:
-        return None
-    base_id, _, machine = remembered[0].rstrip("\n").partition("\n")
-    return KnownBase(base_id, machine) if base_id and "\n" not in machine else None
-
-
-def _remember_base(session: Session, request: ProjectRequest, result: ProjectResult, started: int) -> None:
-    """Keep the base the lookup chose (and the node recorded) for the next run; see :func:`_remembered_base`."""
-    from layerenv.base.current import paths_read
-    from layerenv.base.node_answer import machine_line
-    from layerenv.cli import answers
-    from layerenv.cli.entry import rememberable
-    from layerenv.store.nodes import record_paths
-
-    if not rememberable(session):
-        return
-    store, manifest = session.store, result.manifest
-    read = paths_read(store, request.base, manifest, layout=False)  # the store's layout: checked at every open
-    read += [(str(path), False) for path in record_paths(store.home, store.node, manifest.python)]
-    text = f"{manifest.base_id}\n{machine_line(session.detection)}\n"
-    answers.remember(BASE_FORM, session.env, str(request.project_dir), text, "", started, read)
+    invocation = ctx.ensure_object(Invocation)
+    invocation.verbosity = verbosity_of(ctx, local_verbose, local_quiet)
+    make_project(invocation, path, ProjectFlags(python_spec, installer, tuple(extras), tuple(groups), no_default_groups,
+                                                no_install_project, system_site_packages, per_node))
 
 
 def find_project_venv(start: Path) -> Path:
