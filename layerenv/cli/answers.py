@@ -25,7 +25,8 @@ same timestamp tick would not show). An answer file is used only when it, its fo
 ``cache`` folder belong to this user (or root) and no one else can write them; ``layerenv detect
 --fresh`` reads the machine again.
 
-This module imports ``marshal``, ``os``, ``sys``, ``time`` and ``_blake2`` only, on the path that answers.
+This module imports ``marshal``, ``os``, ``sys``, ``time`` and ``_blake2`` only, on the path that answers
+(with :mod:`layerenv.store.owned`, the ground it shares with a base's kept stubs).
 """
 
 from __future__ import annotations
@@ -37,13 +38,12 @@ import time
 
 from layerenv.config_paths import PROJECT_FILES, project_root, user_config_file
 from layerenv.machine.fingerprint import machine_lines
+from layerenv.store.owned import SETTLE_NS, prune, read_owned, trusted_folder, witness, write_owned
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing
 if TYPE_CHECKING:  # collections.abc costs the start-up path ~1-3 ms
     from collections.abc import Mapping, Sequence
 
-#: A file changed less than this before an answer may change again within its timestamp tick unseen.
-SETTLE_NS = 2_000_000_000
 #: Answer files kept; the oldest go first (each project tree, user and environment has its own).
 KEEP = 64
 _FORMAT = b"layerenv-answer 3\n"
@@ -52,10 +52,8 @@ _ENV_PREFIXES = ("LAYERENV_", "PYTORCH_", "CUDA_", "NVIDIA_", "HIP_", "ROCR_", "
 _ENV_NAMES = ("PATH", "HOME", "LD_LIBRARY_PATH", "VIRTUAL_ENV", "CONDA_PREFIX", "PYTHONPATH", "PYTHONHOME")
 _PACKAGE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-_NO_FOLLOW: int = getattr(os, "O_NOFOLLOW", 0)
-#: A folder opened only to look its entries up from (O_PATH: no read access needed, nothing read).
-_FOLDER: int = getattr(os, "O_PATH", os.O_RDONLY) | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_CLOEXEC", 0)
-
+#: The largest answer file read: a larger one is not taken, and the question is asked in full.
+_LARGEST = 1 << 22
 clock = time.time_ns  # the one clock the settle rule reads (tests move it ahead)
 
 
@@ -76,19 +74,19 @@ def answers_dir(env: Mapping[str, str]) -> str | None:
 def recall(form: str, env: Mapping[str, str], cwd: str) -> tuple[str, str] | None:
     """(stdout, stderr) of the answer remembered for these inputs, if every file it rests on is unchanged."""
     folder = answers_dir(env)
-    if folder is None or not _trusted_folder(folder):  # two lstats before the digest's hundred
+    if folder is None or not trusted_folder(folder):  # two lstats before the digest's hundred
         return None
     digest, _ = _digest(form, env, cwd)
     if digest is None:
         return None
-    data = _read_owned(os.path.join(folder, f"{form}-{digest}"))
+    data = read_owned(os.path.join(folder, f"{form}-{digest}"), _LARGEST)
     if data is None or not data.startswith(_FORMAT):
         return None
     parsed = _parse(data[len(_FORMAT):])
     if parsed is None:
         return None
     groups, stats, stdout, stderr = parsed
-    return (stdout, stderr) if _values_digest(_witness(groups)) == stats else None
+    return (stdout, stderr) if _values_digest(witness(groups)) == stats else None
 
 
 def remember(form: str, env: Mapping[str, str], cwd: str, stdout: str, stderr: str, started_ns: int,
@@ -107,14 +105,14 @@ def remember(form: str, env: Mapping[str, str], cwd: str, stdout: str, stderr: s
         return False  # no store yet: `detect` creates none
     try:
         os.makedirs(folder, mode=0o700, exist_ok=True)  # before the stats: creating it changes the store's cache
-        if not _trusted_folder(folder):
+        if not trusted_folder(folder):
             return False
         witnesses = [*_code_witnesses(), *rests_on]
         if any("\n" in path for path, _ in witnesses):
             return False
         digest, newest = _digest(form, env, cwd)
         groups = _grouped(witnesses)
-        values = _witness(groups)
+        values = witness(groups)
         if digest is None or max([newest, *values[1::2]]) >= started_ns - SETTLE_NS:
             return False
         head = [b"%d %d %s\n%s" % (len(names), follow, directory, b"".join(name + b"\n" for name in names))
@@ -123,16 +121,8 @@ def remember(form: str, env: Mapping[str, str], cwd: str, stdout: str, stderr: s
         body = b"".join([_FORMAT, b"W %d\n" % (len(groups) + sum(len(names) for _, _, names in groups)), *head,
                          b"S %s\n" % _values_digest(values).encode(), b"O %d\n" % len(out), out,
                          b"E %d\n" % len(err), err])
-        temporary = os.path.join(folder, f".{form}-{digest}.{os.getpid()}.tmp")
-        descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NO_FOLLOW, 0o600)
-        try:
-            with os.fdopen(descriptor, "wb") as handle:
-                handle.write(body)
-            os.replace(temporary, os.path.join(folder, f"{form}-{digest}"))
-        except BaseException:
-            os.unlink(temporary)
-            raise
-        _prune(folder)
+        write_owned(folder, f"{form}-{digest}", body)
+        prune(folder, KEEP)
     except OSError:
         return False
     return True
@@ -187,43 +177,6 @@ def _ids() -> str:
     return f"{os.geteuid()} {os.getegid()} {sorted(os.getgroups())}"
 
 
-def _owned(info: os.stat_result) -> bool:
-    if sys.platform == "win32":
-        return False
-    return info.st_uid in (os.geteuid(), 0) and not info.st_mode & 0o022
-
-
-def _trusted_folder(folder: str) -> bool:
-    """The answers folder and the store's ``cache`` folder: this user's or root's, writable by no one else."""
-    for path in (folder, os.path.dirname(folder)):
-        try:
-            info = os.lstat(path)
-        except OSError:
-            return False
-        if not _owned(info) or (info.st_mode & 0o170000) != 0o040000:
-            return False
-    return True
-
-
-def _read_owned(path: str) -> bytes | None:
-    try:
-        descriptor = os.open(path, os.O_RDONLY | _NO_FOLLOW | getattr(os, "O_NONBLOCK", 0))
-    except OSError:
-        return None
-    try:
-        info = os.fstat(descriptor)
-        if not _owned(info) or (info.st_mode & 0o170000) != 0o100000 or info.st_size > 1 << 22:
-            return None
-        chunks = []
-        while chunk := os.read(descriptor, 1 << 16):
-            chunks.append(chunk)
-        return b"".join(chunks)
-    except OSError:
-        return None
-    finally:
-        os.close(descriptor)
-
-
 def _grouped(rests_on: Sequence[tuple[str, bool]]) -> list[tuple[bytes, bool, list[bytes]]]:
     """The paths by folder (and whether followed), in the order first met: each folder is opened once
     and its entries are looked up from it, not walked to from ``/`` again."""
@@ -232,32 +185,6 @@ def _grouped(rests_on: Sequence[tuple[str, bool]]) -> list[tuple[bytes, bool, li
         directory, name = os.path.split(os.fsencode(path))
         groups.setdefault((directory or b".", follow), []).append(name or b".")
     return [(directory, follow, names) for (directory, follow), names in groups.items()]
-
-
-def _witness(groups: Sequence[tuple[bytes, bool, Sequence[bytes]]]) -> list[int]:
-    """Every path's inode and ctime (0s for one that is not there), two numbers a path. The kernel sets
-    ctime on every change of content, mode, owner or links (of a folder: every entry added, removed or
-    renamed), and nothing sets it back. A reused adopted base rests on thousands of paths, so each is
-    looked up from its folder's descriptor, the fewest steps a stat of it can take."""
-    values: list[int] = []
-    stat, extend = os.stat, values.extend
-    for directory, follow, names in groups:
-        try:
-            descriptor = os.open(directory, _FOLDER)
-        except (OSError, ValueError):  # ValueError: a NUL, which only a bent answer file holds
-            extend((0, 0) * len(names))
-            continue
-        try:
-            for name in names:
-                try:
-                    info = stat(name, dir_fd=descriptor, follow_symlinks=follow)
-                except (OSError, ValueError):
-                    extend((0, 0))
-                    continue
-                extend((info.st_ino, info.st_ctime_ns))
-        finally:
-            os.close(descriptor)
-    return values
 
 
 def _values_digest(values: list[int]) -> str:
@@ -311,15 +238,3 @@ def _parse(data: bytes) -> tuple[list[tuple[bytes, bool, list[bytes]]], str, str
     except (ValueError, UnicodeDecodeError):
         return None
     return (groups, stats, texts[0], texts[1]) if position == len(rest) else None
-
-
-def _prune(folder: str) -> None:
-    """Keep the newest :data:`KEEP` answers."""
-    with os.scandir(folder) as entries:
-        answers = [(entry.stat(follow_symlinks=False).st_mtime_ns, entry.path) for entry in entries
-                   if not entry.name.startswith(".") and entry.is_file(follow_symlinks=False)]
-    for _, path in sorted(answers)[:-KEEP]:
-        try:
-            os.unlink(path)
-        except OSError:  # another process pruned it first
-            continue

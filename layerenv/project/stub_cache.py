@@ -26,17 +26,14 @@ from pathlib import Path
 
 from layerenv import __version__
 from layerenv.project import stubs
+from layerenv.store.owned import SETTLE_NS, prune, read_owned, trusted_folder, witness, write_owned
 from layerenv.venv import distinfo
 from layerenv.venv.distinfo import Distribution
 
-#: A file changed less than this before the reading may change again within its timestamp tick unseen.
-SETTLE_NS = 2_000_000_000
 #: Cache files kept, one a base (the oldest go first).
 KEEP = 16
 _FORMAT = 1
 _READ = ("METADATA", "INSTALLER", "WHEEL", "entry_points.txt")  # what reading a distribution and stubbing it open
-_NO_FOLLOW: int = getattr(os, "O_NOFOLLOW", 0)
-_FOLDER: int = getattr(os, "O_PATH", os.O_RDONLY) | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_CLOEXEC", 0)
 
 clock = time.time_ns  # the one clock the settle rule reads (tests move it ahead)
 
@@ -55,7 +52,7 @@ def recall(path: Path, base_site: Path, base_id: str) -> bool:
     rest on is unchanged."""
     if sys.platform == "win32":
         return False
-    data = _read_owned(str(path)) if _trusted_folders(path.parent) else None
+    data = read_owned(str(path)) if trusted_folder(str(path.parent)) else None
     if data is None:
         return False
     try:
@@ -97,18 +94,10 @@ def keep(path: Path, base_site: Path, base_id: str, started_ns: int) -> bool:
         body = marshal.dumps((_FORMAT, str(base_site), base_id, names, witnessed, entries))
         folder = path.parent
         folder.mkdir(mode=0o755, parents=True, exist_ok=True)
-        if not _trusted_folders(folder):
+        if not trusted_folder(str(folder)):
             return False
-        temporary = folder / f".{path.name}.{os.getpid()}.tmp"
-        descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NO_FOLLOW, 0o600)
-        try:
-            with os.fdopen(descriptor, "wb") as handle:
-                handle.write(body)
-            os.replace(temporary, path)
-        except BaseException:
-            temporary.unlink(missing_ok=True)
-            raise
-        _prune(folder)
+        write_owned(str(folder), path.name, body)
+        prune(str(folder), KEEP)
     except OSError:
         return False
     return True
@@ -120,70 +109,9 @@ def _code() -> list[str]:
 
 
 def _witness(base_site: Path, names: list[str]) -> list[int]:
-    """Inode and ctime of every path the kept reading rests on (0s for one that is not there), each looked
-    up from its folder's descriptor."""
-    values: list[int] = []
-    groups = [(str(base_site.parent), [base_site.name]), (str(base_site), names)]
-    groups += [(os.path.join(base_site, name), list(_READ)) for name in names]
-    groups += [(os.path.dirname(path), [os.path.basename(path)]) for path in _code()]
-    for directory, entries in groups:
-        try:
-            descriptor = os.open(directory, _FOLDER)
-        except OSError:
-            values.extend((0, 0) * len(entries))
-            continue
-        try:
-            for name in entries:
-                try:
-                    info = os.stat(name, dir_fd=descriptor, follow_symlinks=False)
-                except OSError:
-                    values.extend((0, 0))
-                    continue
-                values.extend((info.st_ino, info.st_ctime_ns))
-        finally:
-            os.close(descriptor)
-    return values
-
-
-def _owned(info: os.stat_result) -> bool:
-    if sys.platform == "win32":  # nothing is kept there (recall, keep): this only keeps the types whole
-        return False
-    return info.st_uid in (os.geteuid(), 0) and not info.st_mode & 0o022
-
-
-def _trusted_folders(folder: Path) -> bool:
-    """The cache's folder and the store's ``cache`` folder: this user's or root's, writable by no one else."""
-    for path in (folder, folder.parent):
-        try:
-            info = os.lstat(path)
-        except OSError:
-            return False
-        if not _owned(info) or (info.st_mode & 0o170000) != 0o040000:
-            return False
-    return True
-
-
-def _read_owned(path: str) -> bytes | None:
-    """The file's bytes, if it is a regular file of this user's (or root's) that no one else can write."""
-    try:
-        descriptor = os.open(path, os.O_RDONLY | _NO_FOLLOW | getattr(os, "O_NONBLOCK", 0))
-    except OSError:
-        return None
-    try:
-        info = os.fstat(descriptor)
-        if not _owned(info) or (info.st_mode & 0o170000) != 0o100000:
-            return None
-        with os.fdopen(os.dup(descriptor), "rb") as handle:
-            return handle.read()
-    except OSError:
-        return None
-    finally:
-        os.close(descriptor)
-
-
-def _prune(folder: Path) -> None:
-    """Keep the :data:`KEEP` newest cache files (a removed base's is left behind only until then)."""
-    kept = sorted((entry.stat().st_mtime_ns, entry.path) for entry in os.scandir(folder)
-                  if not entry.name.startswith("."))
-    for _, path in kept[:-KEEP]:
-        os.unlink(path)
+    """Inode and ctime of every path the kept reading rests on (0s for one that is not there)."""
+    groups: list[tuple[str, bool, list[str]]] = [(str(base_site.parent), False, [base_site.name]),
+                                                 (str(base_site), False, names)]
+    groups += [(os.path.join(base_site, name), False, list(_READ)) for name in names]
+    groups += [(os.path.dirname(path), False, [os.path.basename(path)]) for path in _code()]
+    return witness(groups)
