@@ -313,11 +313,12 @@ def in_process(built: tuple[Path, dict[str, str]], monkeypatch: pytest.MonkeyPat
             kept.unlink()
 
 
-def base_json(capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+def console_script(capsys: pytest.CaptureFixture[str], *arguments: str) -> tuple[int, str, str]:
+    """``layerenv ARGUMENTS`` through the console script's entry point, in this process: exit code, stdout, stderr."""
     from layerenv.cli.entry import main
 
     argv = sys.argv
-    sys.argv = ["layerenv", "base", "--json"]
+    sys.argv = ["layerenv", *arguments]
     try:
         with pytest.raises(SystemExit) as ended:
             main()
@@ -325,6 +326,10 @@ def base_json(capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
         sys.argv = argv
     captured = capsys.readouterr()
     return int(ended.value.code or 0), captured.out, captured.err
+
+
+def base_json(capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    return console_script(capsys, "base", "--json")
 
 
 def refuse_reuse(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -411,19 +416,9 @@ def test_a_remembered_answer_imports_only_what_it_needs(built: tuple[Path, dict[
 
 def project(capsys: pytest.CaptureFixture[str], folder: Path) -> tuple[int, str, str]:
     """``layerenv project FOLDER`` in this process: exit code, stdout and stderr, with FOLDER written as {p}."""
-    from layerenv.cli.entry import main
-
     folder.mkdir(exist_ok=True)
-    argv = sys.argv
-    sys.argv = ["layerenv", "project", str(folder)]
-    try:
-        with pytest.raises(SystemExit) as ended:
-            main()
-    finally:
-        sys.argv = argv
-    captured = capsys.readouterr()
-    return (int(ended.value.code or 0), captured.out.replace(str(folder), "{p}"),
-            captured.err.replace(str(folder), "{p}"))
+    code, out, err = console_script(capsys, "project", str(folder))
+    return code, out.replace(str(folder), "{p}"), err.replace(str(folder), "{p}")
 
 
 def machine_reads(monkeypatch: pytest.MonkeyPatch) -> list[object]:
@@ -583,21 +578,14 @@ def test_the_plain_project_form_ends_as_the_click_command_does(
         texts = [json_of(root / folder / ".venv" / name, root / folder) for folder in ("plain-fast", "plain-click")]
         assert texts[0] == texts[1], name
     missing = root / "plain-missing"
-    from layerenv.cli.entry import main
     from layerenv.cli.main import cli
 
-    def through_click() -> None:
+    with pytest.raises(SystemExit) as ended:
         cli.main(["project", str(missing)], prog_name="layerenv")
-
-    for run in (main, through_click):
-        sys.argv, argv = ["layerenv", "project", str(missing)], sys.argv
-        try:
-            with pytest.raises(SystemExit) as ended:
-                run()
-        finally:
-            sys.argv = argv
-        assert ended.value.code == 2
-        assert capsys.readouterr().err == f"layerenv: error: project path {missing} does not exist\n"
+    captured = capsys.readouterr()
+    through_click = (int(ended.value.code or 0), captured.out, captured.err)
+    refused = (2, "", f"layerenv: error: project path {missing} does not exist\n")
+    assert console_script(capsys, "project", str(missing)) == refused == through_click
 
 
 def test_the_plain_project_form_imports_no_click(built: tuple[Path, dict[str, str]]) -> None:

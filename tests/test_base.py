@@ -30,7 +30,7 @@ from tests.support.fake_installer import FakeInstaller
 from tests.support.fake_smi import install_fixture_smi
 from tests.support.index import add_to_index, file_url, write_find_links_dir, write_simple_index
 from tests.support.reporter import Recorder
-from tests.support.venvs import venv_with_pip, without_virtualenv
+from tests.support.venvs import project_without_virtualenv, venv_with_pip
 from tests.support.wheels import build_fake_torch
 
 pytestmark = pytest.mark.slow
@@ -449,12 +449,7 @@ def test_a_uv_build_killed_mid_way_leaves_no_staging_and_its_projects_copy_the_s
     shapes = sorted((home / "shapes").iterdir())
     assert len(shapes) == 1 and is_template(shapes[0]), shapes
 
-    no_virtualenv = without_virtualenv(tmp_path / "no-virtualenv")
-    project = tmp_path / "app"
-    project.mkdir()
-    made = run_layerenv(["project", str(project)],
-                        {**env, "PYTHONPATH": os.pathsep.join([str(no_virtualenv), env["PYTHONPATH"]])}, tmp_path)
-    assert made.returncode == 0, made.stderr
+    project = project_without_virtualenv(tmp_path, env)
     assert is_template(shapes[0]) and "virtualenv" in (project / ".venv" / "pyvenv.cfg").read_text()
     assert torch_facts(project / ".venv" / "bin" / "python")["v"] == "2.9.1+cpu"
 

@@ -14,7 +14,7 @@ from layerenv.config import PIP_FALLBACK_NOTE, resolve_installer
 from layerenv.store.home import Store
 from layerenv.venv.create import BASE_PROMPT, clone_shape, create_virtualenv
 from tests.support.cli import layerenv_env, run_layerenv
-from tests.support.venvs import without_virtualenv
+from tests.support.venvs import project_without_virtualenv
 
 PYTHON = Path(sys.executable).resolve()
 
@@ -205,12 +205,7 @@ def test_on_an_adopted_uv_venv_project_venvs_are_copied_from_the_store_shape_gc_
     shapes = sorted((home / "shapes").iterdir())
     assert len(shapes) == 1 and is_template(shapes[0]) and not any((home / "staging").iterdir())
 
-    no_virtualenv = without_virtualenv(tmp_path / "no-virtualenv")
-    project = tmp_path / "app"
-    project.mkdir()
-    made = run_layerenv(["project", str(project)],
-                        {**env, "PYTHONPATH": os.pathsep.join([str(no_virtualenv), env["PYTHONPATH"]])}, tmp_path)
-    assert made.returncode == 0, made.stderr
+    project = project_without_virtualenv(tmp_path, env)
     ran = subprocess.run([str(project / ".venv" / "bin" / "python"), "-c", "import sys, torch; print(sys.prefix)"],
                          capture_output=True, text=True, check=True)
     assert ran.stdout.strip() == str(project / ".venv")

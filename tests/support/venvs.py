@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -46,3 +47,17 @@ def without_virtualenv(root: Path) -> Path:
     (shadow / "version.py").write_bytes((real / "version.py").read_bytes())
     (shadow / "seed").symlink_to(real / "seed")
     return root
+
+
+def project_without_virtualenv(tmp_path: Path, env: Mapping[str, str]) -> Path:
+    """``tmp_path/app``, made a project by ``layerenv project`` (which must succeed) while virtualenv cannot run
+    (:func:`without_virtualenv`): its venv can only be a copy of the store's shape."""
+    from tests.support.cli import run_layerenv
+
+    no_virtualenv = without_virtualenv(tmp_path / "no-virtualenv")
+    project = tmp_path / "app"
+    project.mkdir()
+    made = run_layerenv(["project", str(project)],
+                        {**env, "PYTHONPATH": os.pathsep.join([str(no_virtualenv), env["PYTHONPATH"]])}, tmp_path)
+    assert made.returncode == 0, made.stderr
+    return project
