@@ -52,10 +52,10 @@ def command(
     per_node: bool | None,
 ) -> None:
     """Create PATH/.venv layered on this machine's torch base, with the project's dependencies."""
-    invocation = ctx.ensure_object(Invocation)
-    invocation.verbosity = verbosity_of(ctx, local_verbose, local_quiet)
-    make_project(invocation, path, ProjectFlags(python_spec, installer, tuple(extras), tuple(groups), no_default_groups,
-                                                no_install_project, system_site_packages, per_node))
+    verbosity_of(ctx, local_verbose, local_quiet)  # made the invocation's, which the work reads
+    flags = ProjectFlags(python_spec, installer, tuple(extras), tuple(groups), no_default_groups, no_install_project,
+                         system_site_packages, per_node)
+    make_project(ctx.ensure_object(Invocation), path, flags)
 
 
 def find_project_venv(start: Path) -> Path:
