@@ -1,6 +1,7 @@
 """Base build time with pip and uv against plain venv+installer runs of the same wheel; reuse time.
 
-Targets (issues 4 and 19): the uv build (uv is the default installer) within 1.2x of `uv venv && uv pip
+Targets (issues 4 and 19): the uv build (plain `layerenv base`: uv is the default installer where found,
+which the benchmark checks in each built base's manifest) within 1.2x of `uv venv && uv pip
 install`, 200 MB fake torch; reuse under 200 ms and within 1.3x of `python -c pass` of the same
 interpreter (the reused base's remembered answer: the base 2 s old, one call to remember it, then
 --runs calls interleaved with the peer). Each build row is printed as a ratio against its peer,
@@ -9,10 +10,9 @@ The uv build and its peers run ``--rounds`` times, interleaved (each in a fresh 
 busy machine's drift hits them all; every round is printed with its wall and CPU time (user + system of the
 process and its children), the rows and ratios are the medians. Two uv peers: ``uv venv`` as typed, which
 takes the first Python on PATH (here a pyenv shim, a bash script that adds ~130 ms to each run), and
-``uv venv --python`` naming the interpreter layerenv builds for, the like-for-like floor. A fourth build per
-round, "shape made", runs in a store that already holds the venv shape of the interpreter (made untimed just
-before), as a store's later bases are built: the first base of a store also runs virtualenv once for that shape
-(in a thread, ~150-200 ms of CPU), which this row leaves out.
+``uv venv --python`` naming the interpreter layerenv builds for, the like-for-like floor. (Earlier code also
+made a virtualenv-made venv shape for project venvs beside a uv build, and a fourth row left it out; a base uv
+built is now its own template, so no build runs virtualenv.)
 The fake index offers the release layerenv decides on for the variant (``layerenv detect``'s torch), as the
 variant's real index does; ``--torch 2.9.1`` gives the index earlier sessions measured with, whose torch is
 older than the newest in range (so the companions are resolved a second time, after torch).
@@ -40,8 +40,7 @@ from tests.support.index import file_url, write_simple_index
 from tests.support.wheels import build_fake_companion, build_fake_torch
 
 UV_REUSE = "reuse (uv's script) / python -c pass"
-SHAPED = "layerenv base (uv), shape made"
-UV_ROWS = ("layerenv base (uv)", "uv venv && uv pip install", "uv venv --python && uv pip install", SHAPED)
+UV_ROWS = ("layerenv base (uv)", "uv venv && uv pip install", "uv venv --python && uv pip install")
 
 
 def main() -> None:
@@ -74,9 +73,7 @@ def main() -> None:
         rounds: list[dict[str, tuple[float, float]]] = []
         for number in range(options.rounds):
             rounds.append({
-                "layerenv base (uv)": timed_cpu(
-                    layerenv("base", "--installer", "uv"), clean_env(scratch / f"h-uv{number}", settings)
-                ),
+                "layerenv base (uv)": timed_cpu(layerenv("base"), clean_env(scratch / f"h-uv{number}", settings)),
                 "uv venv && uv pip install": timed_cpu(
                     [
                         "sh",
@@ -95,9 +92,11 @@ def main() -> None:
                     ],
                     clean_env(scratch, cache),
                 ),
-                SHAPED: shaped_build(scratch / f"h-shaped{number}", settings),
             })
         uv_rows = UV_ROWS
+        for number in range(options.rounds):
+            if installed_by(scratch / f"h-uv{number}") != {"uv"}:
+                raise SystemExit(f"`layerenv base` in h-uv{number} did not install with uv: the uv row would time pip")
         results = {
             **{row: statistics.median(run[row][0] for run in rounds) for row in uv_rows},
             "layerenv base (pip)": timed(
@@ -125,12 +124,10 @@ def main() -> None:
         results.update(reuse)
         cpu = {row: statistics.median(run[row][1] for run in rounds) for row in uv_rows}
         each = [run["layerenv base (uv)"][0] / run["uv venv && uv pip install"][0] for run in rounds]
-        shaped = [run[SHAPED][0] / run["uv venv && uv pip install"][0] for run in rounds]
         named = [run["layerenv base (uv)"][0] / run["uv venv --python && uv pip install"][0] for run in rounds]
         ratios = {
             "uv build / uv venv+install": statistics.median(each),
             "uv build / uv venv --python+install": statistics.median(named),
-            "uv build, shape made / uv venv+install": statistics.median(shaped),
             "pip build / venv+pip install": results["layerenv base (pip)"] / results["python -m venv && pip install"],
             "reuse / python -c pass": results["layerenv base (reuse)"] / results["python -c pass"],
             UV_REUSE: results["layerenv base (reuse, uv's script)"] / results[
@@ -189,19 +186,10 @@ def built_for(home: Path) -> str:
     return os.path.realpath(next((home / "bases").glob("*/bin/python")))
 
 
-def shaped_build(home: Path, settings: Mapping[str, str]) -> tuple[float, float]:
-    """The uv build in a store that already holds the venv shape of its interpreter (made here, untimed), as a
-    store's later bases are built (another variant, a rebuild): the build without the one-off virtualenv run."""
-    env = clean_env(home, settings)
-    make = ("import sys; from pathlib import Path; from layerenv.store.home import Store; "
-            "from layerenv.machine.interpreters import current; from layerenv.venv.shapes import ensure_shape; "
-            "assert ensure_shape(Store(Path(sys.argv[1])), current()) is not None")  # what layerenv builds for
-    subprocess.run([sys.executable, "-c", make, str(home)], env=env, check=True)
-    made = sorted(path.name for path in (home / "shapes").iterdir())
-    result = timed_cpu(layerenv("base", "--installer", "uv"), env)
-    if sorted(path.name for path in (home / "shapes").iterdir()) != made:
-        raise SystemExit(f"the build made another shape than {made}: the row would time virtualenv after all")
-    return result
+def installed_by(home: Path) -> set[str]:
+    """The installers that filled the base built in ``home`` (its manifest's package records)."""
+    manifest = json.loads(next((home / "bases").glob("*/layerenv-manifest.json")).read_text(encoding="utf-8"))
+    return {str(record["installer"]) for record in manifest["packages"].values()}
 
 
 def timed_cpu(argv: Sequence[str], env: Mapping[str, str]) -> tuple[float, float]:

@@ -355,8 +355,8 @@ def test_a_reused_base_answer_is_kept_and_given_again(in_process: Path, capsys: 
                                     "manifest"])
 def test_a_changed_store_looks_the_base_up_again(in_process: Path, capsys: pytest.CaptureFixture[str],
                                                  monkeypatch: pytest.MonkeyPatch, change: str) -> None:
-    shapes = in_process / "shapes"  # a layout folder the store's trust check reads, made by the uv build
-    assert shapes.is_dir()
+    folder = in_process / "locks"  # a layout folder the store's trust check reads, made by the build
+    assert folder.is_dir()
     code, first, _ = base_json(capsys)
     assert code == 0
     [kept] = answer_files(in_process)
@@ -369,9 +369,9 @@ def test_a_changed_store_looks_the_base_up_again(in_process: Path, capsys: pytes
         torch_dir.chmod(torch_dir.stat().st_mode | stat.S_IWOTH)
         undo = lambda: torch_dir.chmod(torch_dir.stat().st_mode & ~stat.S_IWOTH)  # noqa: E731
     elif change == "store-folder-writable":
-        mode = stat.S_IMODE(shapes.stat().st_mode)
-        shapes.chmod(0o777)
-        undo = lambda: shapes.chmod(mode)  # noqa: E731
+        mode = stat.S_IMODE(folder.stat().st_mode)
+        folder.chmod(0o777)
+        undo = lambda: folder.chmod(mode)  # noqa: E731
     elif change == "new-base":
         (in_process / "bases" / "zz-other").mkdir()
         undo = (in_process / "bases" / "zz-other").rmdir
@@ -390,7 +390,7 @@ def test_a_changed_store_looks_the_base_up_again(in_process: Path, capsys: pytes
     if change == "package-writable":  # the trust check ran again, and refused
         assert code != 0 and "writable by other users" in err, err
     elif change == "store-folder-writable":  # the store's own check ran again, and refused
-        assert code == 2 and "writable by others" in err and str(shapes) in err, err
+        assert code == 2 and "writable by others" in err and str(folder) in err, err
     else:
         assert (code, out) == (0, first)
 
@@ -515,10 +515,10 @@ def test_a_changed_input_looks_the_projects_base_up_again(
         torch_dir.chmod(torch_dir.stat().st_mode | stat.S_IWOTH)
         undo = lambda: torch_dir.chmod(torch_dir.stat().st_mode & ~stat.S_IWOTH)  # noqa: E731
     elif change == "store-folder-writable":
-        shapes = in_process / "shapes"
-        mode = stat.S_IMODE(shapes.stat().st_mode)
-        shapes.chmod(0o777)
-        undo = lambda: shapes.chmod(mode)  # noqa: E731
+        folder = in_process / "locks"
+        mode = stat.S_IMODE(folder.stat().st_mode)
+        folder.chmod(0o777)
+        undo = lambda: folder.chmod(mode)  # noqa: E731
     reads = machine_reads(monkeypatch)
     try:
         changed_result = project(capsys, target)

@@ -421,16 +421,16 @@ def test_a_uv_build_whose_torch_came_from_a_refused_place_fails(tmp_path: Path, 
     assert not any(store.staging.iterdir())
 
 
-# a base uv builds: its venv made by uv, the store's venv shape made beside the build -----------------
+# a base uv builds: its venv made by uv with the base prompt, the template its project venvs copy ----------
 
 
-def test_a_uv_build_killed_mid_way_leaves_no_staging_and_its_projects_copy_the_store_shape(  # type: ignore[no-untyped-def]
+def test_a_uv_build_killed_mid_way_leaves_no_staging_and_its_projects_copy_the_base_venv(  # type: ignore[no-untyped-def]
     tmp_path: Path, env_for
 ) -> None:
-    """uv makes the base's venv (no seed, whatever the user's ``UV_VENV_SEED``) and the store's
-    virtualenv-made shape for its interpreter is made during the build, so the first project venv is a
-    copy, virtualenv never starts; a build killed while the shape is being made leaves, after the next
-    build, nothing in ``staging/``. One store for the three steps (about 3 s)."""
+    """uv makes the base's venv (no seed, whatever the user's ``UV_VENV_SEED``) with the base prompt, so the
+    base is the template its project venvs copy: the first project venv is what ``uv venv`` writes, and
+    neither the build nor the project starts virtualenv (no store shape is made); a build killed after its
+    venv was made leaves, after the next build, nothing in ``staging/``. One store for the three steps."""
     from layerenv.venv.create import is_template
 
     env = {**env_for(machine="no-gpu"), "UV_VENV_SEED": "1"}
@@ -444,44 +444,14 @@ def test_a_uv_build_killed_mid_way_leaves_no_staging_and_its_projects_copy_the_s
     assert not any((home / "staging").iterdir())
     base = home / "bases" / json.loads(built.stdout)["base_id"]
     config = (base / "pyvenv.cfg").read_text()
-    assert "\nuv = " in config and "virtualenv" not in config and not is_template(base), config
+    assert "\nuv = " in config and "virtualenv" not in config and is_template(base), config
     assert not list(base.glob("lib/python*/site-packages/pip")), "the user's UV_VENV_SEED seeds nothing in a base"
-    shapes = sorted((home / "shapes").iterdir())
-    assert len(shapes) == 1 and is_template(shapes[0]), shapes
+    assert not (home / "shapes").is_dir() or not any((home / "shapes").iterdir()), "no virtualenv-made shape"
 
     project = project_without_virtualenv(tmp_path, env)
-    assert is_template(shapes[0]) and "virtualenv" in (project / ".venv" / "pyvenv.cfg").read_text()
+    config = (project / ".venv" / "pyvenv.cfg").read_text()
+    assert "\nuv = " in config and "prompt = app\n" in config, config
     assert torch_facts(project / ".venv" / "bin" / "python")["v"] == "2.9.1+cpu"
-
-
-def test_a_shape_that_cannot_be_made_is_a_warning_and_the_uv_base_is_published(
-    tmp_path: Path, installer_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """virtualenv failing in the store (a full disk) costs the base nothing: it is published, with a line
-    saying its project venvs will be made by virtualenv."""
-    import layerenv.base.build
-
-    def full_disk(*_: object) -> None:
-        raise OperationFailed("creating the virtualenv at shapes failed: No space left on device")
-
-    monkeypatch.setattr(layerenv.base.build, "ensure_shape", full_disk)
-    uv = find_uv()
-    assert uv is not None
-    detection = replayed_detection(tmp_path, "no-gpu")
-    request = in_process_request(tmp_path, detection, installer="uv")
-    write_simple_index(tmp_path / "variant-index" / detection.decision.variant.name,
-                       [build_fake_torch(tmp_path / "w", "2.9.1+cpu", cuda=None)])
-    request = BaseRequest(interpreter=request.interpreter, detection=detection, packages=("torch",), installer="uv",
-                          sources=SourceSettings(index_template=file_url(tmp_path / "variant-index") + "/{variant}/simple"))
-    store = Store.open(str(tmp_path / "home"), {})
-    steps = Recorder()
-
-    result = ensure_base(request, store, steps, UvInstaller(uv, installer_env))
-
-    assert [path.name for path in store.bases.iterdir()] == [result.manifest.base_id]
-    assert steps.warnings == [f"no venv shape for {request.interpreter.executable} (creating the virtualenv at shapes "
-                              f"failed: No space left on device); project venvs on {result.manifest.base_id} will be "
-                              "made by virtualenv, which is slower"], steps.warnings
 
 
 class CountingInstaller(FakeInstaller):

@@ -12,8 +12,9 @@ import pytest
 
 from layerenv.config import PIP_FALLBACK_NOTE, resolve_installer
 from layerenv.store.home import Store
-from layerenv.venv.create import BASE_PROMPT, clone_shape, create_virtualenv
+from layerenv.venv.create import BASE_PROMPT, clone_shape, create_virtualenv, is_template
 from tests.support.cli import layerenv_env, run_layerenv
+from tests.support.index import isolated_installer_env
 from tests.support.venvs import project_without_virtualenv
 
 PYTHON = Path(sys.executable).resolve()
@@ -67,6 +68,35 @@ def test_the_copied_shape_is_what_virtualenv_writes(tmp_path: Path, made_by: str
     command = [line for line in expected.pop("pyvenv.cfg").decode().splitlines() if not line.startswith("command")]
     assert copied.pop("pyvenv.cfg").decode().splitlines() == command
     assert copied == expected
+    ran = subprocess.run([str(venv / "bin" / "python"), "-c", "import sys; print(sys.prefix)"],
+                         capture_output=True, text=True, check=True)
+    assert ran.stdout.strip() == str(venv)
+
+
+def test_the_copied_shape_of_a_uv_made_base_is_what_uv_venv_writes(tmp_path: Path) -> None:
+    """A base uv built is made by ``uv venv`` with the base prompt: a project venv copied from it is what ``uv
+    venv`` writes for the project (its ``.gitignore`` and ``.lock`` aside: a project venv has neither), and runs."""
+    from layerenv.machine.uv import find_uv
+
+    uv = find_uv()
+    if uv is None:
+        pytest.skip("uv is not installed")
+    env = isolated_installer_env(uv_cache_dir=tmp_path / "uv-cache")
+    base = tmp_path / "base"
+    venv = tmp_path / "proj" / ".venv.layerenv-new-1-ab"
+
+    def uv_venv(path: Path, prompt: str, *extra: str) -> None:
+        subprocess.run([uv, "venv", "--quiet", "--no-project", "--python", str(PYTHON), "--prompt", prompt, *extra,
+                        str(path)], env=env, check=True, capture_output=True)
+
+    uv_venv(base, BASE_PROMPT)
+    assert is_template(base)
+    uv_venv(venv, "proj", "--system-site-packages")
+    expected = {rel: data for rel, data in tree(venv).items() if rel not in (".gitignore", ".lock")}
+    venv.rename(tmp_path / "made-by-uv")
+    assert clone_shape(base, venv, prompt="proj", system_site_packages=True)
+    assert tree(venv) == expected
+    assert b"\nuv = " in expected["pyvenv.cfg"] and b"prompt = proj\n" in expected["pyvenv.cfg"]
     ran = subprocess.run([str(venv / "bin" / "python"), "-c", "import sys; print(sys.prefix)"],
                          capture_output=True, text=True, check=True)
     assert ran.stdout.strip() == str(venv)

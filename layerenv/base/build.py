@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -31,7 +31,6 @@ from layerenv.choice.variant import parse_version_tuple
 from layerenv.errors import OperationFailed
 from layerenv.faults import checkpoint
 from layerenv.installers import Installer, Log, Resolved, Sources, UvInstaller, get_installer
-from layerenv.machine.interpreters import Interpreter
 from layerenv.reporter import Reporter, progress
 from layerenv.store.atomic import open_log, remove_tree, swap_in, write_json
 from layerenv.store.home import MANIFEST_NAME, Store
@@ -39,7 +38,6 @@ from layerenv.urls import fill_template, redact, unreachable_reason
 from layerenv.venv.create import BASE_PROMPT, create_virtualenv
 from layerenv.venv.layout import VenvLayout
 from layerenv.venv.relocate import relocate_venv
-from layerenv.venv.shapes import ensure_shape
 
 if TYPE_CHECKING:  # what an unreachable index explains is imported only when one is
     from layerenv.base.offline import Unreachable
@@ -188,50 +186,11 @@ def build(
     if installer is None and request.installer_note:
         reporter.step(request.installer_note)
     installer = installer or get_installer(request.installer)
-    may_be_newer = decision.may_be_newer
-    shape = _ShapeMaker(store, request.interpreter)
     try:
-        try:
-            return _build_once(request, installer, store, key, reporter, shape, open_ended=may_be_newer)
-        except _NewerReleaseRejected as rejected:
-            reporter.warn(f"{rejected.message}; falling back to the releases layerenv knows")
-            return _build_once(request, installer, store, key, reporter, shape, open_ended=False)
-    finally:
-        shape.wait()
-
-
-class _ShapeMaker:
-    """The store's venv shape for the base's interpreter (:mod:`layerenv.venv.shapes`), made in a thread
-    while uv fills a base it made: a venv uv made is no template for project venvs (they are what
-    virtualenv writes), and making the shape at the first ``layerenv project`` would cost that virtualenv."""
-
-    def __init__(self, store: Store, interpreter: Interpreter) -> None:
-        self.store = store
-        self.interpreter = interpreter
-        self._pool: ThreadPoolExecutor | None = None
-        self._made: Future[Path | None] | None = None
-
-    def start(self) -> None:
-        """Begin making the shape (once), beside the rest of the build."""
-        if self._pool is None:
-            self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="layerenv-shape")
-            self._made = self._pool.submit(ensure_shape, self.store, self.interpreter)
-
-    def finish(self, reporter: Reporter, base_id: str) -> None:
-        """Wait for the shape, if one is being made: one that could not be made is a warning (each project
-        venv is then made by virtualenv, and the first tries again); a shape others could change is refused."""
-        if self._made is None:
-            return
-        try:
-            self._made.result()
-        except OperationFailed as error:
-            reporter.warn(f"no venv shape for {self.interpreter.executable} ({error}); project venvs on "
-                          f"{base_id} will be made by virtualenv, which is slower")
-
-    def wait(self) -> None:
-        """Let the thread end (a build that failed neither reports the shape nor leaves it half made)."""
-        if self._pool is not None:
-            self._pool.shutdown(wait=True)
+        return _build_once(request, installer, store, key, reporter, open_ended=decision.may_be_newer)
+    except _NewerReleaseRejected as rejected:
+        reporter.warn(f"{rejected.message}; falling back to the releases layerenv knows")
+        return _build_once(request, installer, store, key, reporter, open_ended=False)
 
 
 class _NewerReleaseRejected(OperationFailed):
@@ -244,7 +203,6 @@ def _build_once(
     store: Store,
     key: str,
     reporter: Reporter,
-    shape: _ShapeMaker,
     *,
     open_ended: bool,
 ) -> BaseResult:
@@ -257,7 +215,7 @@ def _build_once(
     try:
         python = VenvLayout.for_venv(staging).python
         request, installer, sources, plan = _venv_and_plan(
-            request, installer, staging, reporter, log, timings, started, shape, open_ended=open_ended)
+            request, installer, staging, reporter, log, timings, started, open_ended=open_ended)
         checkpoint("base:after-resolve")
         for note in plan.notes:
             reporter.warn(note)
@@ -294,7 +252,6 @@ def _build_once(
         checkpoint("base:after-relocate")
         manifest = replace(manifest, venv_files=capture_own_files(staging))
         write_json(staging / MANIFEST_NAME, manifest.to_json())
-        shape.finish(reporter, new_id)
         checkpoint("base:before-publish")
         graveyard = store.graveyard_dir(new_id)
         swap_in(staging, final, graveyard)
@@ -315,14 +272,11 @@ def _venv_and_plan(
     log: Log,
     timings: dict[str, float],
     started: float,
-    shape: _ShapeMaker,
     *,
     open_ended: bool,
 ) -> tuple[BaseRequest, Installer, Sources, _Plan]:
     """The staging venv and the plan, side by side: the venv is made while the index is probed and
-    (with uv, which needs no pip inside) while torch is resolved for the interpreter. A venv uv made
-    gets the store's shape made beside it, from here on (not while the index is probed: that is
-    Python work, and the shape's virtualenv would hold the interpreter's lock against it)."""
+    (with uv, which needs no pip inside) while torch is resolved for the interpreter."""
     decision = request.detection.decision
     python = VenvLayout.for_venv(staging).python
     with ThreadPoolExecutor(max_workers=1) as pool:
@@ -339,8 +293,6 @@ def _venv_and_plan(
             creating.result()
             checkpoint("base:after-venv")
         timings["venv"] = time.monotonic() - started
-        if isinstance(installer, UvInstaller):
-            shape.start()
         with _stage(reporter, timings, "resolve", f"resolving torch for {decision.variant}"):
             plan = _plan(request, installer, python if installer.seeds_pip else request.interpreter.executable,
                          sources, log, open_ended=open_ended, offline=offline)
@@ -351,8 +303,8 @@ def _venv_and_plan(
 
 
 def _create_venv(staging: Path, request: BaseRequest, installer: Installer, log: Log) -> None:
-    """The staging venv: ``uv venv`` where uv fills it (milliseconds; the store's shape stands in as the
-    template for its project venvs), else virtualenv (pip seeded where pip fills it)."""
+    """The staging venv: ``uv venv`` where uv fills it (milliseconds), else virtualenv (pip seeded where pip
+    fills it); either way made with :data:`BASE_PROMPT`, so that project venvs on the base copy its shape."""
     if isinstance(installer, UvInstaller):
         installer.create_venv(staging, request.interpreter.executable, prompt=BASE_PROMPT, log=log)
         return

@@ -7,8 +7,9 @@ click CLI, which names what is wrong.
 ``layerenv detect [--json]`` and ``layerenv base [--json]`` on a machine whose base exists are what
 scripts, containers and shells call most, so those exact forms are answered without importing click
 (about half of the process's start-up); so is the plain ``layerenv project [PATH]`` (no options), the
-command users wait on when they make a project. Everything else, and a ``base`` that has to build, goes
-through the click CLI. Both end through the one exit boundary, :mod:`layerenv.cli.exit`.
+command users wait on when they make a project, and the plain ``layerenv base [--json]`` that has to
+build (it goes on in the session its reuse attempt opened). Everything else goes through the click CLI.
+Both end through the one exit boundary, :mod:`layerenv.cli.exit`.
 """
 
 from __future__ import annotations
@@ -17,7 +18,9 @@ import sys
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (a third of `layerenv run`'s start-up)
 if TYPE_CHECKING:
+    from layerenv.base.request import BaseRequest
     from layerenv.cli.exit import Invocation
+    from layerenv.store.home import Store
 
 _FORMS = {("detect",): "detect", ("detect", "--json"): "detect-json", ("base",): "base",
           ("base", "--json"): "base-json"}
@@ -39,6 +42,14 @@ def _detect(invocation: Invocation, as_json: bool) -> tuple[str, str] | None:
     return (stdout + "\n", stderr) if rememberable(invocation.session) else None
 
 
+class _Build:
+    """What ``layerenv base`` goes on with where no base fits: the reuse attempt's request and store."""
+
+    def __init__(self, request: BaseRequest, store: Store) -> None:
+        self.request = request
+        self.store = store
+
+
 class _Warnings:
     """The fast path's reporter: a reused base has no steps to show, only warnings (kept to be remembered)."""
 
@@ -52,9 +63,12 @@ class _Warnings:
         self.lines.append(f"warning: {text}\n")
 
 
-def _reuse_base(invocation: Invocation, as_json: bool) -> tuple[str, str, list[tuple[str, bool]]] | None:
+def _reuse_base(
+    invocation: Invocation, as_json: bool
+) -> tuple[str, str, list[tuple[str, bool]]] | _Build | None:
     """Answer ``layerenv base`` when a fitting base exists: (stdout, stderr, the paths the answer rests
-    on, each with whether it is followed); None sends the call to the full CLI."""
+    on, each with whether it is followed); the request to build when none fits; None sends the call to the
+    full CLI."""
     import os
 
     from layerenv.base.current import paths_read
@@ -72,7 +86,7 @@ def _reuse_base(invocation: Invocation, as_json: bool) -> tuple[str, str, list[t
         request = session.base_request()
         manifest = reuse_base(request, session.store, reporter)
         if manifest is None:
-            return None
+            return _Build(request, session.store)
         read = paths_read(session.store, request, manifest)
     except LayerenvError:
         return None  # the full CLI reports it, with the same words
@@ -84,6 +98,18 @@ def _reuse_base(invocation: Invocation, as_json: bool) -> tuple[str, str, list[t
     store = session.store
     read += [(str(path), False) for path in record_paths(store.home, store.node, request.interpreter)]
     return stdout + "\n", stderr, read
+
+
+def _build_base(invocation: Invocation, build: _Build, as_json: bool) -> None:
+    """``layerenv base`` where no base fits: built (or reused, if another process built it meanwhile) as
+    the click command does (:mod:`layerenv.cli.make_base`), in the session the reuse attempt opened."""
+    from layerenv.cli.make_base import build_or_reuse
+    from layerenv.cli.ui import Console
+
+    console = Console(invocation.verbosity)
+    for warning in build.request.detection.decision.warnings:
+        console.warn(warning)
+    build_or_reuse(console, build.request, build.store, as_json=as_json)
 
 
 def _run_argv(arguments: list[str]) -> list[str] | None:
@@ -206,9 +232,13 @@ def _answer(form: str) -> None:
         if form.startswith("detect"):
             given = _detect(invocation, as_json=as_json)
         else:
-            reused = _reuse_base(invocation, as_json=as_json)
-            if reused is None:
+            outcome = _reuse_base(invocation, as_json=as_json)
+            if outcome is None:
                 return
+            if isinstance(outcome, _Build):
+                _build_base(invocation, outcome, as_json=as_json)
+            else:
+                reused = outcome
     if given is not None:
         answers.remember(form, os.environ, cwd, *given, started)
     session = invocation.session

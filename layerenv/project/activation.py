@@ -1,6 +1,6 @@
 """Activation scripts that export ``UV_CONSTRAINT`` on activate and restore it on deactivate.
 
-virtualenv writes the scripts; layerenv adds one marked block to each (bash/zsh, fish, csh,
+virtualenv or uv writes the scripts; layerenv adds one marked block to each (bash/zsh, fish, csh,
 PowerShell) and replaces its own block when linking again.
 """
 
@@ -90,7 +90,8 @@ def patch_activation_scripts(scripts: Iterable[Path], constraints: Path, *, writ
 
     ``scripts``: the venv's activation scripts (``VenvLayout.activation_scripts``); those of a shell
     not known here (cmd's ``activate.bat``, nushell) are left alone, and so is a script whose deactivate
-    cannot be found, or csh without ``deactivate.csh`` (stdlib venv), whose deactivate is a one-line alias.
+    cannot be found, or csh without ``deactivate.csh`` (uv's and the stdlib's venvs), whose deactivate is a
+    one-line alias.
     """
     for path in scripts:
         name = path.name if path.name in _SHELLS else path.name.lower()  # the stdlib's Activate.ps1

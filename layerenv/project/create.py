@@ -359,8 +359,8 @@ def _bring_up_to_date(final: Path, project_dir: Path, manifest: Manifest, linked
 
 def _create_venv(staging: Path, manifest: Manifest, request: ProjectRequest, store: Store) -> None:
     """An empty venv for the base's interpreter, with pip shared from the store where it can be:
-    the base's venv shape copied (a few small writes) where that gives what virtualenv would write,
-    else virtualenv; pip seeded only where there is none to share."""
+    the base's venv shape copied (a few small writes) where that gives what its maker (virtualenv, ``uv venv``)
+    would write, else virtualenv; pip seeded only where there is none to share."""
     from layerenv.project.shared_pip import bundled_pip, share_pip
 
     prompt, system, shared = request.project_dir.name or "project", request.system_site_packages, store.home / "pip"
@@ -375,9 +375,9 @@ def _create_venv(staging: Path, manifest: Manifest, request: ProjectRequest, sto
 
 
 def _copy_shape(manifest: Manifest, staging: Path, store: Store, *, prompt: str, system_site_packages: bool) -> bool:
-    """The base's venv shape copied into ``staging``: the base's own where virtualenv made it, else the
-    store's shape for its interpreter (made now if adopting did not make it). False, with nothing left in
-    ``staging``, where neither gives what virtualenv would write."""
+    """The base's venv shape copied into ``staging``: the base's own where layerenv built it (virtualenv or
+    ``uv venv`` made it with the base prompt), else the store's shape for its interpreter (made now if adopting
+    did not make it). False, with nothing left in ``staging``, where neither gives what its maker would write."""
     from layerenv.venv.shapes import ensure_shape
 
     if is_template(manifest.venv):

@@ -98,6 +98,11 @@ def lock_python(venv: StrPath, fallback: StrPath) -> str:
         found = values.get(key, "")
         if found and os.path.isfile(found):
             return found
+    # uv's pyvenv.cfg names no executable: its python links to the interpreter it was made from
+    linked = os.path.realpath(os.path.join(venv, "bin", "python"))
+    inside = os.path.realpath(venv) + os.sep
+    if "home" in values and not linked.startswith(inside) and os.path.isfile(linked):
+        return linked
     return os.fspath(fallback)
 
 

@@ -14,9 +14,12 @@ from layerenv.venv.layout import VenvLayout
 
 #: The prompt a base venv is created with; the activation scripts a project venv copies from it carry it.
 BASE_PROMPT = "layerenv-base"
-#: The files virtualenv writes into ``bin/`` that a venv's path or prompt appear in.
+#: The files virtualenv and uv write into ``bin/`` that a venv's path or prompt appear in (uv writes cmd's
+#: scripts on every platform, virtualenv only on Windows).
 _SCRIPTS = ("activate", "activate.csh", "deactivate.csh", "activate.fish", "activate.nu", "activate.ps1",
-            "activate.xsh", "activate_this.py")
+            "activate.xsh", "activate_this.py", "activate.bat", "deactivate.bat", "pydoc.bat")
+#: The ``pyvenv.cfg`` keys naming the tool that made a venv whose shape :func:`clone_shape` can copy.
+_MAKERS = ("virtualenv", "uv")
 #: Text every activation script writes as it is (virtualenv quotes nothing else): no quote, space, `$` or `!`.
 _PLAIN = re.compile(r"[\w@%+=:,./-]+", re.ASCII)
 
@@ -41,11 +44,12 @@ def create_virtualenv(
 
 
 def clone_shape(template: Path, path: Path, *, prompt: str, system_site_packages: bool) -> bool:
-    """Make at ``path`` the empty venv virtualenv would make there with ``prompt``, from
-    ``template``, a venv virtualenv made with the prompt :data:`BASE_PROMPT`: its ``pyvenv.cfg``, its
-    interpreter links and its activation scripts, the template's path and prompt replaced.
+    """Make at ``path`` the empty venv the tool that made ``template`` would make there with ``prompt``:
+    ``template`` is a venv virtualenv or ``uv venv`` made with the prompt :data:`BASE_PROMPT`, and its
+    ``pyvenv.cfg``, interpreter links and activation scripts are copied, the template's path and prompt
+    replaced (uv's ``.gitignore`` and ``.lock`` are left out: a project venv made by virtualenv has neither).
 
-    False, with nothing written, where that would not be what virtualenv writes (Windows, copied
+    False, with nothing written, where that would not be what the tool writes (Windows, copied
     interpreters, another tool's venv, a path or prompt a shell script must quote): then use
     :func:`create_virtualenv`.
     """
@@ -79,24 +83,26 @@ def clone_shape(template: Path, path: Path, *, prompt: str, system_site_packages
             (site / name).write_bytes(source.read_bytes())
     if (template / "CACHEDIR.TAG").is_file():
         (path / "CACHEDIR.TAG").write_bytes((template / "CACHEDIR.TAG").read_bytes())
-    settings = {"prompt": f'"{prompt}"', "include-system-site-packages": str(system_site_packages).lower()}
+    quote = '"' if dict(config).get("prompt", "").startswith('"') else ""  # virtualenv quotes it, uv does not
+    settings = {"prompt": f"{quote}{prompt}{quote}", "include-system-site-packages": str(system_site_packages).lower()}
     lines = [f"{key} = {settings.get(key, value)}" for key, value in config if key != "command"]
     (path / "pyvenv.cfg").write_text("".join(f"{line}\n" for line in lines), encoding="utf-8")
     return True
 
 
 def is_template(venv: Path) -> bool:
-    """Whether :func:`clone_shape` can copy ``venv``'s shape: virtualenv made it with :data:`BASE_PROMPT`."""
+    """Whether :func:`clone_shape` can copy ``venv``'s shape: virtualenv or uv made it with :data:`BASE_PROMPT`."""
     return _template_config(venv) is not None and (venv / "bin" / "python").is_symlink()
 
 
 def _template_config(venv: Path) -> list[tuple[str, str]] | None:
-    """The ``pyvenv.cfg`` lines of a venv virtualenv made with :data:`BASE_PROMPT` (POSIX), else None."""
+    """The ``pyvenv.cfg`` lines of a venv virtualenv or uv made with :data:`BASE_PROMPT` (POSIX), else None."""
     config = None if sys.platform == "win32" else _pyvenv_lines(venv / "pyvenv.cfg")
     if config is None:
         return None
     values = dict(config)
-    return config if values.get("prompt", "").strip('"') == BASE_PROMPT and "virtualenv" in values else None
+    made_by = sum(maker in values for maker in _MAKERS) == 1
+    return config if values.get("prompt", "").strip('"') == BASE_PROMPT and made_by else None
 
 
 def _pyvenv_lines(path: Path) -> list[tuple[str, str]] | None:

@@ -1,9 +1,10 @@
 """Empty venvs kept in the store as templates ("shapes") for bases that virtualenv did not make.
 
 A project venv is made by copying a template venv's shape (:func:`layerenv.venv.create.clone_shape`): a few
-small writes instead of starting virtualenv. A base layerenv built is its own template; an adopted one
-(made by uv, ``python -m venv``, conda) is not, so an empty venv that virtualenv makes for the base's
-interpreter with the base prompt is kept in ``shapes/<key>/`` and copied instead. The key names the
+small writes instead of starting virtualenv. A base layerenv built is its own template (``uv venv`` or
+virtualenv made it with the base prompt); an adopted one (made by uv, ``python -m venv``, conda) is not, so an
+empty venv that virtualenv makes for the base's interpreter with the base prompt is kept in ``shapes/<key>/``
+and copied instead. The key names the
 interpreter (real path, version) and the virtualenv that made the template, so a copy is what this
 virtualenv would write; gc keeps a shape while a base of the store runs on its interpreter.
 

@@ -51,7 +51,7 @@ def without_virtualenv(root: Path) -> Path:
 
 def project_without_virtualenv(tmp_path: Path, env: Mapping[str, str]) -> Path:
     """``tmp_path/app``, made a project by ``layerenv project`` (which must succeed) while virtualenv cannot run
-    (:func:`without_virtualenv`): its venv can only be a copy of the store's shape."""
+    (:func:`without_virtualenv`): its venv can only be a copy of a template (the base's venv or the store's shape)."""
     from tests.support.cli import run_layerenv
 
     no_virtualenv = without_virtualenv(tmp_path / "no-virtualenv")

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import click
 
-from layerenv.base.ensure import ensure_base
 from layerenv.base.manifest import Manifest
+from layerenv.cli.make_base import build_or_reuse
 from layerenv.cli.options import decision_flags, decision_options, open_session, verbosity_options
 from layerenv.cli.options import verbosity as verbosity_of
 from layerenv.cli.render import base_summary
@@ -63,8 +63,7 @@ def command(
 
         _print(adopt(adopt_path, detection, store, console, again=rebuild), "adopted", as_json)
         return
-    result = ensure_base(session.base_request(rebuild=rebuild), store, console)
-    _print(result.manifest, "reused" if result.reused else "built", as_json)
+    build_or_reuse(console, session.base_request(rebuild=rebuild), store, as_json=as_json)
 
 
 def _print(manifest: Manifest, what: str, as_json: bool) -> None:
