@@ -9,6 +9,7 @@ built is younger than the settle window.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import stat
@@ -598,6 +599,44 @@ def test_the_plain_project_form_imports_no_click(built: tuple[Path, dict[str, st
     assert result.returncode == 0, result.stderr
     imported = {line.rsplit("|", 1)[-1].strip() for line in result.stderr.splitlines() if "|" in line}
     assert "layerenv.cli.make_project" in imported
+    assert not {name for name in imported if name == "click" or name.startswith("click.")}
+
+
+def test_a_plain_base_that_builds_reads_the_machine_once_and_ends_as_the_click_command_does(
+        in_process: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """``layerenv base`` where no base fits goes on from its reuse attempt (which read the machine) to the
+    build, in the same session: one reading, and the lines, exit code and base of the click command."""
+    from layerenv.cli.main import cli
+
+    summaries = []
+    for name, how in (("plain", "console script"), ("click", "click")):
+        monkeypatch.setenv("LAYERENV_HOME", str(in_process.parent / f"home-{name}"))
+        reads = machine_reads(monkeypatch)
+        if how == "click":
+            with pytest.raises(SystemExit) as ended:
+                cli.main(["base", "--json"], prog_name="layerenv")
+            captured = capsys.readouterr()
+            code, out, err = int(ended.value.code or 0), captured.out, captured.err
+        else:
+            code, out, err = console_script(capsys, "base", "--json")
+        assert code == 0 and json.loads(out)["status"] == "built", err
+        assert len(reads) == 1, f"{name}: the machine was read {len(reads)} times"
+        home = str(in_process.parent / f"home-{name}")
+        summary = json.loads(out.replace(home, "{home}"))
+        summaries.append(({key: value for key, value in summary.items() if key not in ("created", "timings")},
+                          err.replace(home, "{home}").splitlines()))
+    assert summaries[0] == summaries[1]
+
+
+def test_a_plain_base_build_imports_no_click(built: tuple[Path, dict[str, str]]) -> None:
+    root, env = built
+    script = "import sys; from layerenv.cli.entry import main; sys.exit(main())"  # what uv writes
+    result = subprocess.run([sys.executable, "-X", "importtime", "-c", script, "base"],
+                            env={**env, "PYTHONPATH": str(REPO), "LAYERENV_HOME": str(root / "home-no-click")},
+                            cwd=root, capture_output=True, text=True, check=False, timeout=120)
+    assert result.returncode == 0 and "built:" in result.stdout, result.stderr[-2000:]
+    imported = {line.rsplit("|", 1)[-1].strip() for line in result.stderr.splitlines() if "|" in line}
+    assert "layerenv.cli.make_base" in imported
     assert not {name for name in imported if name == "click" or name.startswith("click.")}
 
 

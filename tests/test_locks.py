@@ -4,6 +4,7 @@ Linux), and the routing of the project venv's ``uv`` command."""
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -264,3 +265,13 @@ def test_uv_lock_runs_with_the_interpreter_the_venv_was_made_from(tmp_path: Path
     assert lock_python(venv, fallback) == sys.executable
     (venv / "pyvenv.cfg").write_text("executable = /nowhere/python3.11\n")  # gone: uv queries the venv's own
     assert lock_python(venv, fallback) == str(fallback)
+    real = os.path.realpath(sys.executable)
+    (venv / "pyvenv.cfg").write_text(f"home = {os.path.dirname(real)}\nuv = 0.9.0\nversion_info = 3.11.7\n")
+    assert lock_python(venv, fallback) == str(fallback)  # uv's form names no executable, and bin/python is missing
+    fallback.parent.mkdir()
+    fallback.symlink_to(real)
+    assert lock_python(venv, fallback) == real  # its python links to the interpreter it was made from
+    fallback.unlink()
+    (venv / "python-copy").write_bytes(b"")
+    fallback.symlink_to(venv / "python-copy")
+    assert lock_python(venv, fallback) == str(fallback)  # a link inside the venv names no interpreter of its own
