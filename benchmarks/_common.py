@@ -73,8 +73,13 @@ def du(path: Path) -> int:
 
 
 CONSOLE_SCRIPTS = {
-    "pip": "import re, sys; from layerenv.cli.entry import main; sys.exit(main())",  # pip and pipx write this
-    "uv": "import sys; from layerenv.cli.entry import main; sys.exit(main())",  # uv tool install: no re
+    # pip before 25.2 (the 23.2 of this machine's image) and pipx on it: distlib's script, which imports re
+    "pip": "import re, sys; from layerenv.cli.entry import main; sys.exit(main())",
+    # pip 25.2 and later (pypa/pip#13165; pip 26.3 writes this): no re
+    "pip>=25.2": "import sys; from layerenv.cli.entry import main; sys.argv[0] = sys.argv[0].removesuffix('.exe'); "
+                 "sys.exit(main())",
+    # uv (astral-sh/uv#10627): no re
+    "uv": "import sys; from layerenv.cli.entry import main; sys.exit(main())",
 }
 
 

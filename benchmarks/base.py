@@ -13,9 +13,13 @@ takes the first Python on PATH (here a pyenv shim, a bash script that adds ~130 
 ``uv venv --python`` naming the interpreter layerenv builds for, the like-for-like floor. (Earlier code also
 made a virtualenv-made venv shape for project venvs beside a uv build, and a fourth row left it out; a base uv
 built is now its own template, so no build runs virtualenv.)
-The fake index offers the release layerenv decides on for the variant (``layerenv detect``'s torch), as the
-variant's real index does; ``--torch 2.9.1`` gives the index earlier sessions measured with, whose torch is
-older than the newest in range (so the companions are resolved a second time, after torch).
+The fake index offers the release layerenv decides on for the variant (``layerenv detect``'s torch) with its
+torchvision and, where the table gives the release one, its torchaudio, as the variant's real index does (before
+2026-12-03's last session it held no torchaudio: layerenv's build then left it out, and the peers installed two
+wheels, not three); ``--torch 2.9.1`` gives an index whose torch is older than the newest in range (so the
+companions are resolved a second time, after torch).
+Reuse is timed through the console script each installer writes: pip before 25.2 (this machine's 23.2) imports
+``re`` in it, pip 25.2 and later and uv do not.
 Run: python benchmarks/base.py [--payload-mb 200] [--runs 15] [--rounds 5] [--torch VERSION]; run it three
 times and report every run.
 """
@@ -39,6 +43,7 @@ from _common import clean_env, console_script, interleaved_medians, layerenv, ti
 from tests.support.index import file_url, write_simple_index
 from tests.support.wheels import build_fake_companion, build_fake_torch
 
+NEW_PIP_REUSE = "reuse (pip>=25.2's script) / python -c pass"
 UV_REUSE = "reuse (uv's script) / python -c pass"
 UV_ROWS = ("layerenv base (uv)", "uv venv && uv pip install", "uv venv --python && uv pip install")
 
@@ -118,6 +123,7 @@ def main() -> None:
         time.sleep(2.1)
         reuse = interleaved_medians({
             "layerenv base (reuse)": console_script("base"),
+            "layerenv base (reuse, pip>=25.2's script)": console_script("base", writer="pip>=25.2"),
             "layerenv base (reuse, uv's script)": console_script("base", writer="uv"),
             "python -c pass": [sys.executable, "-c", "pass"],
         }, options.runs, reuse_env)
@@ -130,8 +136,8 @@ def main() -> None:
             "uv build / uv venv --python+install": statistics.median(named),
             "pip build / venv+pip install": results["layerenv base (pip)"] / results["python -m venv && pip install"],
             "reuse / python -c pass": results["layerenv base (reuse)"] / results["python -c pass"],
-            UV_REUSE: results["layerenv base (reuse, uv's script)"] / results[
-                "python -c pass"],
+            NEW_PIP_REUSE: results["layerenv base (reuse, pip>=25.2's script)"] / results["python -c pass"],
+            UV_REUSE: results["layerenv base (reuse, uv's script)"] / results["python -c pass"],
         }
         if options.json:
             print(json.dumps({"seconds": results, "ratios": ratios, "payload_mb": options.payload_mb, "torch": version,
@@ -155,8 +161,8 @@ def main() -> None:
             f"(against uv venv --python: {'met' if named_met else 'NOT met'}); "
             f"reuse < 200 ms: {'met' if results['layerenv base (reuse)'] < 0.2 else 'NOT met'}; "
             f"reuse <= 1.3x python -c pass: {'met' if ratios['reuse / python -c pass'] <= 1.3 else 'NOT met'} with "
-            f"pip's console script, {'met' if ratios[UV_REUSE] <= 1.3 else 'NOT met'} "
-            "with uv's"
+            f"pip<25.2's console script (imports re), {'met' if ratios[NEW_PIP_REUSE] <= 1.3 else 'NOT met'} with "
+            f"pip>=25.2's, {'met' if ratios[UV_REUSE] <= 1.3 else 'NOT met'} with uv's"
         )
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
@@ -169,16 +175,25 @@ def decided_torch(env: Mapping[str, str]) -> str:
 
 
 def variant_index(root: Path, version: str, payload_mb: int) -> tuple[str, list[str]]:
-    """``root/cu128/simple`` with torch ``version`` (``payload_mb`` of library bytes) and its torchvision;
+    """``root/cu128/simple`` with torch ``version`` (``payload_mb`` of library bytes) and its companions, as the
+    variant's real index offers them: torchvision, and torchaudio where the table says the release has one;
     the index URL template and the pins the raw uv peers install."""
+    from layerenv.choice.decide import TableFacts
+    from layerenv.choice.table import load_matrix
+    from layerenv.choice.variant import Variant
+
     _, minor, patch = version.split(".")[:3]
     torch, vision = f"{version}+cu128", f"0.{int(minor) + 15}.{patch}+cu128"  # torchvision 0.(minor+15) pairs
     wheels = root / "wheels"
     built = [build_fake_torch(wheels, torch, cuda="12.8", payload_bytes=payload_mb * 1024 * 1024),
              build_fake_companion(wheels, "torchvision", vision, requires=(f"torch=={torch}",))]
+    pins = [f"torch=={torch}", f"torchvision=={vision}"]
+    if f"2.{minor}" in TableFacts.of(load_matrix(), "stable", Variant("cu128")).torchaudio_series:
+        built.append(build_fake_companion(wheels, "torchaudio", torch, requires=(f"torch=={torch}",)))
+        pins.append(f"torchaudio=={torch}")
     write_simple_index(root / "cu128", built)
     template = file_url(root / "cu128" / "simple").replace("/cu128/", "/{variant}/")
-    return template, [f"torch=={torch}", f"torchvision=={vision}"]
+    return template, pins
 
 
 def built_for(home: Path) -> str:

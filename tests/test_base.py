@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -389,6 +390,12 @@ class ResolverThatDisagrees(UvInstaller):
     def newest(self, python: Path, requirement: str, sources: Sources, log: Log) -> Resolved | None:
         return self.claimed if requirement.startswith("torch") else None
 
+    def newest_each(
+        self, python: Path, requirements: Sequence[str], sources: Sources, log: Log
+    ) -> list[Resolved] | None:
+        found = [self.newest(python, requirement, sources, log) for requirement in requirements]
+        return [item for item in found if item is not None] if all(found) else None
+
 
 def test_a_uv_build_whose_torch_came_from_a_refused_place_fails(tmp_path: Path, installer_env: dict[str, str]) -> None:
     """uv's post-install report is real: the torch uv took from find-links, not from the variant's
@@ -491,3 +498,54 @@ def test_the_companions_pair_with_the_torch_found(tmp_path: Path, offered: str) 
     assert (result.torch, result.packages["torchvision"].version) == (f"{series}.0+{variant}", visions[series])
     asked = [requirement for requirement in installer.asked if requirement.startswith("torchvision")]
     assert len(asked) == (1 if offered == "newest" else 2), asked
+
+
+@pytest.mark.parametrize("audio_offered", [True, False])
+def test_a_uv_build_resolves_torch_and_its_companions_in_one_run(
+    tmp_path: Path, installer_env: dict[str, str], audio_offered: bool
+) -> None:
+    """Real uv: torch and the companions paired with the newest series are resolved by one `uv pip compile`
+    (labelled builds: no run asks where they came from); where one companion has no build in the sources,
+    that run fails and each is asked alone, and the base leaves that companion out with a note."""
+    from tests.support.wheels import build_fake_companion
+
+    uv = find_uv()
+    assert uv is not None
+    replayed = replayed_detection(tmp_path, "h100-580")
+    detection = Detection(replayed.machine, choose(replayed.machine, Policy(variant="cu128"), load_matrix()))
+    variant = detection.decision.variant
+    series = detection.decision.torch_series[0]
+    assert series in detection.decision.table.torchaudio_series, "cu128's newest series has a torchaudio"
+    torch = f"{series}.0+{variant}"
+    wheels = [build_fake_torch(tmp_path / "w", torch, cuda=variant.version, arch_list=("sm_80", "sm_90")),
+              build_fake_companion(tmp_path / "w", "torchvision", f"0.{int(series.split('.')[1]) + 15}.0+{variant}",
+                                   requires=(f"torch=={torch}",))]
+    if audio_offered:
+        wheels.append(build_fake_companion(tmp_path / "w", "torchaudio", torch, requires=(f"torch=={torch}",)))
+    write_simple_index(tmp_path / "index" / variant.name, wheels)
+    request = in_process_request(tmp_path, detection, installer="uv")
+    request = BaseRequest(
+        interpreter=request.interpreter,
+        detection=detection,
+        packages=("torch", "torchvision", "torchaudio"),
+        installer="uv",
+        sources=SourceSettings(index_template=file_url(tmp_path / "index") + "/{variant}/simple"),
+    )
+    store = Store.open(str(tmp_path / "home"), {})
+    reporter = Recorder()
+
+    result = ensure_base(request, store, reporter, UvInstaller(uv, installer_env))
+
+    packages = result.manifest.packages
+    assert packages["torch"].version == torch
+    assert ("torchaudio" in packages) is audio_offered
+    assert result.log is not None
+    ran = [line for line in result.log.read_text(encoding="utf-8").splitlines() if line.startswith("$ ")]
+    compiles = [line for line in ran if " pip compile " in line]
+    assert ran.index(compiles[-1]) < ran.index(next(line for line in ran if " pip install " in line))
+    if audio_offered:
+        assert len(compiles) == 1, compiles
+    else:
+        assert len(compiles) == 4, "the run of three fails; each is then asked alone"
+        assert any(f"torchaudio=={series}.*: no {variant} build in the sources; left out" in line
+                   for line in reporter.warnings), reporter.warnings

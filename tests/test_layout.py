@@ -10,7 +10,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "layerenv"
 
 # Stages in pipeline order; a module may import its own stage and the stages before it.
 STAGES: tuple[frozenset[str], ...] = (
-    frozenset({"__init__", "errors", "faults", "tomlcompat", "reporter", "urls"}),
+    frozenset({"__init__", "errors", "faults", "tomlcompat", "reporter", "urls", "side_calls"}),
     frozenset({"machine"}),
     frozenset({"choice"}),
     frozenset({"config", "config_paths"}),

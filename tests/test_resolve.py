@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import threading
 
+import pytest
+
 from layerenv.base.resolve import (
     Acceptance,
     companion_specifier,
     newest_acceptable,
     newest_of_each,
+    newest_together,
     series_specifier,
 )
 from layerenv.choice.decide import TableFacts
@@ -100,3 +103,51 @@ def test_companions_are_asked_side_by_side_each_with_its_own_specifier() -> None
     assert answers["torchvision"][1] and "0.24.1+cpu" in answers["torchvision"][1][0]
     assert answers["torchaudio"] == (Resolved("torchaudio", "2.9.1+cu128", None), [])
     assert sorted(asked) == ["torchaudio==2.9.*", "torchvision==0.24.*", "torchvision==0.24.*,!=0.24.1+cpu"]
+
+
+def test_newest_together_asks_every_name_in_one_run() -> None:
+    """One run answers torch and its companions; names are matched whatever their spelling, and nothing is
+    asked alone when every answer is acceptable."""
+    runs: list[list[str]] = []
+
+    def together(requirements: list[str]) -> list[Resolved] | None:
+        runs.append(list(requirements))
+        return [Resolved("Torch", "2.11.0+cu128", None), Resolved("torchvision", "0.26.0+cu128", None)]
+
+    def alone(requirement: str) -> Resolved | None:
+        raise AssertionError(f"asked alone: {requirement}")
+
+    answers = newest_together({"torch": ">=2.9,<2.12", "torchvision": "==0.26.*"}, together, alone,
+                              Acceptance("cu128", None, ()))
+    assert runs == [["torch>=2.9,<2.12", "torchvision==0.26.*"]]
+    assert answers is not None
+    assert {name: (found.version if found else None, rejected) for name, (found, rejected) in answers.items()} == {
+        "torch": ("2.11.0+cu128", []), "torchvision": ("0.26.0+cu128", [])}
+
+
+def test_newest_together_asks_alone_again_only_for_a_name_whose_answer_is_refused() -> None:
+    asked: list[str] = []
+
+    def together(requirements: list[str]) -> list[Resolved] | None:
+        return [Resolved("torch", "2.11.0", "https://pypi.example/torch.whl"), Resolved("torchvision", "0.26.0+cpu", None)]
+
+    def alone(requirement: str) -> Resolved | None:
+        asked.append(requirement)
+        return Resolved("torch", "2.10.0+cpu", None)
+
+    answers = newest_together({"torch": ">=2.9,<2.12", "torchvision": "==0.26.*"}, together, alone,
+                              Acceptance("cpu", None, ()))
+    assert answers is not None
+    found, rejected = answers["torch"]
+    assert found is not None and found.version == "2.10.0+cpu"
+    assert asked == ["torch>=2.9,<2.12,!=2.11.0"]
+    assert len(rejected) == 1 and "torch 2.11.0 is not a cpu build" in rejected[0]
+    assert answers["torchvision"][1] == []
+
+
+@pytest.mark.parametrize("answered", [None, [Resolved("torch", "2.11.0+cpu", None)]])
+def test_newest_together_gives_up_when_the_run_answers_not_every_name(answered: list[Resolved] | None) -> None:
+    """uv fails the whole run when one name has nothing in range, and says not which: the caller asks each alone."""
+    answers = newest_together({"torch": ">=2.9", "torchaudio": "==2.11.*"}, lambda _: answered, lambda _: None,
+                              Acceptance("cpu", None, ()))
+    assert answers is None

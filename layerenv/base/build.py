@@ -8,8 +8,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -23,6 +22,7 @@ from layerenv.base.resolve import (
     companion_specifier,
     newest_acceptable,
     newest_of_each,
+    newest_together,
     series_specifier,
 )
 from layerenv.base.torch_check import TorchReport, inspect_torch, judge
@@ -32,6 +32,7 @@ from layerenv.errors import OperationFailed
 from layerenv.faults import checkpoint
 from layerenv.installers import Installer, Log, Resolved, Sources, UvInstaller, get_installer
 from layerenv.reporter import Reporter, progress
+from layerenv.side_calls import SideCalls
 from layerenv.store.atomic import open_log, remove_tree, swap_in, write_json
 from layerenv.store.home import MANIFEST_NAME, Store
 from layerenv.urls import fill_template, redact, unreachable_reason
@@ -132,22 +133,29 @@ def _plan(
                 for name in companions}
 
     # a companion pairs with torch's series, nearly always the newest in range: the companions are resolved for
-    # it beside torch, and again once torch is known only where its series turns out to be another
+    # it with torch, and again once torch is known only where its series turns out to be another
     likely = pair_companions(decision.torch_series[0])
     specifier = series_specifier(decision.torch_series, open_ended=open_ended, pin=request.pin)
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="layerenv-companions") as pool:
-        guessed = pool.submit(newest_of_each, _asked(likely), newest, acceptance)
-        torch, rejected = newest_acceptable("torch", specifier, newest, acceptance)
-        if torch is None:
-            detail = f"; skipped: {rejected[-1]}" if rejected else ""
-            if offline is not None:
-                detail += f"; {offline.headline()}: {offline.what_would_work()}"
-            raise OperationFailed(
-                f"no torch{specifier} {decision.variant} build found in {', '.join(sources.describe())}{detail} "
-                f"(log: {log.path})"
-            )
-        pairing = pair_companions(torch.version)
-        answers = guessed.result() if pairing == likely else newest_of_each(_asked(pairing), newest, acceptance)
+    together = newest_together(
+        {"torch": specifier, **_asked(likely)},
+        lambda requirements: installer.newest_each(python, requirements, sources, log),
+        newest,
+        acceptance,
+    )
+    if together is None:  # one name had nothing in its range, which one run does not say: each is asked alone
+        torch, rejected, together = _each_alone(specifier, likely, newest, acceptance)
+    else:
+        torch, rejected = together.pop("torch")
+    if torch is None:
+        detail = f"; skipped: {rejected[-1]}" if rejected else ""
+        if offline is not None:
+            detail += f"; {offline.headline()}: {offline.what_would_work()}"
+        raise OperationFailed(
+            f"no torch{specifier} {decision.variant} build found in {', '.join(sources.describe())}{detail} "
+            f"(log: {log.path})"
+        )
+    pairing = pair_companions(torch.version)
+    answers = together if pairing == likely else newest_of_each(_asked(pairing), newest, acceptance)
     requirements = [f"torch=={torch.version}"]
     notes = []
     for name in companions:
@@ -161,6 +169,19 @@ def _plan(
             continue
         requirements.append(f"{name}=={found.version}" if found else name)
     return _Plan(torch, tuple(requirements), tuple(notes))
+
+
+def _each_alone(
+    specifier: str,
+    likely: dict[str, str | None],
+    newest: Callable[[str], Resolved | None],
+    acceptance: Acceptance,
+) -> tuple[Resolved | None, list[str], dict[str, tuple[Resolved | None, list[str]]]]:
+    """torch's newest acceptable release and the likely companions', each asked alone, the companions beside torch."""
+    with SideCalls("layerenv-companions") as side:
+        guessed = side.start(newest_of_each, _asked(likely), newest, acceptance)
+        torch, rejected = newest_acceptable("torch", specifier, newest, acceptance)
+        return torch, rejected, guessed.result()
 
 
 def _asked(pairing: dict[str, str | None]) -> dict[str, str]:
@@ -279,14 +300,14 @@ def _venv_and_plan(
     (with uv, which needs no pip inside) while torch is resolved for the interpreter."""
     decision = request.detection.decision
     python = VenvLayout.for_venv(staging).python
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        creating = pool.submit(_create_venv, staging, request, installer, log)
+    with SideCalls("layerenv-venv") as side:
+        creating = side.start(_create_venv, staging, request, installer, log)
         sources, offline, installer_name = resolve_sources(request, reporter, log, prefix=staging)
         request, chosen = _with_installer(request, installer, installer_name)
         if chosen.seeds_pip != installer.seeds_pip:  # pip standing in for uv: its venv needs pip
             creating.result()
             remove_tree(staging)
-            creating = pool.submit(_create_venv, staging, request, chosen, log)
+            creating = side.start(_create_venv, staging, request, chosen, log)
         installer = chosen
         reporter.step(f"creating a {request.interpreter.tag} virtualenv")
         if installer.seeds_pip:  # pip resolves from inside the venv; uv (no pip) for the interpreter, meanwhile

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Mapping
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 
 from layerenv.choice.decide import normalize_pin
 from layerenv.choice.variant import parse_version_tuple
 from layerenv.installers import Resolved
+from layerenv.side_calls import SideCalls
 from layerenv.urls import without_credentials
+from layerenv.venv.distinfo import canonical_name
 
 MAX_REJECTIONS = 6
 
@@ -64,11 +65,13 @@ def newest_acceptable(
     specifier: str,
     find_newest: Callable[[str], Resolved | None],
     acceptance: Acceptance,
+    *,
+    tries: int = MAX_REJECTIONS,
 ) -> tuple[Resolved | None, list[str]]:
     """Ask the installer for the newest ``name`` in ``specifier``, skipping unacceptable builds."""
     rejected: list[str] = []
     excluded: list[str] = []
-    for _ in range(MAX_REJECTIONS):
+    for _ in range(tries):
         clauses = ",".join([specifier, *excluded]) if specifier else ",".join(excluded)
         resolved = find_newest(f"{name}{clauses}")
         if resolved is None:
@@ -81,6 +84,36 @@ def newest_acceptable(
     return None, rejected
 
 
+def newest_together(
+    specifiers: Mapping[str, str],
+    find_together: Callable[[Sequence[str]], list[Resolved] | None],
+    find_newest: Callable[[str], Resolved | None],
+    acceptance: Acceptance,
+) -> dict[str, tuple[Resolved | None, list[str]]] | None:
+    """:func:`newest_of_each` in one installer run, each name by itself (no dependencies considered): one
+    run costs what one name alone does, where side by side each pays the installer's start and index reads.
+
+    A name whose answer is not acceptable is asked again alone, without that release, as
+    :func:`newest_acceptable` would. ``None`` when the run answered not every name (one had nothing in its
+    range, which one run does not say): the caller asks each alone.
+    """
+    found = find_together([f"{name}{specifier}" for name, specifier in specifiers.items()])
+    answered = {canonical_name(item.name): item for item in found or ()}
+    if any(canonical_name(name) not in answered for name in specifiers):
+        return None
+    answers: dict[str, tuple[Resolved | None, list[str]]] = {}
+    for name, specifier in specifiers.items():
+        resolved = answered[canonical_name(name)]
+        reason = acceptance.why_not(resolved)
+        if reason is None:
+            answers[name] = (resolved, [])
+            continue
+        without = ",".join(clause for clause in (specifier, f"!={resolved.version}") if clause)
+        later, rejected = newest_acceptable(name, without, find_newest, acceptance, tries=MAX_REJECTIONS - 1)
+        answers[name] = (later, [reason, *rejected])
+    return answers
+
+
 def newest_of_each(
     specifiers: Mapping[str, str],
     find_newest: Callable[[str], Resolved | None],
@@ -90,10 +123,10 @@ def newest_of_each(
     companions of a torch release do not depend on each other)."""
     if len(specifiers) < 2:
         return {name: newest_acceptable(name, spec, find_newest, acceptance) for name, spec in specifiers.items()}
-    with ThreadPoolExecutor(max_workers=len(specifiers), thread_name_prefix="layerenv-resolve") as pool:
-        asked = {name: pool.submit(newest_acceptable, name, spec, find_newest, acceptance)
+    with SideCalls("layerenv-resolve") as side:
+        asked = {name: side.start(newest_acceptable, name, spec, find_newest, acceptance)
                  for name, spec in specifiers.items()}
-        return {name: future.result() for name, future in asked.items()}
+        return {name: pending.result() for name, pending in asked.items()}
 
 
 def companion_specifier(name: str, torch_version: str, torchaudio_series: Collection[str]) -> str | None:

@@ -33,6 +33,13 @@ class PipInstaller:
         ran, resolved = _install_with_report(python, args, log, self.environ)
         return resolved[0] if ran.returncode == 0 and resolved else None
 
+    def newest_each(
+        self, python: Path, requirements: Sequence[str], sources: Sources, log: Log
+    ) -> list[Resolved] | None:
+        args = ["--dry-run", "--ignore-installed", "--no-deps", "--quiet", *_source_args(sources), *requirements]
+        ran, resolved = _install_with_report(python, args, log, self.environ)
+        return resolved if ran.returncode == 0 else None
+
     def install(
         self, python: Path, requirements: Sequence[str], sources: Sources, log: Log, *, sources_for: Wanted = None
     ) -> list[Resolved]:

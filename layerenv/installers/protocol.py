@@ -85,6 +85,13 @@ class Installer(Protocol):
         """The newest release matching ``requirement`` in ``sources``, resolved without installing."""
         ...
 
+    def newest_each(
+        self, python: Path, requirements: Sequence[str], sources: Sources, log: Log
+    ) -> list[Resolved] | None:
+        """:meth:`newest` of each requirement in one run, each by itself (no dependencies considered);
+        ``None`` when the run fails (one requirement had no match, say)."""
+        ...
+
     def install(
         self, python: Path, requirements: Sequence[str], sources: Sources, log: Log, *, sources_for: Wanted = None
     ) -> list[Resolved]:

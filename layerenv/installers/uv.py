@@ -44,6 +44,11 @@ class UvInstaller:
         found = self._compile(python, [requirement], _source_args(sources), _build_env(self._env()), log)
         return found[0] if found else None
 
+    def newest_each(
+        self, python: Path, requirements: Sequence[str], sources: Sources, log: Log
+    ) -> list[Resolved] | None:
+        return self._compile(python, requirements, _source_args(sources), _build_env(self._env()), log)
+
     def install(
         self, python: Path, requirements: Sequence[str], sources: Sources, log: Log, *, sources_for: Wanted = None
     ) -> list[Resolved]:
@@ -91,7 +96,7 @@ class UvInstaller:
         direct = {dist.name: _direct_url(dist) for dist in dists}
         pins = [f"{dist.name}=={dist.version}" for dist in dists
                 if direct[dist.name] is None and (sources_for is None or sources_for(dist.name, dist.version))]
-        found = {item.name: item for item in self._compile(python, pins, source_args, env, log)} if pins else {}
+        found = {item.name: item for item in self._compile(python, pins, source_args, env, log) or ()} if pins else {}
         return [
             Resolved(dist.name, dist.version, direct[dist.name] or getattr(found.get(dist.name), "url", None))
             for dist in dists
@@ -99,15 +104,16 @@ class UvInstaller:
 
     def _compile(
         self, python: Path, requirements: Sequence[str], source_args: list[str], env: Mapping[str, str], log: Log
-    ) -> list[Resolved]:
-        """``uv pip compile --no-deps --emit-index-annotation``: each pin and the index it comes from."""
+    ) -> list[Resolved] | None:
+        """``uv pip compile --no-deps --emit-index-annotation``: each pin and the index it comes from;
+        ``None`` when uv found no answer for one of them."""
         with tempfile.TemporaryDirectory(prefix="layerenv-uv-") as scratch:
             listed = Path(scratch) / "requirements.in"
             listed.write_text("".join(f"{line}\n" for line in requirements), encoding="utf-8")
             argv = [self.uv, "pip", "compile", "--quiet", "--no-header", "--emit-index-annotation", "--no-deps",
                     "--python", str(python), *source_args, str(listed)]
             ran = run(argv, log, env)
-        return parse_compiled(ran.stdout) if ran.returncode == 0 else []
+        return parse_compiled(ran.stdout) if ran.returncode == 0 else None
 
 
 def parse_compiled(text: str) -> list[Resolved]:

@@ -42,6 +42,12 @@ class FakeInstaller:
     def newest(self, python: Path, requirement: str, sources: Sources, log: Log) -> Resolved | None:
         return self._choose(requirement)
 
+    def newest_each(
+        self, python: Path, requirements: Sequence[str], sources: Sources, log: Log
+    ) -> list[Resolved] | None:
+        found = [self.newest(python, requirement, sources, log) for requirement in requirements]
+        return [item for item in found if item is not None] if all(found) else None
+
     def _choose(self, requirement: str) -> Resolved | None:
         wanted = Requirement(requirement)
         versions = [
