@@ -33,9 +33,11 @@ TARGET_MS = 150.0
 TARGET_SMI_RATIO = 2.0
 TARGET_STARTUP_RATIO = 1.5  # issue 19: the process costs at most 1.5x the interpreter's own start-up
 SMI_QUERY = ("--query-gpu=name,compute_cap,driver_version", "--format=csv,noheader")
-# layerenv as users start it, not through -m (runpy's cost): the console script pip and pipx write
-# (it imports re), and the one `uv tool install` writes
-PIP_SCRIPT = "import re, sys; from layerenv.cli.entry import main; sys.exit(main())"
+# layerenv as users start it, not through -m (runpy's cost): the console script pip before 25.2 writes, as
+# pipx on it does (it imports re), the one pip 25.2 and later writes, and the one `uv tool install` writes
+PIP_SCRIPT = "import re, sys; from layerenv.cli.entry import main; sys.exit(main())"  # pip before 25.2
+NEW_PIP_SCRIPT = ("import sys; from layerenv.cli.entry import main; sys.argv[0] = sys.argv[0].removesuffix('.exe'); "
+                  "sys.exit(main())")  # pip 25.2 and later (pypa/pip#13165): no re
 UV_SCRIPT = "import sys; from layerenv.cli.entry import main; sys.exit(main())"
 TORCH_SNIPPET = "import torch; torch.cuda.get_device_capability()"
 
@@ -133,6 +135,9 @@ def benchmark(runs: int, torch_runs: int, timeout: float, python: str) -> dict[s
         layerenv = time_command(
             Timing("layerenv detect --json", [python, "-c", PIP_SCRIPT, "detect", "--json"], runs), timeout, env
         )
+        new_pip_script = time_command(
+            Timing("layerenv detect --json (pip>=25.2's script)", [python, "-c", NEW_PIP_SCRIPT, "detect", "--json"],
+                   runs), timeout, env)
         uv_script = time_command(
             Timing("layerenv detect --json (uv's script)", [python, "-c", UV_SCRIPT, "detect", "--json"], runs),
             timeout, env)
@@ -189,11 +194,13 @@ def benchmark(runs: int, torch_runs: int, timeout: float, python: str) -> dict[s
         "python_version": sys.version.split()[0],
         "runs": runs,
         "torch_runs": torch_runs,
-        "timings": {t.name: t.to_json() for t in (layerenv, uv_script, fresh, smi, torch, startup)},
+        "timings": {t.name: t.to_json() for t in (layerenv, new_pip_script, uv_script, fresh, smi, torch, startup)},
         "ratios": {
             "layerenv/nvidia-smi": None if smi_ratio is None else round(smi_ratio, 3),
             "layerenv/torch": None if torch_ratio is None else round(torch_ratio, 3),
             "layerenv/python -c pass": None if startup_ratio is None else round(startup_ratio, 3),
+            "layerenv (pip>=25.2's script)/python -c pass": None if _ratio(new_pip_script, startup) is None else round(
+                _ratio(new_pip_script, startup) or 0.0, 3),
             "layerenv (uv's script)/python -c pass": None if _ratio(uv_script, startup) is None else round(
                 _ratio(uv_script, startup) or 0.0, 3),
             "layerenv --fresh/python -c pass": None if _ratio(fresh, startup) is None else round(

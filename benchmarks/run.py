@@ -41,6 +41,7 @@ def main() -> None:
             {
                 "python": [str(python), "-c", "pass"],
                 "layerenv run": console_script("run", "python", "-c", "pass"),
+                "layerenv run (pip>=25.2's script)": console_script("run", "python", "-c", "pass", writer="pip>=25.2"),
                 "layerenv run (uv's script)": console_script("run", "python", "-c", "pass", writer="uv"),
                 "uv run --no-sync": [uv(), "run", "--no-sync", "--no-project", "python", "-c", "pass"],
             },
@@ -50,17 +51,20 @@ def main() -> None:
         )
         ms = {name: value * 1000 for name, value in medians.items()}
         overhead = ms["layerenv run"] - ms["python"]
+        new_pip_overhead = ms["layerenv run (pip>=25.2's script)"] - ms["python"]
         uv_script_overhead = ms["layerenv run (uv's script)"] - ms["python"]
         uv_overhead = ms["uv run --no-sync"] - ms["python"]
         result = {
             "runs": options.runs,
             "median_ms": {name: round(value, 1) for name, value in ms.items()},
             "layerenv_run_overhead_ms": round(overhead, 1),
+            "layerenv_run_pip_25_2_script_overhead_ms": round(new_pip_overhead, 1),
             "layerenv_run_uv_script_overhead_ms": round(uv_script_overhead, 1),
             "uv_run_overhead_ms": round(uv_overhead, 1),
             "ratio_layerenv_run_over_python": round(ms["layerenv run"] / ms["python"], 2),
             "target_overhead_ms": TARGET_OVERHEAD_MS,
             "met": overhead <= TARGET_OVERHEAD_MS,
+            "met_with_pip_25_2_script": new_pip_overhead <= TARGET_OVERHEAD_MS,
         }
         if options.json:
             print(json.dumps(result, indent=2))
@@ -68,10 +72,12 @@ def main() -> None:
         for name, value in ms.items():
             print(f"{name + ': python -c pass':<50} {value:7.1f} ms (median of {options.runs})")
         print(
-            f"layerenv run adds {overhead:.1f} ms ({result['ratio_layerenv_run_over_python']:.2f}x python -c pass); "
-            f"{uv_script_overhead:.1f} ms with uv's script;\n"
+            f"layerenv run adds {overhead:.1f} ms ({result['ratio_layerenv_run_over_python']:.2f}x python -c pass) "
+            f"with pip<25.2's console script (imports re); {new_pip_overhead:.1f} ms with pip>=25.2's; "
+            f"{uv_script_overhead:.1f} ms with uv's;\n"
             f"uv run --no-sync adds {uv_overhead:.1f} ms; target <= {TARGET_OVERHEAD_MS:.0f} ms: "
-            f"{'met' if result['met'] else 'NOT met'}"
+            f"{'met' if result['met'] else 'NOT met'} with pip<25.2's script, "
+            f"{'met' if result['met_with_pip_25_2_script'] else 'NOT met'} with pip>=25.2's"
         )
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
