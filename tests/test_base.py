@@ -89,6 +89,10 @@ def test_build_then_reuse_with_pip(tmp_path: Path, env_for) -> None:  # type: ig
     assert len(manifest["packages"]["torch"]["record_sha256"]) == 64
     assert set(manifest["timings"]) >= {"venv", "resolve", "install", "verify", "total"}
     assert not any((home / "staging").iterdir())
+    dry_runs = [line.split() for log in (home / "logs").iterdir()
+                for line in log.read_text(encoding="utf-8").splitlines() if line.startswith("$ ") and "--dry-run" in line]
+    assert dry_runs and all(sum(word.startswith("torch") for word in run) == 1 for run in dry_runs), (
+        "pip asks for each name alone (a run of several that fails costs a pip run of seconds)")
 
     logs_before = sorted((home / "logs").iterdir())
     started = time.monotonic()

@@ -36,9 +36,10 @@ class PipInstaller:
     def newest_each(
         self, python: Path, requirements: Sequence[str], sources: Sources, log: Log
     ) -> list[Resolved] | None:
-        args = ["--dry-run", "--ignore-installed", "--no-deps", "--quiet", *_source_args(sources), *requirements]
-        ran, resolved = _install_with_report(python, args, log, self.environ)
-        return resolved if ran.returncode == 0 else None
+        """Not in one run: a pip run takes seconds (its start, every index page parsed again), so a run that
+        fails for one name (a companion a mirror lacks) would cost more than running one a name, side by side,
+        saves; the caller asks each alone."""
+        return None
 
     def install(
         self, python: Path, requirements: Sequence[str], sources: Sources, log: Log, *, sources_for: Wanted = None

@@ -89,7 +89,8 @@ class Installer(Protocol):
         self, python: Path, requirements: Sequence[str], sources: Sources, log: Log
     ) -> list[Resolved] | None:
         """:meth:`newest` of each requirement in one run, each by itself (no dependencies considered);
-        ``None`` when the run fails (one requirement had no match, say)."""
+        ``None`` when the run fails (one requirement had no match, say), or where runs are too slow for a
+        run that may fail to be worth trying (pip): the caller then asks each alone."""
         ...
 
     def install(
