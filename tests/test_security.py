@@ -233,6 +233,44 @@ def test_a_base_others_can_write_is_refused(tmp_path: Path, env_in) -> None:  # 
     assert again.returncode == 0 and json.loads(again.stdout)["status"] == "reused", again.stderr
 
 
+def test_the_check_reads_every_package_folder_and_the_torch_family_a_level_deeper(  # type: ignore[no-untyped-def]
+    tmp_path: Path, env_in
+) -> None:
+    """Every package folder of a base is read (a world-writable install or a `chmod -R` makes them writable,
+    and who can write one can put any module in it); the torch family's subfolders and top-level modules
+    too; another package's are not (what keeps an adopted venv of ~200 distributions at hundreds of paths)."""
+    from dataclasses import replace
+
+    from layerenv.base.current import refuse_writable_by_others, trust_checked_paths
+    from layerenv.base.manifest import PackageRecord, read_manifest
+    from layerenv.errors import OperationFailed
+
+    home = tmp_path / "home"
+    built = run_layerenv(["base", "--json"], env_in(home), tmp_path)
+    assert built.returncode == 0, built.stderr
+    base = home / "bases" / json.loads(built.stdout)["base_id"]
+    site = next((base / "lib").glob("python*/site-packages"))
+    (site / "numpy" / "linalg").mkdir(parents=True)
+    (site / "numpy" / "__init__.py").write_text("", encoding="utf-8")
+    manifest = read_manifest(base / "layerenv-manifest.json")
+    adopted_like = replace(manifest, packages={**manifest.packages,
+                                               "numpy": PackageRecord("numpy", "2.3.0", "0" * 64, "pip")})
+
+    paths = {path for path, _ in trust_checked_paths(adopted_like)}
+
+    torch_inside = {str(path) for path in (site / "torch").iterdir()
+                    if path.suffix == ".py" or (path.is_dir() and not path.is_symlink())}
+    assert torch_inside and torch_inside <= paths, "the torch family: subfolders and top-level modules"
+    assert str(site / "numpy") in paths
+    assert not {str(site / "numpy" / "linalg"), str(site / "numpy" / "__init__.py")} & paths
+    (site / "numpy").chmod(0o777)
+    try:
+        with pytest.raises(OperationFailed, match="numpy is writable by other users"):
+            refuse_writable_by_others(adopted_like)
+    finally:
+        (site / "numpy").chmod(0o755)
+
+
 def _no_secret_anywhere(home: Path, outputs: list[str]) -> None:
     for text in outputs:
         assert "s3cret" not in text, text
