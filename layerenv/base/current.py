@@ -99,7 +99,7 @@ def trust_checked_paths(manifest: Manifest) -> list[tuple[str, int]]:
     ``site-packages`` directories, the ``.pth`` files in ``site-packages``, the directory of each package
     the base holds (who can write one can put any module in it: what a world-writable install or a
     ``chmod -R`` leaves), and for each torch-family package also its direct subdirectories and its
-    top-level ``.py`` files. An adopted venv of ~200 distributions is so read in ~500 paths, not ~3,000."""
+    top-level ``.py`` files. An adopted venv of ~200 distributions is so read in a few hundred paths, not ~3,000."""
     import os
 
     from layerenv.venv.distinfo import is_family
