@@ -143,9 +143,10 @@ def _plan(
         acceptance,
     )
     if together is None:  # one name had nothing in its range, which one run does not say: each is asked alone
-        torch, rejected, together = _each_alone(specifier, likely, newest, acceptance)
+        torch, rejected, likely_answers = _each_alone(specifier, likely, newest, acceptance)
     else:
         torch, rejected = together.pop("torch")
+        likely_answers = together
     if torch is None:
         detail = f"; skipped: {rejected[-1]}" if rejected else ""
         if offline is not None:
@@ -155,7 +156,7 @@ def _plan(
             f"(log: {log.path})"
         )
     pairing = pair_companions(torch.version)
-    answers = together if pairing == likely else newest_of_each(_asked(pairing), newest, acceptance)
+    answers = likely_answers if pairing == likely else newest_of_each(_asked(pairing), newest, acceptance)
     requirements = [f"torch=={torch.version}"]
     notes = []
     for name in companions:
